@@ -1,0 +1,101 @@
+"""Value objects that cross the service boundary.
+
+Both faces (the XMPP gateway and the web UI) see identities, contacts and
+arrivals only through these frozen records, never through envelopes or keys.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ContactState(enum.StrEnum):
+    ACCEPTED = "accepted"  # both directions allowed
+    PENDING_IN = "pending_in"  # they wrote first; held until the user accepts
+    BLOCKED = "blocked"  # nothing from them is delivered
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityInfo:
+    """A local identity as the faces show it."""
+
+    address: str  # 56-character address, the whole public key
+    nick: str  # display name, can be renamed
+    username: str  # XMPP localpart, fixed at creation
+    xmpp_password: str  # random, shown to the user to type into the client
+    fingerprint: str  # short human-comparable fingerprint
+    created_at: int  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInfo:
+    owner: str  # address of the local identity this contact belongs to
+    address: str
+    petname: str
+    state: ContactState
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageArrived:
+    """A direct message for a local identity, opened and verified."""
+
+    to: str  # local identity address
+    sender: str  # sender address (proved by signature)
+    text: str
+    sent_at_ms: int
+    envelope_id: bytes
+    receipt_wanted: bool
+    message_id: str = ""  # the sender's XMPP message id, if any
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessageArrived:
+    to: str  # local identity that is in the room
+    room: str
+    sender: str
+    sender_nick: str
+    text: str
+    sent_at_ms: int
+    envelope_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptArrived:
+    to: str
+    sender: str
+    acked: tuple[bytes, ...]  # envelope ids the recipient confirms
+    message_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsChanged:
+    owner: str  # identity whose contact list changed (roster push)
+    contact: ContactInfo | None = None
+    removed: str | None = None  # address removed, if any
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitiesChanged:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    peers: list[dict[str, object]] = field(default_factory=list)
+    stored_envelopes: int = 0
+    stored_bytes: int = 0
+    difficulty_bits: int = 0
+    storage: str = "memory"
+    tor: str = "off"
+    recent_errors: list[str] = field(default_factory=list)
+
+
+Event = (
+    MessageArrived
+    | RoomMessageArrived
+    | ReceiptArrived
+    | ContactsChanged
+    | IdentitiesChanged
+)
