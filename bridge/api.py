@@ -17,6 +17,31 @@ from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth
 Listener = Callable[[Event], None]
 
 
+class VanityProgress(Protocol):
+    attempts: int
+    rate: float  # keys per second, all workers together
+    elapsed: float  # seconds
+    expected_attempts: float  # mean number of keys to try for this prefix
+    done: bool
+    cancelled: bool
+    error: str  # set when the job failed; empty otherwise
+    address: str  # set when done: the new identity's address
+
+
+class VanityJob(Protocol):
+    """A running vanity search; the result becomes a new identity."""
+
+    id: str
+    prefix: str
+    nick: str
+
+    def progress(self) -> VanityProgress: ...
+    def cancel(self) -> None: ...
+    async def wait(self) -> IdentityInfo:
+        """The new identity; raises PowCancelledError-like UserError if cancelled."""
+        ...
+
+
 class ServiceAPI(Protocol):
     # --- identities ---------------------------------------------------------
     def identities(self) -> list[IdentityInfo]: ...
@@ -28,6 +53,20 @@ class ServiceAPI(Protocol):
     def check_login(self, username: str, password: str) -> IdentityInfo | None:
         """Constant-time password check for an XMPP login; None if wrong."""
         ...
+
+    def export_identity(self, address: str, passphrase: str) -> bytes:
+        """The identity's keys as a passphrase-encrypted file (Argon2id)."""
+        ...
+
+    def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo: ...
+
+    # --- vanity addresses ---------------------------------------------------
+    def vanity_estimate(self, prefix: str) -> tuple[float, float]:
+        """(expected attempts, expected seconds on this machine); UserError if invalid."""
+        ...
+
+    def start_vanity(self, prefix: str, nick: str) -> VanityJob: ...
+    def vanity_job(self, job_id: str) -> VanityJob | None: ...
 
     # --- contacts -----------------------------------------------------------
     def contacts(self, owner: str) -> list[ContactInfo]: ...
@@ -54,3 +93,12 @@ class ServiceAPI(Protocol):
         ...
 
     def health(self) -> NodeHealth: ...
+
+    # --- peers --------------------------------------------------------------
+    def add_peer(self, host_port: str) -> None: ...
+    def remove_peer(self, host_port: str) -> None: ...
+
+    # --- what a client needs to connect ---------------------------------------
+    def xmpp_settings(self) -> dict[str, object]:
+        """host, port, domain, certificate SHA-256 fingerprint, TLS mode."""
+        ...
