@@ -1,0 +1,166 @@
+"""Every cryptographic primitive ParanoIM uses, as small pure functions.
+
+Keys are plain ``bytes``; each function checks lengths on entry. Every derived
+key has its own context string (blake3 ``derive_key`` mode), listed here in one
+place so no two purposes can ever share one. Randomness is never drawn here:
+callers pass seeds in, so tests are deterministic.
+
+PyNaCl (libsodium) is used for signatures rather than ``cryptography``: the
+latter accepts the forged signature (R = identity, S = 0) under the identity
+public key, libsodium refuses it and small-order keys outright.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+import blake3
+import nacl.bindings as sodium
+import nacl.exceptions
+
+from bridge.core.errors import (
+    BadSignatureError,
+    DecryptionError,
+    LocalProtocolError,
+    WeakKeyError,
+)
+
+KEY_SIZE: Final = 32
+SIGNATURE_SIZE: Final = 64
+AEAD_TAG_SIZE: Final = 16
+AEAD_NONCE_SIZE: Final = 24
+
+# One context string per purpose. Changing any of them is a protocol change.
+CTX_ADDRESS_CHECKSUM: Final = "ParanoIM 2026-11 address checksum"
+CTX_FINGERPRINT: Final = "ParanoIM 2026-11 display fingerprint"
+CTX_SEAL_KEY: Final = "ParanoIM 2026-11 seal key"
+CTX_SEAL_NONCE: Final = "ParanoIM 2026-11 seal nonce"
+CTX_RECIPIENT_TAG: Final = "ParanoIM 2026-11 recipient tag"
+CTX_PAIR_SECRET: Final = "ParanoIM 2026-11 pair secret"  # noqa: S105 (a context label)
+CTX_PAIR_TAG: Final = "ParanoIM 2026-11 pair tag"
+CTX_ANNOUNCE_TAG: Final = "ParanoIM 2026-11 announcement tag"
+CTX_ANNOUNCE_KEY: Final = "ParanoIM 2026-11 announcement key"
+CTX_ROOM_KEY: Final = "ParanoIM 2026-11 room key"
+CTX_ROOM_TAG: Final = "ParanoIM 2026-11 room tag"
+CTX_ENVELOPE_ID: Final = "ParanoIM 2026-11 envelope id"
+CTX_POW_INPUT: Final = "ParanoIM 2026-11 proof of work input"
+CTX_INVITE_CHECKSUM: Final = "ParanoIM 2026-11 invite checksum"
+CTX_EXPORT_KEY: Final = "ParanoIM 2026-11 identity export key"
+
+# Domain tags that prefix signed messages (not key derivation contexts).
+SIG_ENVELOPE: Final = b"ParanoIM 2026-11 envelope signature\x00"
+SIG_PREKEY: Final = b"ParanoIM 2026-11 signed prekey\x00"
+
+
+def _need(value: bytes, size: int, what: str) -> None:
+    if not isinstance(value, bytes | bytearray) or len(value) != size:
+        raise LocalProtocolError(f"{what} must be {size} bytes")
+
+
+def derive(context: str, material: bytes, length: int = 32) -> bytes:
+    """blake3 derive_key mode: a key for one purpose from secret material."""
+    out: bytes = blake3.blake3(material, derive_key_context=context).digest(length=length)
+    return out
+
+
+def hash32(data: bytes) -> bytes:
+    out: bytes = blake3.blake3(data).digest()
+    return out
+
+
+# --- Ed25519 -------------------------------------------------------------------
+
+
+def check_ed25519_public(pub: bytes) -> None:
+    """Refuse small-order, non-canonical and off-curve Ed25519 public keys."""
+    _need(pub, KEY_SIZE, "Ed25519 public key")
+    if not sodium.crypto_core_ed25519_is_valid_point(pub):
+        raise WeakKeyError("Ed25519 public key is small-order, non-canonical or not on the curve")
+
+
+def ed25519_keypair(seed: bytes) -> tuple[bytes, bytes]:
+    """(public key, 64-byte libsodium secret key) from a 32-byte seed."""
+    _need(seed, KEY_SIZE, "Ed25519 seed")
+    pub, sk = sodium.crypto_sign_seed_keypair(seed)
+    return bytes(pub), bytes(sk)
+
+
+def ed25519_public(seed: bytes) -> bytes:
+    return ed25519_keypair(seed)[0]
+
+
+def sign(secret_key: bytes, message: bytes) -> bytes:
+    _need(secret_key, 64, "Ed25519 secret key")
+    signed: bytes = sodium.crypto_sign(message, secret_key)
+    return signed[:SIGNATURE_SIZE]
+
+
+def verify(pub: bytes, message: bytes, signature: bytes) -> None:
+    """Raise BadSignatureError unless ``signature`` is ``pub``'s over ``message``."""
+    _need(pub, KEY_SIZE, "Ed25519 public key")
+    if len(signature) != SIGNATURE_SIZE:
+        raise BadSignatureError("signature has the wrong length")
+    try:
+        sodium.crypto_sign_open(signature + message, pub)
+    except nacl.exceptions.BadSignatureError as exc:
+        raise BadSignatureError("signature does not verify") from exc
+
+
+# --- X25519 --------------------------------------------------------------------
+
+
+def x25519_public(secret: bytes) -> bytes:
+    _need(secret, KEY_SIZE, "X25519 secret key")
+    out: bytes = sodium.crypto_scalarmult_base(secret)
+    return out
+
+
+def x25519(secret: bytes, public: bytes) -> bytes:
+    """Diffie-Hellman; a low-order peer key (all-zero result) is a WeakKeyError."""
+    _need(secret, KEY_SIZE, "X25519 secret key")
+    _need(public, KEY_SIZE, "X25519 public key")
+    try:
+        shared: bytes = sodium.crypto_scalarmult(secret, public)
+    except (RuntimeError, nacl.exceptions.CryptoError) as exc:
+        raise WeakKeyError("X25519 public key is a low-order point") from exc
+    if hmac.compare_digest(shared, bytes(KEY_SIZE)):
+        raise WeakKeyError("X25519 public key is a low-order point")
+    return shared
+
+
+def ed25519_to_x25519_public(pub: bytes) -> bytes:
+    check_ed25519_public(pub)
+    out: bytes = sodium.crypto_sign_ed25519_pk_to_curve25519(pub)
+    return out
+
+
+def ed25519_to_x25519_secret(secret_key: bytes) -> bytes:
+    _need(secret_key, 64, "Ed25519 secret key")
+    out: bytes = sodium.crypto_sign_ed25519_sk_to_curve25519(secret_key)
+    return out
+
+
+# --- AEAD ----------------------------------------------------------------------
+
+
+def aead_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    _need(key, KEY_SIZE, "AEAD key")
+    _need(nonce, AEAD_NONCE_SIZE, "AEAD nonce")
+    out: bytes = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
+    return out
+
+
+def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    _need(key, KEY_SIZE, "AEAD key")
+    _need(nonce, AEAD_NONCE_SIZE, "AEAD nonce")
+    try:
+        out: bytes = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, aad, nonce, key)
+    except nacl.exceptions.CryptoError as exc:
+        raise DecryptionError("ciphertext does not authenticate") from exc
+    return out
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison for secrets and authenticators."""
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,168 @@
+"""Payloads carried inside sealed envelopes, one record per envelope kind.
+
+Each record is a frozen value with one ``encode`` and one ``parse``; parsing is
+strict (no trailing bytes, no unknown flag bits, UTF-8 checked, lengths bounded)
+so every payload has exactly one encoding. Layouts (big-endian):
+
+    direct        sent_at_ms u64 ‖ flags u8 ‖ msgid len u8 ‖ msgid ‖
+                  [signed prekey 104 if flags&2] ‖ text (rest)
+                  flags: 1 receipt wanted, 2 carries the sender's prekey
+    room          sent_at_ms u64 ‖ room len u8 ‖ room ‖ nick len u8 ‖ nick ‖ text (rest)
+    announcement  issued_at u64 ‖ nick len u8 ‖ nick ‖ endpoint len u8 ‖ endpoint ‖
+                  prekey count u8 (1..4) ‖ prekeys 104 each
+    receipt       count u8 (1..64) ‖ count × (envelope id 32 ‖ msgid len u8 ‖ msgid)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from bridge.core.envelope import Kind
+from bridge.core.errors import LocalProtocolError, MalformedError, NonCanonicalError
+from bridge.core.identity import PREKEY_SIZE, SignedPrekey
+from bridge.core.reader import Reader
+
+MAX_SHORT_TEXT: Final = 64  # message ids, nicks, room names
+MAX_ENDPOINT: Final = 255
+MAX_PREKEYS: Final = 4
+MAX_RECEIPT_IDS: Final = 64
+
+FLAG_RECEIPT: Final = 1
+FLAG_PREKEY: Final = 2
+
+
+def _short(text: str, limit: int = MAX_SHORT_TEXT) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > limit:
+        raise LocalProtocolError(f"text field longer than {limit} bytes")
+    return bytes([len(raw)]) + raw
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedError("text is not valid UTF-8") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    sent_at_ms: int
+    text: str
+    receipt_wanted: bool = False
+    message_id: str = ""
+    prekey: SignedPrekey | None = None
+
+    def encode(self) -> bytes:
+        flags = (FLAG_RECEIPT if self.receipt_wanted else 0) | (FLAG_PREKEY if self.prekey else 0)
+        out = struct.pack(">QB", self.sent_at_ms, flags) + _short(self.message_id)
+        if self.prekey is not None:
+            out += self.prekey.encode()
+        return out + self.text.encode("utf-8")
+
+    @classmethod
+    def parse(cls, data: bytes) -> DirectMessage:
+        r = Reader(data)
+        sent_at = r.u64()
+        flags = r.u8()
+        if flags & ~(FLAG_RECEIPT | FLAG_PREKEY):
+            raise NonCanonicalError("unknown flag bits in a direct message")
+        msgid = _text(r.take(r.u8()))
+        prekey = SignedPrekey.parse(r.take(PREKEY_SIZE)) if flags & FLAG_PREKEY else None
+        return cls(sent_at, _text(r.rest()), bool(flags & FLAG_RECEIPT), msgid, prekey)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessage:
+    sent_at_ms: int
+    room: str
+    nick: str
+    text: str
+
+    def encode(self) -> bytes:
+        return (struct.pack(">Q", self.sent_at_ms) + _short(self.room) + _short(self.nick)
+                + self.text.encode("utf-8"))
+
+    @classmethod
+    def parse(cls, data: bytes) -> RoomMessage:
+        r = Reader(data)
+        sent_at = r.u64()
+        room = _text(r.take(r.u8()))
+        nick = _text(r.take(r.u8()))
+        return cls(sent_at, room, nick, _text(r.rest()))
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    issued_at: int
+    prekeys: tuple[SignedPrekey, ...]
+    nick: str = ""
+    endpoint: str = ""  # e.g. "http://xyz.onion:45069" for direct delivery
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.prekeys) <= MAX_PREKEYS:
+            raise LocalProtocolError("an announcement carries 1 to 4 prekeys")
+        return (struct.pack(">Q", self.issued_at) + _short(self.nick)
+                + _short(self.endpoint, MAX_ENDPOINT) + bytes([len(self.prekeys)])
+                + b"".join(p.encode() for p in self.prekeys))
+
+    @classmethod
+    def parse(cls, data: bytes) -> Announcement:
+        r = Reader(data)
+        issued = r.u64()
+        nick = _text(r.take(r.u8()))
+        endpoint = _text(r.take(r.u8()))
+        count = r.u8()
+        if not 1 <= count <= MAX_PREKEYS:
+            raise MalformedError("an announcement carries 1 to 4 prekeys")
+        prekeys = tuple(SignedPrekey.parse(r.take(PREKEY_SIZE)) for _ in range(count))
+        r.end()
+        return cls(issued, prekeys, nick, endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    acked: tuple[tuple[bytes, str], ...]  # (envelope id, sender's message id)
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.acked) <= MAX_RECEIPT_IDS:
+            raise LocalProtocolError("a receipt acknowledges 1 to 64 envelopes")
+        out = bytes([len(self.acked)])
+        for env_id, msgid in self.acked:
+            if len(env_id) != 32:
+                raise LocalProtocolError("envelope ids are 32 bytes")
+            out += env_id + _short(msgid)
+        return out
+
+    @classmethod
+    def parse(cls, data: bytes) -> Receipt:
+        r = Reader(data)
+        count = r.u8()
+        if not 1 <= count <= MAX_RECEIPT_IDS:
+            raise MalformedError("a receipt acknowledges 1 to 64 envelopes")
+        acked = tuple((r.take(32), _text(r.take(r.u8()))) for _ in range(count))
+        r.end()
+        return cls(acked)
+
+
+Record = DirectMessage | RoomMessage | Announcement | Receipt
+
+_BY_KIND: Final[dict[Kind, type[DirectMessage | RoomMessage | Announcement | Receipt]]] = {
+    Kind.DIRECT: DirectMessage,
+    Kind.ROOM: RoomMessage,
+    Kind.ANNOUNCEMENT: Announcement,
+    Kind.RECEIPT: Receipt,
+}
+
+
+def kind_of(record: Record) -> Kind:
+    for kind, cls in _BY_KIND.items():
+        if isinstance(record, cls):
+            return kind
+    raise LocalProtocolError("not a record")
+
+
+def parse_record(kind: Kind, data: bytes) -> Record:
+    return _BY_KIND[kind].parse(data)

@@ -1,0 +1,149 @@
+"""The warm pool of worker processes for CPU-bound work: PoW and vanity search.
+
+Nothing CPU-heavy runs on the event loop. A job is split into bounded ranges
+(about a tenth of a second each); one range per worker is in flight at a time
+and the next is handed out when one returns. Cancelling stops handing out
+ranges, so a cancelled job ends within one range's time and the workers are
+free again at once for the next job. Processes start once and stay warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.core import pow, vanity
+from bridge.core.errors import PowCancelledError
+
+POW_RANGE = 1 << 22  # ~0.05–0.1 s of blocks per task
+VANITY_RANGE = 1 << 12  # ~0.1 s of key generations per task
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+@dataclass
+class Progress:
+    attempts: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float:
+        e = self.elapsed
+        return self.attempts / e if e > 0 else 0.0
+
+
+class WorkerPool:
+    """A fixed set of warm processes shared by every CPU-heavy job of the daemon."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        # forkserver/spawn: forking a process that runs an event loop and
+        # threads is unsafe; spawn also keeps secrets of the parent out.
+        ctx = multiprocessing.get_context("spawn")
+        self._executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        self._closed = False
+
+    async def warm_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, _noop)
+                               for _ in range(self.workers)))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_ranges(
+        self,
+        func: Callable[..., object],
+        args_for: Callable[[int, int], tuple[object, ...]],
+        range_size: int,
+        progress: Progress,
+        cancelled: asyncio.Event | None,
+        start: int = 0,
+    ) -> object:
+        loop = asyncio.get_running_loop()
+        next_start = start
+        pending: dict[asyncio.Future[object], int] = {}
+
+        def submit() -> None:
+            nonlocal next_start
+            fut = loop.run_in_executor(self._executor, func, *args_for(next_start, range_size))
+            pending[fut] = next_start
+            next_start += range_size
+
+        for _ in range(self.workers):
+            submit()
+        cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled else None
+        try:
+            while True:
+                waiting: set[asyncio.Future[object]] = set(pending)
+                if cancel_wait is not None:
+                    waiting.add(cancel_wait)  # type: ignore[arg-type]
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if cancel_wait is not None and cancel_wait in done:
+                    raise PowCancelledError("the work was cancelled")
+                for fut in done:
+                    pending.pop(fut)
+                    progress.attempts += range_size
+                    result = fut.result()
+                    if result is not None:
+                        progress.finished = time.monotonic()
+                        return result
+                    submit()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            if cancel_wait is not None:
+                cancel_wait.cancel()
+
+    async def solve_pow(
+        self,
+        digest: bytes,
+        bits: int,
+        *,
+        cancelled: asyncio.Event | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """A nonce giving ``bits`` leading zero bits. Raises PowCancelledError."""
+        if bits <= 12:  # faster here than a round trip to a worker
+            nonce = pow.solve_range(digest, bits, 0, 1 << 20)
+            if nonce is not None:
+                return nonce
+        # A random start keeps two solvers of the same digest from duplicating work
+        # and makes the nonce reveal nothing about how many tries were needed.
+        start = secrets.randbelow(1 << 40)
+        result = await self._run_ranges(
+            pow.solve_range, lambda s, n: (digest, bits, s, n), POW_RANGE,
+            progress or Progress(), cancelled, start)
+        assert isinstance(result, int)
+        return result
+
+    async def vanity_seed(
+        self,
+        prefix: str,
+        *,
+        cancelled: asyncio.Event | None = None,
+        progress: Progress | None = None,
+    ) -> bytes:
+        """A 32-byte Ed25519 seed whose address starts with ``prefix``."""
+        p = vanity.normalize_prefix(prefix)
+        base = secrets.token_bytes(24)
+        result = await self._run_ranges(
+            vanity.search_range, lambda s, n: (p, base, s, n), VANITY_RANGE,
+            progress or Progress(), cancelled)
+        assert isinstance(result, bytes)
+        return result
