@@ -1,0 +1,83 @@
+"""The warm worker pool with real processes: PoW and vanity off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from bridge.core import pow
+from bridge.core.errors import PowCancelledError
+from bridge.core.identity import Identity
+from bridge.net.workers import Progress, WorkerPool
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = WorkerPool(2)
+    yield p
+    p.close()
+
+
+async def test_solve_pow_in_workers(pool: WorkerPool) -> None:
+    await pool.warm_up()
+    digest = os.urandom(32)
+    nonce = await pool.solve_pow(digest, 18)
+    assert pow.work_bits(digest, nonce) >= 18
+
+
+async def test_event_loop_stays_responsive_while_solving(pool: WorkerPool) -> None:
+    """Ticks of 10 ms keep coming while a 22-bit solve runs in the workers."""
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    started = time.monotonic()
+    await pool.solve_pow(os.urandom(32), 22)
+    elapsed = time.monotonic() - started
+    stop.set()
+    await t
+    # if the loop had been blocked, there would be (almost) no ticks
+    assert ticks >= min(5, int(elapsed / 0.01) // 4)
+
+
+async def test_cancel_stops_pow_quickly_and_pool_stays_usable(pool: WorkerPool) -> None:
+    cancelled = asyncio.Event()
+    progress = Progress()
+    task = asyncio.create_task(pool.solve_pow(os.urandom(32), 60, cancelled=cancelled,
+                                              progress=progress))
+    while progress.attempts == 0:  # wait until work is really under way
+        await asyncio.sleep(0.01)
+    cancelled.set()
+    with pytest.raises(PowCancelledError):
+        await asyncio.wait_for(task, 5)
+    digest = os.urandom(32)
+    nonce = await asyncio.wait_for(pool.solve_pow(digest, 16), 10)
+    assert pow.verify(digest, nonce, 16)
+
+
+async def test_vanity_in_workers_with_progress(pool: WorkerPool) -> None:
+    progress = Progress()
+    seed = await pool.vanity_seed("ab", progress=progress)
+    assert Identity.from_seed(seed).address.startswith("ab")
+    assert progress.attempts > 0 and progress.rate > 0
+
+
+async def test_vanity_cancel(pool: WorkerPool) -> None:
+    cancelled = asyncio.Event()
+    progress = Progress()
+    task = asyncio.create_task(pool.vanity_seed("zzzzzzz", cancelled=cancelled,
+                                                progress=progress))
+    while progress.attempts == 0:
+        await asyncio.sleep(0.01)
+    cancelled.set()
+    with pytest.raises(PowCancelledError):
+        await asyncio.wait_for(task, 5)
