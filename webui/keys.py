@@ -1,0 +1,23 @@
+"""Typed application keys: everything the web UI keeps on its ``web.Application``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from bridge.api import ServiceAPI
+from webui.session import SessionStore
+
+SERVICE = web.AppKey("service", ServiceAPI)
+ACCESS_TOKEN = web.AppKey("access_token", str)
+ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
+SESSIONS = web.AppKey("sessions", SessionStore)
+# ids of the vanity searches started from this UI, newest last, so the page can list them
+VANITY_JOBS = web.AppKey("vanity_jobs", list)
+# open server-sent event streams, cancelled when the app shuts down
+STREAMS = web.AppKey("streams", set)
+
+
+def streams(app: web.Application) -> set[asyncio.Task[object]]:
+    return app[STREAMS]
