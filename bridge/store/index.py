@@ -1,0 +1,137 @@
+"""The sorted (expiry, id) index every store keeps, and the store interface.
+
+The index is a Python list of 40-byte keys ``expiry ‖ id`` in sorted order plus
+prefix sums of the ids (as little-endian integers) for reconciliation's
+additive fingerprints. New envelopes expire last, so they are inserted near
+the end and the prefix sums stay valid for almost the whole list; they are
+rebuilt lazily, only up to the highest index a fingerprint asks for. Removing
+from the front (purging or evicting the earliest expiry) drops the first sums
+without touching the rest, since a range fingerprint only uses differences.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from itertools import accumulate
+from typing import Protocol
+
+from bridge.core.envelope import Envelope
+from bridge.core.reconcile import fingerprint_of, make_key
+
+
+class SortedIndex:
+    """Sorted keys with lazily maintained prefix sums; implements ``RangeSource``."""
+
+    __slots__ = ("_keys", "_sums")
+
+    def __init__(self, keys: Iterable[bytes] = ()) -> None:
+        self._keys: list[bytes] = sorted(keys)
+        # _sums[i] = sum of the first i ids (plus a constant); valid for len(_sums)-1 keys.
+        self._sums: list[int] = [0]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes):
+            return False
+        i = bisect_left(self._keys, key)
+        return i < len(self._keys) and self._keys[i] == key
+
+    def add(self, expiry: int, item_id: bytes) -> None:
+        key = make_key(expiry, item_id)
+        keys = self._keys
+        if keys and key > keys[-1]:
+            keys.append(key)
+            return
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            return
+        keys.insert(i, key)
+        if len(self._sums) > i + 1:
+            del self._sums[i + 1 :]
+
+    def remove(self, expiry: int, item_id: bytes) -> None:
+        key = make_key(expiry, item_id)
+        i = bisect_left(self._keys, key)
+        if i < len(self._keys) and self._keys[i] == key:
+            del self._keys[i]
+            if i == 0:
+                del self._sums[:1]
+                if not self._sums:
+                    self._sums.append(0)
+            elif len(self._sums) > i + 1:
+                del self._sums[i + 1 :]
+
+    def pop_front(self, count: int) -> list[bytes]:
+        """Remove and return the ``count`` earliest-expiring keys."""
+        out = self._keys[:count]
+        del self._keys[:count]
+        if count < len(self._sums):
+            del self._sums[:count]
+        else:
+            self._sums = [0]
+        return out
+
+    def count_expired(self, now: int) -> int:
+        """How many keys expire at or before ``now`` (they sort first)."""
+        return bisect_left(self._keys, (now + 1).to_bytes(8, "big"))
+
+    def first(self) -> bytes | None:
+        return self._keys[0] if self._keys else None
+
+    def keys(self) -> Iterator[bytes]:
+        return iter(self._keys)
+
+    def drop_sums(self) -> None:
+        """Forget the prefix sums (about 70 bytes an item) until reconciliation needs them."""
+        self._sums = [0]
+
+    # --- RangeSource -------------------------------------------------------------
+
+    def lower_bound(self, key: bytes) -> int:
+        return bisect_left(self._keys, key)
+
+    def key_at(self, i: int) -> bytes:
+        return self._keys[i]
+
+    def ids(self, lo: int, hi: int) -> list[bytes]:
+        return [k[8:] for k in self._keys[lo:hi]]
+
+    def fingerprint(self, lo: int, hi: int) -> bytes:
+        sums = self._sums
+        if len(sums) <= hi:
+            start = len(sums) - 1
+            frm = int.from_bytes
+            acc = accumulate((frm(k[8:], "little") for k in self._keys[start:]), initial=sums[-1])
+            next(acc)  # the initial value is already the last sum
+            sums.extend(acc)
+        return fingerprint_of(sums[hi] - sums[lo], hi - lo)
+
+
+class Store(Protocol):
+    """What the node needs from a store (memory or SQLite)."""
+
+    index: SortedIndex
+    max_bytes: int
+    max_count: int
+
+    def __len__(self) -> int: ...
+    def __contains__(self, envelope_id: object) -> bool: ...
+    @property
+    def total_bytes(self) -> int: ...
+    def add(self, env: Envelope, now: int) -> bool:
+        """Store; False if already present. May evict the earliest-expiring."""
+        ...
+
+    def get(self, envelope_id: bytes) -> bytes | None: ...
+    def purge(self, now: int) -> int:
+        """Drop expired envelopes; how many were dropped."""
+        ...
+
+    def iter_raw(self) -> Iterator[bytes]:
+        """Every stored envelope, earliest expiry first."""
+        ...
+
+    def close(self) -> None: ...

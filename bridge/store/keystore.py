@@ -1,0 +1,244 @@
+"""The key file: identities, their prekeys and contacts — the only state kept on
+disk by default.
+
+The file lives in a 0700 directory and is written 0600, atomically (temporary
+file, fsync, rename, fsync of the directory), so a crash leaves either the old
+or the new version, never a torn one. With a passphrase the whole document is
+sealed with XSalsa20-Poly1305 under a key stretched by Argon2id (libsodium's
+``pwhash``), so a thief of the laptop gets nothing without the passphrase.
+
+On-disk framing (the document inside is JSON, local only, never on the wire):
+
+    plain:      b"PIMK0\\n" ‖ JSON
+    encrypted:  b"PIMK1\\n" ‖ salt[16] ‖ opslimit u32 ‖ memlimit u64 ‖ secretbox(JSON)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.pwhash
+import nacl.secret
+import nacl.utils
+
+from bridge.core.errors import UserError
+
+MAGIC_PLAIN = b"PIMK0\n"
+MAGIC_SEALED = b"PIMK1\n"
+MAX_KEYFILE = 16 * 1024 * 1024
+FILENAME = "keys.pim"
+
+
+class KeystoreError(UserError):
+    pass
+
+
+class WrongPassphraseError(KeystoreError):
+    pass
+
+
+class PassphraseNeededError(KeystoreError):
+    pass
+
+
+@dataclass
+class PrekeyRecord:
+    secret: str  # hex
+    expires: int
+
+
+@dataclass
+class ContactRecord:
+    address: str
+    petname: str
+    state: str  # ContactState value
+    heard_from: bool = False  # they have written to us: they know us, pair tags are safe
+    prekey: str = ""  # hex of their newest verified SignedPrekey
+    endpoint: str = ""  # their direct-delivery endpoint, if announced
+    added_at: int = 0
+
+
+@dataclass
+class IdentityRecord:
+    seed: str  # hex
+    nick: str
+    username: str
+    xmpp_password: str
+    created_at: int
+    prekeys: list[PrekeyRecord] = field(default_factory=list)
+    contacts: list[ContactRecord] = field(default_factory=list)
+
+
+@dataclass
+class KeyDocument:
+    identities: list[IdentityRecord] = field(default_factory=list)
+    version: int = 1
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> KeyDocument:
+        raw: dict[str, Any] = json.loads(data)
+        if raw.get("version") != 1:
+            raise KeystoreError(f"key file version {raw.get('version')} is not supported")
+        idents = []
+        for i in raw.get("identities", []):
+            i = dict(i)
+            i["prekeys"] = [PrekeyRecord(**p) for p in i.get("prekeys", [])]
+            i["contacts"] = [ContactRecord(**c) for c in i.get("contacts", [])]
+            idents.append(IdentityRecord(**i))
+        return cls(identities=idents)
+
+
+def _kdf(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
+    key: bytes = nacl.pwhash.argon2id.kdf(
+        nacl.secret.SecretBox.KEY_SIZE, passphrase.encode("utf-8"), salt, opslimit=ops, memlimit=mem
+    )
+    return key
+
+
+@dataclass(frozen=True)
+class SealKey:
+    """A stretched passphrase with the parameters that made it (derived once:
+    Argon2id is deliberately slow, and every save needs the key)."""
+
+    key: bytes = field(repr=False)
+    salt: bytes
+    ops: int
+    mem: int
+
+    @classmethod
+    def derive(
+        cls,
+        passphrase: str,
+        *,
+        ops: int | None = None,
+        mem: int | None = None,
+        salt: bytes | None = None,
+    ) -> SealKey:
+        ops = ops or nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+        mem = mem or nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+        salt = salt or nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+        return cls(_kdf(passphrase, salt, ops, mem), salt, ops, mem)
+
+
+def seal_document(plain: bytes, key: SealKey) -> bytes:
+    box = nacl.secret.SecretBox(key.key)
+    return (
+        MAGIC_SEALED + key.salt + struct.pack(">IQ", key.ops, key.mem) + bytes(box.encrypt(plain))
+    )
+
+
+def open_document(data: bytes, passphrase: str | None) -> tuple[bytes, SealKey | None]:
+    if data.startswith(MAGIC_PLAIN):
+        return data[len(MAGIC_PLAIN) :], None
+    if not data.startswith(MAGIC_SEALED):
+        raise KeystoreError("this is not a ParanoIM key file")
+    if not passphrase:
+        raise PassphraseNeededError(
+            "the keys are encrypted: give the passphrase (PARANOIM_PASSPHRASE or the prompt)"
+        )
+    head = len(MAGIC_SEALED)
+    salt = data[head : head + 16]
+    ops, mem = struct.unpack_from(">IQ", data, head + 16)
+    # Bounds keep a crafted file from asking for absurd work or memory.
+    if not (1 <= ops <= 16 and 8192 <= mem <= 4 * 1024**3):
+        raise KeystoreError("the key file's key-stretching parameters are out of range")
+    key = SealKey.derive(passphrase, ops=ops, mem=mem, salt=salt)
+    box = nacl.secret.SecretBox(key.key)
+    try:
+        return bytes(box.decrypt(data[head + 28 :])), key
+    except nacl.exceptions.CryptoError:
+        raise WrongPassphraseError("wrong passphrase for the key file") from None
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, readable by the owner only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class Keystore:
+    """Loads and saves the key document of one data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        passphrase: str | None = None,
+        *,
+        kdf_ops: int | None = None,
+        kdf_mem: int | None = None,
+    ) -> None:
+        self.path = Path(data_dir) / FILENAME
+        self.passphrase = passphrase or None
+        self._kdf = (kdf_ops, kdf_mem)
+        self._key: SealKey | None = None
+        self.doc = KeyDocument()
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @property
+    def encrypted(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(len(MAGIC_SEALED)) == MAGIC_SEALED
+        except FileNotFoundError:
+            return bool(self.passphrase)
+
+    def load(self) -> KeyDocument:
+        if not self.path.exists():
+            self.doc = KeyDocument()
+            return self.doc
+        size = self.path.stat().st_size
+        if size > MAX_KEYFILE:
+            raise KeystoreError(f"{self.path} is {size} bytes: too large to be a key file")
+        data = self.path.read_bytes()
+        plain, self._key = open_document(data, self.passphrase)
+        try:
+            self.doc = KeyDocument.from_json(plain)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise KeystoreError(f"{self.path} is damaged: {exc}") from None
+        return self.doc
+
+    def save(self) -> None:
+        plain = self.doc.to_json()
+        if self.passphrase and self._key is None:
+            self._key = SealKey.derive(self.passphrase, ops=self._kdf[0], mem=self._kdf[1])
+        data = (
+            seal_document(plain, self._key)
+            if self.passphrase and self._key
+            else (MAGIC_PLAIN + plain)
+        )
+        write_private(self.path, data)
+
+    def change_passphrase(self, new: str | None) -> None:
+        self.passphrase = new or None
+        self._key = None
+        self.save()
