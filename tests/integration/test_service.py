@@ -1,0 +1,202 @@
+"""The service end to end over one shared in-process node: identities, contacts,
+first-contact requests, messages both ways, receipts, rooms, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bridge.core.errors import BadInviteError, UserError
+from bridge.events import (
+    ContactsChanged,
+    ContactState,
+    Event,
+    MessageArrived,
+    ReceiptArrived,
+    RoomMessageArrived,
+)
+from bridge.net.workers import WorkerPool
+from bridge.service import Service
+from bridge.store.keystore import Keystore, WrongPassphraseError
+from tests.nodes import SharedNode
+
+BITS = 6
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = WorkerPool(2)
+    yield p
+    p.close()
+
+
+class Inbox:
+    def __init__(self, service: Service) -> None:
+        self.events: list[Event] = []
+        self._cond = asyncio.Condition()
+        service.subscribe(self._on)
+
+    def _on(self, event: Event) -> None:
+        self.events.append(event)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def wait(self, kind: type, timeout: float = 10.0, **match: object) -> Event:
+        async def find() -> Event:
+            async with self._cond:
+                while True:
+                    for e in self.events:
+                        if isinstance(e, kind) and all(getattr(e, k) == v
+                                                       for k, v in match.items()):
+                            self.events.remove(e)
+                            return e
+                    await self._cond.wait()
+        return await asyncio.wait_for(find(), timeout)
+
+
+async def _service(tmp: Path, node: SharedNode, pool: WorkerPool) -> Service:
+    s = Service(Keystore(tmp), node, pool, base_bits=BITS)
+    await s.start()
+    return s
+
+
+async def test_two_identities_talk(tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = await _service(tmp_path / "a", node, pool)
+    b = await _service(tmp_path / "b", node, pool)
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    a_in, b_in = Inbox(a), Inbox(b)
+
+    # Alice adds Bob from his invitation link and writes first
+    b_link = b.invite_link(bob.address)
+    contact = a.add_contact(alice.address, b_link)
+    assert contact.petname == "Bob" and contact.state is ContactState.ACCEPTED
+    env_id = await a.send_message(alice.address, bob.address, "hello Bob", message_id="m1")
+
+    # Bob does not know Alice: a contact request, the message held
+    req = await b_in.wait(ContactsChanged)
+    assert req.contact.state is ContactState.PENDING_IN and req.contact.address == alice.address
+    assert b.held_messages(bob.address, alice.address) == 1
+    b.accept_contact(bob.address, alice.address)
+    msg = await b_in.wait(MessageArrived)
+    assert (msg.text, msg.sender, msg.envelope_id, msg.message_id) == (
+        "hello Bob", alice.address, env_id, "m1")
+
+    # Bob's receipt and reply reach Alice (now over the pair tag and Alice's prekey)
+    await b.send_receipt(bob.address, alice.address, [msg.envelope_id], [msg.message_id])
+    rc = await a_in.wait(ReceiptArrived)
+    assert rc.acked == (env_id,) and rc.message_ids == ("m1",)
+    await b.send_message(bob.address, alice.address, "hi Alice ✓")
+    reply = await a_in.wait(MessageArrived)
+    assert reply.text == "hi Alice ✓" and reply.sender == bob.address
+    # and Alice's next message goes over the pair tag to Bob's prekey
+    await a.send_message(alice.address, bob.address, "second")
+    assert (await b_in.wait(MessageArrived)).text == "second"
+    # each envelope was delivered once, even when seen again
+    for env in node.iter_stored():
+        b._on_envelope(env)
+    assert not [e for e in b_in.events if isinstance(e, MessageArrived)]
+
+
+async def test_blocked_sender_is_silent(tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = await _service(tmp_path / "a", node, pool)
+    b = await _service(tmp_path / "b", node, pool)
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    b_in = Inbox(b)
+    b.block_contact(bob.address, alice.address)
+    await b_in.wait(ContactsChanged)
+    await a.send_message(alice.address, bob.address, "spam")
+    await a.send_message(alice.address, bob.address, "more spam")
+    assert not [e for e in b_in.events if isinstance(e, MessageArrived | ContactsChanged)]
+
+
+async def test_public_room(tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = await _service(tmp_path / "a", node, pool)
+    b = await _service(tmp_path / "b", node, pool)
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    b_in = Inbox(b)
+    await a.send_room_message(alice.address, "public", "hello room")
+    ev = await b_in.wait(RoomMessageArrived)
+    assert (ev.to, ev.sender, ev.sender_nick, ev.text) == (
+        bob.address, alice.address, "Alice", "hello room")
+    with pytest.raises(UserError, match="no room"):
+        await a.send_room_message(alice.address, "secret", "x")
+
+
+async def test_user_errors(tmp_path: Path, pool: WorkerPool) -> None:
+    a = await _service(tmp_path, SharedNode(BITS), pool)
+    alice = await a.create_identity("Alice")
+    with pytest.raises(BadInviteError, match="checksum"):
+        a.add_contact(alice.address, alice.address[:-1] + "a")
+    with pytest.raises(UserError, match="own address"):
+        a.add_contact(alice.address, alice.address)
+    with pytest.raises(UserError, match="at most"):
+        await a.send_message(alice.address, (await a.create_identity("B")).address, "x" * 70000)
+    with pytest.raises(UserError, match="nickname"):
+        await a.create_identity("   ")
+
+
+async def test_keys_persist_encrypted_0600(tmp_path: Path, pool: WorkerPool) -> None:
+    ks = Keystore(tmp_path / "d", "correct horse", kdf_ops=1, kdf_mem=8192 * 8)
+    s = Service(ks, SharedNode(BITS), pool, base_bits=BITS)
+    await s.start()
+    alice = await s.create_identity("Alice")
+    s.add_contact(alice.address, (await s.create_identity("Bob")).address, "bobby")
+    path = tmp_path / "d" / "keys.pim"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o700
+    data = path.read_bytes()
+    assert b"Alice" not in data and alice.address.encode() not in data
+    with pytest.raises(WrongPassphraseError):
+        Keystore(tmp_path / "d", "wrong").load()
+    again = Service(Keystore(tmp_path / "d", "correct horse"), SharedNode(BITS), pool,
+                    base_bits=BITS)
+    await again.start()
+    assert [i.address for i in again.identities()][0] == alice.address
+    assert again.contacts(alice.address)[0].petname == "bobby"
+    assert again.check_login(alice.username, alice.xmpp_password) is not None
+    assert again.check_login(alice.username, "nope") is None
+    assert again.check_login("nobody", alice.xmpp_password) is None
+    await again.stop()
+    await s.stop()
+
+
+async def test_export_import(tmp_path: Path, pool: WorkerPool) -> None:
+    a = await _service(tmp_path / "a", SharedNode(BITS), pool)
+    b = await _service(tmp_path / "b", SharedNode(BITS), pool)
+    alice = await a.create_identity("Alice")
+    with pytest.raises(UserError, match="at least 8"):
+        a.export_identity(alice.address, "short")
+    blob = a.export_identity(alice.address, "a long passphrase")
+    assert bytes.fromhex(a.keystore.doc.identities[0].seed) not in blob
+    with pytest.raises(WrongPassphraseError):
+        b.import_identity(blob, "another passphrase")
+    with pytest.raises(UserError, match="not a ParanoIM"):
+        b.import_identity(b"garbage", "a long passphrase")
+    assert b.import_identity(blob, "a long passphrase").address == alice.address
+
+
+async def test_vanity_identity(tmp_path: Path, pool: WorkerPool) -> None:
+    s = await _service(tmp_path, SharedNode(BITS), pool)
+    attempts, seconds = s.vanity_estimate("ab")
+    assert attempts == 1024 and seconds < 5
+    job = s.start_vanity("AB", "Vain")
+    info = await asyncio.wait_for(job.wait(), 30)
+    assert info.address.startswith("ab") and info.nick == "Vain"
+    p = job.progress()
+    assert p.done and p.attempts > 0 and p.address == info.address
+    with pytest.raises(UserError, match="cannot appear"):
+        s.start_vanity("a0", "x")
+    os.sync()
