@@ -164,7 +164,7 @@ async def test_keys_persist_encrypted_0600(tmp_path: Path, pool: WorkerPool) -> 
     again = Service(Keystore(tmp_path / "d", "correct horse"), SharedNode(BITS), pool,
                     base_bits=BITS)
     await again.start()
-    assert [i.address for i in again.identities()][0] == alice.address
+    assert again.identities()[0].address == alice.address
     assert again.contacts(alice.address)[0].petname == "bobby"
     assert again.check_login(alice.username, alice.xmpp_password) is not None
     assert again.check_login(alice.username, "nope") is None
