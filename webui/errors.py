@@ -32,6 +32,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except UserError as err:
         message = str(err) or "That did not work; please check what you typed."
+        message = message[0].upper() + message[1:]
         if request.method == "POST":
             flash(request, "error", message)
             raise web.HTTPSeeOther(location=request.get(BACK) or _fallback_back(request)) from None

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from webui.session import Session
 
-SESSION = "paranoim.session"  # request key set by the access middleware
-BACK = "paranoim.back"  # request key: where a failed form sends the person back to
+SESSION = web.RequestKey("session", Session)  # set by the access middleware
+BACK = web.RequestKey("back", str)  # where a failed form sends the person back to
 
 NAV = (
     ("start", "/start", "Start"),

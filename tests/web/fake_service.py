@@ -23,15 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from bridge.core.errors import (
-    AddressAlphabetError,
-    AddressChecksumError,
-    AddressLengthError,
-    AddressVersionError,
-    BadInviteError,
-    PowCancelledError,
-    UserError,
-)
+from nacl.signing import SigningKey
+
+from bridge.core.address import BASE32_ALPHABET, decode_address, encode_address, fingerprint
+from bridge.core.errors import PowCancelledError, UserError
+from bridge.core.invite import Invite, encode_invite, parse_invite
 from bridge.events import (
     ContactInfo,
     ContactsChanged,
@@ -42,9 +38,6 @@ from bridge.events import (
     NodeHealth,
 )
 
-ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-VERSION = 3
-INVITE_PREFIX = "paranoim:invite?"
 MAX_VANITY_PREFIX = 10
 
 
@@ -64,60 +57,8 @@ class BadPassphraseError(UserError):
     pass
 
 
-def _checksum(pubkey: bytes) -> bytes:
-    return hashlib.blake2b(
-        b".paranoim-test checksum" + pubkey + bytes([VERSION]), digest_size=2
-    ).digest()
-
-
-def address_of(pubkey: bytes) -> str:
-    raw = pubkey + _checksum(pubkey) + bytes([VERSION])
-    return base64.b32encode(raw).decode().lower()
-
-
-def parse_address(text: str) -> str:
-    addr = text.strip().lower()
-    if len(addr) != 56:
-        raise AddressLengthError(
-            f"An address has 56 characters; this one has {len(addr)}. Check that it was copied whole."
-        )
-    bad = sorted({c for c in addr if c not in ALPHABET})
-    if bad:
-        raise AddressAlphabetError(
-            f"An address uses only a–z and 2–7; “{''.join(bad)}” cannot appear in one."
-        )
-    raw = base64.b32decode(addr.upper())
-    pubkey, check, version = raw[:32], raw[32:34], raw[34]
-    if version != VERSION:
-        raise AddressVersionError(
-            "This address is from a version of ParanoIM this one does not know."
-        )
-    if check != _checksum(pubkey):
-        raise AddressChecksumError("This address has a typo: its checksum does not match.")
-    return addr
-
-
-def _fingerprint(address: str) -> str:
-    digest = hashlib.sha256(address.encode()).hexdigest()[:16]
-    return " ".join(digest[i : i + 4] for i in range(0, 16, 4))
-
-
-def make_invite(address: str) -> str:
-    check = hashlib.sha256(b"invite" + address.encode()).hexdigest()[:8]
-    return f"{INVITE_PREFIX}v=1&a={address}&c={check}"
-
-
-def parse_link_or_address(text: str) -> str:
-    text = text.strip()
-    if not text.startswith(INVITE_PREFIX):
-        return parse_address(text)
-    params = dict(p.partition("=")[::2] for p in text[len(INVITE_PREFIX) :].split("&"))
-    if params.get("v") != "1":
-        raise BadInviteError("This invitation is from a newer version of ParanoIM.")
-    address = parse_address(params.get("a", ""))
-    if params.get("c") != make_invite(address).rsplit("c=", 1)[1]:
-        raise BadInviteError("This invitation link is damaged: its checksum does not match.")
-    return address
+def public_of(seed: bytes) -> bytes:
+    return SigningKey(seed).verify_key.encode()
 
 
 @dataclass
@@ -162,8 +103,8 @@ class FakeVanityJob:
         while not self._stop.is_set():
             for _ in range(batch):
                 secret = secrets.token_bytes(32)
-                pubkey = hashlib.sha256(secret).digest()
-                address = address_of(pubkey)
+                pubkey = public_of(secret)
+                address = encode_address(pubkey)
                 with self._lock:
                     self._progress.attempts += 1
                 if address.startswith(self.prefix):
@@ -227,7 +168,7 @@ class FakeService:
         return ident
 
     def _add_identity(self, nick: str, secret: bytes, pubkey: bytes) -> IdentityInfo:
-        address = address_of(pubkey)
+        address = encode_address(pubkey)
         with self._lock:
             n = len(self._identities) + 1
             username = f"{nick.lower().replace(' ', '')[:12] or 'user'}{n}"
@@ -236,7 +177,7 @@ class FakeService:
                 nick=nick,
                 username=username,
                 xmpp_password=secrets.token_urlsafe(12),
-                fingerprint=_fingerprint(address),
+                fingerprint=fingerprint(decode_address(address)),
                 created_at=int(time.time()),
             )
             self._identities[address] = _Identity(info, secret)
@@ -269,7 +210,7 @@ class FakeService:
         if vanity_prefix:
             return await self.start_vanity(vanity_prefix, nick).wait()
         secret = secrets.token_bytes(32)
-        return self._add_identity(nick, secret, hashlib.sha256(secret).digest())
+        return self._add_identity(nick, secret, public_of(secret))
 
     def rename_identity(self, address: str, nick: str) -> IdentityInfo:
         ident = self._get(address)
@@ -312,8 +253,8 @@ class FakeService:
             raise BadPassphraseError("Wrong passphrase for this identity file.")
         record = json.loads(bytes(b ^ key[i % 32] for i, b in enumerate(masked)))
         secret = bytes.fromhex(record["secret"])
-        pubkey = hashlib.sha256(secret).digest()
-        if address_of(pubkey) in self._identities:
+        pubkey = public_of(secret)
+        if encode_address(pubkey) in self._identities:
             raise UserError("This identity is already on this computer.")
         return self._add_identity(record["nick"], secret, pubkey)
 
@@ -321,7 +262,7 @@ class FakeService:
     def _check_prefix(self, prefix: str) -> str:
         if not prefix:
             raise VanityPrefixError("Type the letters your address should start with.")
-        bad = sorted({c for c in prefix if c not in ALPHABET})
+        bad = sorted({c for c in prefix if c not in BASE32_ALPHABET})
         if bad:
             raise VanityPrefixError(
                 f"Addresses use only the letters a–z and the digits 2–7, so “{''.join(bad)}” "
@@ -359,7 +300,9 @@ class FakeService:
 
     def add_contact(self, owner: str, link_or_address: str, petname: str = "") -> ContactInfo:
         ident = self._get(owner)
-        address = parse_link_or_address(link_or_address)
+        invite = parse_invite(link_or_address)  # BadInviteError says what is wrong
+        address = invite.address
+        petname = petname or invite.nick
         if address == ident.info.address:
             raise UserError("That is this identity's own address.")
         contact = ContactInfo(
@@ -367,7 +310,7 @@ class FakeService:
             address=address,
             petname=petname.strip()[:64],
             state=ContactState.ACCEPTED,
-            fingerprint=_fingerprint(address),
+            fingerprint=fingerprint(decode_address(address)),
         )
         return self._put_contact(ident, contact)
 
@@ -375,7 +318,11 @@ class FakeService:
         """Test hook: a stranger wrote first, so their request waits for acceptance."""
         ident = self._get(owner)
         contact = ContactInfo(
-            ident.info.address, sender, petname, ContactState.PENDING_IN, _fingerprint(sender)
+            ident.info.address,
+            sender,
+            petname,
+            ContactState.PENDING_IN,
+            fingerprint(decode_address(sender)),
         )
         return self._put_contact(ident, contact)
 
@@ -400,14 +347,15 @@ class FakeService:
         self._emit(ContactsChanged(owner=ident.info.address, removed=contact.address))
 
     def invite_link(self, owner: str) -> str:
-        return make_invite(self._get(owner).info.address)
+        info = self._get(owner).info
+        return encode_invite(Invite(decode_address(info.address), nick=info.nick))
 
     # --- messaging (not used by the web UI) -----------------------------------
     async def send_message(
         self, owner: str, to: str, text: str, *, receipt: bool = True, message_id: str = ""
     ) -> bytes:
         self._get(owner)
-        parse_address(to)
+        decode_address(to)
         return secrets.token_bytes(32)
 
     async def send_receipt(
