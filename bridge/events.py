@@ -48,6 +48,7 @@ class MessageArrived:
     envelope_id: bytes
     receipt_wanted: bool
     message_id: str = ""  # the sender's XMPP message id, if any
+    expiry: int = 0  # when the envelope leaves the network
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from bridge.events import (
 from bridge.net.workers import WorkerPool
 from bridge.store import transfer
 from bridge.store.keystore import ContactRecord, IdentityRecord, Keystore, PrekeyRecord
+from bridge.store.seen import MemorySeen, SeenIds
 from bridge.vanityjobs import VanityJob, VanityJobRunner
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off") -> None:
+                 tor: str = "off", seen: SeenIds | None = None) -> None:
         self.keystore = keystore
         self.node = node
         self.pool = pool
@@ -116,7 +117,8 @@ class Service:
         self._xmpp: dict[str, object] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._watch: dict[bytes, list[_Watch]] = {}
-        self._delivered: set[bytes] = set()
+        self._seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
+        self._opened: set[bytes] = set()  # opened in this run (held ones included)
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
         self._errors: list[str] = []
         self._tasks: set[asyncio.Task[object]] = set()
@@ -504,14 +506,19 @@ class Service:
 
     def _on_envelope(self, env: Envelope) -> None:
         watches = self._watch.get(env.tag)
-        if not watches or env.id in self._delivered:
+        if not watches or env.id in self._opened or env.id in self._seen:
             return
+        self._opened.add(env.id)
         for w in watches:
             try:
                 self._open_for(env, w)
             except (RemoteProtocolError, UserError) as exc:
                 self._error(f"envelope {env.id.hex()[:12]} refused: {exc}")
-        self._delivered.add(env.id)
+
+    def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
+        """Hand an arrival to the faces and remember that it was shown."""
+        self._seen.add(env_id, expiry)
+        self._emit(event)
 
     def _open_for(self, env: Envelope, w: _Watch) -> None:
         if w.purpose == "room":
@@ -521,10 +528,10 @@ class Service:
             msg = parse_record(Kind.ROOM, opened.payload)
             assert isinstance(msg, RoomMessage)
             for rec in self.keystore.doc.identities:
-                self._emit(RoomMessageArrived(
+                self._show(RoomMessageArrived(
                     to=self._ident(rec).address, room=w.subject,
                     sender=encode_address(opened.sender), sender_nick=msg.nick, text=msg.text,
-                    sent_at_ms=msg.sent_at_ms, envelope_id=env.id))
+                    sent_at_ms=msg.sent_at_ms, envelope_id=env.id), env.id, env.expiry)
             return
         rec = self._rec(w.owner)
         ident = self._ident(rec)
@@ -571,12 +578,13 @@ class Service:
             return
         if isinstance(record, Receipt):
             if c is not None:
-                self._emit(ReceiptArrived(to=me, sender=sender,
+                self._show(ReceiptArrived(to=me, sender=sender,
                                           acked=tuple(i for i, _ in record.acked),
-                                          message_ids=tuple(m for _, m in record.acked)))
+                                          message_ids=tuple(m for _, m in record.acked)),
+                           env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
-        event = MessageArrived(to=me, sender=sender, text=record.text,
+        event = MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
                                sent_at_ms=record.sent_at_ms, envelope_id=env.id,
                                receipt_wanted=record.receipt_wanted,
                                message_id=record.message_id)
@@ -602,11 +610,11 @@ class Service:
         if c.state == ContactState.PENDING_IN.value:
             self._held.setdefault((me, sender), []).append(event)
             return
-        self._emit(event)
+        self._show(event, env.id, env.expiry)
 
     def _release_held(self, owner: str, address: str) -> None:
         for event in self._held.pop((owner, address), []):
-            self._emit(event)
+            self._show(event, event.envelope_id, event.expiry)
 
     def held_messages(self, owner: str, address: str) -> int:
         return len(self._held.get((owner, address), []))

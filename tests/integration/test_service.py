@@ -200,3 +200,34 @@ async def test_vanity_identity(tmp_path: Path, pool: WorkerPool) -> None:
     with pytest.raises(UserError, match="cannot appear"):
         s.start_vanity("a0", "x")
     os.sync()
+
+
+async def test_each_message_shown_once_across_restarts(tmp_path: Path, pool: WorkerPool) -> None:
+    """With a persistent store the node replays its envelopes at start: what was
+    shown is not shown again, what was held as a request is held again."""
+    from bridge.store.seen import SQLiteSeen
+
+    node = SharedNode(BITS)
+    a = await _service(tmp_path / "a", node, pool)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS,
+                seen=SQLiteSeen(tmp_path / "b" / "seen.db"))
+    await b.start()
+    alice = await a.create_identity("Alice")
+    carol = await a.create_identity("Carol")
+    bob = await b.create_identity("Bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    b_in = Inbox(b)
+    await a.send_message(alice.address, bob.address, "shown")
+    await b_in.wait(MessageArrived, text="shown")
+    await a.send_message(carol.address, bob.address, "held")
+    await b_in.wait(ContactsChanged, owner=bob.address)
+    await b.stop()
+
+    again = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS,
+                    seen=SQLiteSeen(tmp_path / "b" / "seen.db"))
+    again_in = Inbox(again)
+    await again.start()
+    assert not [e for e in again_in.events if isinstance(e, MessageArrived)]
+    assert again.held_messages(bob.address, carol.address) == 1
+    again.accept_contact(bob.address, carol.address)
+    assert (await again_in.wait(MessageArrived)).text == "held"
