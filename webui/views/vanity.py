@@ -41,9 +41,21 @@ def progress_data(p: VanityProgress) -> dict[str, Any]:
         "expected_text": fmt.count(expected),
         "rate_text": f"{fmt.count(rate)} keys/s",
         "elapsed_text": fmt.duration(p.elapsed),
-        "remaining_text": "—" if state != "running" else f"about {fmt.duration(remaining)}",
+        "remaining_text": _remaining_text(state, rate, attempts, expected, remaining),
         "percent_text": f"{min(attempts / expected, 1.0) * 100:.0f}%",
     }
+
+
+def _remaining_text(
+    state: str, rate: float, attempts: int, expected: float, remaining: float
+) -> str:
+    if state != "running":
+        return "—"
+    if rate <= 0:
+        return "measuring…"
+    if attempts >= expected:
+        return "past the average; any moment now"
+    return f"about {fmt.duration(remaining)}"
 
 
 def _job(request: web.Request) -> VanityJob:
