@@ -47,10 +47,17 @@ CTX_ENVELOPE_ID: Final = "ParanoIM 2026-11 envelope id"
 CTX_POW_INPUT: Final = "ParanoIM 2026-11 proof of work input"
 CTX_INVITE_CHECKSUM: Final = "ParanoIM 2026-11 invite checksum"
 CTX_EXPORT_KEY: Final = "ParanoIM 2026-11 identity export key"
+CTX_KKV_POW: Final = "ParanoIM 2026-11 kkv challenge work"
+CTX_KKV_SESSION_KEY: Final = "ParanoIM 2026-11 kkv session key"
+CTX_KKV_SESSION_NONCE: Final = "ParanoIM 2026-11 kkv session nonce"
 
 # Domain tags that prefix signed messages (not key derivation contexts).
 SIG_ENVELOPE: Final = b"ParanoIM 2026-11 envelope signature\x00"
 SIG_PREKEY: Final = b"ParanoIM 2026-11 signed prekey\x00"
+SIG_KKV_CHALLENGE: Final = b"ParanoIM 2026-11 kkv challenge\x00"
+SIG_KKV_EXCHANGE: Final = b"ParanoIM 2026-11 kkv exchange request\x00"
+SIG_KKV_SESSION: Final = b"ParanoIM 2026-11 kkv session offer\x00"
+SIG_KKV_MESSAGE: Final = b"ParanoIM 2026-11 kkv message\x00"
 
 
 def _need(value: bytes, size: int, what: str) -> None:
