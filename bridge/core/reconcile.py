@@ -296,15 +296,14 @@ class Reconciler:
             w.emit(upper, Mode.IDLIST, self._idlist(lo, hi))
             return
         src = self.source
-        per, extra = divmod(n, self.buckets)
+        buckets = min(self.buckets, n)  # never an empty bucket: bounds must increase
+        per, extra = divmod(n, buckets)
         cur = lo
-        for i in range(self.buckets):
+        for i in range(buckets):
             end = cur + per + (1 if i < extra else 0)
             fp = src.fingerprint(cur, end)
             bound = (
-                upper
-                if i == self.buckets - 1
-                else minimal_bound(src.key_at(end - 1), src.key_at(end))
+                upper if i == buckets - 1 else minimal_bound(src.key_at(end - 1), src.key_at(end))
             )
             w.emit(bound, Mode.FINGERPRINT, fp)
             cur = end

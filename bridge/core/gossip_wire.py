@@ -1,0 +1,229 @@
+"""Gossip frames: one encode and one parse per message, keyed by a type byte.
+
+Every frame is ``type (1 byte) ‖ body``; all integers big-endian. Sizes are
+bounded and checked before anything is read: a frame longer than
+``MAX_FRAME_SIZE``, an unknown type, a count that does not match the length,
+or trailing bytes are all ``RemoteProtocolError``s. The byte layouts are in
+docs/gossip.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from bridge.core.envelope import MAX_ENVELOPE_SIZE
+from bridge.core.errors import (
+    LocalProtocolError,
+    MalformedError,
+    OversizeError,
+    TruncatedError,
+    UnknownKindError,
+)
+from bridge.core.reconcile import DEFAULT_FRAME_LIMIT
+
+PROTOCOL_VERSION: Final = 1
+ID_SIZE: Final = 32
+TAG_SIZE: Final = 16
+NODE_ID_SIZE: Final = 16
+MAX_IDS: Final = 1024  # ids per have/want frame
+MAX_TAGS: Final = 256
+MAX_PEERS: Final = 32
+MAX_ADDR: Final = 255
+MAX_FRAME_SIZE: Final = max(1 + MAX_ENVELOPE_SIZE, 1 + DEFAULT_FRAME_LIMIT + 1024)
+_HELLO: Final = struct.Struct(">BBBQ16sB")
+_ADDR_CHARS: Final = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
+)
+
+
+class FrameType(enum.IntEnum):
+    HELLO = 0x01
+    HAVE = 0x02
+    WANT = 0x03
+    ENVELOPE = 0x04
+    RECONCILE = 0x05  # to the responder
+    RECONCILE_REPLY = 0x06  # to the initiator
+    PEERS = 0x07
+    WATCH = 0x08
+    BYE = 0x09
+
+
+class ByeReason(enum.IntEnum):
+    NORMAL = 0  # shutting down or dropping a surplus link
+    VERSION = 1  # protocol version unknown
+    CLOCK = 2  # clocks differ beyond the skew bound
+    PROTOCOL = 3  # the peer broke the protocol (malformed or unexpected frame)
+    INVALID = 4  # the peer sent an invalid envelope (PoW, expiry, size)
+    FLOOD = 5  # the peer exceeded its byte or envelope budget
+    BANNED = 6  # the peer is banned for a while
+    DUPLICATE = 7  # another link to the same node is kept
+    SELF = 8  # the peer is this very node
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    min_bits: int  # the least PoW difficulty (base bits) the sender accepts
+    clock: int  # the sender's unix time, seconds
+    node_id: bytes  # random per start; detects self-links and duplicates
+    light: bool  # a light node stores nothing for others
+    listen: str  # "host:port" others may dial, or "" (peer exchange)
+
+    def __post_init__(self) -> None:
+        if len(self.node_id) != NODE_ID_SIZE or not 0 <= self.min_bits <= 64:
+            raise LocalProtocolError("bad hello")
+        _check_addr(self.listen, allow_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeBody:
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    payload: bytes
+    reply: bool  # False: initiator → responder; True: responder → initiator
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    tags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: ByeReason
+    text: str
+
+
+Message = Hello | Have | Want | EnvelopeBody | Reconcile | Peers | Watch | Bye
+
+
+def _check_addr(addr: str, *, allow_empty: bool = False) -> None:
+    raw = addr.encode("ascii", "replace")
+    if (not raw and not allow_empty) or len(raw) > MAX_ADDR or not set(raw) <= _ADDR_CHARS:
+        raise MalformedError(f"bad peer address {addr[:64]!r}")
+
+
+def _ids_frame(t: FrameType, items: tuple[bytes, ...], size: int, cap: int) -> bytes:
+    if len(items) > cap or any(len(i) != size for i in items):
+        raise LocalProtocolError("too many or badly sized items for one frame")
+    return bytes([t]) + struct.pack(">H", len(items)) + b"".join(items)
+
+
+def encode(msg: Message) -> bytes:
+    if isinstance(msg, Hello):
+        addr = msg.listen.encode("ascii")
+        flags = 1 if msg.light else 0
+        head = _HELLO.pack(msg.version, msg.min_bits, flags, msg.clock, msg.node_id, len(addr))
+        return bytes([FrameType.HELLO]) + head + addr
+    if isinstance(msg, Have):
+        return _ids_frame(FrameType.HAVE, msg.ids, ID_SIZE, MAX_IDS)
+    if isinstance(msg, Want):
+        return _ids_frame(FrameType.WANT, msg.ids, ID_SIZE, MAX_IDS)
+    if isinstance(msg, EnvelopeBody):
+        return bytes([FrameType.ENVELOPE]) + msg.raw
+    if isinstance(msg, Reconcile):
+        t = FrameType.RECONCILE_REPLY if msg.reply else FrameType.RECONCILE
+        return bytes([t]) + msg.payload
+    if isinstance(msg, Peers):
+        if len(msg.addrs) > MAX_PEERS:
+            raise LocalProtocolError("too many peer addresses")
+        parts = [bytes([FrameType.PEERS, len(msg.addrs)])]
+        for a in msg.addrs:
+            _check_addr(a)
+            parts.append(bytes([len(a)]) + a.encode("ascii"))
+        return b"".join(parts)
+    if isinstance(msg, Watch):
+        return _ids_frame(FrameType.WATCH, msg.tags, TAG_SIZE, MAX_TAGS)
+    text = msg.text.encode("utf-8")[:MAX_ADDR]
+    return bytes([FrameType.BYE, msg.reason, len(text)]) + text
+
+
+def _parse_ids(body: bytes, size: int, cap: int) -> tuple[bytes, ...]:
+    if len(body) < 2:
+        raise TruncatedError("id list frame too short")
+    (n,) = struct.unpack_from(">H", body)
+    if n > cap:
+        raise OversizeError(f"{n} items in one frame; at most {cap}")
+    if len(body) != 2 + n * size:
+        raise MalformedError("id list length does not match its count")
+    return tuple(body[2 + i * size : 2 + (i + 1) * size] for i in range(n))
+
+
+def parse(frame: bytes) -> Message:
+    """Decode one frame; ``RemoteProtocolError`` subclasses on anything wrong."""
+    if len(frame) > MAX_FRAME_SIZE:
+        raise OversizeError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_SIZE}")
+    if not frame:
+        raise TruncatedError("empty frame")
+    t, body = frame[0], bytes(frame[1:])
+    if t == FrameType.HELLO:
+        if len(body) < _HELLO.size:
+            raise TruncatedError("hello too short")
+        version, bits, flags, clock, node_id, alen = _HELLO.unpack_from(body)
+        if len(body) != _HELLO.size + alen or flags > 1 or bits > 64:
+            raise MalformedError("malformed hello")
+        addr = body[_HELLO.size :]
+        _check_addr(addr.decode("latin-1"), allow_empty=True)
+        return Hello(version, bits, clock, node_id, bool(flags), addr.decode("ascii"))
+    if t == FrameType.HAVE:
+        return Have(_parse_ids(body, ID_SIZE, MAX_IDS))
+    if t == FrameType.WANT:
+        return Want(_parse_ids(body, ID_SIZE, MAX_IDS))
+    if t == FrameType.ENVELOPE:
+        if len(body) > MAX_ENVELOPE_SIZE:
+            raise OversizeError("envelope frame too large")
+        return EnvelopeBody(body)
+    if t in (FrameType.RECONCILE, FrameType.RECONCILE_REPLY):
+        if len(body) > DEFAULT_FRAME_LIMIT + 1024:
+            raise OversizeError("reconcile frame too large")
+        return Reconcile(body, t == FrameType.RECONCILE_REPLY)
+    if t == FrameType.PEERS:
+        return Peers(_parse_peers(body))
+    if t == FrameType.WATCH:
+        return Watch(_parse_ids(body, TAG_SIZE, MAX_TAGS))
+    if t == FrameType.BYE:
+        if len(body) < 2 or len(body) != 2 + body[1]:
+            raise MalformedError("malformed bye")
+        try:
+            reason = ByeReason(body[0])
+        except ValueError:
+            reason = ByeReason.PROTOCOL
+        return Bye(reason, body[2:].decode("utf-8", "replace"))
+    raise UnknownKindError(f"unknown gossip frame type 0x{t:02x}")
+
+
+def _parse_peers(body: bytes) -> tuple[str, ...]:
+    if not body or body[0] > MAX_PEERS:
+        raise MalformedError("malformed peers frame")
+    pos, out = 1, []
+    for _ in range(body[0]):
+        if pos >= len(body) or pos + 1 + body[pos] > len(body):
+            raise TruncatedError("peers frame ends inside an address")
+        addr = body[pos + 1 : pos + 1 + body[pos]].decode("latin-1")
+        _check_addr(addr)
+        out.append(addr)
+        pos += 1 + body[pos]
+    if pos != len(body):
+        raise MalformedError("trailing bytes after peer addresses")
+    return tuple(out)
