@@ -1,0 +1,63 @@
+"""The gateway bot at ``paranoim@<domain>``: a chat window that answers commands.
+
+For people who would rather type than open the web UI: ``help``, ``status``,
+``invite`` and ``add <address-or-link> [petname]``. Replies are plain text;
+a ``UserError`` becomes its own message, which already says what to do.
+"""
+
+from __future__ import annotations
+
+from bridge.api import ServiceAPI
+from bridge.core.errors import UserError
+from bridge.events import IdentityInfo
+from bridge.xmpp.jids import Domains
+
+HELP = """ParanoIM gateway commands:
+  help — this text
+  status — the P2P node's health
+  invite — your invitation link, to give to someone out of band
+  add <address-or-invite-link> [petname] — add a contact
+Contacts are <address>@{contacts}; the public room is {room}."""
+
+
+class Bot:
+    def __init__(self, service: ServiceAPI, domains: Domains) -> None:
+        self.service = service
+        self.domains = domains
+
+    def answer(self, owner: IdentityInfo, text: str) -> str:
+        words = text.strip().split()
+        command = words[0].lower().lstrip("/!") if words else "help"
+        try:
+            if command == "status":
+                return self._status()
+            if command == "invite":
+                link = self.service.invite_link(owner.address)
+                return f"Your invitation link (give it to a contact out of band):\n{link}"
+            if command == "add":
+                return self._add(owner, words[1:])
+        except UserError as err:
+            return f"Sorry: {err}"
+        prefix = "" if command == "help" else f"Unknown command {command!r}.\n"
+        return prefix + HELP.format(contacts=self.domains.contacts, room=self.domains.public_room)
+
+    def _status(self) -> str:
+        h = self.service.health()
+        lines = [
+            f"peers connected: {len(h.peers)}",
+            f"stored envelopes: {h.stored_envelopes} ({h.stored_bytes} bytes)",
+            f"proof-of-work difficulty: {h.difficulty_bits} bits",
+            f"storage: {h.storage}, Tor: {h.tor}",
+        ]
+        if h.recent_errors:
+            lines.append("recent errors: " + "; ".join(h.recent_errors[-3:]))
+        return "\n".join(lines)
+
+    def _add(self, owner: IdentityInfo, args: list[str]) -> str:
+        if not args:
+            return "Usage: add <address-or-invite-link> [petname]"
+        contact = self.service.add_contact(owner.address, args[0], " ".join(args[1:]))
+        return (
+            f"Added {contact.petname} as {self.domains.contact(contact.address)} "
+            f"(fingerprint {contact.fingerprint})."
+        )

@@ -1,0 +1,380 @@
+"""Stanzas <-> service calls and events: the translation layer.
+
+Named by direction, as slidge does: ``on_*`` handles what arrives from an
+XMPP client and goes to the network; ``send_*`` handles what the service's
+event stream reports and goes to XMPP clients.
+
+- ``<message type=chat to=ADDRESS@p2p.D>`` -> ``service.send_message`` as a task
+  (PoW runs inside it; the client is never frozen). Sends to one contact are
+  serialised so they leave in the order they were typed. A failure comes back
+  as ``<message type=error>`` with the error's text (``errors.py``).
+- XEP-0184: a ``<request/>`` asks the network for a delivery ack; a client's
+  ``<received id=.../>`` for a message we delivered becomes ``send_receipt``.
+- XEP-0085 chat states and XEP-0333 markers stay local (dropped).
+- XEP-0280: a message one client sends is copied to the account's other
+  clients that enabled carbons. Messages from the network go to every
+  available client, so no "received" carbons are needed.
+- Events with no client online wait in a bounded in-memory queue and are
+  delivered at the next initial presence (with a XEP-0203 delay stamp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import logging
+import xml.etree.ElementTree as ET
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from slixmpp import Message, Presence
+
+from bridge.api import ServiceAPI
+from bridge.events import (
+    ContactsChanged,
+    Event,
+    MessageArrived,
+    ReceiptArrived,
+    RoomMessageArrived,
+)
+from bridge.xmpp.bot import Bot
+from bridge.xmpp.errors import XmppError, error_reply_to
+from bridge.xmpp.jids import Domains, parse_jid
+from bridge.xmpp.muc import PublicRoom
+from bridge.xmpp.roster import RosterMap
+from bridge.xmpp.sessions import Sessions
+
+if TYPE_CHECKING:
+    from bridge.xmpp.stream import C2SConnection
+
+log = logging.getLogger(__name__)
+
+_C = "{jabber:client}"
+RECEIPTS_NS = "urn:xmpp:receipts"
+CARBONS_NS = "urn:xmpp:carbons:2"
+HINTS_NS = "urn:xmpp:hints"
+DELAY_NS = "urn:xmpp:delay"
+OFFLINE_QUEUE = 1000  # events per identity held while no client is online
+REMEMBERED = 10_000  # message ids / envelope ids kept for receipts and dedup
+_PRESENCE_TYPES_SUBSCRIPTION = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
+
+
+class _Bounded(OrderedDict[Any, Any]):
+    """An insertion-ordered dict that forgets its oldest entries past ``limit``."""
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: object, value: object = None) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class Gateway:
+    def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:
+        self.service = service
+        self.sessions = sessions
+        self.domains = domains
+        self.roster = RosterMap(service, sessions, domains)
+        self.room = PublicRoom(service, sessions, domains, self._spawn)
+        self.bot = Bot(service, domains)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._offline: dict[str, deque[Event]] = {}
+        self._seen = _Bounded()  # envelope ids already delivered (each arrives once)
+        self._delivered = _Bounded()  # (owner, contact, stanza id) -> (envelope id, sender's id)
+        self._sent = _Bounded()  # envelope id -> client's message id, for receipts
+        self._unsubscribe: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._unsubscribe = self.service.subscribe(self._listener)
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- from XMPP ---------------------------------------------------------------------
+
+    def on_message(self, conn: C2SConnection, el: ET.Element) -> None:
+        assert conn.owner is not None
+        mtype = el.get("type", "normal")
+        if mtype == "error":
+            return  # never answer an error with an error
+        to = parse_jid(el.get("to"))
+        if to is None or to.bare == conn.bare:
+            self._to_own_account(conn, el, to.resource if to else "")
+            return
+        if to.domain == self.domains.rooms:
+            self.room.on_message(conn, el, to)
+            return
+        body = el.findtext(_C + "body")
+        if to.bare == self.domains.bot:
+            if body is not None and body.strip():
+                self._carbon(conn, el)
+                self._bot_reply(conn, body)
+            return
+        address = self.domains.address_of(to)
+        if address is None:
+            raise XmppError("service-unavailable",
+                            f"this server only reaches P2P contacts ({self.domains.contacts})")
+        received = el.find(f"{{{RECEIPTS_NS}}}received")
+        if received is not None:
+            self._ack(conn.owner.address, address, received.get("id", ""))
+        if body is None:
+            return  # chat states, markers, corrections without text: local only
+        if mtype not in ("chat", "normal"):
+            raise XmppError("bad-request", f"cannot send a {mtype} message to a contact",
+                            "modify")
+        self._carbon(conn, el)
+        msg_id = el.get("id", "")
+        wants_receipt = bool(msg_id) and el.find(f"{{{RECEIPTS_NS}}}request") is not None
+        self._spawn(self._send(conn, dict(el.attrib), address, body, wants_receipt, msg_id))
+
+    async def _send(self, conn: C2SConnection, attrs: dict[str, str], address: str, body: str,
+                    wants_receipt: bool, msg_id: str) -> None:
+        assert conn.owner is not None
+        owner = conn.owner.address
+        key = (owner, address)
+        lock = self._send_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # FIFO: messages to one contact leave in typing order
+                envelope_id = await self.service.send_message(
+                    owner, address, body, receipt=wants_receipt, message_id=msg_id
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            conn.send(error_reply_to("message", attrs, conn.jid.full, exc, body))
+            return
+        finally:
+            if not lock.locked() and self._send_locks.get(key) is lock:
+                del self._send_locks[key]
+        if wants_receipt:
+            self._sent.remember(envelope_id, msg_id)
+
+    def _ack(self, owner: str, address: str, stanza_id: str) -> None:
+        found = self._delivered.pop((owner, address, stanza_id), None)
+        if found is None:
+            return
+        envelope_id, message_id = found
+        self._spawn(self._send_receipt(owner, address, envelope_id, message_id))
+
+    async def _send_receipt(self, owner: str, address: str, envelope_id: bytes,
+                            message_id: str) -> None:
+        try:
+            await self.service.send_receipt(owner, address, [envelope_id],
+                                            [message_id] if message_id else [])
+        except Exception as exc:  # a lost receipt is not worth bothering the person
+            log.info("receipt to %s not sent: %s", address[:8], exc)
+
+    def _carbon(self, conn: C2SConnection, el: ET.Element) -> None:
+        if el.find(f"{{{CARBONS_NS}}}private") is not None:
+            return
+        if el.find(f"{{{HINTS_NS}}}no-copy") is not None:
+            return
+        assert conn.owner is not None
+        for other in self.sessions.of(conn.owner.address):
+            if other is conn or not other.carbons:
+                continue
+            inner = Message(xml=copy.deepcopy(el))
+            wrapper = Message()
+            wrapper["from"] = conn.bare
+            wrapper["to"] = other.jid.full
+            wrapper["type"] = inner["type"] or "normal"
+            wrapper["carbon_sent"] = inner
+            other.send(wrapper)
+
+    def _to_own_account(self, conn: C2SConnection, el: ET.Element, resource: str) -> None:
+        assert conn.owner is not None
+        targets = (
+            [s for s in [self.sessions.resource(conn.owner.address, resource)] if s]
+            if resource
+            else [s for s in self.sessions.available(conn.owner.address) if s is not conn]
+        )
+        if resource and not targets:
+            raise XmppError("recipient-unavailable", "that client is not connected", "wait")
+        for target in targets:
+            forwarded = copy.deepcopy(el)
+            forwarded.set("to", target.jid.full)
+            target.send(forwarded)
+
+    def _bot_reply(self, conn: C2SConnection, body: str) -> None:
+        assert conn.owner is not None
+        answer = self.bot.answer(conn.owner, body)
+        for session in self.sessions.available(conn.owner.address) or [conn]:
+            reply = Message()
+            reply["to"] = session.jid.full
+            reply["from"] = self.domains.bot
+            reply["type"] = "chat"
+            reply["body"] = answer
+            session.send(reply)
+
+    def on_presence(self, conn: C2SConnection, el: ET.Element) -> None:
+        ptype = el.get("type", "")
+        to = parse_jid(el.get("to"))
+        if to is None:
+            self._own_presence(conn, el, ptype)
+            return
+        if to.domain == self.domains.rooms:
+            self.room.on_presence(conn, el, to)
+            return
+        if ptype in _PRESENCE_TYPES_SUBSCRIPTION:
+            self.roster.on_subscription(conn, ptype, to.bare)
+            return
+        if ptype == "probe":
+            assert conn.owner is not None
+            address = self.domains.address_of(to)
+            for contact in self.service.contacts(conn.owner.address):
+                if contact.address == address:
+                    self.roster.contact_presence(conn, contact)
+        # directed presence to a contact: nothing crosses the network for it
+
+    def _own_presence(self, conn: C2SConnection, el: ET.Element, ptype: str) -> None:
+        assert conn.owner is not None
+        if ptype not in ("", "unavailable"):
+            return
+        first = ptype == "" and not conn.available
+        conn.available = ptype == ""
+        others = [s for s in self.sessions.of(conn.owner.address) if s.available]
+        # RFC 6121 §4.2.2: the presence goes to all the account's available resources
+        for session in set(others) | {conn}:
+            copy_el = copy.deepcopy(el)
+            copy_el.set("to", session.jid.full)
+            session.send(copy_el)
+        if ptype == "unavailable":
+            self.room.leave(conn)
+            return
+        if first:
+            for session in others:
+                if session is not conn:
+                    hello = Presence()
+                    hello["from"] = session.jid.full
+                    hello["to"] = conn.jid.full
+                    conn.send(hello)
+            self.roster.initial_presence(conn)
+            self._flush_offline(conn.owner.address)
+
+    def on_disconnect(self, conn: C2SConnection) -> None:
+        if conn.owner is None or not conn.available:
+            return
+        conn.available = False
+        for session in self.sessions.available(conn.owner.address):
+            gone = Presence()
+            gone["from"] = conn.jid.full
+            gone["to"] = session.jid.full
+            gone["type"] = "unavailable"
+            session.send(gone)
+
+    # --- to XMPP -----------------------------------------------------------------------
+
+    def _listener(self, event: Event) -> None:
+        # The service may call from any thread; handling always happens on our
+        # loop, in the order events were emitted (per-sender order is kept).
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.dispatch, event)
+
+    def dispatch(self, event: Event) -> None:
+        try:
+            if isinstance(event, MessageArrived):
+                self.send_message(event)
+            elif isinstance(event, ReceiptArrived):
+                self.send_receipt(event)
+            elif isinstance(event, ContactsChanged):
+                self.send_contact(event)
+            elif isinstance(event, RoomMessageArrived):
+                self.room.send_room_message(event)
+        except Exception:
+            log.exception("could not hand %s to XMPP clients", type(event).__name__)
+
+    def _hold(self, owner: str, event: Event) -> None:
+        queue = self._offline.setdefault(owner, deque(maxlen=OFFLINE_QUEUE))
+        queue.append(event)
+
+    def _flush_offline(self, owner: str) -> None:
+        queue = self._offline.pop(owner, None)
+        for event in queue or ():
+            if isinstance(event, MessageArrived):
+                self.send_message(event, delayed=True)
+            elif isinstance(event, ReceiptArrived):
+                self.send_receipt(event)
+
+    def send_message(self, event: MessageArrived, delayed: bool = False) -> None:
+        if not delayed and event.envelope_id in self._seen:
+            return
+        self._seen.remember(event.envelope_id)
+        targets = self.sessions.available(event.to)
+        if not targets:
+            self._hold(event.to, event)
+            return
+        stanza_id = event.message_id or event.envelope_id.hex()[:32]
+        if event.receipt_wanted:
+            self._delivered.remember((event.to, event.sender, stanza_id),
+                                     (event.envelope_id, event.message_id))
+        for conn in targets:
+            msg = Message()
+            msg["to"] = conn.jid.full
+            msg["from"] = self.domains.contact(event.sender)
+            msg["type"] = "chat"
+            msg["id"] = stanza_id
+            msg["body"] = event.text
+            if event.receipt_wanted:
+                msg["request_receipt"] = True
+            if delayed:
+                stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
+                ET.SubElement(msg.xml, f"{{{DELAY_NS}}}delay", {
+                    "from": self.domains.server,
+                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                })
+            conn.send(msg)
+
+    def send_receipt(self, event: ReceiptArrived) -> None:
+        ids = list(event.message_ids)
+        for envelope_id in event.acked:
+            msg_id = self._sent.pop(envelope_id, None)
+            if msg_id and msg_id not in ids:
+                ids.append(msg_id)
+        if not ids:
+            return
+        targets = self.sessions.available(event.to)
+        if not targets:
+            self._hold(event.to, ReceiptArrived(event.to, event.sender, (), tuple(ids)))
+            return
+        for conn in targets:
+            for msg_id in ids:
+                msg = Message()
+                msg["to"] = conn.jid.full
+                msg["from"] = self.domains.contact(event.sender)
+                msg["receipt"] = msg_id
+                conn.send(msg)
+
+    def send_contact(self, event: ContactsChanged) -> None:
+        self.roster.push(event.owner, event.contact, event.removed)
+        for conn in self.sessions.available(event.owner):
+            if event.contact is not None:
+                self.roster.contact_presence(conn, event.contact)
+            elif event.removed is not None:
+                gone = Presence()
+                gone["to"] = conn.jid.full
+                gone["from"] = self.domains.contact(event.removed)
+                gone["type"] = "unavailable"
+                conn.send(gone)
+

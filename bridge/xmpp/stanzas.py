@@ -1,0 +1,66 @@
+"""Serialising stanzas and the fixed stream-level framing.
+
+Stanzas are slixmpp stanza objects (or plain ElementTree elements for the
+stream-level SASL/TLS replies) serialised with slixmpp's ``tostring`` and
+``xmlns="jabber:client"``: the stdlib serializer fails with a default
+namespace and unqualified attributes. The stream header, features wrapper and
+stream errors are fixed text with escaped values, because they are not
+well-formed documents on their own (the header is never closed).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
+
+from slixmpp.xmlstream import ElementBase, tostring
+
+from bridge.xmpp.streamerror import STREAMS_NS, StreamError
+
+CLIENT_NS = "jabber:client"
+STREAM_NS = "http://etherx.jabber.org/streams"
+TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
+
+
+def serialize(stanza: ElementBase | ET.Element) -> bytes:
+    xml = stanza.xml if isinstance(stanza, ElementBase) else stanza
+    return tostring(xml, xmlns=CLIENT_NS).encode("utf-8")
+
+
+def stream_header(domain: str, stream_id: str) -> bytes:
+    return (
+        "<?xml version='1.0'?>"
+        f"<stream:stream xmlns='{CLIENT_NS}' xmlns:stream='{STREAM_NS}' "
+        f"id={quoteattr(stream_id)} from={quoteattr(domain)} version='1.0' xml:lang='en'>"
+    ).encode()
+
+
+def features(*children: ET.Element) -> bytes:
+    inner = "".join(tostring(child, xmlns=CLIENT_NS) for child in children)
+    return f"<stream:features>{inner}</stream:features>".encode()
+
+
+def stream_error(err: StreamError) -> bytes:
+    text = (
+        f"<text xmlns='{STREAMS_NS}' xml:lang='en'>{xml_escape(err.text)}</text>"
+        if err.text
+        else ""
+    )
+    return (
+        f"<stream:error><{err.condition} xmlns='{STREAMS_NS}'/>{text}</stream:error>"
+        "</stream:stream>"
+    ).encode()
+
+
+STREAM_CLOSE = b"</stream:stream>"
+
+
+def element(tag: str, text: str = "", **attrs: str) -> ET.Element:
+    el = ET.Element(tag, attrs)
+    if text:
+        el.text = text
+    return el
