@@ -1,0 +1,94 @@
+"""What the terminal-client drivers share: a home dir owned by the test user, a tmux pane."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from types import TracebackType
+
+from ._common import RunAs, base_env, run_as
+from .tmux import TmuxSession
+
+
+class TerminalClient:
+    """Base for profanity, poezio and finch drivers: one account, one tmux pane.
+
+    Subclasses write their config in ``_configure()`` and give ``_argv()``. The program
+    runs as the unprivileged test user with HOME in a fresh private temp dir.
+    """
+
+    program = ""
+
+    def __init__(
+        self,
+        jid: str,
+        password: str,
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        cert_pem: str | None = None,
+    ) -> None:
+        self.jid = jid
+        self.password = password
+        self.host = host
+        self.port = port
+        self.cert_pem = cert_pem
+        self.user: RunAs = run_as()
+        self.home: Path = self.user.make_dir(f"paranoim-{self.program}-")
+        self.env = base_env(self.home)
+        self.tmux: TmuxSession | None = None
+
+    @property
+    def localpart(self) -> str:
+        return self.jid.split("@", 1)[0]
+
+    def _configure(self) -> None:
+        raise NotImplementedError
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> TerminalClient:
+        self._configure()
+        (self.home / ".run").mkdir(mode=0o700, exist_ok=True)
+        self.user.chown_tree(self.home)
+        self.tmux = TmuxSession(
+            self.user.wrap(self._argv()), name=self.program, env=self.env, cwd=self.home
+        ).start()
+        return self
+
+    @property
+    def pane(self) -> TmuxSession:
+        if self.tmux is None:
+            raise RuntimeError(f"{self.program} not started")
+        return self.tmux
+
+    def screen(self) -> str:
+        return self.pane.capture_pane()
+
+    def stop(self) -> None:
+        if self.tmux is not None:
+            self.tmux.kill()
+            self.tmux = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> TerminalClient:
+        return self.start() if self.tmux is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+def matches(pattern: str | re.Pattern[str], text: str) -> bool:
+    if isinstance(pattern, re.Pattern):
+        return pattern.search(text) is not None
+    return pattern in text
