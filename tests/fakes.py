@@ -195,3 +195,170 @@ class FakeService:
 
     def xmpp_settings(self) -> dict[str, object]:
         return {}
+
+
+# --- XMPP test clients ---------------------------------------------------------------
+# A real slixmpp client (what users' clients do) and a raw socket client (what
+# an attacker does), both over loopback against a running C2SServer.
+
+STREAM_HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+)
+
+
+class SlixClient:
+    """A slixmpp ``ClientXMPP`` logged in to the test server, its stanzas queued."""
+
+    def __init__(self, jid: str, password: str, cert_path: object,
+                 plugins: tuple[str, ...] = (), sasl_mech: str | None = None,
+                 direct_tls: bool = False) -> None:
+        from slixmpp import ClientXMPP
+
+        self.xmpp = ClientXMPP(jid, password, sasl_mech=sasl_mech)
+        self.xmpp.enable_direct_tls = direct_tls  # slixmpp 1.17 tries direct TLS first
+        self.xmpp.ca_certs = cert_path
+        self.xmpp.reconnect_max_attempts = 0
+        for plugin in ("xep_0030", "xep_0199", *plugins):
+            self.xmpp.register_plugin(plugin)
+        self.messages: asyncio.Queue[object] = asyncio.Queue()
+        self.presences: asyncio.Queue[object] = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.failed = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.xmpp.add_event_handler("session_start", self._start)
+        self.xmpp.add_event_handler("message", self.messages.put_nowait)
+        self.xmpp.add_event_handler("presence", self.presences.put_nowait)
+        self.xmpp.add_event_handler("failed_all_auth", lambda _e: self.failed.set())
+        self.xmpp.add_event_handler("disconnected", lambda _e: self.closed.set())
+
+    async def _start(self, _event: object) -> None:
+        await self.xmpp.get_roster()
+        self.xmpp.send_presence()
+        self.started.set()
+
+    async def connect(self, port: int, timeout: float = 15.0) -> SlixClient:
+        self.xmpp.connect("127.0.0.1", port)
+        done = asyncio.ensure_future(self.started.wait())
+        fail = asyncio.ensure_future(self.failed.wait())
+        await asyncio.wait({done, fail}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done.cancel()
+        fail.cancel()
+        return self
+
+    async def next_message(self, predicate: Callable[[object], bool] = lambda m: True,
+                           timeout: float = 10.0) -> object:
+        async def find() -> object:
+            while True:
+                msg = await self.messages.get()
+                if predicate(msg):
+                    return msg
+
+        return await asyncio.wait_for(find(), timeout)
+
+    async def next_presence(self, predicate: Callable[[object], bool] = lambda p: True,
+                            timeout: float = 10.0) -> object:
+        async def find() -> object:
+            while True:
+                presence = await self.presences.get()
+                if predicate(presence):
+                    return presence
+
+        return await asyncio.wait_for(find(), timeout)
+
+    async def close(self) -> None:
+        if not self.closed.is_set() and self.xmpp.transport is not None:
+            self.xmpp.disconnect()
+            try:
+                await asyncio.wait_for(self.closed.wait(), 5)
+            except TimeoutError:
+                self.xmpp.abort()
+
+
+class RawClient:
+    """Speaks XMPP bytes directly, to send what no polite client would."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def expect(self, marker: bytes, timeout: float = 10.0) -> bytes:
+        """Read until ``marker`` has arrived; returns everything read so far."""
+        async def read() -> bytes:
+            while marker not in self.buffer:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
+                self.buffer += chunk
+            return self.buffer
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def read_to_eof(self, timeout: float = 10.0) -> bytes:
+        async def read() -> bytes:
+            while True:
+                try:
+                    chunk = await self.reader.read(65536)
+                except (ConnectionError, OSError):
+                    return self.buffer
+                if not chunk:
+                    return self.buffer
+                self.buffer += chunk
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def starttls(self, cert_path: object) -> None:
+        import ssl
+
+        self.send(STREAM_HEADER)
+        await self.expect(b"</stream:features>")
+        self.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        await self.expect(b"<proceed")
+        ctx = ssl.create_default_context(cafile=str(cert_path))
+        await self.writer.start_tls(ctx, server_hostname="localhost")
+        self.buffer = b""
+        self.send(STREAM_HEADER)
+        await self.expect(b"</stream:features>")
+        self.buffer = b""
+
+    async def plain_auth(self, user: str, password: str) -> bytes:
+        """One PLAIN attempt; returns b"success" or the failure element's bytes."""
+        token = base64.b64encode(f"\0{user}\0{password}".encode())
+        self.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  + token + b"</auth>")
+
+        async def answer() -> bytes:
+            while True:
+                if b"<success" in self.buffer:
+                    self.buffer = b""
+                    return b"success"
+                if b"</failure>" in self.buffer:
+                    reply, _, self.buffer = self.buffer.partition(b"</failure>")
+                    return reply
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed during auth; got {self.buffer!r}")
+                self.buffer += chunk
+
+        return await asyncio.wait_for(answer(), 10)
+
+    async def login(self, cert_path: object, user: str, password: str) -> None:
+        await self.starttls(cert_path)
+        assert await self.plain_auth(user, password) == b"success"
+        self.send(STREAM_HEADER)
+        await self.expect(b"</stream:features>")
+        self.send(b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        await self.expect(b"</iq>")
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.writer.close()
