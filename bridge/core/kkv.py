@@ -1,0 +1,540 @@
+"""kkv-style direct delivery: record formats, the server's checks, the client's steps.
+
+Sans-IO: time and randomness come in as arguments, bytes and records go out; the
+aiohttp shell is bridge/net/kkv.py. One flow carries one message, and every key
+in it but the server's domain key lives for that one message (kkv's policy):
+
+    client (throwaway or identity Ed25519 key C)     server (domain key D, new each start)
+    POST /pow {client_pk}                      ->    token = v‖D‖C‖random‖bits‖expires,
+                                               <-    sig_D(token)
+    solve: work_bits(derive(CTX_KKV_POW, token), nonce) >= bits
+    POST /exchange_keys {token, sig_D, nonce, client_x25519, sig_C}
+        checks, cheapest first: size → expiry → PoW → replay → sig_D → sig_C
+                                               <-    session id, server_x25519, expires, sig_D
+    POST /msg {session, ciphertext, sig_C}
+        checks: size → session → expiry → sig_C → AEAD → (envelope checks, by the shell)
+
+The challenge is stateless until used (the server signs it instead of keeping
+it), so /pow costs the server one signature and no memory; a used challenge is
+remembered until it expires so it cannot be spent twice. Sessions are single-use.
+
+JSON carries binary fields as standard base64 with padding; parsing is strict:
+an object with exactly the expected keys, exact types, canonical base64.
+kkv's own byte formats are not public; these are ours (docs/kkv-api.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from bridge.core import crypto, pow
+from bridge.core.errors import (
+    BadSignatureError,
+    ExpiredError,
+    FromFutureError,
+    LocalProtocolError,
+    MalformedError,
+    OversizeError,
+    ParanoimError,
+    RemoteProtocolError,
+    TruncatedError,
+    UnknownVersionError,
+    UserError,
+    WeakProofOfWorkError,
+)
+
+VERSION: Final = 1
+DEFAULT_PORT: Final = 45069  # kkv's port
+DEFAULT_MAX_MESSAGES: Final = 50  # kkv's default inbox cap
+# kkv asks 30 bits (minutes of work) because its PoW is the only spam cost; here
+# every envelope already carries its own PoW, so the challenge only has to make
+# each delivery attempt cost the sender something: ~20 ms on one core.
+DEFAULT_BITS: Final = 20
+MAX_BITS: Final = 40
+DEFAULT_CHALLENGE_TTL: Final = 120
+DEFAULT_SESSION_TTL: Final = 60
+DEFAULT_MAX_PENDING: Final = 4096  # used challenges and open sessions, each
+SESSION_ID_SIZE: Final = 16
+RANDOM_SIZE: Final = 32
+
+# Body limits, checked before a byte is parsed. /msg carries the largest
+# envelope plus the AEAD tag, base64 (4/3) and a little JSON.
+SMALL_BODY_LIMIT: Final = 4096
+MSG_BODY_LIMIT: Final = 96 * 1024
+
+_TOKEN: Final = struct.Struct(">B32s32s32sBQ")
+TOKEN_SIZE: Final = _TOKEN.size  # 106
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class ReplayedChallengeError(RemoteProtocolError):
+    """This challenge was already spent on a key exchange."""
+
+
+class UnknownSessionError(RemoteProtocolError):
+    """No open session has this id: never issued, already used, or forgotten."""
+
+
+class ForeignChallengeError(BadSignatureError):
+    """The challenge names another server key (issued before a restart, or elsewhere)."""
+
+
+class KkvBusyError(ParanoimError):
+    """The server holds as many pending challenges or sessions as it allows."""
+
+
+class BadEndpointError(MalformedError, UserError):
+    """A direct-delivery endpoint that cannot be used; the message says why."""
+
+
+# --- strict JSON -------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedError(f"JSON key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedError(f"JSON constant {name} is not allowed")
+
+
+def parse_json_object(body: bytes, fields: dict[str, type], optional: frozenset[str] = frozenset(),
+                      limit: int = SMALL_BODY_LIMIT) -> dict[str, Any]:
+    """A JSON object with exactly ``fields`` (those in ``optional`` may be left out),
+    each of its exact type (a bool is not an int)."""
+    if len(body) > limit:
+        raise OversizeError(f"request body of {len(body)} bytes exceeds {limit}")
+    try:
+        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, MalformedError):
+            raise
+        raise MalformedError("request body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise MalformedError("request body must be a JSON object")
+    unknown = set(obj) - set(fields)
+    if unknown:
+        raise MalformedError(f"unexpected field {sorted(unknown)[0]!r}")
+    for name, typ in fields.items():
+        if name not in obj:
+            if name in optional:
+                continue
+            raise MalformedError(f"field {name!r} is missing")
+        value = obj[name]
+        if type(value) is not typ:
+            raise MalformedError(f"field {name!r} must be a {typ.__name__}")
+    return obj
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(value: str, size: int | None, what: str, max_size: int | None = None) -> bytes:
+    """Canonical standard base64 of exactly ``size`` bytes (or at most ``max_size``)."""
+    limit = size if size is not None else max_size
+    if limit is not None and len(value) > 4 * ((limit + 2) // 3):
+        raise MalformedError(f"{what} is too long")
+    try:
+        data = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise MalformedError(f"{what} is not valid base64") from None
+    if b64(data) != value:
+        raise MalformedError(f"{what} is not canonical base64")
+    if size is not None and len(data) != size:
+        raise MalformedError(f"{what} must be {size} bytes")
+    return data
+
+
+def _uint(value: int, what: str, bound: int = 2**64 - 1) -> int:
+    if not 0 <= value <= bound:
+        raise MalformedError(f"{what} is out of range")
+    return value
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """What /pow hands out: work bound to one client key, one server key and a deadline."""
+
+    domain_pk: bytes
+    client_pk: bytes
+    random: bytes
+    bits: int
+    expires: int
+
+    def __post_init__(self) -> None:
+        if len(self.domain_pk) != 32 or len(self.client_pk) != 32 or len(self.random) != 32:
+            raise LocalProtocolError("challenge keys and random must be 32 bytes")
+        if not 0 <= self.bits <= MAX_BITS or not 0 <= self.expires < 2**64:
+            raise LocalProtocolError("challenge bits or expiry out of range")
+
+    def encode(self) -> bytes:
+        return _TOKEN.pack(VERSION, self.domain_pk, self.client_pk, self.random, self.bits,
+                           self.expires)
+
+    @classmethod
+    def parse(cls, token: bytes) -> Challenge:
+        if len(token) != TOKEN_SIZE:
+            raise TruncatedError(f"challenge must be {TOKEN_SIZE} bytes")
+        version, domain_pk, client_pk, random, bits, expires = _TOKEN.unpack(token)
+        if version != VERSION:
+            raise UnknownVersionError(f"challenge version {version} is not supported")
+        if bits > MAX_BITS:
+            raise MalformedError(f"challenge asks {bits} bits; at most {MAX_BITS} are allowed")
+        return cls(domain_pk, client_pk, random, bits, expires)
+
+    @property
+    def digest(self) -> bytes:
+        """What the proof of work is computed over (pow.work_bits's digest)."""
+        return challenge_digest(self.encode())
+
+
+def challenge_digest(token: bytes) -> bytes:
+    return crypto.derive(crypto.CTX_KKV_POW, token)
+
+
+def sign_challenge(domain_sk: bytes, token: bytes) -> bytes:
+    return crypto.sign(domain_sk, crypto.SIG_KKV_CHALLENGE + token)
+
+
+def verify_challenge(domain_pk: bytes, token: bytes, signature: bytes) -> None:
+    crypto.verify(domain_pk, crypto.SIG_KKV_CHALLENGE + token, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeResponse:
+    """The /pow answer; ``bits`` and ``expires`` repeat the token's for readers."""
+
+    token: bytes
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        c = Challenge.parse(self.token)
+        return {"challenge": b64(self.token), "signature": b64(self.signature),
+                "bits": c.bits, "expires": c.expires}
+
+    @classmethod
+    def from_json(cls, body: bytes) -> tuple[ChallengeResponse, Challenge]:
+        obj = parse_json_object(body, {"challenge": str, "signature": str, "bits": int,
+                                       "expires": int})
+        token = unb64(obj["challenge"], TOKEN_SIZE, "challenge")
+        c = Challenge.parse(token)
+        if obj["bits"] != c.bits or obj["expires"] != c.expires:
+            raise MalformedError("challenge fields disagree with the signed token")
+        return cls(token, unb64(obj["signature"], crypto.SIGNATURE_SIZE, "signature")), c
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRequest:
+    """/exchange_keys: the solved challenge, a fresh X25519 key, the client's signature."""
+
+    token: bytes
+    token_signature: bytes
+    nonce: int
+    client_x25519: bytes
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        return exchange_signed_bytes(self.token, self.nonce, self.client_x25519)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"challenge": b64(self.token), "challenge_signature": b64(self.token_signature),
+                "nonce": self.nonce, "client_x25519": b64(self.client_x25519),
+                "signature": b64(self.signature)}
+
+    @classmethod
+    def from_json(cls, body: bytes) -> ExchangeRequest:
+        obj = parse_json_object(body, {"challenge": str, "challenge_signature": str,
+                                       "nonce": int, "client_x25519": str, "signature": str})
+        return cls(
+            token=unb64(obj["challenge"], TOKEN_SIZE, "challenge"),
+            token_signature=unb64(obj["challenge_signature"], crypto.SIGNATURE_SIZE,
+                                  "challenge_signature"),
+            nonce=_uint(obj["nonce"], "nonce", pow.MAX_NONCE),
+            client_x25519=unb64(obj["client_x25519"], crypto.KEY_SIZE, "client_x25519"),
+            signature=unb64(obj["signature"], crypto.SIGNATURE_SIZE, "signature"),
+        )
+
+
+def exchange_signed_bytes(token: bytes, nonce: int, client_x25519: bytes) -> bytes:
+    return crypto.SIG_KKV_EXCHANGE + token + struct.pack(">Q", nonce) + client_x25519
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOffer:
+    """/exchange_keys' answer: the server's half of a one-message X25519 exchange."""
+
+    session: bytes
+    server_x25519: bytes
+    expires: int
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"session": b64(self.session), "server_x25519": b64(self.server_x25519),
+                "expires": self.expires, "signature": b64(self.signature)}
+
+    @classmethod
+    def from_json(cls, body: bytes) -> SessionOffer:
+        obj = parse_json_object(body, {"session": str, "server_x25519": str, "expires": int,
+                                       "signature": str})
+        return cls(
+            session=unb64(obj["session"], SESSION_ID_SIZE, "session"),
+            server_x25519=unb64(obj["server_x25519"], crypto.KEY_SIZE, "server_x25519"),
+            expires=_uint(obj["expires"], "expires"),
+            signature=unb64(obj["signature"], crypto.SIGNATURE_SIZE, "signature"),
+        )
+
+
+def session_signed_bytes(session: bytes, server_x25519: bytes, client_pk: bytes,
+                         client_x25519: bytes, expires: int) -> bytes:
+    # Binding the client's keys means an offer cannot be handed to another client.
+    return (crypto.SIG_KKV_SESSION + session + server_x25519 + client_pk + client_x25519
+            + struct.pack(">Q", expires))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """/msg: the envelope encrypted under the session key, signed by the client."""
+
+    session: bytes
+    ciphertext: bytes
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"session": b64(self.session), "ciphertext": b64(self.ciphertext),
+                "signature": b64(self.signature)}
+
+    @classmethod
+    def from_json(cls, body: bytes, max_ciphertext: int) -> MessageRequest:
+        obj = parse_json_object(body, {"session": str, "ciphertext": str, "signature": str},
+                                limit=MSG_BODY_LIMIT)
+        return cls(
+            session=unb64(obj["session"], SESSION_ID_SIZE, "session"),
+            ciphertext=unb64(obj["ciphertext"], None, "ciphertext", max_size=max_ciphertext),
+            signature=unb64(obj["signature"], crypto.SIGNATURE_SIZE, "signature"),
+        )
+
+
+def message_signed_bytes(session: bytes, ciphertext: bytes) -> bytes:
+    return crypto.SIG_KKV_MESSAGE + session + ciphertext
+
+
+def session_keys(shared: bytes, session: bytes, client_x25519: bytes,
+                 server_x25519: bytes) -> tuple[bytes, bytes]:
+    """(AEAD key, nonce). A session carries one message, so a derived nonce is safe."""
+    material = shared + session + client_x25519 + server_x25519
+    return (crypto.derive(crypto.CTX_KKV_SESSION_KEY, material),
+            crypto.derive(crypto.CTX_KKV_SESSION_NONCE, material, crypto.AEAD_NONCE_SIZE))
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    client_pk: bytes
+    client_x25519: bytes
+    server_secret: bytes
+    server_x25519: bytes
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A message that passed the transport checks: the envelope bytes and who sent them."""
+
+    envelope: bytes
+    client_pk: bytes
+
+
+class KkvServerState:
+    """The server's side of the flow: issue challenges, accept exchanges, open messages.
+
+    Holds only what replay protection needs (spent challenges until they expire)
+    and open sessions; both are bounded and purged by time.
+    """
+
+    def __init__(self, domain_seed: bytes, *, bits: int = DEFAULT_BITS,
+                 challenge_ttl: int = DEFAULT_CHALLENGE_TTL,
+                 session_ttl: int = DEFAULT_SESSION_TTL,
+                 max_pending: int = DEFAULT_MAX_PENDING,
+                 max_ciphertext: int = MSG_BODY_LIMIT) -> None:
+        if not 0 <= bits <= MAX_BITS:
+            raise LocalProtocolError(f"challenge cost must be 0..{MAX_BITS} bits")
+        self.domain_pk, self._domain_sk = crypto.ed25519_keypair(domain_seed)
+        self.bits = bits
+        self.challenge_ttl = challenge_ttl
+        self.session_ttl = session_ttl
+        self.max_pending = max_pending
+        self.max_ciphertext = max_ciphertext
+        self._spent: dict[bytes, int] = {}  # challenge random -> its expiry
+        self._sessions: dict[bytes, _Session] = {}
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        """(spent challenges remembered, open sessions)."""
+        return len(self._spent), len(self._sessions)
+
+    def purge(self, now: int) -> None:
+        self._spent = {r: t for r, t in self._spent.items() if t > now}
+        self._sessions = {s: v for s, v in self._sessions.items() if v.expires > now}
+
+    def _make_room(self, now: int) -> None:
+        if len(self._spent) < self.max_pending and len(self._sessions) < self.max_pending:
+            return
+        self.purge(now)
+        if len(self._spent) >= self.max_pending or len(self._sessions) >= self.max_pending:
+            raise KkvBusyError("the server holds too many pending exchanges; try again later")
+
+    # /pow
+    def issue(self, client_pk: bytes, now: int, random: bytes) -> ChallengeResponse:
+        crypto.check_ed25519_public(client_pk)
+        if len(random) != RANDOM_SIZE:
+            raise LocalProtocolError("challenge random must be 32 bytes")
+        token = Challenge(self.domain_pk, client_pk, random, self.bits,
+                          now + self.challenge_ttl).encode()
+        return ChallengeResponse(token, sign_challenge(self._domain_sk, token))
+
+    # /exchange_keys
+    def exchange(self, req: ExchangeRequest, now: int, session: bytes,
+                 server_secret: bytes) -> SessionOffer:
+        """Run the checks cheapest first; on success open a one-message session."""
+        c = Challenge.parse(req.token)
+        if c.expires <= now:
+            raise ExpiredError(f"challenge expired {now - c.expires} s ago; ask /pow again")
+        if c.expires > now + self.challenge_ttl:
+            raise FromFutureError("challenge expires later than this server ever allows")
+        # The token is not authenticated yet: judge the work by our own price,
+        # so a forged token cannot lower it and reach the signature check cheaply.
+        need = max(c.bits, self.bits)
+        have = pow.work_bits(c.digest, req.nonce)
+        if have < need:
+            raise WeakProofOfWorkError(f"proof of work has {have} bits; {need} are required")
+        if c.random in self._spent:
+            raise ReplayedChallengeError("this challenge was already used; ask /pow again")
+        if not crypto.equal(c.domain_pk, self.domain_pk):
+            raise ForeignChallengeError("challenge was issued under another server key; "
+                                        "ask /pow again")
+        verify_challenge(self.domain_pk, req.token, req.token_signature)
+        crypto.verify(c.client_pk, req.signed_bytes(), req.signature)
+        self._make_room(now)
+        server_x25519 = crypto.x25519_public(server_secret)
+        crypto.x25519(server_secret, req.client_x25519)  # refuses low-order client keys
+        if len(session) != SESSION_ID_SIZE:
+            raise LocalProtocolError("session id must be 16 bytes")
+        self._spent[c.random] = c.expires
+        expires = now + self.session_ttl
+        self._sessions[session] = _Session(c.client_pk, req.client_x25519, server_secret,
+                                           server_x25519, expires)
+        sig = crypto.sign(self._domain_sk, session_signed_bytes(
+            session, server_x25519, c.client_pk, req.client_x25519, expires))
+        return SessionOffer(session, server_x25519, expires, sig)
+
+    # /msg
+    def open(self, req: MessageRequest, now: int) -> Opened:
+        """Check and decrypt; the session is spent only when everything passes."""
+        s = self._sessions.get(req.session)
+        if s is None:
+            raise UnknownSessionError("no open session with this id; run /exchange_keys again")
+        if s.expires <= now:
+            del self._sessions[req.session]
+            raise ExpiredError("session expired; run /pow and /exchange_keys again")
+        crypto.verify(s.client_pk, message_signed_bytes(req.session, req.ciphertext),
+                      req.signature)
+        key, nonce = session_keys(crypto.x25519(s.server_secret, s.client_x25519), req.session,
+                                  s.client_x25519, s.server_x25519)
+        plain = crypto.aead_decrypt(key, nonce, req.ciphertext, crypto.SIG_KKV_MESSAGE
+                                    + req.session)
+        del self._sessions[req.session]
+        return Opened(plain, s.client_pk)
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+def check_challenge(resp: ChallengeResponse, c: Challenge, *, domain_pk: bytes,
+                    client_pk: bytes, now: int, max_bits: int) -> None:
+    """Refuse a challenge that is not for us, not from this server, or not worth solving."""
+    if not crypto.equal(c.domain_pk, domain_pk):
+        raise ForeignChallengeError("challenge is signed for another server key")
+    verify_challenge(domain_pk, resp.token, resp.signature)
+    if not crypto.equal(c.client_pk, client_pk):
+        raise BadSignatureError("challenge is bound to another client key")
+    if c.expires <= now:
+        raise ExpiredError("the server handed out an already expired challenge")
+    if c.bits > max_bits:
+        raise WeakProofOfWorkError(f"the endpoint asks {c.bits} bits of work; "
+                                   f"this client pays at most {max_bits}")
+
+
+def make_exchange(resp: ChallengeResponse, nonce: int, client_sk: bytes,
+                  client_x25519_secret: bytes) -> ExchangeRequest:
+    client_x25519 = crypto.x25519_public(client_x25519_secret)
+    sig = crypto.sign(client_sk, exchange_signed_bytes(resp.token, nonce, client_x25519))
+    return ExchangeRequest(resp.token, resp.signature, nonce, client_x25519, sig)
+
+
+def make_message(offer: SessionOffer, *, domain_pk: bytes, client_pk: bytes, client_sk: bytes,
+                 client_x25519_secret: bytes, envelope: bytes, now: int) -> MessageRequest:
+    """Check the server's offer, then encrypt and sign ``envelope`` for that one session."""
+    client_x25519 = crypto.x25519_public(client_x25519_secret)
+    crypto.verify(domain_pk, session_signed_bytes(offer.session, offer.server_x25519, client_pk,
+                                                  client_x25519, offer.expires), offer.signature)
+    if offer.expires <= now:
+        raise ExpiredError("the server's session offer has already expired")
+    shared = crypto.x25519(client_x25519_secret, offer.server_x25519)
+    key, nonce = session_keys(shared, offer.session, client_x25519, offer.server_x25519)
+    ct = crypto.aead_encrypt(key, nonce, envelope, crypto.SIG_KKV_MESSAGE + offer.session)
+    return MessageRequest(offer.session, ct,
+                          crypto.sign(client_sk, message_signed_bytes(offer.session, ct)))
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def is_onion_host(host: str) -> bool:
+    return host.lower().rstrip(".").endswith(".onion")
+
+
+def parse_endpoint(url: str, *, tor: bool) -> str:
+    """The endpoint's base URL without a trailing slash, or BadEndpointError.
+
+    ``.onion`` endpoints are usable only through Tor: without it they would be
+    looked up in ordinary DNS, which leaks the name and cannot succeed.
+    """
+    if len(url) > 255:
+        raise BadEndpointError("the direct-delivery endpoint is longer than 255 characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        _ = parts.port
+    except ValueError:
+        raise BadEndpointError(f"{url!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadEndpointError(f"endpoint {url!r} must start with http:// or https://")
+    if not host:
+        raise BadEndpointError(f"endpoint {url!r} names no host")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise BadEndpointError(f"endpoint {url!r} must not carry credentials, a query or a "
+                               "fragment")
+    if is_onion_host(host) and not tor:
+        raise BadEndpointError(f"endpoint {host} is a Tor onion address; enable Tor to "
+                               "deliver there")
+    return url.rstrip("/")
