@@ -60,7 +60,7 @@ class FakeService:
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     send_error: UserError | None = None  # next send_message raises this
     send_gate: asyncio.Event | None = None  # if set, send_message waits on it (slow PoW)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _tick: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- test helpers -------------------------------------------------------
 
@@ -87,14 +87,18 @@ class FakeService:
         for listener in list(self.listeners):
             listener(event)
 
+    def _poke(self) -> None:
+        """Wake every ``wait_for``: something was recorded."""
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+
     async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        self._poke()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         async def wait() -> None:
-            async with self.changed:
-                await self.changed.wait_for(predicate)
+            while not predicate():
+                await self._tick.wait()
 
         await asyncio.wait_for(wait(), timeout)
 
@@ -129,6 +133,7 @@ class FakeService:
         return info
 
     def add_contact(self, owner: str, link_or_address: str, petname: str = "") -> ContactInfo:
+        self._poke()
         self.calls.append(("add_contact", (owner, link_or_address, petname)))
         address = link_or_address.removeprefix("paranoim:")
         check_address(address)
@@ -137,6 +142,7 @@ class FakeService:
         return self._change(owner, info)
 
     def accept_contact(self, owner: str, address: str) -> ContactInfo:
+        self._poke()
         self.calls.append(("accept_contact", (owner, address)))
         info = self.contact_book.get(owner, {}).get(address)
         if info is None:
@@ -144,6 +150,7 @@ class FakeService:
         return self._change(owner, replace(info, state=ContactState.ACCEPTED))
 
     def block_contact(self, owner: str, address: str) -> ContactInfo:
+        self._poke()
         self.calls.append(("block_contact", (owner, address)))
         info = self.contact_book.get(owner, {}).get(address) or ContactInfo(
             owner, check_address(address), address[:8], ContactState.BLOCKED, "FP"
@@ -151,6 +158,7 @@ class FakeService:
         return self._change(owner, replace(info, state=ContactState.BLOCKED))
 
     def remove_contact(self, owner: str, address: str) -> None:
+        self._poke()
         self.calls.append(("remove_contact", (owner, address)))
         self.contact_book.get(owner, {}).pop(address, None)
         self.emit(ContactsChanged(owner, removed=address))
