@@ -147,7 +147,6 @@ async def test_csrf_token_in_header_is_accepted() -> None:
     "origin",
     [
         "http://evil.example",
-        "null",
         "http://127.0.0.1:1",
         "https://127.0.0.1:{port}",
         "http://localhost.evil.example:{port}",
@@ -161,6 +160,26 @@ async def test_foreign_origin_is_refused(origin: str) -> None:
         assert resp.status == 403
         assert "another origin" in await resp.text()
         assert ui.service.identities() == []
+
+
+async def test_null_origin_needs_same_origin_fetch_metadata() -> None:
+    async with served_ui() as ui:
+        token = await ui.csrf()
+        for site in (None, "cross-site", "none"):
+            headers = {"Origin": "null"} | ({"Sec-Fetch-Site": site} if site else {})
+            resp = await ui.client.post(
+                "/start", data={"nick": "M", "csrf_token": token}, headers=headers
+            )
+            assert resp.status == 403, site
+        assert ui.service.identities() == []
+        # exactly what Chromium sends for our own form under Referrer-Policy: no-referrer
+        resp = await ui.client.post(
+            "/start",
+            data={"nick": "Alice", "csrf_token": token},
+            headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+            allow_redirects=False,
+        )
+        assert resp.status == 303
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site"])

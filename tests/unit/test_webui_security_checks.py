@@ -15,7 +15,7 @@ HOSTS = normalize_hosts({"127.0.0.1:8765", "Localhost:8765", " "})
 
 
 def test_host_allowlist_is_exact_and_case_insensitive() -> None:
-    assert HOSTS == {"127.0.0.1:8765", "localhost:8765"}
+    assert {"127.0.0.1:8765", "localhost:8765"} == HOSTS
     assert host_allowed("LOCALHOST:8765", HOSTS)
     for bad in (
         None,
@@ -42,6 +42,13 @@ def test_origin_must_be_this_origin() -> None:
     ):
         assert not origin_allowed(origin, "127.0.0.1:8765", HOSTS), origin
     assert not origin_allowed("http://evil:1", "evil:1", HOSTS)
+
+
+def test_null_origin_only_with_same_origin_fetch_metadata() -> None:
+    # what Chromium sends for our own forms under Referrer-Policy: no-referrer
+    assert origin_allowed("null", "127.0.0.1:8765", HOSTS, "same-origin")
+    for site in (None, "none", "same-site", "cross-site"):
+        assert not origin_allowed("null", "127.0.0.1:8765", HOSTS, site), site
 
 
 def test_fetch_metadata() -> None:

@@ -212,6 +212,11 @@ class FakeService:
         secret = secrets.token_bytes(32)
         return self._add_identity(nick, secret, public_of(secret))
 
+    def create_identity_now(self, nick: str) -> IdentityInfo:
+        """Test hook: create_identity without an event loop (Playwright's sync API runs one)."""
+        secret = secrets.token_bytes(32)
+        return self._add_identity(self._check_nick(nick), secret, public_of(secret))
+
     def rename_identity(self, address: str, nick: str) -> IdentityInfo:
         ident = self._get(address)
         ident.info = replace(ident.info, nick=self._check_nick(nick))

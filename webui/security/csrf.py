@@ -2,9 +2,15 @@
 
 Three checks, cheapest first, each enough to stop a cross-site form on its own:
 ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``) when the browser sends it;
-``Origin`` must be this very origin when present; and the request must carry the
+``Origin`` must be this very origin when present (see below for ``null``); and the request must carry the
 session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``),
 compared in constant time. Any failure is a 403 page.
+
+Our own ``Referrer-Policy: no-referrer`` makes Chromium send ``Origin: null`` on
+every form POST, even same-origin ones (the Fetch standard serialises the origin
+as null under that policy). So ``null`` is accepted only together with
+``Sec-Fetch-Site: same-origin``, which no other site can forge; a ``null`` origin
+from a sandboxed frame or a data: URL comes with ``cross-site`` and is refused.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ HEADER = "X-CSRF-Token"
 SAME_SITE_VALUES = frozenset({"same-origin", "none"})
 
 
-def origin_allowed(origin: str | None, host: str, allowed_hosts: frozenset[str]) -> bool:
+def origin_allowed(
+    origin: str | None, host: str, allowed_hosts: frozenset[str], fetch_site: str | None = None
+) -> bool:
     """None (no Origin header) passes: the CSRF token still has to match."""
     if origin is None:
         return True
+    if origin == "null":
+        return fetch_site is not None and fetch_site.lower() == "same-origin"
     return host.lower() in allowed_hosts and origin.lower() == f"http://{host.lower()}"
 
 
@@ -54,9 +64,11 @@ def _refuse(request: web.Request, why: str) -> web.Response:
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in UNSAFE_METHODS:
         return await handler(request)
-    if not fetch_site_allowed(request.headers.get("Sec-Fetch-Site")):
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if not fetch_site_allowed(fetch_site):
         return _refuse(request, "The request came from another site.")
-    if not origin_allowed(request.headers.get("Origin"), request.host, request.app[ALLOWED_HOSTS]):
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, request.host, request.app[ALLOWED_HOSTS], fetch_site):
         return _refuse(request, "The request came from another origin.")
     session = session_of(request)
     expected = session.csrf_token if session else ""
