@@ -37,7 +37,7 @@ RECEIPTS = "urn:xmpp:receipts"
 
 Handler = Callable[["C2SConnection", ET.Element, ET.Element, JID | None], Iq]
 
-_IDENTITIES = {
+_IDENTITIES: dict[str, list[tuple[str, str, str | None]]] = {
     "server": [("server", "im", "ParanoIM")],
     "account": [("account", "registered", None)],
     "contacts": [("gateway", "paranoim", "ParanoIM P2P network")],
