@@ -20,7 +20,7 @@ import aiohttp
 from bridge.core import kkv, pow
 from bridge.core.errors import ParanoimError, UserError
 from bridge.core.identity import Identity
-from bridge.net.tor import describe_connect_error
+from bridge.net.tor import CONNECT_ERRORS, describe_connect_error
 
 Solver = Callable[[bytes, int], Awaitable[int]]
 
@@ -74,7 +74,7 @@ async def _call(
             return body
     except DirectDeliveryError:
         raise
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except CONNECT_ERRORS as exc:
         raise DirectDeliveryError(f"{step}: {describe_connect_error(exc)}") from exc
 
 

@@ -40,6 +40,8 @@ from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.core.kkv import DEFAULT_PORT, is_onion_host
 
 __all__ = [
+    "CONNECT_ERRORS",
+    "PROXY_ERRORS",
     "OnionService",
     "OnionWithoutTorError",
     "TorController",
@@ -52,6 +54,11 @@ __all__ = [
 ]
 
 LINE_LIMIT = 64 * 1024
+# aiohttp-socks' errors derive from neither OSError nor aiohttp.ClientError:
+# catch these wherever an outbound connection may fail.
+PROXY_ERRORS: tuple[type[Exception], ...] = (ProxyError, ProxyConnectionError, ProxyTimeoutError)
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError, OSError, TimeoutError, *PROXY_ERRORS)
 _SERVER_KEY = b"Tor safe cookie authentication server-to-controller hash"
 _CLIENT_KEY = b"Tor safe cookie authentication controller-to-server hash"
 _SERVICE_ID = re.compile(r"^[a-z2-7]{56}$")
