@@ -262,8 +262,11 @@ class Node:
                     self._on_event(conn, ev)
                 if conn.link.state is g.State.CLOSED:
                     break
-            if ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG or ws.exception():
-                raise RemoteProtocolError(f"link failed: {ws.exception() or 'frame too big'}")
+            exc = ws.exception()  # a broken WebSocket framing is the peer's fault; a reset is not
+            if ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG or isinstance(
+                exc, aiohttp.WebSocketError
+            ):
+                raise RemoteProtocolError(f"bad WebSocket framing: {exc or 'frame too big'}")
         except g.HelloRefused as e:
             self.recent_errors.append(f"refused {remote}: {e}")
             await conn.close(conn.link.bye(e.reason, str(e)))
@@ -390,6 +393,7 @@ class Node:
                 cb(env)
             except Exception:
                 log.exception("envelope subscriber failed")
+        self._notify()
         if self.config.light and not local:
             return  # a light node relays nothing for others
         for c in self.conns:
@@ -437,6 +441,10 @@ class Node:
             if self.store.purge(int(time.time())):
                 self._notify()
             self.dialer.discover()
+            active = self.active_conns()
+            if cfg.peer_exchange and active and self.known:
+                c = random.choice(active)  # addresses learned since that link's hello
+                c.send(c.link.peers([a for a in self.known if a != c.address][-32:]))
             if cfg.light:
                 if self.tags:  # light catch-up: ask again; known ids are not re-announced
                     self.watch_tags(self.tags)
