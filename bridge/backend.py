@@ -1,0 +1,138 @@
+"""One way for commands to act, whether or not the daemon runs.
+
+``open_backend`` hands a command either the running daemon (over the control
+channel, so the change reaches connected clients at once) or, when no daemon
+runs, the key file opened directly under the data directory's lock, with a
+service over a node that never touches the network. Both answer with the same
+dicts (see ``bridge.control.Operations``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bridge.config import Config
+from bridge.control import (
+    ControlClient,
+    DaemonNotRunningError,
+    Json,
+    Operations,
+    running_daemon,
+    wait_for_lock_or_daemon,
+)
+from bridge.core.errors import PowCancelledError
+from bridge.daemon import OnceKeystore
+from bridge.localnode import LocalNode
+from bridge.net.workers import WorkerPool
+from bridge.service import Service
+from bridge.store.keystore import Keystore, PassphraseNeededError
+
+ENV_PASSPHRASE = "PARANOIM_PASSPHRASE"  # noqa: S105 - the variable's name
+
+
+def passphrase_for(data_dir: Path) -> str | None:
+    """The key file's passphrase: PARANOIM_PASSPHRASE, else a prompt if the file is
+    encrypted and there is a terminal; None for a plain (or absent) key file."""
+    env = os.environ.get(ENV_PASSPHRASE)
+    if env:
+        return env
+    if not Keystore(data_dir).encrypted:
+        return None
+    if sys.stdin.isatty():
+        return getpass.getpass(f"Passphrase for the keys in {data_dir}: ") or None
+    raise PassphraseNeededError(
+        f"the keys in {data_dir} are encrypted: set {ENV_PASSPHRASE} or run this in a terminal")
+
+
+class _OfflinePool(WorkerPool):
+    """Vanity search works offline; proof of work is for sending, which needs the daemon."""
+
+    async def solve_pow(self, *args: Any, **kwargs: Any) -> int:
+        raise PowCancelledError("not sent now: the daemon is not running")
+
+
+class Backend:
+    """The verbs commands use; ``remote`` tells whether a daemon answers them."""
+
+    remote = False
+
+    async def call(self, verb: str, **kw: Any) -> Any:
+        raise NotImplementedError
+
+
+class RemoteBackend(Backend):
+    remote = True
+    _ROUTES: ClassVar[dict[str, tuple[str, str]]] = {
+        "status": ("GET", "/status"), "identities": ("GET", "/identities"),
+        "create_identity": ("POST", "/identities"), "start_vanity": ("POST", "/vanity"),
+        "invite": ("GET", "/invite"), "contacts": ("GET", "/contacts"),
+        "add_contact": ("POST", "/contacts"), "peers": ("GET", "/peers"),
+        "add_peer": ("POST", "/peers"), "remove_peer": ("DELETE", "/peers"),
+        "set_passphrase": ("POST", "/passphrase"), "stop": ("POST", "/stop"),
+    }
+
+    def __init__(self, client: ControlClient) -> None:
+        self.client = client
+
+    async def call(self, verb: str, **kw: Any) -> Any:
+        if verb == "vanity":
+            return await self.client.call("GET", f"/vanity/{kw['job_id']}")
+        if verb == "cancel_vanity":
+            return await self.client.call("DELETE", f"/vanity/{kw['job_id']}")
+        method, path = self._ROUTES[verb]
+        if method == "POST":
+            return await self.client.call(method, path, body=kw)
+        return await self.client.call(method, path, params={k: str(v) for k, v in kw.items()})
+
+
+class LocalBackend(Backend):
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+
+    async def call(self, verb: str, **kw: Any) -> Any:
+        if verb in ("status", "peers", "add_peer", "remove_peer", "stop"):
+            raise DaemonNotRunningError(
+                "ParanoIM is not running for this data directory; start it with `paranoim run`")
+        result = getattr(self.ops, verb)(**kw)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+
+@contextlib.asynccontextmanager
+async def open_backend(cfg: Config, data_dir: Path) -> AsyncIterator[Backend]:
+    lock, rt = await asyncio.to_thread(wait_for_lock_or_daemon, data_dir)
+    if rt is not None:
+        yield RemoteBackend(ControlClient(rt))
+        return
+    assert lock is not None
+    pool: WorkerPool | None = None
+    service: Service | None = None
+    # Offline, the service's failed announcements are expected, not news.
+    logging.getLogger("bridge.service").setLevel(logging.ERROR)
+    try:
+        keystore = OnceKeystore(data_dir, passphrase_for(data_dir))
+        await asyncio.to_thread(keystore.load)
+        pool = _OfflinePool()
+        service = Service(keystore, LocalNode(cfg.difficulty), pool, base_bits=cfg.difficulty)
+        await service.start()
+        yield LocalBackend(Operations(service, domain=cfg.xmpp_domain))
+    finally:
+        if service is not None:
+            await service.stop()
+        if pool is not None:
+            pool.close()
+        lock.release()
+
+
+def daemon_status(data_dir: Path) -> Json | None:
+    rt = running_daemon(data_dir)
+    return rt.doc if rt else None

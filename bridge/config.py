@@ -1,0 +1,251 @@
+"""The daemon's configuration: a TOML file, validated key by key at start.
+
+Read with ``tomllib``; on first run the file is written from ``DEFAULT_TEXT``,
+every key present and commented, so a person sees what can be set. Each key
+has one checker; an unknown key, a wrong type or an out-of-range value is a
+``ConfigError`` naming the key and saying what it accepts. Command-line
+options override the file (see ``Config.override``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bridge.core.checks import DEFAULT_BASE_BITS
+from bridge.core.errors import UserError
+
+DEFAULT_XMPP_PORT = 5222
+DEFAULT_WEB_PORT = 8765
+DEFAULT_P2P_PORT = 45069  # kkv's port
+LOG_LEVELS = ("debug", "info", "warning", "error")
+STORAGES = ("memory", "sqlite")
+MIN_BITS, MAX_BITS = 1, 40
+
+DEFAULT_TEXT = f"""\
+# ParanoIM configuration. Every key is shown with its default value; remove the
+# leading '#' to change one. Command-line options override what is set here.
+
+# Where keys, the listener certificate and (with storage = "sqlite") the message
+# store live. Empty: the platform's data directory. PARANOIM_DATA_DIR and
+# --data-dir override it.
+# data_dir = ""
+
+# debug, info, warning or error
+# log_level = "info"
+
+[xmpp]
+# The embedded Jabber server listens on 127.0.0.1 only. Point your client here.
+# port = {DEFAULT_XMPP_PORT}
+# domain = "localhost"
+
+[web]
+# The local web page (identities, invitations, contacts, node health), 127.0.0.1 only.
+# port = {DEFAULT_WEB_PORT}
+# open the web page in a browser when the daemon starts
+# open_browser = false
+
+[p2p]
+# The P2P node. listen is the address it binds; use "127.0.0.1" to stay local.
+# listen = "0.0.0.0"
+# port = {DEFAULT_P2P_PORT}
+# host:port others can reach this node at, written into your invitations ("" = none)
+# announce = ""
+# bootstrap peers, as "host:port"
+# peers = []
+# "memory" keeps nothing but keys on disk; "sqlite" keeps envelopes and history
+# storage = "memory"
+# base proof-of-work difficulty in leading zero bits
+# difficulty = {DEFAULT_BASE_BITS}
+
+[tor]
+# Send every peer connection through Tor and publish an onion service.
+# enabled = false
+# socks = "127.0.0.1:9050"
+# control = "127.0.0.1:9051"
+
+[tray]
+# Show a tray icon (needs: pip install paranoim[tray]).
+# enabled = false
+"""
+
+
+class ConfigError(UserError):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: str = ""
+    log_level: str = "info"
+    xmpp_port: int = DEFAULT_XMPP_PORT
+    xmpp_domain: str = "localhost"
+    web_port: int = DEFAULT_WEB_PORT
+    open_browser: bool = False
+    p2p_listen: str = "0.0.0.0"  # noqa: S104 - a P2P node has to be reachable
+    p2p_port: int = DEFAULT_P2P_PORT
+    announce: str = ""
+    peers: tuple[str, ...] = ()
+    storage: str = "memory"
+    difficulty: int = DEFAULT_BASE_BITS
+    tor: bool = False
+    tor_socks: str = "127.0.0.1:9050"
+    tor_control: str = "127.0.0.1:9051"
+    tray: bool = False
+    source: str = field(default="", compare=False)  # the file it came from
+
+    def override(self, **values: Any) -> Config:
+        """A copy with the given fields replaced, each checked like a file key."""
+        checked = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            option = "--peer" if name == "peers" else "--" + name.replace("_", "-")
+            checked[name] = _KEYS[_FIELD_TO_KEY[name]][1](option, value)
+        return replace(self, **checked)
+
+
+# --- checkers: (name, value) -> value, or ConfigError naming the key --------------
+
+
+def _what(key: str) -> str:
+    return f"option {key}" if key.startswith("--") else f"config key '{key}'"
+
+
+def _port(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ConfigError(f"{_what(key)} must be a port number from 1 to 65535 "
+                          f"(0 picks a free one); got {v!r}")
+    return v
+
+
+def _string(key: str, v: object) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{_what(key)} must be a string in quotes; got {v!r}")
+    return v
+
+
+def _bool(key: str, v: object) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{_what(key)} must be true or false; got {v!r}")
+    return v
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, object], str]:
+    def check(key: str, v: object) -> str:
+        if not isinstance(v, str) or v.lower() not in options:
+            raise ConfigError(f"{_what(key)} must be one of {', '.join(options)}; "
+                              f"got {v!r}")
+        return v.lower()
+    return check
+
+
+def host_port(key: str, v: object) -> str:
+    """'host:port' with a non-empty host and a port in range."""
+    if isinstance(v, str):
+        host, sep, port = v.strip().rpartition(":")
+        if sep and host and port.isdigit() and 0 < int(port) < 65536:
+            return v.strip()
+    raise ConfigError(f"{_what(key)} must be host:port, such as 192.0.2.7:{DEFAULT_P2P_PORT}; "
+                      f"got {v!r}")
+
+
+def _optional_host_port(key: str, v: object) -> str:
+    return "" if v == "" else host_port(key, v)
+
+
+def _peers(key: str, v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple):
+        raise ConfigError(f"{_what(key)} must be a list of \"host:port\" strings")
+    return tuple(host_port(key, p) for p in v)
+
+
+def _bits(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not MIN_BITS <= v <= MAX_BITS:
+        raise ConfigError(f"{_what(key)} must be a whole number of bits from "
+                          f"{MIN_BITS} to {MAX_BITS}; got {v!r}")
+    return v
+
+
+def _domain(key: str, v: object) -> str:
+    s = _string(key, v).strip().lower()
+    if not s or len(s) > 253 or any(c in s for c in "@/ \t"):
+        raise ConfigError(f"{_what(key)} must be a plain domain name such as localhost")
+    return s
+
+
+# file key -> (Config field, checker)
+_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "data_dir": ("data_dir", _string),
+    "log_level": ("log_level", _choice(LOG_LEVELS)),
+    "xmpp.port": ("xmpp_port", _port),
+    "xmpp.domain": ("xmpp_domain", _domain),
+    "web.port": ("web_port", _port),
+    "web.open_browser": ("open_browser", _bool),
+    "p2p.listen": ("p2p_listen", _string),
+    "p2p.port": ("p2p_port", _port),
+    "p2p.announce": ("announce", _optional_host_port),
+    "p2p.peers": ("peers", _peers),
+    "p2p.storage": ("storage", _choice(STORAGES)),
+    "p2p.difficulty": ("difficulty", _bits),
+    "tor.enabled": ("tor", _bool),
+    "tor.socks": ("tor_socks", host_port),
+    "tor.control": ("tor_control", host_port),
+    "tray.enabled": ("tray", _bool),
+}
+_FIELD_TO_KEY = {f: k for k, (f, _) in _KEYS.items()}
+_SECTIONS = {k.split(".")[0] for k in _KEYS if "." in k}
+
+
+def parse(text: str, source: str = "config") -> Config:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for top, value in doc.items():
+        if top in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{top}' must be a [{top}] section")
+            items = [(f"{top}.{k}", v) for k, v in value.items()]
+        else:
+            items = [(top, value)]
+        for key, v in items:
+            if key not in _KEYS:
+                known = ", ".join(sorted(_KEYS))
+                raise ConfigError(f"{source}: unknown {_what(key)} (known keys: {known})")
+            name, check = _KEYS[key]
+            values[name] = check(key, v)
+    return Config(source=source, **values)
+
+
+def load(path: Path, *, create: bool = True) -> Config:
+    """The config in ``path``; written with commented defaults first if absent."""
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"there is no config file {path}")
+        write_default(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from None
+    return parse(text, str(path))
+
+
+def write_default(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(DEFAULT_TEXT)
+    os.replace(tmp, path)
+
+
+def known_keys() -> list[str]:
+    return sorted(_KEYS)

@@ -1,0 +1,436 @@
+"""The daemon: one process holding the worker pool, the P2P node, the service,
+the XMPP listener, the web UI and the control channel.
+
+Start order is pool → node → service → XMPP → web UI → control → runtime file,
+and stop is the reverse: the faces stop taking requests before the service and
+the node go, so nothing acknowledged to a client is dropped mid-way, and the
+node (which fsyncs its SQLite store) is stopped last but for the pool. Ports
+are checked before anything starts, so a busy port fails fast with a message
+naming the option that changes it.
+
+A build without the P2P node or the XMPP listener says so at start and runs
+without it (the node then is ``LocalNode``). With Tor, the onion service is made
+before the node binds, so the node can tell peers its onion address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.config import Config
+from bridge.control import (
+    AlreadyRunningError,
+    DataDirLock,
+    Operations,
+    remove_runtime,
+    running_daemon,
+    serve_control,
+    write_runtime,
+)
+from bridge.core.errors import UserError
+from bridge.localnode import LocalNode
+from bridge.net.workers import WorkerPool
+from bridge.paths import CONTROL_SOCKET, ensure_private_dir
+from bridge.service import Service
+from bridge.store.keystore import Keystore
+
+log = logging.getLogger(__name__)
+STOP_STEP_TIMEOUT = 10.0
+
+
+class PortInUseError(UserError):
+    """A port the daemon needs is taken."""
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import version as _v
+
+        return _v("paranoim")
+    except Exception:  # not installed: running from a source tree
+        return "0.1.0"
+
+
+class OnceKeystore(Keystore):
+    """Loads once: a passphrase-sealed file costs a second of Argon2id per load, and
+    the daemon loads it before starting anything (to fail fast on a wrong passphrase)."""
+
+    _loaded = False
+
+    def load(self):  # type: ignore[no-untyped-def]
+        if not self._loaded:
+            super().load()
+            self._loaded = True
+        return self.doc
+
+
+def check_port_free(host: str, port: int, what: str, option: str) -> None:
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise port_error(exc, host, port, what, option) from None
+
+
+def port_error(exc: OSError, host: str, port: int, what: str, option: str) -> UserError:
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(f"port {port} for the {what} is already in use on {host}; "
+                              f"stop the program using it or choose another port with {option}")
+    if exc.errno == errno.EACCES:
+        return PortInUseError(f"no permission to listen on port {port} for the {what}; "
+                              f"choose a port above 1023 with {option}")
+    return UserError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror}")
+
+
+@dataclass
+class Daemon:
+    cfg: Config
+    data_dir: Path
+    passphrase: str | None = None
+    out: Callable[[str], None] = print
+    open_browser: bool = False
+    tray: bool = False
+    pool_workers: int | None = None
+    # filled by start()
+    lock: DataDirLock | None = None
+    keystore: Keystore | None = None
+    pool: WorkerPool | None = None
+    node: Any = None
+    service: Service | None = None
+    xmpp: Any = None
+    web_runner: web.AppRunner | None = None
+    control_runner: web.AppRunner | None = None
+    access_token: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    web_url: str = ""
+    fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)
+    paused_peers: list[str] | None = None
+    tor: Any = None  # the Tor control connection; the onion lives as long as it does
+    onion: str = ""
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _started_at: float = 0.0
+    _warm: asyncio.Future[None] | None = None
+
+    # --- start ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        ensure_private_dir(self.data_dir)
+        self._take_lock()
+        self.access_token = secrets.token_urlsafe(24)
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started_at = time.time()
+        log.info("ready in %.2f s", time.monotonic() - t0)
+
+    def _take_lock(self) -> None:
+        lock = DataDirLock(self.data_dir)
+        deadline = time.monotonic() + 10
+        while not lock.try_acquire():
+            rt = running_daemon(self.data_dir)
+            if rt is not None:
+                raise AlreadyRunningError(
+                    f"ParanoIM already runs for {self.data_dir} (pid {rt.pid}); stop it with "
+                    "`paranoim stop` or use another --data-dir")
+            if time.monotonic() > deadline:
+                raise AlreadyRunningError(f"another ParanoIM process holds {self.data_dir}; "
+                                          "stop it or use another --data-dir")
+            time.sleep(0.05)
+        self.lock = lock
+        remove_runtime(self.data_dir)  # any runtime file now is a leftover
+
+    async def _start_parts(self) -> None:
+        cfg = self.cfg
+        check_port_free("127.0.0.1", cfg.xmpp_port, "XMPP listener", "--xmpp-port")
+        check_port_free("127.0.0.1", cfg.web_port, "web UI", "--web-port")
+        check_port_free(cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port")
+
+        t0 = time.monotonic()
+
+        def phase(what: str) -> None:
+            log.debug("%s after %.3f s", what, time.monotonic() - t0)
+
+        self.keystore = OnceKeystore(self.data_dir, self.passphrase)
+        await asyncio.to_thread(self.keystore.load)
+        phase("key file loaded")
+        self.pool = WorkerPool(self.pool_workers)
+        # The workers start (a second or two of process spawning) while the rest does.
+        warm = self._warm = asyncio.ensure_future(self.pool.warm_up())
+
+        advertise, connector = await self._start_tor()
+        cfg = self.cfg
+        self.node = self._make_node(advertise, connector)
+        try:
+            await self.node.start()
+        except OSError as exc:
+            raise port_error(exc, cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port") from None
+        self.ports["p2p"] = int(getattr(self.node, "port", 0) or cfg.p2p_port)
+        phase("P2P node listening")
+
+        self.service = Service(self.keystore, self.node, self.pool, base_bits=cfg.difficulty,
+                               storage=cfg.storage, tor="on" if cfg.tor else "off",
+                               **self._seen())
+        # Invitations carry this node (when others can reach it) and the bootstrap peers.
+        self.service.bootstrap_peers = list(dict.fromkeys(
+            p for p in (advertise, *cfg.peers) if p))[:8]
+        await self.service.start()
+        phase("service started")
+        await self._start_xmpp()
+        phase("XMPP listener listening")
+        await self._start_web()
+        phase("web UI listening")
+        await warm
+        phase("worker pool warm")
+        ops = Operations(self.service, domain=cfg.xmpp_domain, status=self.status,
+                         stop=self.request_stop)
+        self.control_runner, control = await serve_control(ops, self.access_token,
+                                                           self.data_dir)
+        write_runtime(self.data_dir, {**self.status(), "control": control,
+                                      "access_token": self.access_token})
+
+    def _seen(self) -> dict[str, Any]:
+        if self.cfg.storage != "sqlite":
+            return {}
+        try:
+            from bridge.store.seen import SQLiteSeen
+        except ImportError:
+            return {}
+        return {"seen": SQLiteSeen(self.data_dir / "delivered.db")}
+
+    def _make_node(self, advertise: str, connector: Any) -> Any:
+        cfg = self.cfg
+        try:
+            from bridge.net.node import Node, NodeConfig
+        except ImportError:
+            self.notes.append("the P2P node is not part of this build: messages stay on this "
+                              "machine")
+            node = LocalNode(cfg.difficulty)
+            for p in cfg.peers:
+                node.add_peer(p)
+            return node
+        if cfg.storage == "sqlite":
+            from bridge.store.sqlite import SQLiteStore
+
+            store: Any = SQLiteStore(str(self.data_dir / "envelopes.db"))
+        else:
+            from bridge.store.memory import MemoryStore
+
+            store = MemoryStore()
+        host = "127.0.0.1" if cfg.tor else cfg.p2p_listen  # with Tor, only the onion reaches it
+        node_cfg = NodeConfig(host=host, port=cfg.p2p_port, advertise=advertise,
+                              base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
+                              connector=connector)
+        return Node(node_cfg, store=store)
+
+    async def _start_tor(self) -> tuple[str, Any]:
+        """(onion host:port to advertise, connector factory) — or ("", None) without Tor."""
+        cfg = self.cfg
+        if not cfg.tor:
+            return cfg.announce, None
+        from bridge.net.tor import TorController, socks_connector
+
+        socks_host, _, socks_port = cfg.tor_socks.rpartition(":")
+        ctl_host, _, ctl_port = cfg.tor_control.rpartition(":")
+        self.tor = await TorController.connect(ctl_host, int(ctl_port))
+        if not cfg.p2p_port:  # the onion must know its target before the node binds
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.cfg = cfg = replace(cfg, p2p_port=int(s.getsockname()[1]))
+        onion = await self.tor.add_onion(cfg.p2p_port, virtual_port=cfg.p2p_port)
+        self.onion = f"{onion.address}:{onion.virtual_port}"
+        return self.onion, lambda: socks_connector(socks_host, int(socks_port))
+
+    async def _start_xmpp(self) -> None:
+        cfg = self.cfg
+        try:
+            from bridge.xmpp.c2s import C2SServer
+        except ImportError:
+            self.notes.append("the XMPP listener is not part of this build: no Jabber client "
+                              "can connect yet")
+            return
+        assert self.service is not None
+        self.xmpp = C2SServer(self.service, "127.0.0.1", cfg.xmpp_port, self.data_dir,
+                              domain=cfg.xmpp_domain)
+        try:
+            await self.xmpp.start()
+        except OSError as exc:
+            raise port_error(exc, "127.0.0.1", cfg.xmpp_port, "XMPP listener",
+                             "--xmpp-port") from None
+        self.ports["xmpp"] = int(getattr(self.xmpp, "port", 0) or cfg.xmpp_port)
+        self.fingerprint = str(getattr(self.xmpp, "fingerprint", ""))
+        settings = {"host": "127.0.0.1", "port": self.ports["xmpp"], "domain": cfg.xmpp_domain,
+                    "fingerprint": self.fingerprint, "tls": "starttls"}
+        if hasattr(self.xmpp, "settings"):
+            settings = dict(self.xmpp.settings())
+        self.service.set_xmpp_settings(settings)
+
+    async def _start_web(self) -> None:
+        try:
+            from webui.app import create_app
+        except ImportError:
+            self.notes.append("the web UI is not part of this build")
+            return
+        assert self.service is not None
+        # Bind first: the app must know its port (for the Host allowlist) before it exists.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.cfg.web_port))
+        except OSError as exc:
+            sock.close()
+            raise port_error(exc, "127.0.0.1", self.cfg.web_port, "web UI",
+                             "--web-port") from None
+        port = int(sock.getsockname()[1])
+        hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        app = create_app(self.service, access_token=self.access_token, allowed_hosts=hosts)
+        self.web_runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)
+        await self.web_runner.setup()
+        await web.SockSite(self.web_runner, sock).start()
+        self.ports["web"] = port
+        self.web_url = f"http://127.0.0.1:{port}/?token={self.access_token}"
+
+    # --- what other commands see --------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": version(), "data_dir": str(self.data_dir),
+                "started": self._started_at or time.time(), "ports": dict(self.ports),
+                "web_url": self.web_url, "xmpp_domain": self.cfg.xmpp_domain,
+                "fingerprint": self.fingerprint, "paused": self.paused_peers is not None,
+                "notes": list(self.notes)}
+
+    def ready_lines(self) -> list[str]:
+        cfg = self.cfg
+        lines = [f"ParanoIM {version()} (pid {os.getpid()}), data in {self.data_dir}"]
+        if "xmpp" in self.ports:
+            lines.append(f"  XMPP   127.0.0.1:{self.ports['xmpp']}  domain {cfg.xmpp_domain}, "
+                         f"STARTTLS, certificate SHA-256 {self.fingerprint or '?'}")
+        listen = "127.0.0.1" if cfg.tor else cfg.p2p_listen
+        lines.append(f"  P2P    {listen}:{self.ports.get('p2p', cfg.p2p_port)}  "
+                     f"storage {cfg.storage}, Tor {'on' if cfg.tor else 'off'}, "
+                     f"difficulty {cfg.difficulty} bits")
+        if self.onion:
+            lines.append(f"  Onion  {self.onion}")
+        if self.web_url:
+            lines.append(f"  Web UI {self.web_url}")
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append("Ready. Press Ctrl-C to stop.")
+        return lines
+
+    # --- run and stop -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def pause_network(self, paused: bool) -> None:
+        """Drop every peer link (remembering the peers) or bring them back."""
+        if self.node is None:
+            return
+        if hasattr(self.node, "pause") and hasattr(self.node, "resume"):
+            (self.node.pause if paused else self.node.resume)()
+            self.paused_peers = [] if paused else None
+            return
+        if paused and self.paused_peers is None:
+            self.paused_peers = [str(p.get("address", "")) for p in self.node.peers()]
+            for p in self.paused_peers:
+                with contextlib.suppress(UserError, ValueError, KeyError):
+                    self.node.remove_peer(p)
+        elif not paused and self.paused_peers is not None:
+            for p in self.paused_peers:
+                with contextlib.suppress(UserError, ValueError):
+                    self.node.add_peer(p)
+            self.paused_peers = None
+
+    async def run(self) -> None:
+        """Start, print the ready lines, serve until SIGINT/SIGTERM, stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            for line in self.ready_lines():
+                self.out(line)
+            if self.open_browser and self.web_url:
+                await asyncio.to_thread(webbrowser.open, self.web_url)
+            tray_stop = self._start_tray() if self.tray else None
+            await self._stop.wait()
+            self.out("Stopping…")
+            if tray_stop:
+                tray_stop()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        self.out("Stopped.")
+
+    def _start_tray(self) -> Callable[[], None] | None:
+        from bridge.tray import start_tray
+
+        stop = start_tray(self, asyncio.get_running_loop())
+        if stop is None:
+            self.out("  note: no tray icon (install paranoim[tray] and run in a desktop session)")
+        return stop
+
+    async def stop(self) -> None:
+        async def step(what: str, coro: Any) -> None:
+            try:
+                await asyncio.wait_for(coro, STOP_STEP_TIMEOUT)
+            except Exception:
+                log.exception("stopping the %s failed", what)
+
+        if self.control_runner is not None:
+            await step("control channel", self.control_runner.cleanup())
+            self.control_runner = None
+        if self.xmpp is not None:
+            await step("XMPP listener", self.xmpp.close())
+            self.xmpp = None
+        if self.web_runner is not None:
+            await step("web UI", self.web_runner.cleanup())
+            self.web_runner = None
+        if self.service is not None:
+            await step("service", self.service.stop())
+            seen = getattr(self.service, "_seen", None)
+            if hasattr(seen, "close"):
+                seen.close()
+            self.service = None
+        if self.node is not None:
+            await step("P2P node", self.node.stop())
+            self.node = None
+        if self.tor is not None:
+            await step("Tor control connection", self.tor.close())
+            self.tor = None
+        if self._warm is not None and not self._warm.done():
+            self._warm.cancel()
+            await asyncio.gather(self._warm, return_exceptions=True)
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.lock is not None:
+            remove_runtime(self.data_dir)
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / CONTROL_SOCKET).unlink()
+            self.lock.release()
+            self.lock = None
+
