@@ -1,0 +1,139 @@
+"""Hypothesis fuzzing of opening and of the record parsers (the envelope parser's own
+fuzz test is in test_envelope.py; the atheris target is tests/fuzz/fuzz_envelope.py,
+whose ``one_input`` runs here too)."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from bridge.core import envelope as E
+from bridge.core import seal
+from bridge.core.errors import LocalProtocolError, RemoteProtocolError
+from bridge.core.identity import SignedPrekey
+from bridge.core.records import DirectMessage, parse_record
+from tests.fuzz.fuzz_envelope import ALICE, BOB, BOB_KEYS, one_input, seal_padded, seed_inputs
+
+SEEDS = seed_inputs()
+FAST = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
+    """A valid input with a few bit flips, truncations, insertions and deletions."""
+    data = bytearray(draw(base))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
+        if not data:
+            data += draw(st.binary(min_size=1, max_size=8))
+            continue
+        at = draw(st.integers(0, len(data) - 1))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "cut":
+            del data[at:]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        else:
+            del data[at : at + draw(st.integers(1, 16))]
+    return bytes(data)
+
+
+@given(st.integers(0, 4), st.binary(max_size=1500))
+@FAST
+def test_fuzz_target_on_random_bytes(mode: int, rest: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        one_input(bytes([mode]) + rest)
+
+
+@given(mutated(st.sampled_from(SEEDS)))
+@FAST
+def test_fuzz_target_on_mutated_vectors(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        one_input(data)
+
+
+@given(st.binary(max_size=600))
+@FAST
+def test_open_arbitrary_plaintext_under_valid_keys(padded: bytes) -> None:
+    """The AEAD opens, so unpad, the inner split, the recipient and sender checks
+    and the signature see arbitrary bytes: only protocol errors may come out."""
+    env = seal_padded(padded)
+    with contextlib.suppress(RemoteProtocolError):
+        seal.open_envelope(env, BOB.public, BOB_KEYS)
+
+
+@given(st.binary(min_size=64, max_size=64), st.binary(max_size=300))
+@FAST
+def test_forged_signature_is_a_signature_error(sig: bytes, payload: bytes) -> None:
+    inner = ALICE.public + BOB.public + sig + payload
+    env = seal_padded(E.pad(inner))
+    with pytest.raises(RemoteProtocolError) as info:
+        seal.open_envelope(env, BOB.public, BOB_KEYS)
+    assert type(info.value).__name__ == "BadSignatureError"
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=200))
+@FAST
+def test_random_sender_key_is_refused(sender: bytes, payload: bytes) -> None:
+    inner = sender + BOB.public + bytes(64) + payload
+    env = seal_padded(E.pad(inner))
+    with pytest.raises(RemoteProtocolError):
+        seal.open_envelope(env, BOB.public, BOB_KEYS)
+
+
+@given(st.sampled_from(list(E.Kind)), st.binary(max_size=700))
+@FAST
+def test_record_parsers_on_random_bytes(kind: E.Kind, data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        parse_record(kind, data)
+
+
+def _record_seeds() -> list[tuple[E.Kind, bytes]]:
+    out = []
+    for data in SEEDS:
+        if data[0] == 3:  # mode 3 carries a kind byte and a record payload
+            out.append((E.Kind(1 + data[1] % 4), data[2:]))
+    return out
+
+
+RECORD_SEEDS = _record_seeds()
+
+
+@given(st.sampled_from(RECORD_SEEDS).flatmap(
+    lambda kd: st.tuples(st.just(kd[0]), mutated(st.just(kd[1])))))
+@FAST
+def test_mutated_records_parse_canonically_or_fail_cleanly(case: tuple[E.Kind, bytes]) -> None:
+    """A mutated record either fails with a protocol error or parses to a record
+    whose encoding is exactly the input (one encoding per record)."""
+    kind, data = case
+    try:
+        rec = parse_record(kind, data)
+    except RemoteProtocolError:
+        return
+    try:
+        encoded = rec.encode()
+    except LocalProtocolError:
+        assume(False)  # a short text over 64 bytes: see the xfail below
+        return
+    assert encoded == data
+
+
+@given(st.binary(max_size=120), st.integers(0, 2**64 - 1))
+@FAST
+def test_prekey_parse_and_verify_on_random_bytes(data: bytes, now: int) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        SignedPrekey.parse(data).verify(BOB.public, now)
+
+
+@pytest.mark.xfail(strict=True, raises=LocalProtocolError,
+                   reason="parsers accept short texts of 65..255 bytes that encoders refuse")
+def test_parsers_accept_only_what_encoders_write() -> None:
+    data = struct.pack(">QB", 1, 0) + bytes([65]) + b"m" * 65 + b"text"
+    rec = DirectMessage.parse(data)
+    assert rec.encode() == data
