@@ -165,7 +165,7 @@ class Node:
         self.dialer.forget(host_port)
         for c in list(self.conns):
             if host_port in (c.dialled, c.address):
-                self._spawn(c.close(c.link.bye(ByeReason.NORMAL, "removed")))
+                self._refuse(c, ByeReason.NORMAL, "removed")
 
     def health(self) -> dict[str, object]:
         return {
@@ -278,14 +278,17 @@ class Node:
         except (TimeoutError, ConnectionError, aiohttp.ClientError):
             pass
         finally:
-            conn.abort()
+            await conn.close()  # what is queued (a BYE) goes out first
             self.conns.discard(conn)
             for eid in [i for i, (c, _) in self._pending.items() if c is conn]:
                 del self._pending[eid]
             self._notify()
 
     def _refuse(self, conn: PeerConnection, reason: ByeReason, text: str) -> None:
-        self._spawn(conn.close(conn.link.bye(reason, text)))
+        if conn.link.state is g.State.CLOSED:
+            return
+        conn.send(conn.link.bye(reason, text))  # queued now, before the link's own close
+        self._spawn(conn.close())
 
     # --- gossip events -----------------------------------------------------------
 

@@ -81,7 +81,7 @@ class SortedIndex:
     def first(self) -> bytes | None:
         return self._keys[0] if self._keys else None
 
-    def keys(self) -> Iterator[bytes]:
+    def iter_keys(self) -> Iterator[bytes]:
         return iter(self._keys)
 
     def drop_sums(self) -> None:

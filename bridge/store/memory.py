@@ -68,7 +68,7 @@ class MemoryStore:
         return n
 
     def iter_raw(self) -> Iterator[bytes]:
-        for key in list(self.index.keys()):
+        for key in list(self.index.iter_keys()):
             raw = self._bodies.get(key[8:])
             if raw is not None:
                 yield raw

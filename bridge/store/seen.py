@@ -42,8 +42,9 @@ class SQLiteSeen:
         path.chmod(0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS delivered ("
-                         "id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS delivered (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)"
+        )
 
     def __contains__(self, envelope_id: object) -> bool:
         row = self._db.execute("SELECT 1 FROM delivered WHERE id = ?", (envelope_id,))

@@ -77,7 +77,7 @@ class SQLiteStore:
             return False
         evict = 0
         count, used = len(self.index), self._bytes
-        keys = self.index.keys()
+        keys = self.index.iter_keys()
         victims: list[bytes] = []
         while count - evict >= self.max_count or used + size > self.max_bytes:
             key = next(keys, None)

@@ -49,7 +49,7 @@ def test_initiator_learns_exact_symmetric_difference(items, sides, buckets, idli
             a.add(e, i)
         else:
             b.add(e, i)
-    ka, kb = set(a.keys()), set(b.keys())
+    ka, kb = set(a.iter_keys()), set(b.iter_keys())
     init, _ = run_session(a, b, buckets=buckets, idlist_max=idlist_max)
     assert set(init.have) == {k[8:] for k in ka - kb}
     assert set(init.need) == {k[8:] for k in kb - ka}
@@ -57,7 +57,7 @@ def test_initiator_learns_exact_symmetric_difference(items, sides, buckets, idli
 
 def test_equal_sets_finish_in_one_round_trip():
     a = SortedIndex(make_key(i, os.urandom(32)) for i in range(5000))
-    b = SortedIndex(a.keys())
+    b = SortedIndex(a.iter_keys())
     init, sent = run_session(a, b)
     assert init.have == init.need == []
     assert sent < 40
