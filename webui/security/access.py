@@ -39,8 +39,8 @@ def _denied(request: web.Request) -> web.Response:
         403,
         "Open the link the daemon printed",
         "This page controls your keys, so it only opens from the link ParanoIM printed "
-        "when it started (it ends in ?token=…). Run `paranoim` again or look at its "
-        "output, and open that link in this browser.",
+        "when it started (it ends in ?token=…). Find that line in ParanoIM's output, "
+        "or start ParanoIM again to get a fresh one, and open it in this browser.",
     )
 
 

@@ -2,9 +2,9 @@
 
 Three checks, cheapest first, each enough to stop a cross-site form on its own:
 ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``) when the browser sends it;
-``Origin`` must be this very origin when present (see below for ``null``); and the request must carry the
-session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``),
-compared in constant time. Any failure is a 403 page.
+``Origin`` must be this very origin when present (see below for ``null``); and
+the request must carry the session's CSRF token (form field ``csrf_token`` or
+header ``X-CSRF-Token``), compared in constant time. Any failure is a 403 page.
 
 Our own ``Referrer-Policy: no-referrer`` makes Chromium send ``Origin: null`` on
 every form POST, even same-origin ones (the Fetch standard serialises the origin

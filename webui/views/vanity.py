@@ -32,7 +32,7 @@ def progress_data(p: VanityProgress) -> dict[str, Any]:
         "state": state,
         "attempts": attempts,
         "expected": expected,
-        "fraction": min(attempts / expected, 1.0),
+        "fraction": 1.0 if state == "done" else min(attempts / expected, 1.0),
         "rate": rate,
         "elapsed": float(p.elapsed),
         "address": p.address,
