@@ -92,24 +92,26 @@ async def test_http_websocket_and_kkv_through_socks(microsocks: Microsocks, targ
 
 async def test_with_user_and_password(socks_auth: Microsocks, target):
     port, server = target
-    connector = socks_connector(socks_auth.host, socks_auth.port, username=USER,
-                                password=PASSWORD)
+    connector = socks_connector(socks_auth.host, socks_auth.port, username=USER, password=PASSWORD)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _exercise(session, port, server)
 
 
 async def test_outbound_session_uses_the_proxy(microsocks: Microsocks, target):
     port, _ = target
-    async with outbound_session((microsocks.host, microsocks.port)) as session, \
-            session.get(f"http://localhost:{port}/hello") as r:
+    async with (
+        outbound_session((microsocks.host, microsocks.port)) as session,
+        session.get(f"http://localhost:{port}/hello") as r,
+    ):
         assert r.status == 200
 
 
 async def test_names_are_resolved_by_the_proxy_not_here(microsocks: Microsocks):
     # A name nobody can resolve: if it were looked up locally, aiohttp would raise a
     # DNS error before any proxy is involved; with rdns the proxy reports the failure.
-    async with aiohttp.ClientSession(connector=socks_connector(microsocks.host,
-                                                               microsocks.port)) as session:
+    async with aiohttp.ClientSession(
+        connector=socks_connector(microsocks.host, microsocks.port)
+    ) as session:
         with pytest.raises(PROXY_ERRORS):
             await session.get("http://paranoim-rdns-check.invalid/")
 
@@ -133,19 +135,23 @@ async def test_wrong_password_is_explained(socks_auth: Microsocks, target):
 
 async def test_refused_destination_is_explained(microsocks: Microsocks):
     closed = free_tcp_port()
-    async with aiohttp.ClientSession(connector=socks_connector(microsocks.host,
-                                                               microsocks.port)) as session:
+    async with aiohttp.ClientSession(
+        connector=socks_connector(microsocks.host, microsocks.port)
+    ) as session:
         text = await _failure(session, f"http://127.0.0.1:{closed}/")
         assert text.startswith("the SOCKS proxy could not connect to the destination"), text
-        with pytest.raises(DirectDeliveryError,
-                           match="reading the endpoint's key: the SOCKS proxy could not "
-                                 "connect to the destination") as info:
+        with pytest.raises(
+            DirectDeliveryError,
+            match="reading the endpoint's key: the SOCKS proxy could not "
+            "connect to the destination",
+        ) as info:
             await deliver_direct(session, f"http://127.0.0.1:{closed}", b"", tor=True)
         assert info.value.status is None
 
 
 async def test_proxy_not_running_is_explained():
-    async with aiohttp.ClientSession(connector=socks_connector("127.0.0.1",
-                                                               free_tcp_port())) as session:
+    async with aiohttp.ClientSession(
+        connector=socks_connector("127.0.0.1", free_tcp_port())
+    ) as session:
         text = await _failure(session, "http://127.0.0.1:9/")
     assert text.startswith("cannot reach the SOCKS proxy; is Tor running?"), text

@@ -32,9 +32,17 @@ def _tor(**kw: object) -> Tor:
 @pytest.fixture
 def tor_with_password() -> Iterator[Tor]:
     probe = _tor()
-    hashed = subprocess.run([probe.binary, "--quiet", "--hash-password", PASSWORD],
-                            capture_output=True, text=True, check=True, timeout=30
-                            ).stdout.strip().splitlines()[-1]
+    hashed = (
+        subprocess.run(
+            [probe.binary, "--quiet", "--hash-password", PASSWORD],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     probe.cleanup()
     with _tor(extra={"HashedControlPassword": hashed}) as proc:
         yield proc
@@ -87,8 +95,9 @@ async def test_onion_for_a_kkv_listener_marks_its_port(tor: Tor):
 
 
 async def test_explicit_cookie_path(tor: Tor):
-    async with await TorController.connect(port=tor.control_port,
-                                           cookie_path=tor.cookie_path) as ctl:
+    async with await TorController.connect(
+        port=tor.control_port, cookie_path=tor.cookie_path
+    ) as ctl:
         assert ctl.auth_method == "SAFECOOKIE"
 
 

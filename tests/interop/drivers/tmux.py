@@ -114,11 +114,20 @@ class TmuxSession:
             return False
 
     def exit_status(self) -> int | None:
-        """The program's exit status once it has exited, else None."""
-        if self.is_alive():
+        """The program's exit status once it has exited, else None.
+
+        tmux 3.3 can mark a pane dead (its pty closed) without ever recording the status,
+        so None after ``is_alive()`` turned False means "exited, status unknown".
+        """
+        try:
+            out = self._tmux(
+                "display-message", "-p", "-t", self.target, "#{pane_dead} #{pane_dead_status}"
+            ).split()
+        except DriverError:
             return None
-        out = self._tmux("display-message", "-p", "-t", self.target, "#{pane_dead_status}")
-        return int(out.strip()) if out.strip().lstrip("-").isdigit() else None
+        if len(out) == 2 and out[0] == "1" and out[1].lstrip("-").isdigit():
+            return int(out[1])
+        return None
 
     def _match(self, pattern: str | re.Pattern[str]) -> str | None:
         screen = self.capture_pane()
