@@ -111,15 +111,20 @@ def _no_constant(name: str) -> Any:
     raise MalformedError(f"JSON constant {name} is not allowed")
 
 
-def parse_json_object(body: bytes, fields: dict[str, type], optional: frozenset[str] = frozenset(),
-                      limit: int = SMALL_BODY_LIMIT) -> dict[str, Any]:
+def parse_json_object(
+    body: bytes,
+    fields: dict[str, type],
+    optional: frozenset[str] = frozenset(),
+    limit: int = SMALL_BODY_LIMIT,
+) -> dict[str, Any]:
     """A JSON object with exactly ``fields`` (those in ``optional`` may be left out),
     each of its exact type (a bool is not an int)."""
     if len(body) > limit:
         raise OversizeError(f"request body of {len(body)} bytes exceeds {limit}")
     try:
-        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constant)
+        obj = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, MalformedError):
             raise
@@ -186,8 +191,9 @@ class Challenge:
             raise LocalProtocolError("challenge bits or expiry out of range")
 
     def encode(self) -> bytes:
-        return _TOKEN.pack(VERSION, self.domain_pk, self.client_pk, self.random, self.bits,
-                           self.expires)
+        return _TOKEN.pack(
+            VERSION, self.domain_pk, self.client_pk, self.random, self.bits, self.expires
+        )
 
     @classmethod
     def parse(cls, token: bytes) -> Challenge:
@@ -227,13 +233,18 @@ class ChallengeResponse:
 
     def to_json(self) -> dict[str, Any]:
         c = Challenge.parse(self.token)
-        return {"challenge": b64(self.token), "signature": b64(self.signature),
-                "bits": c.bits, "expires": c.expires}
+        return {
+            "challenge": b64(self.token),
+            "signature": b64(self.signature),
+            "bits": c.bits,
+            "expires": c.expires,
+        }
 
     @classmethod
     def from_json(cls, body: bytes) -> tuple[ChallengeResponse, Challenge]:
-        obj = parse_json_object(body, {"challenge": str, "signature": str, "bits": int,
-                                       "expires": int})
+        obj = parse_json_object(
+            body, {"challenge": str, "signature": str, "bits": int, "expires": int}
+        )
         token = unb64(obj["challenge"], TOKEN_SIZE, "challenge")
         c = Challenge.parse(token)
         if obj["bits"] != c.bits or obj["expires"] != c.expires:
@@ -255,18 +266,31 @@ class ExchangeRequest:
         return exchange_signed_bytes(self.token, self.nonce, self.client_x25519)
 
     def to_json(self) -> dict[str, Any]:
-        return {"challenge": b64(self.token), "challenge_signature": b64(self.token_signature),
-                "nonce": self.nonce, "client_x25519": b64(self.client_x25519),
-                "signature": b64(self.signature)}
+        return {
+            "challenge": b64(self.token),
+            "challenge_signature": b64(self.token_signature),
+            "nonce": self.nonce,
+            "client_x25519": b64(self.client_x25519),
+            "signature": b64(self.signature),
+        }
 
     @classmethod
     def from_json(cls, body: bytes) -> ExchangeRequest:
-        obj = parse_json_object(body, {"challenge": str, "challenge_signature": str,
-                                       "nonce": int, "client_x25519": str, "signature": str})
+        obj = parse_json_object(
+            body,
+            {
+                "challenge": str,
+                "challenge_signature": str,
+                "nonce": int,
+                "client_x25519": str,
+                "signature": str,
+            },
+        )
         return cls(
             token=unb64(obj["challenge"], TOKEN_SIZE, "challenge"),
-            token_signature=unb64(obj["challenge_signature"], crypto.SIGNATURE_SIZE,
-                                  "challenge_signature"),
+            token_signature=unb64(
+                obj["challenge_signature"], crypto.SIGNATURE_SIZE, "challenge_signature"
+            ),
             nonce=_uint(obj["nonce"], "nonce", pow.MAX_NONCE),
             client_x25519=unb64(obj["client_x25519"], crypto.KEY_SIZE, "client_x25519"),
             signature=unb64(obj["signature"], crypto.SIGNATURE_SIZE, "signature"),
@@ -287,13 +311,18 @@ class SessionOffer:
     signature: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"session": b64(self.session), "server_x25519": b64(self.server_x25519),
-                "expires": self.expires, "signature": b64(self.signature)}
+        return {
+            "session": b64(self.session),
+            "server_x25519": b64(self.server_x25519),
+            "expires": self.expires,
+            "signature": b64(self.signature),
+        }
 
     @classmethod
     def from_json(cls, body: bytes) -> SessionOffer:
-        obj = parse_json_object(body, {"session": str, "server_x25519": str, "expires": int,
-                                       "signature": str})
+        obj = parse_json_object(
+            body, {"session": str, "server_x25519": str, "expires": int, "signature": str}
+        )
         return cls(
             session=unb64(obj["session"], SESSION_ID_SIZE, "session"),
             server_x25519=unb64(obj["server_x25519"], crypto.KEY_SIZE, "server_x25519"),
@@ -302,11 +331,18 @@ class SessionOffer:
         )
 
 
-def session_signed_bytes(session: bytes, server_x25519: bytes, client_pk: bytes,
-                         client_x25519: bytes, expires: int) -> bytes:
+def session_signed_bytes(
+    session: bytes, server_x25519: bytes, client_pk: bytes, client_x25519: bytes, expires: int
+) -> bytes:
     # Binding the client's keys means an offer cannot be handed to another client.
-    return (crypto.SIG_KKV_SESSION + session + server_x25519 + client_pk + client_x25519
-            + struct.pack(">Q", expires))
+    return (
+        crypto.SIG_KKV_SESSION
+        + session
+        + server_x25519
+        + client_pk
+        + client_x25519
+        + struct.pack(">Q", expires)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,13 +354,17 @@ class MessageRequest:
     signature: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"session": b64(self.session), "ciphertext": b64(self.ciphertext),
-                "signature": b64(self.signature)}
+        return {
+            "session": b64(self.session),
+            "ciphertext": b64(self.ciphertext),
+            "signature": b64(self.signature),
+        }
 
     @classmethod
     def from_json(cls, body: bytes, max_ciphertext: int) -> MessageRequest:
-        obj = parse_json_object(body, {"session": str, "ciphertext": str, "signature": str},
-                                limit=MSG_BODY_LIMIT)
+        obj = parse_json_object(
+            body, {"session": str, "ciphertext": str, "signature": str}, limit=MSG_BODY_LIMIT
+        )
         return cls(
             session=unb64(obj["session"], SESSION_ID_SIZE, "session"),
             ciphertext=unb64(obj["ciphertext"], None, "ciphertext", max_size=max_ciphertext),
@@ -336,12 +376,15 @@ def message_signed_bytes(session: bytes, ciphertext: bytes) -> bytes:
     return crypto.SIG_KKV_MESSAGE + session + ciphertext
 
 
-def session_keys(shared: bytes, session: bytes, client_x25519: bytes,
-                 server_x25519: bytes) -> tuple[bytes, bytes]:
+def session_keys(
+    shared: bytes, session: bytes, client_x25519: bytes, server_x25519: bytes
+) -> tuple[bytes, bytes]:
     """(AEAD key, nonce). A session carries one message, so a derived nonce is safe."""
     material = shared + session + client_x25519 + server_x25519
-    return (crypto.derive(crypto.CTX_KKV_SESSION_KEY, material),
-            crypto.derive(crypto.CTX_KKV_SESSION_NONCE, material, crypto.AEAD_NONCE_SIZE))
+    return (
+        crypto.derive(crypto.CTX_KKV_SESSION_KEY, material),
+        crypto.derive(crypto.CTX_KKV_SESSION_NONCE, material, crypto.AEAD_NONCE_SIZE),
+    )
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -371,11 +414,16 @@ class KkvServerState:
     and open sessions; both are bounded and purged by time.
     """
 
-    def __init__(self, domain_seed: bytes, *, bits: int = DEFAULT_BITS,
-                 challenge_ttl: int = DEFAULT_CHALLENGE_TTL,
-                 session_ttl: int = DEFAULT_SESSION_TTL,
-                 max_pending: int = DEFAULT_MAX_PENDING,
-                 max_ciphertext: int = MSG_BODY_LIMIT) -> None:
+    def __init__(
+        self,
+        domain_seed: bytes,
+        *,
+        bits: int = DEFAULT_BITS,
+        challenge_ttl: int = DEFAULT_CHALLENGE_TTL,
+        session_ttl: int = DEFAULT_SESSION_TTL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_ciphertext: int = MSG_BODY_LIMIT,
+    ) -> None:
         if not 0 <= bits <= MAX_BITS:
             raise LocalProtocolError(f"challenge cost must be 0..{MAX_BITS} bits")
         self.domain_pk, self._domain_sk = crypto.ed25519_keypair(domain_seed)
@@ -408,13 +456,15 @@ class KkvServerState:
         crypto.check_ed25519_public(client_pk)
         if len(random) != RANDOM_SIZE:
             raise LocalProtocolError("challenge random must be 32 bytes")
-        token = Challenge(self.domain_pk, client_pk, random, self.bits,
-                          now + self.challenge_ttl).encode()
+        token = Challenge(
+            self.domain_pk, client_pk, random, self.bits, now + self.challenge_ttl
+        ).encode()
         return ChallengeResponse(token, sign_challenge(self._domain_sk, token))
 
     # /exchange_keys
-    def exchange(self, req: ExchangeRequest, now: int, session: bytes,
-                 server_secret: bytes) -> SessionOffer:
+    def exchange(
+        self, req: ExchangeRequest, now: int, session: bytes, server_secret: bytes
+    ) -> SessionOffer:
         """Run the checks cheapest first; on success open a one-message session."""
         c = Challenge.parse(req.token)
         if c.expires <= now:
@@ -430,8 +480,9 @@ class KkvServerState:
         if c.random in self._spent:
             raise ReplayedChallengeError("this challenge was already used; ask /pow again")
         if not crypto.equal(c.domain_pk, self.domain_pk):
-            raise ForeignChallengeError("challenge was issued under another server key; "
-                                        "ask /pow again")
+            raise ForeignChallengeError(
+                "challenge was issued under another server key; ask /pow again"
+            )
         verify_challenge(self.domain_pk, req.token, req.token_signature)
         crypto.verify(c.client_pk, req.signed_bytes(), req.signature)
         self._make_room(now)
@@ -441,10 +492,13 @@ class KkvServerState:
             raise LocalProtocolError("session id must be 16 bytes")
         self._spent[c.random] = c.expires
         expires = now + self.session_ttl
-        self._sessions[session] = _Session(c.client_pk, req.client_x25519, server_secret,
-                                           server_x25519, expires)
-        sig = crypto.sign(self._domain_sk, session_signed_bytes(
-            session, server_x25519, c.client_pk, req.client_x25519, expires))
+        self._sessions[session] = _Session(
+            c.client_pk, req.client_x25519, server_secret, server_x25519, expires
+        )
+        sig = crypto.sign(
+            self._domain_sk,
+            session_signed_bytes(session, server_x25519, c.client_pk, req.client_x25519, expires),
+        )
         return SessionOffer(session, server_x25519, expires, sig)
 
     # /msg
@@ -456,12 +510,16 @@ class KkvServerState:
         if s.expires <= now:
             del self._sessions[req.session]
             raise ExpiredError("session expired; run /pow and /exchange_keys again")
-        crypto.verify(s.client_pk, message_signed_bytes(req.session, req.ciphertext),
-                      req.signature)
-        key, nonce = session_keys(crypto.x25519(s.server_secret, s.client_x25519), req.session,
-                                  s.client_x25519, s.server_x25519)
-        plain = crypto.aead_decrypt(key, nonce, req.ciphertext, crypto.SIG_KKV_MESSAGE
-                                    + req.session)
+        crypto.verify(s.client_pk, message_signed_bytes(req.session, req.ciphertext), req.signature)
+        key, nonce = session_keys(
+            crypto.x25519(s.server_secret, s.client_x25519),
+            req.session,
+            s.client_x25519,
+            s.server_x25519,
+        )
+        plain = crypto.aead_decrypt(
+            key, nonce, req.ciphertext, crypto.SIG_KKV_MESSAGE + req.session
+        )
         del self._sessions[req.session]
         return Opened(plain, s.client_pk)
 
@@ -469,8 +527,15 @@ class KkvServerState:
 # --- the client ----------------------------------------------------------------------------
 
 
-def check_challenge(resp: ChallengeResponse, c: Challenge, *, domain_pk: bytes,
-                    client_pk: bytes, now: int, max_bits: int) -> None:
+def check_challenge(
+    resp: ChallengeResponse,
+    c: Challenge,
+    *,
+    domain_pk: bytes,
+    client_pk: bytes,
+    now: int,
+    max_bits: int,
+) -> None:
     """Refuse a challenge that is not for us, not from this server, or not worth solving."""
     if not crypto.equal(c.domain_pk, domain_pk):
         raise ForeignChallengeError("challenge is signed for another server key")
@@ -480,30 +545,46 @@ def check_challenge(resp: ChallengeResponse, c: Challenge, *, domain_pk: bytes,
     if c.expires <= now:
         raise ExpiredError("the server handed out an already expired challenge")
     if c.bits > max_bits:
-        raise WeakProofOfWorkError(f"the endpoint asks {c.bits} bits of work; "
-                                   f"this client pays at most {max_bits}")
+        raise WeakProofOfWorkError(
+            f"the endpoint asks {c.bits} bits of work; this client pays at most {max_bits}"
+        )
 
 
-def make_exchange(resp: ChallengeResponse, nonce: int, client_sk: bytes,
-                  client_x25519_secret: bytes) -> ExchangeRequest:
+def make_exchange(
+    resp: ChallengeResponse, nonce: int, client_sk: bytes, client_x25519_secret: bytes
+) -> ExchangeRequest:
     client_x25519 = crypto.x25519_public(client_x25519_secret)
     sig = crypto.sign(client_sk, exchange_signed_bytes(resp.token, nonce, client_x25519))
     return ExchangeRequest(resp.token, resp.signature, nonce, client_x25519, sig)
 
 
-def make_message(offer: SessionOffer, *, domain_pk: bytes, client_pk: bytes, client_sk: bytes,
-                 client_x25519_secret: bytes, envelope: bytes, now: int) -> MessageRequest:
+def make_message(
+    offer: SessionOffer,
+    *,
+    domain_pk: bytes,
+    client_pk: bytes,
+    client_sk: bytes,
+    client_x25519_secret: bytes,
+    envelope: bytes,
+    now: int,
+) -> MessageRequest:
     """Check the server's offer, then encrypt and sign ``envelope`` for that one session."""
     client_x25519 = crypto.x25519_public(client_x25519_secret)
-    crypto.verify(domain_pk, session_signed_bytes(offer.session, offer.server_x25519, client_pk,
-                                                  client_x25519, offer.expires), offer.signature)
+    crypto.verify(
+        domain_pk,
+        session_signed_bytes(
+            offer.session, offer.server_x25519, client_pk, client_x25519, offer.expires
+        ),
+        offer.signature,
+    )
     if offer.expires <= now:
         raise ExpiredError("the server's session offer has already expired")
     shared = crypto.x25519(client_x25519_secret, offer.server_x25519)
     key, nonce = session_keys(shared, offer.session, client_x25519, offer.server_x25519)
     ct = crypto.aead_encrypt(key, nonce, envelope, crypto.SIG_KKV_MESSAGE + offer.session)
-    return MessageRequest(offer.session, ct,
-                          crypto.sign(client_sk, message_signed_bytes(offer.session, ct)))
+    return MessageRequest(
+        offer.session, ct, crypto.sign(client_sk, message_signed_bytes(offer.session, ct))
+    )
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -532,9 +613,11 @@ def parse_endpoint(url: str, *, tor: bool) -> str:
     if not host:
         raise BadEndpointError(f"endpoint {url!r} names no host")
     if parts.username is not None or parts.query or parts.fragment:
-        raise BadEndpointError(f"endpoint {url!r} must not carry credentials, a query or a "
-                               "fragment")
+        raise BadEndpointError(
+            f"endpoint {url!r} must not carry credentials, a query or a fragment"
+        )
     if is_onion_host(host) and not tor:
-        raise BadEndpointError(f"endpoint {host} is a Tor onion address; enable Tor to "
-                               "deliver there")
+        raise BadEndpointError(
+            f"endpoint {host} is a Tor onion address; enable Tor to deliver there"
+        )
     return url.rstrip("/")

@@ -16,7 +16,7 @@ The direct-delivery client is bridge.net.kkv_client (re-exported here).
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import ipaddress
 import logging
 import secrets
@@ -56,7 +56,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROTOCOL = "paranoim-kkv"
-EnvelopeCallback = Callable[[bytes], Awaitable[None] | None]
+# Plain or async; an async result is awaited (e.g. ``node.publish``, which returns
+# the checked Envelope). What it returns is ignored.
+EnvelopeCallback = Callable[[bytes], object]
 
 
 def _version() -> str:
@@ -138,7 +140,7 @@ class KkvInbox:
         for cb in list(self._callbacks):
             try:
                 result = cb(envelope)
-                if result is not None:
+                if inspect.isawaitable(result):
                     await result
             except Exception:
                 log.exception("an inbox subscriber failed on a direct envelope")
@@ -253,9 +255,6 @@ class KkvServer:
             max_ciphertext=MAX_ENVELOPE_SIZE + 16,
         )
         self.onion_ports: set[int] = set()
-        # The state's tables are touched between awaits only, but /msg awaits the
-        # body before opening; one lock keeps each check-and-update atomic anyway.
-        self._lock = asyncio.Lock()
 
     def mark_onion_port(self, port: int) -> None:
         """Requests arriving on local ``port`` come through Tor: never treat them as local."""
@@ -264,7 +263,12 @@ class KkvServer:
     def now(self) -> int:
         return int(self.clock())
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self, *, public: bool = True, local: bool = True) -> list[web.RouteDef]:
+        """Route definitions: the public endpoints, the local-only ones, or both.
+
+        With Tor, serve ``local=False`` on the app the onion forwards to and the
+        local ones (``public=False``) on a loopback-only app.
+        """
         p = self.settings.prefix.rstrip("/")
         table = [
             ("GET", "/status", self.status, False),
@@ -277,8 +281,10 @@ class KkvServer:
             ("POST", "/del_msg", self.del_msg, True),
         ]
         out: list[web.RouteDef] = []
-        for method, path, handler, local in table:
-            out.append(web.route(method, p + path, self._guard(handler, local=local)))
+        for method, path, handler, is_local in table:
+            if not (local if is_local else public):
+                continue
+            out.append(web.route(method, p + path, self._guard(handler, local=is_local)))
             out.append(web.route("*", p + path, self._wrong_method(method)))
         return out
 
@@ -371,10 +377,10 @@ class KkvServer:
     async def exchange_keys(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request, kkv.SMALL_BODY_LIMIT)
         req = kkv.ExchangeRequest.from_json(body)
-        async with self._lock:
-            offer = self.state.exchange(
-                req, self.now(), secrets.token_bytes(kkv.SESSION_ID_SIZE), secrets.token_bytes(32)
-            )
+        # No await between the checks and the state update: each exchange is atomic.
+        offer = self.state.exchange(
+            req, self.now(), secrets.token_bytes(kkv.SESSION_ID_SIZE), secrets.token_bytes(32)
+        )
         return web.json_response(offer.to_json())
 
     async def msg(self, request: web.Request) -> web.StreamResponse:
@@ -386,8 +392,7 @@ class KkvServer:
                 "try again later or send through the network"
             )
         now = self.now()
-        async with self._lock:
-            opened = self.state.open(req, now)
+        opened = self.state.open(req, now)
         try:
             env = checks.check_envelope(
                 opened.envelope, now=now, base_bits=self.settings.envelope_base_bits
@@ -447,7 +452,11 @@ def kkv_routes(inbox: KkvInbox, settings: KkvSettings | None = None) -> list[web
 
 
 def add_kkv_routes(
-    app: web.Application, inbox: KkvInbox | None = None, settings: KkvSettings | None = None
+    app: web.Application,
+    inbox: KkvInbox | None = None,
+    settings: KkvSettings | None = None,
+    *,
+    local: bool = True,
 ) -> KkvServer:
     """Serve the kkv endpoints on ``app``; returns the server (its inbox is ``.inbox``).
 
@@ -456,5 +465,5 @@ def add_kkv_routes(
     """
     settings = settings or KkvSettings()
     server = KkvServer(inbox or KkvInbox(settings.max_messages), settings)
-    app.add_routes(server.routes())
+    app.add_routes(server.routes(local=local))
     return server

@@ -58,7 +58,11 @@ LINE_LIMIT = 64 * 1024
 # catch these wherever an outbound connection may fail.
 PROXY_ERRORS: tuple[type[Exception], ...] = (ProxyError, ProxyConnectionError, ProxyTimeoutError)
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError, OSError, TimeoutError, *PROXY_ERRORS)
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    *PROXY_ERRORS,
+)
 _SERVER_KEY = b"Tor safe cookie authentication server-to-controller hash"
 _CLIENT_KEY = b"Tor safe cookie authentication controller-to-server hash"
 _SERVICE_ID = re.compile(r"^[a-z2-7]{56}$")

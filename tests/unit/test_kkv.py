@@ -38,8 +38,9 @@ def weak_nonce(digest: bytes, bits: int) -> int:
 
 @pytest.fixture
 def server() -> kkv.KkvServerState:
-    return kkv.KkvServerState(os.urandom(32), bits=BITS, challenge_ttl=120, session_ttl=60,
-                              max_pending=8)
+    return kkv.KkvServerState(
+        os.urandom(32), bits=BITS, challenge_ttl=120, session_ttl=60, max_pending=8
+    )
 
 
 @pytest.fixture
@@ -47,28 +48,45 @@ def client() -> Identity:
     return Identity.from_seed(os.urandom(32))
 
 
-def challenge(server: kkv.KkvServerState, client: Identity, now: int = NOW,
-              ) -> tuple[kkv.ChallengeResponse, kkv.Challenge]:
+def challenge(
+    server: kkv.KkvServerState,
+    client: Identity,
+    now: int = NOW,
+) -> tuple[kkv.ChallengeResponse, kkv.Challenge]:
     body = json.dumps(server.issue(client.public, now, os.urandom(32)).to_json()).encode()
     return kkv.ChallengeResponse.from_json(body)
 
 
-def exchange(server: kkv.KkvServerState, client: Identity, now: int = NOW,
-             ) -> tuple[kkv.SessionOffer, bytes]:
+def exchange(
+    server: kkv.KkvServerState,
+    client: Identity,
+    now: int = NOW,
+) -> tuple[kkv.SessionOffer, bytes]:
     resp, c = challenge(server, client, now)
     x = os.urandom(32)
     req = kkv.make_exchange(resp, solve(c.digest, c.bits), client.secret_key, x)
-    offer = server.exchange(kkv.ExchangeRequest.from_json(json.dumps(req.to_json()).encode()),
-                            now, os.urandom(16), os.urandom(32))
+    offer = server.exchange(
+        kkv.ExchangeRequest.from_json(json.dumps(req.to_json()).encode()),
+        now,
+        os.urandom(16),
+        os.urandom(32),
+    )
     return kkv.SessionOffer.from_json(json.dumps(offer.to_json()).encode()), x
 
 
-def message(server: kkv.KkvServerState, client: Identity, envelope: bytes,
-            now: int = NOW) -> kkv.MessageRequest:
+def message(
+    server: kkv.KkvServerState, client: Identity, envelope: bytes, now: int = NOW
+) -> kkv.MessageRequest:
     offer, x = exchange(server, client, now)
-    return kkv.make_message(offer, domain_pk=server.domain_pk, client_pk=client.public,
-                            client_sk=client.secret_key, client_x25519_secret=x,
-                            envelope=envelope, now=now)
+    return kkv.make_message(
+        offer,
+        domain_pk=server.domain_pk,
+        client_pk=client.public,
+        client_sk=client.secret_key,
+        client_x25519_secret=x,
+        envelope=envelope,
+        now=now,
+    )
 
 
 # --- the happy path ----------------------------------------------------------------------
@@ -76,11 +94,13 @@ def message(server: kkv.KkvServerState, client: Identity, envelope: bytes,
 
 def test_full_flow_opens_the_envelope_for_the_client(server, client):
     resp, c = challenge(server, client)
-    kkv.check_challenge(resp, c, domain_pk=server.domain_pk, client_pk=client.public, now=NOW,
-                        max_bits=20)
+    kkv.check_challenge(
+        resp, c, domain_pk=server.domain_pk, client_pk=client.public, now=NOW, max_bits=20
+    )
     req = message(server, client, b"an envelope")
-    opened = server.open(kkv.MessageRequest.from_json(json.dumps(req.to_json()).encode(), 1000),
-                         NOW + 1)
+    opened = server.open(
+        kkv.MessageRequest.from_json(json.dumps(req.to_json()).encode(), 1000), NOW + 1
+    )
     assert opened.envelope == b"an envelope"
     assert opened.client_pk == client.public
     assert server.pending == (1, 0)  # one challenge spent, the session used up
@@ -173,8 +193,9 @@ def test_wrong_client_signature(server, client):
     req = _exchange_req(server, client)
     sig = bytearray(req.signature)
     sig[0] ^= 1
-    bad = kkv.ExchangeRequest(req.token, req.token_signature, req.nonce, req.client_x25519,
-                              bytes(sig))
+    bad = kkv.ExchangeRequest(
+        req.token, req.token_signature, req.nonce, req.client_x25519, bytes(sig)
+    )
     with pytest.raises(BadSignatureError):
         _run(server, bad)
     _run(server, req)  # a failed attempt does not spend the challenge
@@ -182,8 +203,13 @@ def test_wrong_client_signature(server, client):
 
 def test_client_x25519_swapped_breaks_the_signature(server, client):
     req = _exchange_req(server, client)
-    bad = kkv.ExchangeRequest(req.token, req.token_signature, req.nonce,
-                              crypto.x25519_public(os.urandom(32)), req.signature)
+    bad = kkv.ExchangeRequest(
+        req.token,
+        req.token_signature,
+        req.nonce,
+        crypto.x25519_public(os.urandom(32)),
+        req.signature,
+    )
     with pytest.raises(BadSignatureError):
         _run(server, bad)
 
@@ -231,8 +257,11 @@ def test_expired_session(server, client):
 def test_message_signed_by_someone_else(server, client):
     req = message(server, client, b"x")
     other = Identity.from_seed(os.urandom(32))
-    forged = kkv.MessageRequest(req.session, req.ciphertext,
-                                other.sign(kkv.message_signed_bytes(req.session, req.ciphertext)))
+    forged = kkv.MessageRequest(
+        req.session,
+        req.ciphertext,
+        other.sign(kkv.message_signed_bytes(req.session, req.ciphertext)),
+    )
     with pytest.raises(BadSignatureError):
         server.open(forged, NOW)
     server.open(req, NOW)  # the genuine one still goes through
@@ -241,48 +270,61 @@ def test_message_signed_by_someone_else(server, client):
 def test_ciphertext_not_under_the_session_key(server, client):
     req = message(server, client, b"x")
     ct = bytes(len(req.ciphertext))
-    bad = kkv.MessageRequest(req.session, ct,
-                             client.sign(kkv.message_signed_bytes(req.session, ct)))
+    bad = kkv.MessageRequest(
+        req.session, ct, client.sign(kkv.message_signed_bytes(req.session, ct))
+    )
     with pytest.raises(DecryptionError):
         server.open(bad, NOW)
 
 
 def test_client_refuses_an_offer_not_signed_by_the_domain_key(server, client):
     offer, x = exchange(server, client)
-    forged = kkv.SessionOffer(offer.session, crypto.x25519_public(os.urandom(32)),
-                              offer.expires, offer.signature)
+    forged = kkv.SessionOffer(
+        offer.session, crypto.x25519_public(os.urandom(32)), offer.expires, offer.signature
+    )
     with pytest.raises(BadSignatureError):
-        kkv.make_message(forged, domain_pk=server.domain_pk, client_pk=client.public,
-                         client_sk=client.secret_key, client_x25519_secret=x, envelope=b"e",
-                         now=NOW)
+        kkv.make_message(
+            forged,
+            domain_pk=server.domain_pk,
+            client_pk=client.public,
+            client_sk=client.secret_key,
+            client_x25519_secret=x,
+            envelope=b"e",
+            now=NOW,
+        )
 
 
 def test_client_refuses_challenges_not_worth_solving(client):
     server = kkv.KkvServerState(os.urandom(32), bits=30)
     resp, c = challenge(server, client)
     with pytest.raises(WeakProofOfWorkError, match="at most 20"):
-        kkv.check_challenge(resp, c, domain_pk=server.domain_pk, client_pk=client.public,
-                            now=NOW, max_bits=20)
+        kkv.check_challenge(
+            resp, c, domain_pk=server.domain_pk, client_pk=client.public, now=NOW, max_bits=20
+        )
     other = Identity.from_seed(os.urandom(32))
     with pytest.raises(BadSignatureError, match="another client"):
-        kkv.check_challenge(resp, c, domain_pk=server.domain_pk, client_pk=other.public,
-                            now=NOW, max_bits=40)
+        kkv.check_challenge(
+            resp, c, domain_pk=server.domain_pk, client_pk=other.public, now=NOW, max_bits=40
+        )
 
 
 # --- strict JSON ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "match"), [
-    (b"[1]", "object"),
-    (b"{", "not valid JSON"),
-    (b"\xff{}", "not valid JSON"),
-    (b'{"client_pk": "a", "client_pk": "b"}', "twice"),
-    (b'{"client_pk": NaN}', "NaN"),
-    (b'{"client_pk": 1}', "must be a str"),
-    (b'{}', "missing"),
-    (b'{"client_pk": "", "x": 1}', "unexpected"),
-    (b"[" * 100000, "not valid JSON|object"),
-])
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"[1]", "object"),
+        (b"{", "not valid JSON"),
+        (b"\xff{}", "not valid JSON"),
+        (b'{"client_pk": "a", "client_pk": "b"}', "twice"),
+        (b'{"client_pk": NaN}', "NaN"),
+        (b'{"client_pk": 1}', "must be a str"),
+        (b"{}", "missing"),
+        (b'{"client_pk": "", "x": 1}', "unexpected"),
+        (b"[" * 100000, "not valid JSON|object"),
+    ],
+)
 def test_strict_json_refusals(body, match):
     with pytest.raises(MalformedError, match=match):
         kkv.parse_json_object(body, {"client_pk": str}, limit=10**6)
@@ -298,8 +340,7 @@ def test_oversize_json():
         kkv.parse_json_object(b" " * (kkv.SMALL_BODY_LIMIT + 1), {})
 
 
-@pytest.mark.parametrize("value", ["AAAA", "AAA=", "!!!!" * 11, "A" * 43 + "B=",
-                                   "QUFB\nQUFB" * 5])
+@pytest.mark.parametrize("value", ["AAAA", "AAA=", "!!!!" * 11, "A" * 43 + "B=", "QUFB\nQUFB" * 5])
 def test_base64_must_be_canonical_and_sized(value):
     with pytest.raises(MalformedError):
         kkv.unb64(value, 32, "key")
@@ -319,7 +360,13 @@ def test_parse_endpoint():
     assert kkv.parse_endpoint(onion, tor=True) == onion
     with pytest.raises(kkv.BadEndpointError, match="enable Tor"):
         kkv.parse_endpoint(onion, tor=False)
-    for bad in ["ftp://x", "http://", "http://u:p@x/", "http://x/?q=1", "http://x:99999",
-                "http://" + "a" * 300]:
+    for bad in [
+        "ftp://x",
+        "http://",
+        "http://u:p@x/",
+        "http://x/?q=1",
+        "http://x:99999",
+        "http://" + "a" * 300,
+    ]:
         with pytest.raises(kkv.BadEndpointError):
             kkv.parse_endpoint(bad, tor=True)

@@ -20,9 +20,12 @@ def test_reply_lines():
 
 
 def test_protocolinfo():
-    lines = ["PROTOCOLINFO 1",
-             r'AUTH METHODS=COOKIE,SAFECOOKIE COOKIEFILE="/var/run/tor/a \"b\"\\c"',
-             'VERSION Tor="0.4.7.16"', "OK"]
+    lines = [
+        "PROTOCOLINFO 1",
+        r'AUTH METHODS=COOKIE,SAFECOOKIE COOKIEFILE="/var/run/tor/a \"b\"\\c"',
+        'VERSION Tor="0.4.7.16"',
+        "OK",
+    ]
     methods, cookie, version = tor.parse_protocolinfo(lines)
     assert methods == {"COOKIE", "SAFECOOKIE"}
     assert cookie == Path('/var/run/tor/a "b"\\c')

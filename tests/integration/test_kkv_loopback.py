@@ -47,8 +47,11 @@ async def serve(host: str = "127.0.0.1", **settings: Any) -> AsyncIterator[Serve
     settings.setdefault("envelope_base_bits", 4)
     offset = [0.0]
     app = web.Application(client_max_size=kkv.MSG_BODY_LIMIT)
-    server = KkvServer(KkvInbox(settings.pop("max_messages", 50)), KkvSettings(**settings),
-                       clock=lambda: time.time() + offset[0])
+    server = KkvServer(
+        KkvInbox(settings.pop("max_messages", 50)),
+        KkvSettings(**settings),
+        clock=lambda: time.time() + offset[0],
+    )
     app.add_routes(server.routes())
     runner = web.AppRunner(app)
     await runner.setup()
@@ -76,9 +79,14 @@ def envelope(**kw: Any) -> bytes:
     return make_envelope(now=int(time.time()), base_bits=4, **kw)
 
 
-async def post(http: aiohttp.ClientSession, url: str, payload: Any = None, *,
-               data: Any = None, headers: dict[str, str] | None = None,
-               ) -> tuple[int, dict[str, Any]]:
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    payload: Any = None,
+    *,
+    data: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
     kw: dict[str, Any] = {"headers": headers}
     if data is not None:
         kw["data"] = data
@@ -105,13 +113,16 @@ class Steps:
     me: Identity = field(default_factory=lambda: Identity.from_seed(os.urandom(32)))
 
     async def challenge(self) -> tuple[kkv.ChallengeResponse, kkv.Challenge]:
-        async with self.http.post(self.url + "/pow",
-                                  json={"client_pk": kkv.b64(self.me.public)}) as r:
+        async with self.http.post(
+            self.url + "/pow", json={"client_pk": kkv.b64(self.me.public)}
+        ) as r:
             assert r.status == 200, await r.text()
             return kkv.ChallengeResponse.from_json(await r.read())
 
-    async def exchange_request(self, nonce: Callable[[kkv.Challenge], int] | None = None,
-                               ) -> tuple[kkv.ExchangeRequest, bytes]:
+    async def exchange_request(
+        self,
+        nonce: Callable[[kkv.Challenge], int] | None = None,
+    ) -> tuple[kkv.ExchangeRequest, bytes]:
         resp, c = await self.challenge()
         n = nonce(c) if nonce else pow.solve_range(c.digest, c.bits, 0, 1 << 24)
         assert n is not None
@@ -126,9 +137,15 @@ class Steps:
 
     async def message(self, envelope_raw: bytes, domain_pk: bytes) -> kkv.MessageRequest:
         offer, x = await self.offer()
-        return kkv.make_message(offer, domain_pk=domain_pk, client_pk=self.me.public,
-                                client_sk=self.me.secret_key, client_x25519_secret=x,
-                                envelope=envelope_raw, now=int(time.time()))
+        return kkv.make_message(
+            offer,
+            domain_pk=domain_pk,
+            client_pk=self.me.public,
+            client_sk=self.me.secret_key,
+            client_x25519_secret=x,
+            envelope=envelope_raw,
+            now=int(time.time()),
+        )
 
 
 # --- the whole flow ----------------------------------------------------------------------
@@ -168,8 +185,9 @@ async def test_deliver_read_mark_delete(served, http):
     _, again = await post(http, served.url + "/get_msg", {"index": 0})
     assert again["message"]["read"] is True
 
-    expect(await post(http, served.url + "/del_msg", {"index": 0, "id": "00" * 32}), 409,
-           "no longer")
+    expect(
+        await post(http, served.url + "/del_msg", {"index": 0, "id": "00" * 32}), 409, "no longer"
+    )
     status, gone = await post(http, served.url + "/del_msg", {"index": 0})
     assert (status, gone["count"]) == (200, 0)
     expect(await post(http, served.url + "/get_msg", {"index": 0}), 404, "no message at index 0")
@@ -203,8 +221,9 @@ async def test_client_uses_a_throwaway_key_by_default(served, http):
 
 async def test_add_kkv_routes_with_a_prefix(http):
     app = web.Application(client_max_size=kkv.MSG_BODY_LIMIT)
-    server = add_kkv_routes(app, settings=KkvSettings(pow_bits=4, envelope_base_bits=4,
-                                                      prefix="/kkv"))
+    server = add_kkv_routes(
+        app, settings=KkvSettings(pow_bits=4, envelope_base_bits=4, prefix="/kkv")
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_tcp_port()
@@ -222,17 +241,24 @@ async def test_add_kkv_routes_with_a_prefix(http):
 async def test_bad_pow(served, http):
     steps = Steps(http, served.url)
     req, _ = await steps.exchange_request(
-        nonce=lambda c: next(n for n in range(1000) if pow.work_bits(c.digest, n) < c.bits))
-    expect(await post(http, served.url + "/exchange_keys", req.to_json()), 403,
-           r"proof of work has \d+ bits; 8 are required")
+        nonce=lambda c: next(n for n in range(1000) if pow.work_bits(c.digest, n) < c.bits)
+    )
+    expect(
+        await post(http, served.url + "/exchange_keys", req.to_json()),
+        403,
+        r"proof of work has \d+ bits; 8 are required",
+    )
 
 
 async def test_expired_challenge(served, http):
     steps = Steps(http, served.url)
     req, _ = await steps.exchange_request()
     served.offset[0] = kkv.DEFAULT_CHALLENGE_TTL + 1
-    expect(await post(http, served.url + "/exchange_keys", req.to_json()), 410,
-           "challenge expired .* ask /pow again")
+    expect(
+        await post(http, served.url + "/exchange_keys", req.to_json()),
+        410,
+        "challenge expired .* ask /pow again",
+    )
 
 
 async def test_replayed_challenge(served, http):
@@ -240,8 +266,7 @@ async def test_replayed_challenge(served, http):
     req, _ = await steps.exchange_request()
     status, _ = await post(http, served.url + "/exchange_keys", req.to_json())
     assert status == 200
-    expect(await post(http, served.url + "/exchange_keys", req.to_json()), 409,
-           "already used")
+    expect(await post(http, served.url + "/exchange_keys", req.to_json()), 409, "already used")
 
 
 async def test_wrong_signature(served, http):
@@ -249,16 +274,20 @@ async def test_wrong_signature(served, http):
     req, _ = await steps.exchange_request()
     forged = Identity.from_seed(os.urandom(32)).sign(req.signed_bytes())
     bad = kkv.ExchangeRequest(req.token, req.token_signature, req.nonce, req.client_x25519, forged)
-    expect(await post(http, served.url + "/exchange_keys", bad.to_json()), 403,
-           "signature does not verify")
+    expect(
+        await post(http, served.url + "/exchange_keys", bad.to_json()),
+        403,
+        "signature does not verify",
+    )
 
 
 async def test_challenge_from_before_a_restart(http):
     async with serve() as old:
         req, _ = await Steps(http, old.url).exchange_request()
     async with serve() as new:
-        expect(await post(http, new.url + "/exchange_keys", req.to_json()), 403,
-               "another server key")
+        expect(
+            await post(http, new.url + "/exchange_keys", req.to_json()), 403, "another server key"
+        )
 
 
 async def test_message_signature_and_session_reuse(served, http):
@@ -274,8 +303,11 @@ async def test_message_signature_and_session_reuse(served, http):
 async def test_envelope_that_fails_its_checks(served, http):
     steps = Steps(http, served.url)
     msg = await steps.message(b"\x00" * 338, served.server.state.domain_pk)
-    expect(await post(http, served.url + "/msg", msg.to_json()), 422,
-           "the envelope was refused: envelope version 0")
+    expect(
+        await post(http, served.url + "/msg", msg.to_json()),
+        422,
+        "the envelope was refused: envelope version 0",
+    )
     assert len(served.inbox) == 0
 
 
@@ -287,8 +319,11 @@ async def test_oversize_bodies(served, http):
         for _ in range(20):
             yield b" " * 8192
 
-    expect(await post(http, served.url + "/msg", data=chunks()), 413,
-           f"exceeds {kkv.MSG_BODY_LIMIT} bytes")
+    expect(
+        await post(http, served.url + "/msg", data=chunks()),
+        413,
+        f"exceeds {kkv.MSG_BODY_LIMIT} bytes",
+    )
 
 
 async def test_inbox_full(http):
@@ -297,9 +332,15 @@ async def test_inbox_full(http):
         with pytest.raises(DirectDeliveryError, match="inbox is full") as info:
             await deliver_direct(http, s.url, envelope())
         assert info.value.status == 503
-        expect(await post(http, s.url + "/pow",
-                          {"client_pk": kkv.b64(Identity.from_seed(os.urandom(32)).public)}),
-               503, r"inbox is full \(1 messages\)")
+        expect(
+            await post(
+                http,
+                s.url + "/pow",
+                {"client_pk": kkv.b64(Identity.from_seed(os.urandom(32)).public)},
+            ),
+            503,
+            r"inbox is full \(1 messages\)",
+        )
 
 
 async def test_inbox_fills_between_exchange_and_message(http):
@@ -313,10 +354,12 @@ async def test_malformed_requests(served, http):
     expect(await post(http, served.url + "/pow", data=b"{"), 400, "not valid JSON")
     expect(await post(http, served.url + "/pow", {"client_pk": 5}), 400, "must be a str")
     expect(await post(http, served.url + "/pow", {"client_pk": "AAAA"}), 400, "32 bytes")
-    expect(await post(http, served.url + "/pow", {"client_pk": kkv.b64(bytes(32))}), 403,
-           "small-order")
-    async with http.post(served.url + "/pow", data=b"{}",
-                         headers={"Content-Type": "text/plain"}) as r:
+    expect(
+        await post(http, served.url + "/pow", {"client_pk": kkv.b64(bytes(32))}), 403, "small-order"
+    )
+    async with http.post(
+        served.url + "/pow", data=b"{}", headers={"Content-Type": "text/plain"}
+    ) as r:
         assert r.status == 415 and "application/json" in (await r.json())["error"]
     async with http.get(served.url + "/msg") as r:
         assert (r.status, r.headers["Allow"]) == (405, "POST")
@@ -328,8 +371,9 @@ async def test_malformed_requests(served, http):
 
 def _non_loopback_ipv4() -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True,
-                             timeout=5).stdout
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=5
+        ).stdout
         for addr in re.findall(r"inet (\d+\.\d+\.\d+\.\d+)", out):
             if not addr.startswith("127."):
                 return addr
@@ -347,22 +391,36 @@ async def test_read_endpoints_refuse_a_non_loopback_peer(http):
     async with serve(host="0.0.0.0") as s:  # a remote-looking peer needs it
         url = f"http://{addr}:{s.port}"
         for path in ("/get_msg", "/read_msg", "/del_msg"):
-            expect(await post(http, url + path, {"index": 0}), 403,
-                   "only requests from this machine")
+            expect(
+                await post(http, url + path, {"index": 0}), 403, "only requests from this machine"
+            )
         # the public endpoints answer it
         async with http.get(url + "/status") as r:
             assert r.status == 200
         # a spoofed forwarding header changes nothing
-        expect(await post(http, url + "/get_msg", {},
-                          headers={"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1"}),
-               403, "only requests from this machine")
+        expect(
+            await post(
+                http,
+                url + "/get_msg",
+                {},
+                headers={"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1"},
+            ),
+            403,
+            "only requests from this machine",
+        )
 
 
 async def test_read_endpoints_refuse_a_foreign_host_name(served, http):
-    expect(await post(http, served.url + "/get_msg", {},
-                       headers={"Host": f"attacker.example:{served.port}"}), 403, "Host header")
-    status, _ = await post(http, served.url + "/get_msg", {},
-                           headers={"Host": f"localhost:{served.port}"})
+    expect(
+        await post(
+            http, served.url + "/get_msg", {}, headers={"Host": f"attacker.example:{served.port}"}
+        ),
+        403,
+        "Host header",
+    )
+    status, _ = await post(
+        http, served.url + "/get_msg", {}, headers={"Host": f"localhost:{served.port}"}
+    )
     assert status == 200
 
 
@@ -377,8 +435,11 @@ async def test_read_endpoints_refuse_the_onion_port(http):
         await web.TCPSite(runner, "127.0.0.1", onion_port).start()
         s.server.mark_onion_port(onion_port)
         try:
-            expect(await post(http, f"http://127.0.0.1:{onion_port}/get_msg", {}), 403,
-                   "only requests from this machine")
+            expect(
+                await post(http, f"http://127.0.0.1:{onion_port}/get_msg", {}),
+                403,
+                "only requests from this machine",
+            )
             status, _ = await post(http, s.url + "/get_msg", {})
             assert status == 200
         finally:
@@ -416,3 +477,40 @@ async def test_client_times_out_on_a_silent_endpoint(http):
             await deliver_direct(http, f"http://127.0.0.1:{port}", envelope(), timeout=0.5)
     finally:
         srv.close()
+
+
+async def test_public_and_local_endpoints_on_separate_apps(http):
+    # With Tor, the app the onion forwards to serves only the public endpoints.
+    server = KkvServer(KkvInbox(), KkvSettings(pow_bits=4, envelope_base_bits=4))
+    public_app, local_app = web.Application(), web.Application()
+    public_app.add_routes(server.routes(local=False))
+    local_app.add_routes(server.routes(public=False))
+    runners = []
+    ports = []
+    for app in (public_app, local_app):
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_tcp_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        ports.append(port)
+    try:
+        published: list[bytes] = []
+
+        async def publish(raw: bytes) -> object:  # like Node.publish: returns the Envelope
+            published.append(raw)
+            return object()
+
+        server.inbox.on_envelope(publish)
+        raw = envelope()
+        await deliver_direct(http, f"http://127.0.0.1:{ports[0]}", raw)
+        assert published == [raw]
+        async with http.post(f"http://127.0.0.1:{ports[0]}/get_msg", json={}) as r:
+            assert r.status == 404
+        status, listing = await post(http, f"http://127.0.0.1:{ports[1]}/get_msg", {})
+        assert (status, listing["count"]) == (200, 1)
+        async with http.get(f"http://127.0.0.1:{ports[1]}/status") as r:
+            assert r.status == 404
+    finally:
+        for runner in runners:
+            await runner.cleanup()
