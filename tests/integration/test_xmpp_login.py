@@ -183,3 +183,24 @@ async def test_same_resource_twice_replaces_the_old_session(server: C2SServer) -
     finally:
         await first.close()
         await second.close()
+
+
+async def test_legacy_session_and_unknown_iqs_get_replies(server: C2SServer) -> None:
+    # libpurple always sends the RFC 3921 session IQ and disconnects on an error
+    raw = await RawClient.open(server.port)
+    try:
+        await raw.login(server.cert_path, "bob", "bob-secret-pw")
+        raw.send(b"<iq type='set' id='sess'>"
+                 b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+        reply = await raw.expect(b"id=\"sess\"")
+        assert b"type=\"result\"" in reply
+        raw.buffer = b""
+        raw.send(b"<iq type='get' id='odd'><query xmlns='urn:example:unknown'/></iq>")
+        reply = await raw.expect(b"</error>")
+        assert b"id=\"odd\"" in reply and b"<service-unavailable" in reply
+        raw.buffer = b""
+        raw.send(b"<iq type='get' id='vc'><vCard xmlns='vcard-temp'/></iq>")
+        reply = await raw.expect(b"</vCard>")
+        assert b"<FN>Bob</FN>" in reply
+    finally:
+        raw.close()
