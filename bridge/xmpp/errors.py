@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from slixmpp import Iq, Message, Presence
+from slixmpp import Message, Presence
 from slixmpp.xmlstream import ElementBase
 
 from bridge.core.errors import (
@@ -104,4 +104,4 @@ def error_reply_to(el_kind: str, el_attrs: dict[str, str], session_jid: str, exc
     )
 
 
-__all__ = ["Iq", "StanzaError", "XmppError", "error_reply", "error_reply_to", "stanza_error_for"]
+__all__ = ["StanzaError", "XmppError", "error_reply", "error_reply_to", "stanza_error_for"]
