@@ -320,6 +320,10 @@ class KkvServer:
                 return error_response(exc.status, str(exc))
             except ParanoimError as exc:
                 return error_response(_status_of(exc), str(exc))
+            except Exception:
+                # A bug, not the client's fault; still answer in the documented shape.
+                log.exception("kkv endpoint %s failed", request.path)
+                return error_response(500, "internal error; the request was not processed")
 
         return guarded
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.core import crypto, kkv, pow
 from bridge.core.errors import (
@@ -15,6 +18,7 @@ from bridge.core.errors import (
     FromFutureError,
     MalformedError,
     OversizeError,
+    RemoteProtocolError,
     TruncatedError,
     UnknownVersionError,
     WeakKeyError,
@@ -370,3 +374,54 @@ def test_parse_endpoint():
     ]:
         with pytest.raises(kkv.BadEndpointError):
             kkv.parse_endpoint(bad, tor=True)
+
+
+# --- fuzzing: arbitrary bodies only ever raise the protocol's own errors --------------------
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=120),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=6)
+    ),
+    max_leaves=20,
+)
+_keys = [
+    "challenge",
+    "challenge_signature",
+    "nonce",
+    "client_x25519",
+    "signature",
+    "session",
+    "server_x25519",
+    "expires",
+    "ciphertext",
+    "bits",
+    "client_pk",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.dictionaries(st.sampled_from(_keys), _json_values, max_size=6).map(
+            lambda d: json.dumps(d).encode()
+        ),
+    )
+)
+def test_parsers_raise_only_protocol_errors(body):
+    server = kkv.KkvServerState(b"\x01" * 32, bits=0)
+    for parse in (
+        kkv.ExchangeRequest.from_json,
+        kkv.SessionOffer.from_json,
+        lambda b: kkv.MessageRequest.from_json(b, 1000),
+        kkv.ChallengeResponse.from_json,
+    ):
+        try:
+            rec = parse(body)
+        except MalformedError:
+            continue
+        if isinstance(rec, kkv.ExchangeRequest):
+            with contextlib.suppress(RemoteProtocolError):  # the family every check raises
+                server.exchange(rec, NOW, bytes(16), bytes(range(32)))
