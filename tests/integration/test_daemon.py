@@ -1,0 +1,220 @@
+"""``paranoim run`` as a subprocess: each option, the ready lines, the runtime file, clean
+stops on SIGTERM and SIGINT, and every start-up error with its message and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemonproc import Paranoim
+
+
+@pytest.fixture
+def pim(tmp_path: Path) -> Iterator[Paranoim]:
+    p = Paranoim(tmp_path)
+    yield p
+    p.cleanup()
+
+
+def _port(line: str) -> int:
+    return int(line.split()[0].rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_serves_and_stops_cleanly(pim: Paranoim, free_port: Callable[[], int],
+                                      sig: int) -> None:
+    xmpp, web, p2p = free_port(), free_port(), free_port()
+    d = pim.start("run", "--xmpp-port", str(xmpp), "--web-port", str(web),
+                  "--p2p-port", str(p2p), "--difficulty", "8")
+    assert _port(d.line("XMPP")) == xmpp and "certificate SHA-256" in d.line("XMPP")
+    assert _port(d.line("P2P")) == p2p and "difficulty 8 bits" in d.line("P2P")
+    url = d.line("Web UI")
+    assert url.startswith(f"http://127.0.0.1:{web}/?token=")
+
+    # the runtime file: private, with what other commands need
+    rt = pim.runtime()
+    assert stat.S_IMODE(pim.runtime_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pim.data_dir.stat().st_mode) == 0o700
+    assert rt["pid"] == d.proc.pid and rt["ports"] == {"xmpp": xmpp, "web": web, "p2p": p2p}
+    assert url.endswith(str(rt["access_token"]))
+    # every listener really listens; the web UI is on loopback and takes the token
+    for port in (xmpp, web, p2p):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with browser.open(url, timeout=10) as resp:
+        assert resp.status == 200
+    # a config file with commented defaults was written on first run
+    assert "# [xmpp]" not in pim.config_file.read_text()
+    assert "# port = 5222" in pim.config_file.read_text()
+
+    assert d.stop(sig) == 0
+    assert "Stopped." in d.stdout
+    assert not pim.runtime_file.exists()
+    assert not (pim.data_dir / "control.sock").exists()
+    assert not any("Traceback" in line for line in d.stderr)
+
+
+def test_fresh_token_each_start(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    tokens = []
+    for _ in range(2):
+        d = pim.start_daemon(free_port=free_port)
+        tokens.append(pim.runtime()["access_token"])
+        assert d.stop() == 0
+    assert tokens[0] != tokens[1]
+
+
+def test_options_storage_peer_log_level(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    a, b = Paranoim(tmp_path / "a"), Paranoim(tmp_path / "b")
+    try:
+        da = a.start_daemon("--storage", "sqlite", free_port=free_port)
+        a_p2p = a.runtime()["ports"]["p2p"]  # type: ignore[index]
+        assert "storage sqlite" in da.line("P2P")
+        assert (a.data_dir / "envelopes.db").exists()
+        db = b.start_daemon("--peer", f"127.0.0.1:{a_p2p}", "--log-level", "debug",
+                            free_port=free_port)
+        assert any(" DEBUG " in line for line in db.stderr)
+        # B dials A: `paranoim peers` on B lists the link (waits for the dialler)
+        for _ in range(200):
+            out = b.run("peers")
+            assert out.returncode == 0, out.stderr
+            if out.stdout.strip() and not out.stdout.startswith("No peers"):
+                break
+        assert "No peers" not in out.stdout
+        status = b.run("status")
+        assert status.returncode == 0 and re.search(r"[1-9]\d* peers", status.stdout)
+        assert "difficulty 8 bits" in status.stdout
+        assert da.stop() == 0 and db.stop() == 0
+    finally:
+        a.cleanup()
+        b.cleanup()
+
+
+def test_config_file_and_option(pim: Paranoim, free_port: Callable[[], int],
+                                tmp_path: Path) -> None:
+    xmpp, web = free_port(), free_port()
+    conf = tmp_path / "custom.toml"
+    conf.write_text(f'log_level = "warning"\n[xmpp]\nport = {xmpp}\n[web]\nport = {web}\n'
+                    '[p2p]\nlisten = "127.0.0.1"\nport = 0\ndifficulty = 9\n')
+    d = pim.start("--config", str(conf), "run")
+    assert _port(d.line("XMPP")) == xmpp and "difficulty 9 bits" in d.line("P2P")
+    assert d.line("Web UI").startswith(f"http://127.0.0.1:{web}/")
+    assert not pim.config_file.exists()  # --config given: the default file is not written
+    assert d.stop() == 0
+
+
+def test_stale_runtime_file_is_ignored(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    pim.data_dir.mkdir(mode=0o700)
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    pim.runtime_file.write_text(json.dumps({"pid": dead, "access_token": "x" * 32,
+                                            "control": "unix:/nonexistent"}))
+    res = pim.run("status")
+    assert res.returncode == 5 and "not running" in res.stderr
+    d = pim.start_daemon(free_port=free_port)
+    assert pim.runtime()["pid"] == d.proc.pid
+    assert d.stop() == 0
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+def _one_error_line(res: object, code: int, *needles: str) -> None:
+    assert res.returncode == code, (res.stdout, res.stderr)  # type: ignore[attr-defined]
+    err = res.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert err and err[-1].startswith("paranoim: error: "), err
+    assert "Traceback" not in res.stderr  # type: ignore[attr-defined]
+    for n in needles:
+        assert n in err[-1], err[-1]
+
+
+@pytest.mark.parametrize("option", ["--xmpp-port", "--web-port", "--p2p-port"])
+def test_port_in_use(pim: Paranoim, free_port: Callable[[], int], option: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        ports = {"--xmpp-port": free_port(), "--web-port": free_port(),
+                 "--p2p-port": free_port(), option: taken}
+        pim.write_config('[p2p]\nlisten = "127.0.0.1"\n')
+        res = pim.run("run", *[x for kv in ports.items() for x in (kv[0], str(kv[1]))])
+    _one_error_line(res, 3, f"port {taken}", "already in use", option)
+    assert not pim.runtime_file.exists()
+
+
+def test_already_running(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    d = pim.start_daemon(free_port=free_port)
+    res = pim.run("run", "--xmpp-port", str(free_port()), "--web-port", str(free_port()),
+                  "--p2p-port", str(free_port()))
+    _one_error_line(res, 6, "already runs", str(d.proc.pid))
+    assert d.stop() == 0
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[xmpp]\nprot = 5222\n", "xmpp.prot"),
+    ("colour = 'blue'\n", "colour"),
+    ("[web]\nport = 'eighty'\n", "web.port"),
+    ("[p2p]\nstorage = 'floppy'\n", "p2p.storage"),
+    ("[p2p]\npeers = ['nohost']\n", "p2p.peers"),
+    ("[p2p]\ndifficulty = 99\n", "p2p.difficulty"),
+    ("[tor]\nenabled = 'yes'\n", "tor.enabled"),
+])
+def test_bad_config_key(pim: Paranoim, text: str, key: str) -> None:
+    pim.write_config(text)
+    res = pim.run("run")
+    _one_error_line(res, 2, f"'{key}'")
+
+
+def test_bad_options(pim: Paranoim) -> None:
+    res = pim.run("run", "--difficulty", "0")
+    _one_error_line(res, 2, "--difficulty")
+    res = pim.run("run", "--peer", "no-port")
+    _one_error_line(res, 2, "--peer", "host:port")
+    res = pim.run("run", "--storage", "tape")  # argparse's own usage error
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+    res = pim.run("--config", "/nonexistent/x.toml", "run")
+    _one_error_line(res, 2, "/nonexistent/x.toml")
+    broken = pim.root / "broken.toml"
+    broken.write_text("[xmpp\n")
+    _one_error_line(pim.run("--config", str(broken), "run"), 2, "not valid TOML")
+
+
+def test_wrong_passphrase(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    res = pim.run("id", "new", "Alice")
+    assert res.returncode == 0, res.stderr
+    res = pim.run("passphrase", "set", env={"PARANOIM_NEW_PASSPHRASE": "correct horse"})
+    assert res.returncode == 0, res.stderr
+    res = pim.run("run", env={"PARANOIM_PASSPHRASE": "wrong"})
+    _one_error_line(res, 4, "wrong passphrase")
+    res = pim.run("run")  # no terminal, no variable
+    _one_error_line(res, 4, "PARANOIM_PASSPHRASE")
+    d = pim.start_daemon(free_port=free_port, env={"PARANOIM_PASSPHRASE": "correct horse"})
+    assert d.stop() == 0
+
+
+def test_tor_unreachable(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    dead = free_port()
+    pim.write_config(f'[p2p]\nlisten = "127.0.0.1"\n[tor]\ncontrol = "127.0.0.1:{dead}"\n')
+    res = pim.run("run", "--tor", "--xmpp-port", str(free_port()), "--web-port",
+                  str(free_port()), "--p2p-port", str(free_port()))
+    _one_error_line(res, 1, "Tor's control port", str(dead))
+    assert not pim.runtime_file.exists()
+
+
+def test_tor_onion(pim: Paranoim, free_port: Callable[[], int], tor: object) -> None:
+    pim.write_config(f'[tor]\ncontrol = "127.0.0.1:{tor.control_port}"\n')  # type: ignore[attr-defined]
+    d = pim.start_daemon("--tor", free_port=free_port)
+    onion = d.line("Onion")
+    assert onion.split(":")[0].endswith(".onion") and len(onion.split(".")[0]) == 56
+    assert "Tor on" in d.line("P2P") and d.line("P2P").startswith("127.0.0.1:")
+    assert d.stop() == 0
