@@ -14,14 +14,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.core import crypto, tags, vanity
 from bridge.core.address import decode_address, encode_address, fingerprint
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_TTL, work_needed
-from bridge.core.envelope import Envelope, Kind, with_nonce
+from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import (
     PowCancelledError,
     RemoteProtocolError,
@@ -73,6 +73,10 @@ class NetworkUnreachableError(UserError):
     pass
 
 
+# (endpoint url, stamped envelope) -> None, or a UserError saying why it failed
+DirectSender = Callable[[str, bytes], Awaitable[None]]
+
+
 class NodeLike(Protocol):
     async def publish(self, raw: bytes) -> Envelope: ...
     def subscribe(self, callback: Callable[[Envelope], None]) -> Callable[[], None]: ...
@@ -113,6 +117,8 @@ class Service:
         self.storage = storage
         self.tor = tor
         self.endpoint = ""  # direct-delivery endpoint to announce, set by the daemon
+        self.direct: DirectSender | None = None  # kkv-style delivery, set by the daemon
+        self.direct_stats = {"direct": 0, "fallback": 0}
         self.bootstrap_peers: list[str] = []  # put into invitation links
         self._xmpp: dict[str, object] = {}
         self._listeners: list[Callable[[Event], None]] = []
@@ -370,11 +376,23 @@ class Service:
 
     # --- sending --------------------------------------------------------------
 
-    async def _stamp_and_publish(self, raw: bytes) -> bytes:
+    async def _stamp_and_publish(self, raw: bytes, endpoint: str = "") -> bytes:
         now = self.clock()
         digest, bits = work_needed(raw, now=now, base_bits=self.base_bits)
         nonce = await self.pool.solve_pow(digest, bits)
-        env = await self.node.publish(with_nonce(raw, nonce))
+        stamped = with_nonce(raw, nonce)
+        if endpoint and self.direct is not None:
+            # The contact announced a direct endpoint: try it first (the recipient's
+            # node spreads the envelope on by gossip); fall back to gossip here.
+            try:
+                await self.direct(endpoint, stamped)
+            except UserError as exc:
+                self.direct_stats["fallback"] += 1
+                self._error(f"direct delivery failed, sent by gossip instead: {exc}")
+            else:
+                self.direct_stats["direct"] += 1
+                return envelope_id(stamped)
+        env = await self.node.publish(stamped)
         return env.id
 
     def _sealed(self, ident: Identity, *, recipient: bytes, kex: bytes, kind: Kind,
@@ -420,7 +438,7 @@ class Service:
                               added_at=self.clock())
             rec.contacts.append(c)
             self._changed(owner, c)
-        return await self._stamp_and_publish(raw)
+        return await self._stamp_and_publish(raw, c.endpoint)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:
@@ -429,7 +447,8 @@ class Service:
         acked = tuple(zip(envelope_ids, [m[:64] for m in message_ids], strict=True))[:64]
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.RECEIPT, tag=tag,
                            payload=Receipt(acked).encode())
-        await self._stamp_and_publish(raw)
+        c = self._find_contact(rec, to)
+        await self._stamp_and_publish(raw, c.endpoint if c else "")
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         if room not in ROOMS:
