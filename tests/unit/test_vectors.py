@@ -37,10 +37,21 @@ def b(x: str) -> bytes:
     return bytes.fromhex(x)
 
 
+# Sections keyed by constant name: a context added to crypto.py later (for another
+# layer) is not a change to the recorded ones, so only recorded names are compared;
+# a recorded name that disappears or changes value fails.
+_BY_NAME = ("contexts", "signature_tags_hex", "derive_32")
+
+
 @pytest.mark.parametrize("section", sorted(FRESH))
 def test_section_recomputed_from_the_code_matches(section: str) -> None:
     assert section in VECTORS, f"core.json lacks section {section!r}: {REGENERATE}"
-    assert FRESH[section] == VECTORS[section], f"{section} differs from the code: {REGENERATE}"
+    fresh = FRESH[section]
+    if section in _BY_NAME:
+        missing = set(VECTORS[section]) - set(fresh)
+        assert not missing, f"constants removed from crypto.py: {sorted(missing)}"
+        fresh = {k: fresh[k] for k in VECTORS[section]}
+    assert fresh == VECTORS[section], f"{section} differs from the code: {REGENERATE}"
 
 
 def test_no_stale_sections() -> None:
