@@ -152,7 +152,15 @@ export PATH=$VENV/bin:$PATH
 
 run_step ruff ruff check .
 run_step mypy mypy
-run_step pytest python -m pytest tests --ignore=tests/bench -ra --durations=10 \
+# With no test paths among the arguments, run everything under tests/ but the benchmarks.
+TARGETS=(tests)
+for arg in "$@"; do
+    case $arg in
+        -*) ;;
+        *) if [ -e "${arg%%::*}" ]; then TARGETS=(); fi ;;
+    esac
+done
+run_step pytest python -m pytest "${TARGETS[@]}" --ignore=tests/bench -ra --durations=10 \
     --timeout=600 "$@"
 
 say "summary (CI=${CI:-unset}, user $(id -un))"
