@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from slixmpp import Message, Presence
+from slixmpp import Presence
 from slixmpp.xmlstream import ElementBase
 
 from bridge.core.errors import (
@@ -23,7 +23,7 @@ from bridge.core.errors import (
     PowCancelledError,
     UserError,
 )
-from bridge.xmpp.slixfix import new_iq
+from bridge.xmpp.slixfix import new_iq, new_message
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def error_reply(kind: str, to: str, frm: str, ident: str, err: StanzaError,
     if kind == "iq":
         stanza = new_iq("error", ident)
     elif kind == "message":
-        stanza = Message()
+        stanza = new_message()
         if body:
             stanza["body"] = body
     else:

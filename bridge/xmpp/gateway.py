@@ -29,7 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from slixmpp import Message, Presence
+from slixmpp import Presence
 
 from bridge.api import ServiceAPI
 from bridge.events import (
@@ -45,9 +45,10 @@ from bridge.xmpp.jids import Domains, parse_jid
 from bridge.xmpp.muc import PublicRoom
 from bridge.xmpp.roster import RosterMap
 from bridge.xmpp.sessions import Sessions
+from bridge.xmpp.slixfix import new_message
 
 if TYPE_CHECKING:
-    from bridge.xmpp.stream import C2SConnection
+    from bridge.xmpp.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Gateway:
 
     # --- from XMPP ---------------------------------------------------------------------
 
-    def on_message(self, conn: C2SConnection, el: ET.Element) -> None:
+    def on_message(self, conn: Session, el: ET.Element) -> None:
         assert conn.owner is not None
         mtype = el.get("type", "normal")
         if mtype == "error":
@@ -123,7 +124,7 @@ class Gateway:
         if to is None or to.bare == conn.bare:
             self._to_own_account(conn, el, to.resource if to else "")
             return
-        if to.domain == self.domains.rooms:
+        if self.domains.is_room(to):
             self.room.on_message(conn, el, to)
             return
         body = el.findtext(_C + "body")
@@ -149,7 +150,7 @@ class Gateway:
         wants_receipt = bool(msg_id) and el.find(f"{{{RECEIPTS_NS}}}request") is not None
         self._spawn(self._send(conn, dict(el.attrib), address, body, wants_receipt, msg_id))
 
-    async def _send(self, conn: C2SConnection, attrs: dict[str, str], address: str, body: str,
+    async def _send(self, conn: Session, attrs: dict[str, str], address: str, body: str,
                     wants_receipt: bool, msg_id: str) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
@@ -186,7 +187,7 @@ class Gateway:
         except Exception as exc:  # a lost receipt is not worth bothering the person
             log.info("receipt to %s not sent: %s", address[:8], exc)
 
-    def _carbon(self, conn: C2SConnection, el: ET.Element) -> None:
+    def _carbon(self, conn: Session, el: ET.Element) -> None:
         if el.find(f"{{{CARBONS_NS}}}private") is not None:
             return
         if el.find(f"{{{HINTS_NS}}}no-copy") is not None:
@@ -195,15 +196,15 @@ class Gateway:
         for other in self.sessions.of(conn.owner.address):
             if other is conn or not other.carbons:
                 continue
-            inner = Message(xml=copy.deepcopy(el))
-            wrapper = Message()
+            inner = new_message(copy.deepcopy(el))
+            wrapper = new_message()
             wrapper["from"] = conn.bare
             wrapper["to"] = other.jid.full
             wrapper["type"] = inner["type"] or "normal"
             wrapper["carbon_sent"] = inner
             other.send(wrapper)
 
-    def _to_own_account(self, conn: C2SConnection, el: ET.Element, resource: str) -> None:
+    def _to_own_account(self, conn: Session, el: ET.Element, resource: str) -> None:
         assert conn.owner is not None
         targets = (
             [s for s in [self.sessions.resource(conn.owner.address, resource)] if s]
@@ -217,24 +218,24 @@ class Gateway:
             forwarded.set("to", target.jid.full)
             target.send(forwarded)
 
-    def _bot_reply(self, conn: C2SConnection, body: str) -> None:
+    def _bot_reply(self, conn: Session, body: str) -> None:
         assert conn.owner is not None
         answer = self.bot.answer(conn.owner, body)
         for session in self.sessions.available(conn.owner.address) or [conn]:
-            reply = Message()
+            reply = new_message()
             reply["to"] = session.jid.full
             reply["from"] = self.domains.bot
             reply["type"] = "chat"
             reply["body"] = answer
             session.send(reply)
 
-    def on_presence(self, conn: C2SConnection, el: ET.Element) -> None:
+    def on_presence(self, conn: Session, el: ET.Element) -> None:
         ptype = el.get("type", "")
         to = parse_jid(el.get("to"))
         if to is None:
             self._own_presence(conn, el, ptype)
             return
-        if to.domain == self.domains.rooms:
+        if self.domains.is_room(to):
             self.room.on_presence(conn, el, to)
             return
         if ptype in _PRESENCE_TYPES_SUBSCRIPTION:
@@ -248,7 +249,7 @@ class Gateway:
                     self.roster.contact_presence(conn, contact)
         # directed presence to a contact: nothing crosses the network for it
 
-    def _own_presence(self, conn: C2SConnection, el: ET.Element, ptype: str) -> None:
+    def _own_presence(self, conn: Session, el: ET.Element, ptype: str) -> None:
         assert conn.owner is not None
         if ptype not in ("", "unavailable"):
             return
@@ -273,7 +274,7 @@ class Gateway:
             self.roster.initial_presence(conn)
             self._flush_offline(conn.owner.address)
 
-    def on_disconnect(self, conn: C2SConnection) -> None:
+    def on_disconnect(self, conn: Session) -> None:
         if conn.owner is None or not conn.available:
             return
         conn.available = False
@@ -330,7 +331,7 @@ class Gateway:
             self._delivered.remember((event.to, event.sender, stanza_id),
                                      (event.envelope_id, event.message_id))
         for conn in targets:
-            msg = Message()
+            msg = new_message()
             msg["to"] = conn.jid.full
             msg["from"] = self.domains.contact(event.sender)
             msg["type"] = "chat"
@@ -360,7 +361,7 @@ class Gateway:
             return
         for conn in targets:
             for msg_id in ids:
-                msg = Message()
+                msg = new_message()
                 msg["to"] = conn.jid.full
                 msg["from"] = self.domains.contact(event.sender)
                 msg["receipt"] = msg_id

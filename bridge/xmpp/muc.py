@@ -22,9 +22,10 @@ from bridge.events import RoomMessageArrived
 from bridge.xmpp.errors import XmppError, error_reply_to
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.sessions import Sessions
+from bridge.xmpp.slixfix import new_message
 
 if TYPE_CHECKING:
-    from bridge.xmpp.stream import C2SConnection
+    from bridge.xmpp.sessions import Session
 
 ROOM = "public"
 SUBJECT = "ParanoIM public room: everyone on the network can read what you write here"
@@ -54,7 +55,7 @@ class PublicRoom:
 
     # --- from XMPP -------------------------------------------------------------------
 
-    def on_presence(self, conn: C2SConnection, el: ET.Element, to: JID) -> None:
+    def on_presence(self, conn: Session, el: ET.Element, to: JID) -> None:
         self._check_room(to)
         if el.get("type") == "unavailable":
             self.leave(conn)
@@ -69,20 +70,20 @@ class PublicRoom:
         conn.room_seen.setdefault(self.jid, set())
         conn.send(self._self_presence(conn, nick, ""))
         if first_join:
-            subject = Message()
+            subject = new_message()
             subject["to"] = conn.jid.full
             subject["from"] = self.jid
             subject["type"] = "groupchat"
             subject["subject"] = SUBJECT
             conn.send(subject)
 
-    def leave(self, conn: C2SConnection) -> None:
+    def leave(self, conn: Session) -> None:
         nick = conn.rooms.pop(self.jid, None)
         conn.room_seen.pop(self.jid, None)
         if nick is not None:
             conn.send(self._self_presence(conn, nick, "unavailable"))
 
-    def on_message(self, conn: C2SConnection, el: ET.Element, to: JID) -> None:
+    def on_message(self, conn: Session, el: ET.Element, to: JID) -> None:
         assert conn.owner is not None
         self._check_room(to)
         if el.get("type") != "groupchat" or to.resource:
@@ -134,7 +135,7 @@ class PublicRoom:
 
     # --- stanzas -----------------------------------------------------------------------
 
-    def _self_presence(self, conn: C2SConnection, nick: str, ptype: str) -> Presence:
+    def _self_presence(self, conn: Session, nick: str, ptype: str) -> Presence:
         presence = Presence()
         presence["to"] = conn.jid.full
         presence["from"] = f"{self.jid}/{nick}"
@@ -146,8 +147,8 @@ class PublicRoom:
         presence["muc"]["status_codes"] = {110}  # "this is you"
         return presence
 
-    def _groupchat(self, conn: C2SConnection, nick: str, body: str, ident: str) -> Message:
-        msg = Message()
+    def _groupchat(self, conn: Session, nick: str, body: str, ident: str) -> Message:
+        msg = new_message()
         msg["to"] = conn.jid.full
         msg["from"] = f"{self.jid}/{nick}"
         msg["type"] = "groupchat"

@@ -31,7 +31,7 @@ from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_iq
 
 if TYPE_CHECKING:
-    from bridge.xmpp.stream import C2SConnection
+    from bridge.xmpp.sessions import Session
 
 ROSTER_NS = "jabber:iq:roster"
 BLOCKING_NS = "urn:xmpp:blocking"
@@ -81,7 +81,7 @@ class RosterMap:
 
     # --- roster IQs ------------------------------------------------------------------
 
-    def on_get(self, conn: C2SConnection, iq_id: str) -> Iq:
+    def on_get(self, conn: Session, iq_id: str) -> Iq:
         assert conn.owner is not None
         conn.roster_requested = True
         reply = new_iq("result", iq_id)
@@ -93,7 +93,7 @@ class RosterMap:
         reply["roster"]["items"] = items
         return reply
 
-    def on_set(self, conn: C2SConnection, query: ET.Element, iq_id: str) -> Iq:
+    def on_set(self, conn: Session, query: ET.Element, iq_id: str) -> Iq:
         assert conn.owner is not None
         owner = conn.owner.address
         items = query.findall(f"{{{ROSTER_NS}}}item")
@@ -137,7 +137,7 @@ class RosterMap:
 
     # --- presence ----------------------------------------------------------------------
 
-    def contact_presence(self, conn: C2SConnection, contact: ContactInfo) -> None:
+    def contact_presence(self, conn: Session, contact: ContactInfo) -> None:
         """What the client should see about one contact right now."""
         frm = self.domains.contact(contact.address)
         if contact.state is ContactState.ACCEPTED:
@@ -151,13 +151,13 @@ class RosterMap:
         else:
             conn.send(self._presence(conn, frm, "unavailable"))
 
-    def initial_presence(self, conn: C2SConnection) -> None:
+    def initial_presence(self, conn: Session) -> None:
         assert conn.owner is not None
         conn.send(self._presence(conn, self.domains.bot, ""))
         for contact in self.service.contacts(conn.owner.address):
             self.contact_presence(conn, contact)
 
-    def _presence(self, conn: C2SConnection, frm: str, ptype: str) -> Presence:
+    def _presence(self, conn: Session, frm: str, ptype: str) -> Presence:
         presence = Presence()
         presence["to"] = conn.jid.full
         presence["from"] = frm
@@ -165,7 +165,7 @@ class RosterMap:
             presence["type"] = ptype
         return presence
 
-    def on_subscription(self, conn: C2SConnection, ptype: str, to_bare: str) -> None:
+    def on_subscription(self, conn: Session, ptype: str, to_bare: str) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
         if to_bare == self.domains.bot:
@@ -195,7 +195,7 @@ class RosterMap:
 
     # --- blocking (XEP-0191) --------------------------------------------------------------
 
-    def on_blocking(self, conn: C2SConnection, iq: ET.Element, payload: ET.Element) -> Iq:
+    def on_blocking(self, conn: Session, iq: ET.Element, payload: ET.Element) -> Iq:
         assert conn.owner is not None
         owner = conn.owner.address
         name = payload.tag.split("}")[1]

@@ -25,7 +25,7 @@ from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_iq
 
 if TYPE_CHECKING:
-    from bridge.xmpp.stream import C2SConnection
+    from bridge.xmpp.sessions import Session
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -35,7 +35,7 @@ CARBONS = "urn:xmpp:carbons:2"
 MUC = "http://jabber.org/protocol/muc"
 RECEIPTS = "urn:xmpp:receipts"
 
-Handler = Callable[["C2SConnection", ET.Element, ET.Element, JID | None], Iq]
+Handler = Callable[["Session", ET.Element, ET.Element, JID | None], Iq]
 
 _IDENTITIES: dict[str, list[tuple[str, str, str | None]]] = {
     "server": [("server", "im", "ParanoIM")],
@@ -65,6 +65,13 @@ class ServerIq:
         self.sessions = sessions
         self.domains = domains
         self.gateway = gateway
+        # What disco shows, per target kind; the component mode adjusts these.
+        self.identities = {k: list(v) for k, v in _IDENTITIES.items()}
+        self.features = {k: list(v) for k, v in _FEATURES.items()}
+        self.items: dict[str, list[tuple[str, str]]] = {
+            "server": [(domains.contacts, "P2P contacts"), (domains.rooms, "Rooms")],
+            "rooms": [(domains.public_room, "Public room")],
+        }
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         for kind in _IDENTITIES:
             self._handlers[(kind, DISCO_INFO, "get")] = self._disco_info
@@ -81,7 +88,7 @@ class ServerIq:
                 for itype in ("get", "set"):
                     self._handlers[(kind, f"{BLOCKING_NS}}}{tag}", itype)] = self._blocking
 
-    def handle(self, conn: C2SConnection, el: ET.Element) -> None:
+    def handle(self, conn: Session, el: ET.Element) -> None:
         itype = el.get("type", "")
         to = parse_jid(el.get("to"))
         kind = self._kind(conn, to)
@@ -114,7 +121,7 @@ class ServerIq:
             reply["from"] = to.full
         conn.send(reply)
 
-    def _kind(self, conn: C2SConnection, to: JID | None) -> str:
+    def _kind(self, conn: Session, to: JID | None) -> str:
         d = self.domains
         if to is None or to.full == d.server:
             return "server"
@@ -122,53 +129,49 @@ class ServerIq:
             return "own-resource" if to.resource else "account"
         if to.bare == d.bot:
             return "bot"
+        if to.bare == d.public_room:
+            return "room"
         if to.full == d.contacts:
             return "contacts"
         if to.domain == d.contacts and to.local:
             return "contact"
         if to.full == d.rooms:
             return "rooms"
-        if to.bare == d.public_room:
-            return "room"
         return "other"
 
     # --- handlers ----------------------------------------------------------------------
 
-    def _disco_info(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _disco_info(self, conn: Session, el: ET.Element, payload: ET.Element,
                     to: JID | None) -> Iq:
         if payload.get("node"):
             raise XmppError("item-not-found", "no such node")
         kind = self._kind(conn, to)
         reply = new_iq("result", el.get("id", ""))
-        for category, itype, name in _IDENTITIES[kind]:
+        for category, itype, name in self.identities[kind]:
             if kind == "contact" and to is not None:
                 name = self._petname(conn, to) or None
             reply["disco_info"].add_identity(category, itype, name=name)
-        for feature in _FEATURES[kind]:
+        for feature in self.features[kind]:
             reply["disco_info"].add_feature(feature)
         return reply
 
-    def _disco_items(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _disco_items(self, conn: Session, el: ET.Element, payload: ET.Element,
                      to: JID | None) -> Iq:
         kind = self._kind(conn, to)
         reply = new_iq("result", el.get("id", ""))
         items = reply["disco_items"]
-        if payload.get("node"):
-            pass  # no nodes anywhere: an empty list
-        elif kind == "server":
-            items.add_item(self.domains.contacts, name="P2P contacts")
-            items.add_item(self.domains.rooms, name="Rooms")
-        elif kind == "rooms":
-            items.add_item(self.domains.public_room, name="Public room")
-        else:
+        listed = [] if payload.get("node") else self.items.get(kind, [])  # no nodes anywhere
+        for jid, name in listed:
+            items.add_item(jid, name=name)
+        if not listed:
             _ = items["items"]  # an empty <query/> in the disco#items namespace
         return reply
 
-    def _ping(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _ping(self, conn: Session, el: ET.Element, payload: ET.Element,
               to: JID | None) -> Iq:
         return new_iq("result", el.get("id", ""))
 
-    def _vcard(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _vcard(self, conn: Session, el: ET.Element, payload: ET.Element,
                to: JID | None) -> Iq:
         assert conn.owner is not None
         kind = self._kind(conn, to)
@@ -186,7 +189,7 @@ class ServerIq:
         ET.SubElement(vcard, f"{{{VCARD}}}NICKNAME").text = full_name
         return reply
 
-    def _petname(self, conn: C2SConnection, to: JID) -> str:
+    def _petname(self, conn: Session, to: JID) -> str:
         assert conn.owner is not None
         address = self.domains.address_of(to)
         for contact in self.service.contacts(conn.owner.address):
@@ -194,19 +197,19 @@ class ServerIq:
                 return contact.petname
         return ""
 
-    def _roster_get(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _roster_get(self, conn: Session, el: ET.Element, payload: ET.Element,
                     to: JID | None) -> Iq:
         return self.gateway.roster.on_get(conn, el.get("id", ""))
 
-    def _roster_set(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _roster_set(self, conn: Session, el: ET.Element, payload: ET.Element,
                     to: JID | None) -> Iq:
         return self.gateway.roster.on_set(conn, payload, el.get("id", ""))
 
-    def _blocking(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _blocking(self, conn: Session, el: ET.Element, payload: ET.Element,
                   to: JID | None) -> Iq:
         return self.gateway.roster.on_blocking(conn, el, payload)
 
-    def _carbons(self, conn: C2SConnection, el: ET.Element, payload: ET.Element,
+    def _carbons(self, conn: Session, el: ET.Element, payload: ET.Element,
                  to: JID | None) -> Iq:
         name = payload.tag.split("}")[1]
         if name not in ("enable", "disable"):

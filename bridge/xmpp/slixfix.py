@@ -5,10 +5,13 @@ Each entry names what it works around, so it can go when slixmpp changes.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 from slixmpp import Iq, Message
 from slixmpp.features.feature_bind.stanza import Bind
 from slixmpp.features.feature_session.stanza import Session
-from slixmpp.plugins.xep_0030.stanza import DiscoInfo, DiscoItems
+from slixmpp.plugins.xep_0030.stanza.info import DiscoInfo
+from slixmpp.plugins.xep_0030.stanza.items import DiscoItems
 from slixmpp.plugins.xep_0045 import stanza as muc_stanza
 from slixmpp.plugins.xep_0184.stanza import Received, Request
 from slixmpp.plugins.xep_0191.stanza import Block, BlockList, Unblock
@@ -55,6 +58,15 @@ def new_iq(stype: str, ident: str) -> Iq:
     slixmpp's ``Iq.__init__`` assigns a fresh id from its stream, and without a
     stream it falls back to ``"0"``; a server reply must carry the request's id.
     """
-    iq = Iq(stype=stype)
+    iq = Iq(stype=stype)  # type: ignore[no-untyped-call]
     iq["id"] = ident
     return iq
+
+
+def new_message(xml: ET.Element | None = None) -> Message:
+    """A ``Message``, optionally wrapping ``xml``.
+
+    slixmpp's ``Message.__init__`` carries no annotations, so every call from
+    typed code is an untyped call; it is made here once.
+    """
+    return Message(xml=xml)  # type: ignore[no-untyped-call]
