@@ -94,13 +94,13 @@ class RemoteBackend(Backend):
 
 
 class LocalBackend(Backend):
-    def __init__(self, ops: Operations) -> None:
+    def __init__(self, ops: Operations, data_dir: Path) -> None:
         self.ops = ops
+        self.data_dir = data_dir
 
     async def call(self, verb: str, **kw: Any) -> Any:
         if verb in ("status", "peers", "add_peer", "remove_peer", "stop"):
-            raise DaemonNotRunningError(
-                "ParanoIM is not running for this data directory; start it with `paranoim run`")
+            raise DaemonNotRunningError(not_running(self.data_dir))
         result = getattr(self.ops, verb)(**kw)
         if asyncio.iscoroutine(result):
             result = await result
@@ -124,13 +124,17 @@ async def open_backend(cfg: Config, data_dir: Path) -> AsyncIterator[Backend]:
         pool = _OfflinePool()
         service = Service(keystore, LocalNode(cfg.difficulty), pool, base_bits=cfg.difficulty)
         await service.start()
-        yield LocalBackend(Operations(service, domain=cfg.xmpp_domain))
+        yield LocalBackend(Operations(service, domain=cfg.xmpp_domain), data_dir)
     finally:
         if service is not None:
             await service.stop()
         if pool is not None:
             pool.close()
         lock.release()
+
+
+def not_running(data_dir: Path) -> str:
+    return f"ParanoIM is not running for {data_dir}; start it with `paranoim run`"
 
 
 def daemon_status(data_dir: Path) -> Json | None:

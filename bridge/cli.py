@@ -286,13 +286,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from bridge.backend import daemon_status
+    from bridge.backend import daemon_status, not_running
     from bridge.control import DaemonNotRunningError
 
     _, data_dir = _setup(args)
     status = daemon_status(data_dir)
     if status is None:
-        raise DaemonNotRunningError(f"ParanoIM is not running for {data_dir}")
+        raise DaemonNotRunningError(not_running(data_dir))
 
     async def body(b: Backend) -> int:
         await b.call("stop")

@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge.config import DEFAULT_P2P_PORT, ConfigError, host_port
 from bridge.core.errors import UserError
 from bridge.events import ContactInfo, IdentityInfo
 from bridge.paths import control_socket, lock_file, runtime_file
@@ -237,6 +238,11 @@ class Operations:
         return [dict(p) for p in self.service.health().peers]
 
     def add_peer(self, peer: str) -> Json:
+        try:
+            peer = host_port("peer", peer)
+        except ConfigError:
+            raise UserError(f"'{peer}' is not host:port, such as 192.0.2.7:"
+                            f"{DEFAULT_P2P_PORT}") from None
         self.service.add_peer(peer)
         return {}
 
