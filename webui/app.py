@@ -33,7 +33,8 @@ MIN_TOKEN_LENGTH = 16
 
 async def _cancel_streams(app: web.Application) -> None:
     # server-sent event streams would otherwise hold shutdown until their jobs end
-    for task in list(app[STREAMS]):
+    streams = app[STREAMS]
+    for task in list(streams):
         task.cancel()
 
 

@@ -11,13 +11,9 @@ from webui.session import SessionStore
 
 SERVICE = web.AppKey("service", ServiceAPI)
 ACCESS_TOKEN = web.AppKey("access_token", str)
-ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
+ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset[str])
 SESSIONS = web.AppKey("sessions", SessionStore)
 # ids of the vanity searches started from this UI, newest last, so the page can list them
-VANITY_JOBS = web.AppKey("vanity_jobs", list)
+VANITY_JOBS = web.AppKey("vanity_jobs", list[str])
 # open server-sent event streams, cancelled when the app shuts down
-STREAMS = web.AppKey("streams", set)
-
-
-def streams(app: web.Application) -> set[asyncio.Task[object]]:
-    return app[STREAMS]
+STREAMS = web.AppKey("streams", set[asyncio.Task[object]])

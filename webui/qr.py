@@ -44,7 +44,7 @@ def decode_qr(data: bytes) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             if image.format not in FORMATS:
                 raise QrImageError("Use a PNG, JPEG, WebP or GIF picture.")
             width, height = image.size
@@ -61,7 +61,9 @@ def decode_qr(data: bytes) -> str:
         raise QrImageError("That file is not a picture this page can read.") from None
     except (OSError, ValueError, SyntaxError):
         raise QrImageError("That picture is damaged or incomplete.") from None
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(
+        image, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
     if not found:
         raise QrImageError(
             "No QR code found in that picture. Fill the frame with the code, "
