@@ -77,6 +77,8 @@ Type=simple
 ExecStart={" ".join(_quote(a) for a in cmd)}
 EnvironmentFile=-%h/.config/paranoim/env
 Restart=on-failure
+# configuration, passphrase and "already running" errors do not heal by retrying
+RestartPreventExitStatus=2 4 6
 RestartSec=5
 # SIGTERM is a clean stop: listeners close, the store is flushed.
 KillSignal=SIGTERM
