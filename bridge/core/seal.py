@@ -82,9 +82,12 @@ def sign_inner(sender_secret_key: bytes, sender: bytes, recipient: bytes, header
     return sender + recipient + sig + payload
 
 
-def seal_inner(inner: bytes, header: bytes, ephemeral_secret: bytes, kex_public: bytes) -> bytes:
-    """Encrypt an inner record to ``kex_public``; the raw envelope with nonce 0."""
-    ephemeral = crypto.x25519_public(ephemeral_secret)
+def seal_inner(inner: bytes, header: bytes, ephemeral_secret: bytes, kex_public: bytes,
+               *, ephemeral: bytes | None = None) -> bytes:
+    """Encrypt an inner record to ``kex_public``; the raw envelope with nonce 0.
+    ``ephemeral`` is X25519(ephemeral_secret, 9) if the caller already has it."""
+    if ephemeral is None:
+        ephemeral = crypto.x25519_public(ephemeral_secret)
     shared = crypto.x25519(ephemeral_secret, kex_public)
     key, nonce = _keys(ephemeral, kex_public, shared)
     ct = crypto.aead_encrypt(key, nonce, pad(inner), header + ephemeral)
@@ -111,7 +114,7 @@ def seal(
     header = signed_header(kind, tag, expiry)
     ephemeral = crypto.x25519_public(ephemeral_secret)
     inner = sign_inner(sender_secret_key, sender, recipient, header, ephemeral, payload)
-    return seal_inner(inner, header, ephemeral_secret, kex_public)
+    return seal_inner(inner, header, ephemeral_secret, kex_public, ephemeral=ephemeral)
 
 
 KexKey = bytes | tuple[bytes, bytes]
