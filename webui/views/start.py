@@ -28,7 +28,7 @@ def client_settings(request: web.Request, ident: IdentityInfo) -> dict[str, str]
         "host": str(s.get("host", "127.0.0.1")),
         "port": str(s.get("port", 5222)),
         "fingerprint": str(fingerprint or "—"),
-        "tls": str(s.get("tls", "STARTTLS")),
+        "tls": str(s.get("tls", "STARTTLS")).upper(),
     }
 
 
