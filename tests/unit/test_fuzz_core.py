@@ -13,10 +13,19 @@ from hypothesis import strategies as st
 
 from bridge.core import envelope as E
 from bridge.core import seal
-from bridge.core.errors import LocalProtocolError, RemoteProtocolError
+from bridge.core.errors import LocalProtocolError, RemoteProtocolError, WeakKeyError
 from bridge.core.identity import SignedPrekey
 from bridge.core.records import DirectMessage, parse_record
-from tests.fuzz.fuzz_envelope import ALICE, BOB, BOB_KEYS, one_input, seal_padded, seed_inputs
+from tests.fuzz.fuzz_envelope import (
+    ALICE,
+    BOB,
+    BOB_KEYS,
+    EPHEMERAL,
+    HEADER,
+    one_input,
+    seal_padded,
+    seed_inputs,
+)
 
 SEEDS = seed_inputs()
 FAST = settings(max_examples=300, deadline=None,
@@ -137,3 +146,24 @@ def test_parsers_accept_only_what_encoders_write() -> None:
     data = struct.pack(">QB", 1, 0) + bytes([65]) + b"m" * 65 + b"text"
     rec = DirectMessage.parse(data)
     assert rec.encode() == data
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=50, deadline=None)
+def test_fast_paths_of_open_agree_with_the_plain_path(payload: bytes) -> None:
+    """(secret, public) pairs and the cache of checked sender keys change no outcome."""
+    inner = seal.sign_inner(ALICE.secret_key, ALICE.public, BOB.public, HEADER, EPHEMERAL,
+                            payload)
+    env = seal_padded(E.pad(inner))
+    a = seal.open_envelope(env, BOB.public, [BOB.x25519_secret])
+    b = seal.open_envelope(env, BOB.public, [seal.kex_key(bytes(32)), *BOB_KEYS])
+    assert (a.payload, a.sender, a.signature) == (b.payload, b.sender, b.signature)
+    assert (a.key_index, b.key_index) == (0, 1)
+
+
+def test_sender_key_cache_keeps_refusing_weak_keys() -> None:
+    identity_point = (1).to_bytes(32, "little")
+    env = seal_padded(E.pad(identity_point + BOB.public + bytes(64) + b"x"))
+    for _ in range(2):  # a failure is never cached as a success
+        with pytest.raises(WeakKeyError):
+            seal.open_envelope(env, BOB.public, BOB_KEYS)
