@@ -79,6 +79,13 @@ class OnceKeystore(Keystore):
         return self.doc
 
 
+def _missing(part: str, exc: ImportError) -> str:
+    name = exc.name or ""
+    if name.split(".")[0] in ("bridge", "webui"):
+        return f"the {part} is not part of this build"
+    return f"the {part} is off: the Python package '{name}' is missing (pip install -e .)"
+
+
 def check_port_free(host: str, port: int, what: str, option: str) -> None:
     if port == 0:
         return
@@ -224,9 +231,8 @@ class Daemon:
         cfg = self.cfg
         try:
             from bridge.net.node import Node, NodeConfig
-        except ImportError:
-            self.notes.append("the P2P node is not part of this build: messages stay on this "
-                              "machine")
+        except ImportError as exc:
+            self.notes.append(_missing("P2P node", exc) + ": messages stay on this machine")
             node = LocalNode(cfg.difficulty)
             for p in cfg.peers:
                 node.add_peer(p)
@@ -267,9 +273,8 @@ class Daemon:
         cfg = self.cfg
         try:
             from bridge.xmpp.c2s import C2SServer
-        except ImportError:
-            self.notes.append("the XMPP listener is not part of this build: no Jabber client "
-                              "can connect yet")
+        except ImportError as exc:
+            self.notes.append(_missing("XMPP listener", exc) + ": no Jabber client can connect")
             return
         assert self.service is not None
         self.xmpp = C2SServer(self.service, "127.0.0.1", cfg.xmpp_port, self.data_dir,
@@ -290,8 +295,8 @@ class Daemon:
     async def _start_web(self) -> None:
         try:
             from webui.app import create_app
-        except ImportError:
-            self.notes.append("the web UI is not part of this build")
+        except ImportError as exc:
+            self.notes.append(_missing("web UI", exc))
             return
         assert self.service is not None
         # Bind first: the app must know its port (for the Host allowlist) before it exists.
