@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except ValueError:
             continue
         mark = _LAYER_MARKS.get(rel.parts[0]) if rel.parts else None
-        if mark and mark not in item.keywords:
+        if mark and item.get_closest_marker(mark) is None:
             item.add_marker(getattr(pytest.mark, mark))
 
 
