@@ -20,6 +20,7 @@ from bridge.api import ServiceAPI
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.gateway import Gateway
 from bridge.xmpp.jids import Domains, parse_jid
+from bridge.xmpp.private import PRIVATE_NS, PrivateStorage
 from bridge.xmpp.roster import BLOCKING_NS, ROSTER_NS
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_iq
@@ -47,7 +48,8 @@ _IDENTITIES: dict[str, list[tuple[str, str, str | None]]] = {
     "room": [("conference", "text", "Public room")],
 }
 _FEATURES = {
-    "server": [DISCO_INFO, DISCO_ITEMS, PING, CARBONS, BLOCKING_NS, "msgoffline", VCARD],
+    "server": [DISCO_INFO, DISCO_ITEMS, PING, CARBONS, BLOCKING_NS, "msgoffline", VCARD,
+               PRIVATE_NS],
     "account": [DISCO_INFO, DISCO_ITEMS],
     "contacts": [DISCO_INFO, DISCO_ITEMS, PING, RECEIPTS],
     "contact": [DISCO_INFO, RECEIPTS],
@@ -72,6 +74,7 @@ class ServerIq:
             "server": [(domains.contacts, "P2P contacts"), (domains.rooms, "Rooms")],
             "rooms": [(domains.public_room, "Public room")],
         }
+        self.private = PrivateStorage()
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         for kind in _IDENTITIES:
             self._handlers[(kind, DISCO_INFO, "get")] = self._disco_info
@@ -84,6 +87,8 @@ class ServerIq:
             self._handlers[(kind, ROSTER_NS, "get")] = self._roster_get
             self._handlers[(kind, ROSTER_NS, "set")] = self._roster_set
             self._handlers[(kind, CARBONS, "set")] = self._carbons
+            self._handlers[(kind, PRIVATE_NS, "get")] = self._private
+            self._handlers[(kind, PRIVATE_NS, "set")] = self._private
             for tag in ("blocklist", "block", "unblock"):
                 for itype in ("get", "set"):
                     self._handlers[(kind, f"{BLOCKING_NS}}}{tag}", itype)] = self._blocking
@@ -208,6 +213,16 @@ class ServerIq:
     def _blocking(self, conn: Session, el: ET.Element, payload: ET.Element,
                   to: JID | None) -> Iq:
         return self.gateway.roster.on_blocking(conn, el, payload)
+
+    def _private(self, conn: Session, el: ET.Element, payload: ET.Element,
+                 to: JID | None) -> Iq:
+        assert conn.owner is not None
+        reply = new_iq("result", el.get("id", ""))
+        if el.get("type") == "get":
+            reply.xml.append(self.private.get(conn.owner.address, payload))
+        else:
+            self.private.set(conn.owner.address, payload)
+        return reply
 
     def _carbons(self, conn: Session, el: ET.Element, payload: ET.Element,
                  to: JID | None) -> Iq:
