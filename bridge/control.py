@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -48,6 +48,9 @@ except ImportError:  # pragma: no cover - a build without the XMPP face
 
         def contact(self, address: str) -> str:
             return f"{address}@p2p.{self.server}"
+
+if TYPE_CHECKING:
+    from bridge.service import Service
 
 PREFIX = "/api/control"
 TOKEN_HEADER = "Authorization"  # noqa: S105 - a header name
@@ -160,7 +163,7 @@ def contact_json(info: ContactInfo, domains: Domains) -> Json:
 class Operations:
     """The commands' verbs over one service (the daemon's, or a short-lived one)."""
 
-    def __init__(self, service: Any, *, domain: str = "localhost",
+    def __init__(self, service: Service, *, domain: str = "localhost",
                  status: Callable[[], Json] | None = None,
                  stop: Callable[[], None] | None = None) -> None:
         self.service = service
@@ -170,14 +173,16 @@ class Operations:
 
     def pick(self, who: str) -> IdentityInfo:
         """An identity by address, username, nickname or address prefix; "" = the first."""
-        idents = self.service.identities()
+        idents: list[IdentityInfo] = self.service.identities()
         if not idents:
             raise UserError("there is no identity yet: create one with `paranoim id new NICK`")
         if not who:
             return idents[0]
         w = who.strip().lower()
-        for test in (lambda i: i.address == w, lambda i: i.username == w,
-                     lambda i: i.nick.lower() == w, lambda i: i.address.startswith(w)):
+        tests: list[Callable[[IdentityInfo], bool]] = [
+            lambda i: i.address == w, lambda i: i.username == w,
+            lambda i: i.nick.lower() == w, lambda i: i.address.startswith(w)]
+        for test in tests:
             found = [i for i in idents if test(i)]
             if len(found) == 1:
                 return found[0]
@@ -303,8 +308,11 @@ def control_app(ops: Operations, token: str) -> web.Application:
     app = web.Application(middlewares=[_token_middleware], client_max_size=64 * 1024)
     app[_OPS] = ops
     app[_TOKEN] = token
-    q = lambda r, k: r.query.get(k, "")  # noqa: E731
-    routes = [
+    def q(r: web.Request, key: str) -> str:
+        return r.query.get(key, "")
+
+    Route = Callable[[Operations, web.Request, Json], Any]
+    routes: list[tuple[str, str, Route]] = [
         ("GET", "/status", lambda o, r, b: o.status()),
         ("GET", "/identities", lambda o, r, b: o.identities()),
         ("POST", "/identities", lambda o, r, b: o.create_identity(str(b.get("nick", "")))),

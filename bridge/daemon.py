@@ -28,7 +28,7 @@ import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -48,6 +48,10 @@ from bridge.net.workers import WorkerPool
 from bridge.paths import CONTROL_SOCKET, ensure_private_dir
 from bridge.service import Service
 from bridge.store.keystore import Keystore
+
+if TYPE_CHECKING:
+    from bridge.net.tor import TorController
+    from bridge.store.seen import SQLiteSeen
 
 log = logging.getLogger(__name__)
 STOP_STEP_TIMEOUT = 10.0
@@ -132,7 +136,8 @@ class Daemon:
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
     paused_peers: list[str] | None = None
-    tor: Any = None  # the Tor control connection; the onion lives as long as it does
+    seen: SQLiteSeen | None = None  # delivered-message ids, with storage = "sqlite"
+    tor: TorController | None = None  # the onion lives as long as this connection
     onion: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _started_at: float = 0.0
@@ -225,7 +230,8 @@ class Daemon:
             from bridge.store.seen import SQLiteSeen
         except ImportError:
             return {}
-        return {"seen": SQLiteSeen(self.data_dir / "delivered.db")}
+        self.seen = SQLiteSeen(self.data_dir / "delivered.db")
+        return {"seen": self.seen}
 
     def _make_node(self, advertise: str, connector: Any) -> Any:
         cfg = self.cfg
@@ -416,10 +422,10 @@ class Daemon:
             self.web_runner = None
         if self.service is not None:
             await step("service", self.service.stop())
-            seen = getattr(self.service, "_seen", None)
-            if hasattr(seen, "close"):
-                seen.close()
             self.service = None
+        if self.seen is not None:
+            self.seen.close()  # after the service: it records deliveries until it stops
+            self.seen = None
         if self.node is not None:
             await step("P2P node", self.node.stop())
             self.node = None

@@ -43,7 +43,7 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
     if not has_desktop():
         return None
     try:
-        import pystray
+        import pystray  # type: ignore[import-not-found,unused-ignore]
     except Exception:  # ImportError, or a backend that fails to load
         return None
 
@@ -70,4 +70,5 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
     except Exception:
         log.exception("the tray icon failed to start")
         return None
-    return icon.stop
+    stop: Callable[[], None] = icon.stop
+    return stop

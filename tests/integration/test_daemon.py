@@ -9,6 +9,8 @@ import re
 import signal
 import socket
 import stat
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -218,3 +220,44 @@ def test_tor_onion(pim: Paranoim, free_port: Callable[[], int], tor: object) -> 
     assert onion.split(":")[0].endswith(".onion") and len(onion.split(".")[0]) == 56
     assert "Tor on" in d.line("P2P") and d.line("P2P").startswith("127.0.0.1:")
     assert d.stop() == 0
+
+
+def test_open_and_tray_without_desktop(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    seen = pim.root / "opened.txt"
+    browser = pim.root / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {seen}\n')
+    browser.chmod(0o755)
+    d = pim.start_daemon("--open", "--tray", free_port=free_port,
+                         env={"BROWSER": str(browser)})
+    # no DISPLAY: no tray icon, said once, and the daemon runs the same
+    assert any("no tray icon" in line for line in d.stdout)
+    for _ in range(500):
+        if seen.exists() and seen.read_text().strip():
+            break
+        time.sleep(0.02)
+    assert seen.read_text().strip() == d.line("Web UI")
+    assert d.stop() == 0
+
+
+def test_long_data_dir_uses_loopback_control(tmp_path: Path,
+                                             free_port: Callable[[], int]) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    pim = Paranoim(tmp_path)
+    pim.data_dir = deep
+    pim.env["PARANOIM_DATA_DIR"] = str(deep)
+    try:
+        d = pim.start_daemon(free_port=free_port)
+        assert str(pim.runtime()["control"]).startswith("tcp:127.0.0.1:")
+        res = pim.run("id", "new", "Ivy")
+        assert res.returncode == 0 and "not running" not in res.stderr, res.stderr
+        # a wrong token is refused by the control channel
+        rt = pim.runtime()
+        port = int(str(rt["control"]).rsplit(":", 1)[1])
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/control/identities",
+                                     headers={"Authorization": "Bearer wrong"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)
+        assert info.value.code == 403
+        assert d.stop() == 0
+    finally:
+        pim.cleanup()
