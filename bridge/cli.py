@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import getpass
 import logging
+import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
 
 # The heavy modules (aiohttp, slixmpp, the service) are imported by the commands that
 # need them: the worker processes the daemon spawns import this module again.
+
+# The worker processes import this module again as their main module. Ctrl-C in a
+# terminal reaches the whole process group, and only the daemon decides how to stop
+# (it closes the pool), so a worker ignores SIGINT rather than print a traceback.
+if multiprocessing.current_process().name != "MainProcess":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PORT, EXIT_PASSPHRASE = 0, 1, 2, 3, 4
 EXIT_NOT_RUNNING, EXIT_RUNNING, EXIT_INTERRUPTED, EXIT_BUG = 5, 6, 130, 70

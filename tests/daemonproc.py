@@ -66,9 +66,14 @@ class Running:
                 return line.strip()[len(prefix):].strip()
         raise AssertionError(f"no line starting with {prefix!r} in {self.stdout}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0, *,
+             group: bool = False) -> int:
+        """Send ``sig`` (to the whole process group, as Ctrl-C does, if ``group``)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -117,10 +122,12 @@ class Paranoim:
                               check=False)
 
     def start(self, *args: str, env: dict[str, str] | None = None, ready: str = READY,
-              timeout: float = 60.0) -> Running:
+              timeout: float = 60.0, new_session: bool = False) -> Running:
+        """``new_session``: its own process group, as a terminal's foreground job has."""
         proc = subprocess.Popen([executable(), *args], env={**self.env, **(env or {})},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                start_new_session=new_session)
         running = Running(proc)
         running.start_pumps()
         self.running.append(running)

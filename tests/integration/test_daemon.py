@@ -261,3 +261,13 @@ def test_long_data_dir_uses_loopback_control(tmp_path: Path,
         assert d.stop() == 0
     finally:
         pim.cleanup()
+
+
+def test_ctrl_c_reaches_the_process_group(pim: Paranoim, free_port: Callable[[], int]) -> None:
+    """Ctrl-C in a terminal signals the daemon and its worker processes together: the
+    daemon stops cleanly and the workers print nothing."""
+    d = pim.start_daemon(free_port=free_port, new_session=True)
+    assert d.stop(signal.SIGINT, group=True) == 0
+    time.sleep(0.2)  # let the stderr pump drain
+    assert "Stopped." in d.stdout
+    assert not [line for line in d.stderr if "Traceback" in line or "KeyboardInterrupt" in line]
