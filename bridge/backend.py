@@ -123,6 +123,10 @@ async def open_backend(cfg: Config, data_dir: Path) -> AsyncIterator[Backend]:
         await asyncio.to_thread(keystore.load)
         pool = _OfflinePool()
         service = Service(keystore, LocalNode(cfg.difficulty), pool, base_bits=cfg.difficulty)
+        # invitations made while the daemon is stopped carry what its own would
+        # (but not an onion address: that is known once Tor has made it)
+        service.bootstrap_peers = list(dict.fromkeys(p for p in (cfg.announce, *cfg.peers)
+                                                     if p))[:8]
         await service.start()
         yield LocalBackend(Operations(service, domain=cfg.xmpp_domain), data_dir)
     finally:

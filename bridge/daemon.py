@@ -47,7 +47,7 @@ from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.paths import CONTROL_SOCKET, ensure_private_dir
 from bridge.service import Service
-from bridge.store.keystore import Keystore
+from bridge.store.keystore import Keystore, write_private
 
 if TYPE_CHECKING:
     from bridge.net.tor import TorController
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STOP_STEP_TIMEOUT = 10.0
+ONION_KEY_FILE = "onion.key"
 
 
 class PortInUseError(UserError):
@@ -136,6 +137,7 @@ class Daemon:
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
     paused_peers: list[str] | None = None
+    store: Any = None  # the node's envelope store
     seen: SQLiteSeen | None = None  # delivered-message ids, with storage = "sqlite"
     tor: TorController | None = None  # the onion lives as long as this connection
     onion: str = ""
@@ -251,6 +253,7 @@ class Daemon:
             from bridge.store.memory import MemoryStore
 
             store = MemoryStore()
+        self.store = store
         host = "127.0.0.1" if cfg.tor else cfg.p2p_listen  # with Tor, only the onion reaches it
         node_cfg = NodeConfig(host=host, port=cfg.p2p_port, advertise=advertise,
                               base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
@@ -271,7 +274,13 @@ class Daemon:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 self.cfg = cfg = replace(cfg, p2p_port=int(s.getsockname()[1]))
-        onion = await self.tor.add_onion(cfg.p2p_port, virtual_port=cfg.p2p_port)
+        # The onion's key is kept (0600) so the address in invitations survives restarts.
+        key_file = self.data_dir / ONION_KEY_FILE
+        key = key_file.read_text().strip() if key_file.exists() else None
+        onion = await self.tor.add_onion(cfg.p2p_port, virtual_port=cfg.p2p_port, key=key,
+                                         keep_key=key is None)
+        if key is None and onion.private_key:
+            write_private(key_file, onion.private_key.encode())
         self.onion = f"{onion.address}:{onion.virtual_port}"
         return self.onion, lambda: socks_connector(socks_host, int(socks_port))
 
@@ -429,6 +438,9 @@ class Daemon:
         if self.node is not None:
             await step("P2P node", self.node.stop())
             self.node = None
+        if self.store is not None and hasattr(self.store, "close"):
+            self.store.close()  # the node has stopped writing: checkpoint and close
+        self.store = None
         if self.tor is not None:
             await step("Tor control connection", self.tor.close())
             self.tor = None

@@ -219,6 +219,13 @@ def test_tor_onion(pim: Paranoim, free_port: Callable[[], int], tor: object) -> 
     onion = d.line("Onion")
     assert onion.split(":")[0].endswith(".onion") and len(onion.split(".")[0]) == 56
     assert "Tor on" in d.line("P2P") and d.line("P2P").startswith("127.0.0.1:")
+    # the onion is in invitations, and is the same after a restart (its key is kept, 0600)
+    assert pim.run("id", "new", "Olga").returncode == 0
+    assert f"peer={onion.replace(':', '%3A')}" in pim.run("invite", "--no-qr").stdout
+    assert stat.S_IMODE((pim.data_dir / "onion.key").stat().st_mode) == 0o600
+    assert d.stop() == 0
+    d = pim.start_daemon("--tor", free_port=free_port)
+    assert d.line("Onion").split(":")[0] == onion.split(":")[0]
     assert d.stop() == 0
 
 
@@ -271,3 +278,28 @@ def test_ctrl_c_reaches_the_process_group(pim: Paranoim, free_port: Callable[[],
     time.sleep(0.2)  # let the stderr pump drain
     assert "Stopped." in d.stdout
     assert not [line for line in d.stderr if "Traceback" in line or "KeyboardInterrupt" in line]
+
+
+def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
+                                                free_port: Callable[[], int]) -> None:
+    def stored() -> int:
+        res = pim.run("status")
+        assert res.returncode == 0, res.stderr
+        return int(re.search(r"(\d+) envelopes stored", res.stdout)[1])  # type: ignore[index]
+
+    d = pim.start_daemon("--storage", "sqlite", free_port=free_port)
+    assert pim.run("id", "new", "Kim").returncode == 0  # publishes Kim's announcement
+    for _ in range(300):
+        if stored() >= 1:
+            break
+        time.sleep(0.05)
+    before = stored()
+    assert before >= 1
+    assert d.stop() == 0
+    d = pim.start_daemon("--storage", "sqlite", free_port=free_port)
+    assert stored() >= before
+    assert d.stop() == 0
+    # and in RAM mode nothing survives
+    d = pim.start_daemon(free_port=free_port)
+    assert stored() <= 1  # at most the announcement made at this start
+    assert d.stop() == 0
