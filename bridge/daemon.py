@@ -390,11 +390,11 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            tray_stop = self._start_tray() if self.tray else None
             for line in self.ready_lines():
                 self.out(line)
             if self.open_browser and self.web_url:
                 await asyncio.to_thread(webbrowser.open, self.web_url)
-            tray_stop = self._start_tray() if self.tray else None
             await self._stop.wait()
             self.out("Stopping…")
             if tray_stop:
@@ -410,7 +410,7 @@ class Daemon:
 
         stop = start_tray(self, asyncio.get_running_loop())
         if stop is None:
-            self.out("  note: no tray icon (install paranoim[tray] and run in a desktop session)")
+            self.notes.append("no tray icon: it needs paranoim[tray] and a desktop session")
         return stop
 
     async def stop(self) -> None:

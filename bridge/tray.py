@@ -46,6 +46,9 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
         import pystray  # type: ignore[import-not-found,unused-ignore]
     except Exception:  # ImportError, or a backend that fails to load
         return None
+    # pystray logs a traceback when the desktop has no system tray to dock into;
+    # the daemon works the same without the icon, so that is not worth a traceback.
+    logging.getLogger("pystray").setLevel(logging.CRITICAL)
 
     def open_ui(icon: Any, item: Any) -> None:
         if daemon.web_url:

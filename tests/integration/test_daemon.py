@@ -303,3 +303,50 @@ def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
     d = pim.start_daemon(free_port=free_port)
     assert stored() <= 1  # at most the announcement made at this start
     assert d.stop() == 0
+
+
+def test_pause_network_drops_and_restores_peers(tmp_path: Path) -> None:
+    """What the tray's "Pause network" does, on a node without pause/resume of its own."""
+    from bridge.config import Config
+    from bridge.daemon import Daemon
+    from bridge.localnode import LocalNode
+
+    d = Daemon(Config(), tmp_path)
+    d.node = LocalNode(8)
+    for peer in ("192.0.2.1:1", "192.0.2.2:2"):
+        d.node.add_peer(peer)
+    d.pause_network(True)
+    assert d.node.peers() == [] and d.status()["paused"] is True
+    d.pause_network(False)
+    assert [p["address"] for p in d.node.peers()] == ["192.0.2.1:1", "192.0.2.2:2"]
+    assert d.status()["paused"] is False
+
+
+def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], int],
+                                        tmp_path: Path) -> None:
+    """With pystray and an X display (Xvfb) the daemon runs and stops the same, silently,
+    even when no system tray takes the icon."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    if importlib.util.find_spec("pystray") is None:  # importing it needs a display
+        pytest.skip("pystray is not installed (pip install -e '.[tray]')")
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    display = f":{free_port() % 10000 + 100}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
+        for _ in range(250):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        d = pim.start_daemon("--tray", free_port=free_port, env={"DISPLAY": display})
+        assert not any("no tray icon" in line for line in d.stdout)
+        assert d.stop() == 0
+        assert not [line for line in d.stderr if "Traceback" in line]
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
