@@ -12,6 +12,7 @@ public key, libsodium refuses it and small-order keys outright.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Final
 
@@ -136,7 +137,10 @@ def x25519(secret: bytes, public: bytes) -> bytes:
     return shared
 
 
+@functools.lru_cache(maxsize=4096)
 def ed25519_to_x25519_public(pub: bytes) -> bytes:
+    """Cached: a pure function of public data, validated on first use (only
+    successes are cached; a weak key raises every time)."""
     check_ed25519_public(pub)
     out: bytes = sodium.crypto_sign_ed25519_pk_to_curve25519(pub)
     return out

@@ -16,7 +16,7 @@ Every field has a fixed size, and the ciphertext length must be one of the
 bucket sizes, so each envelope has exactly one encoding and its total length is
 known from the first bytes. Lengths are checked before anything is read.
 
-    id         = blake3-derive(CTX_ENVELOPE_ID, whole envelope)
+    id         = blake3-derive(CTX_ENVELOPE_ID, envelope without the nonce field)
     pow digest = blake3(envelope without the nonce field)
 """
 
@@ -92,7 +92,9 @@ class Envelope:
 
 
 def envelope_id(raw: bytes) -> bytes:
-    return crypto.derive(crypto.CTX_ENVELOPE_ID, raw)
+    """The id names the content, not the proof of work: the nonce is left out, so
+    re-stamping a stored envelope with another nonce cannot make it look new."""
+    return crypto.derive(crypto.CTX_ENVELOPE_ID, raw[:SIGNED_HEADER_SIZE] + raw[HEADER_SIZE:])
 
 
 def pow_digest(raw: bytes) -> bytes:
@@ -180,6 +182,8 @@ def pad(plaintext: bytes) -> bytes:
 
 def unpad(padded: bytes) -> bytes:
     """Undo pad(); refuse any padding but the canonical one."""
+    if len(padded) not in PAD_BUCKETS:
+        raise NonCanonicalError(f"padded plaintext of {len(padded)} bytes is not a bucket size")
     end = len(padded.rstrip(b"\x00"))
     if end == 0 or padded[end - 1] != 0x80:
         raise NonCanonicalError("plaintext padding is malformed")

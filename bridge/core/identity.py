@@ -19,7 +19,7 @@ from typing import Final
 
 from bridge.core import crypto
 from bridge.core.address import encode_address, fingerprint
-from bridge.core.errors import BadSignatureError, ExpiredError, TruncatedError
+from bridge.core.errors import BadSignatureError, ExpiredError, NonCanonicalError, TruncatedError
 
 PREKEY_SIZE: Final = 104
 PREKEY_LIFETIME: Final = 7 * 24 * 3600
@@ -67,8 +67,10 @@ class SignedPrekey:
 
     @classmethod
     def parse(cls, data: bytes) -> SignedPrekey:
-        if len(data) != PREKEY_SIZE:
+        if len(data) < PREKEY_SIZE:
             raise TruncatedError(f"signed prekey must be {PREKEY_SIZE} bytes")
+        if len(data) > PREKEY_SIZE:
+            raise NonCanonicalError(f"signed prekey must be {PREKEY_SIZE} bytes")
         (expires,) = struct.unpack_from(">Q", data, 32)
         return cls(public=bytes(data[:32]), expires=expires, signature=bytes(data[40:]))
 

@@ -40,6 +40,14 @@ def _short(text: str, limit: int = MAX_SHORT_TEXT) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def _short_field(r: Reader, limit: int = MAX_SHORT_TEXT) -> str:
+    """A length-prefixed text field, refused beyond the limit the encoder keeps."""
+    n = r.u8()
+    if n > limit:
+        raise NonCanonicalError(f"text field of {n} bytes exceeds {limit}")
+    return _text(r.take(n))
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -69,7 +77,7 @@ class DirectMessage:
         flags = r.u8()
         if flags & ~(FLAG_RECEIPT | FLAG_PREKEY):
             raise NonCanonicalError("unknown flag bits in a direct message")
-        msgid = _text(r.take(r.u8()))
+        msgid = _short_field(r)
         prekey = SignedPrekey.parse(r.take(PREKEY_SIZE)) if flags & FLAG_PREKEY else None
         return cls(sent_at, _text(r.rest()), bool(flags & FLAG_RECEIPT), msgid, prekey)
 
@@ -89,8 +97,8 @@ class RoomMessage:
     def parse(cls, data: bytes) -> RoomMessage:
         r = Reader(data)
         sent_at = r.u64()
-        room = _text(r.take(r.u8()))
-        nick = _text(r.take(r.u8()))
+        room = _short_field(r)
+        nick = _short_field(r)
         return cls(sent_at, room, nick, _text(r.rest()))
 
 
@@ -112,8 +120,8 @@ class Announcement:
     def parse(cls, data: bytes) -> Announcement:
         r = Reader(data)
         issued = r.u64()
-        nick = _text(r.take(r.u8()))
-        endpoint = _text(r.take(r.u8()))
+        nick = _short_field(r)
+        endpoint = _short_field(r, MAX_ENDPOINT)
         count = r.u8()
         if not 1 <= count <= MAX_PREKEYS:
             raise MalformedError("an announcement carries 1 to 4 prekeys")
@@ -142,7 +150,7 @@ class Receipt:
         count = r.u8()
         if not 1 <= count <= MAX_RECEIPT_IDS:
             raise MalformedError("a receipt acknowledges 1 to 64 envelopes")
-        acked = tuple((r.take(32), _text(r.take(r.u8()))) for _ in range(count))
+        acked = tuple((r.take(32), _short_field(r)) for _ in range(count))
         r.end()
         return cls(acked)
 

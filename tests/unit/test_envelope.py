@@ -154,3 +154,15 @@ def test_stamp_inline_solves_required_bits() -> None:
     assert pow.work_bits(digest, E.parse_envelope(raw).nonce) >= bits
     restamped = stamp_inline(E.with_nonce(raw, 0), now=NOW, base_bits=6)
     check_envelope(restamped, now=NOW, base_bits=6)
+
+
+def test_restamping_does_not_make_a_new_envelope(raw: bytes) -> None:
+    """The id leaves the nonce out: redoing the work cannot make a stored
+    envelope look new to stores or to the recipient."""
+    env = E.parse_envelope(raw)
+    digest, bits = work_needed(raw, now=NOW, base_bits=8)
+    other = pow.solve_range(digest, bits, env.nonce + 1, 1 << 20)
+    assert other is not None and other != env.nonce
+    again = E.with_nonce(raw, other)
+    check_envelope(again, now=NOW, base_bits=8)
+    assert again != raw and E.parse_envelope(again).id == env.id

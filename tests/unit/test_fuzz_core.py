@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 from bridge.core import envelope as E
 from bridge.core import seal
-from bridge.core.errors import LocalProtocolError, RemoteProtocolError, WeakKeyError
+from bridge.core.errors import (
+    LocalProtocolError,
+    NonCanonicalError,
+    RemoteProtocolError,
+    WeakKeyError,
+)
 from bridge.core.identity import SignedPrekey
 from bridge.core.records import DirectMessage, parse_record
 from tests.fuzz.fuzz_envelope import (
@@ -128,7 +133,7 @@ def test_mutated_records_parse_canonically_or_fail_cleanly(case: tuple[E.Kind, b
     try:
         encoded = rec.encode()
     except LocalProtocolError:
-        assume(False)  # a short text over 64 bytes: see the xfail below
+        assume(False)  # encoders refuse what parsers refuse; nothing should get here
         return
     assert encoded == data
 
@@ -140,12 +145,12 @@ def test_prekey_parse_and_verify_on_random_bytes(data: bytes, now: int) -> None:
         SignedPrekey.parse(data).verify(BOB.public, now)
 
 
-@pytest.mark.xfail(strict=True, raises=LocalProtocolError,
-                   reason="parsers accept short texts of 65..255 bytes that encoders refuse")
 def test_parsers_accept_only_what_encoders_write() -> None:
     data = struct.pack(">QB", 1, 0) + bytes([65]) + b"m" * 65 + b"text"
-    rec = DirectMessage.parse(data)
-    assert rec.encode() == data
+    with pytest.raises(NonCanonicalError, match="exceeds 64"):
+        DirectMessage.parse(data)
+    ok = struct.pack(">QB", 1, 0) + bytes([64]) + b"m" * 64 + b"text"
+    assert DirectMessage.parse(ok).encode() == ok
 
 
 @given(st.binary(max_size=300))
