@@ -381,6 +381,9 @@ class Service:
         digest, bits = work_needed(raw, now=now, base_bits=self.base_bits)
         nonce = await self.pool.solve_pow(digest, bits)
         stamped = with_nonce(raw, nonce)
+        # Our own envelope comes back from the node like any other, under a tag we
+        # may watch too (pair tags are shared): it is ours, not for us to open.
+        self._opened.add(envelope_id(stamped))
         if endpoint and self.direct is not None:
             # The contact announced a direct endpoint: try it first (the recipient's
             # node spreads the envelope on by gossip); fall back to gossip here.
@@ -528,11 +531,16 @@ class Service:
         if not watches or env.id in self._opened or env.id in self._seen:
             return
         self._opened.add(env.id)
+        failures: list[Exception] = []
         for w in watches:
             try:
                 self._open_for(env, w)
             except (RemoteProtocolError, UserError) as exc:
-                self._error(f"envelope {env.id.hex()[:12]} refused: {exc}")
+                failures.append(exc)
+        # Several local identities may watch one tag; only an envelope that none
+        # of them could take is worth reporting.
+        if failures and len(failures) == len(watches):
+            self._error(f"envelope {env.id.hex()[:12]} refused: {failures[0]}")
 
     def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
         """Hand an arrival to the faces and remember that it was shown."""

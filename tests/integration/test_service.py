@@ -231,3 +231,21 @@ async def test_each_message_shown_once_across_restarts(tmp_path: Path, pool: Wor
     assert again.held_messages(bob.address, carol.address) == 1
     again.accept_contact(bob.address, carol.address)
     assert (await again_in.wait(MessageArrived)).text == "held"
+
+
+async def test_conversation_leaves_no_spurious_errors(tmp_path: Path, pool: WorkerPool) -> None:
+    """Own envelopes echoed by the node and envelopes for a sibling identity on
+    the same daemon are not reported as refused."""
+    node = SharedNode(BITS)
+    s = await _service(tmp_path, node, pool)
+    alice = await s.create_identity("Alice")
+    bob = await s.create_identity("Bob")
+    inbox = Inbox(s)
+    s.add_contact(alice.address, bob.address)
+    s.add_contact(bob.address, alice.address)
+    for i in range(3):
+        await s.send_message(alice.address, bob.address, f"a{i}")
+        await inbox.wait(MessageArrived, text=f"a{i}", to=bob.address)
+        await s.send_message(bob.address, alice.address, f"b{i}")
+        await inbox.wait(MessageArrived, text=f"b{i}", to=alice.address)
+    assert not [e for e in s.health().recent_errors if "refused" in e]
