@@ -99,8 +99,8 @@ def _version() -> str:
         return "0.1.0"
 
 
-def _client_hint(backend: Backend, status: dict[str, Any] | None) -> str:
-    port = (status or {}).get("ports", {}).get("xmpp", 5222)
+def _client_hint(args: argparse.Namespace, status: dict[str, Any] | None) -> str:
+    port = status["ports"].get("xmpp") if status else _setup(args)[0].xmpp_port
     return f"Log in with your Jabber client: server 127.0.0.1, port {port}, STARTTLS."
 
 
@@ -203,7 +203,7 @@ def cmd_id_new(args: argparse.Namespace) -> int:
         else:
             ident = await b.call("create_identity", nick=args.nick)
         print_identity(ident)
-        out(_client_hint(b, await b.call("status") if b.remote else None))
+        out(_client_hint(args, await b.call("status") if b.remote else None))
         return EXIT_OK
     args._note_offline = True
     return asyncio.run(_with_backend(args, body))

@@ -43,7 +43,7 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
     if not has_desktop():
         return None
     try:
-        import pystray  # type: ignore[import-not-found,unused-ignore]
+        import pystray  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except Exception:  # ImportError, or a backend that fails to load
         return None
     # pystray logs a traceback when the desktop has no system tray to dock into;
