@@ -92,6 +92,7 @@ class _Watch:
     owner: str  # local identity address ("" for rooms: every identity)
     purpose: str  # "direct" | "room" | "announce"
     subject: str  # contact address for announcements, room name for rooms
+    pair: bool = False  # a pair tag: shared with the contact, so our own envelopes use it too
 
 
 def _now() -> int:
@@ -381,9 +382,6 @@ class Service:
         digest, bits = work_needed(raw, now=now, base_bits=self.base_bits)
         nonce = await self.pool.solve_pow(digest, bits)
         stamped = with_nonce(raw, nonce)
-        # Our own envelope comes back from the node like any other, under a tag we
-        # may watch too (pair tags are shared): it is ours, not for us to open.
-        self._opened.add(envelope_id(stamped))
         if endpoint and self.direct is not None:
             # The contact announced a direct endpoint: try it first (the recipient's
             # node spreads the envelope on by gossip); fall back to gossip here.
@@ -515,7 +513,8 @@ class Service:
                 their = decode_address(c.address)
                 secret = tags.pair_secret(ident.x25519_secret, ident.public, their)
                 for e in epochs:
-                    watch.setdefault(tags.pair_tag(secret, e), []).append(_Watch(me, "direct", ""))
+                    watch.setdefault(tags.pair_tag(secret, e), []).append(
+                        _Watch(me, "direct", c.address, pair=True))
                     watch.setdefault(tags.announce_tag(their, e), []).append(
                         _Watch(me, "announce", c.address))
         if self.keystore.doc.identities:
@@ -537,9 +536,10 @@ class Service:
                 self._open_for(env, w)
             except (RemoteProtocolError, UserError) as exc:
                 failures.append(exc)
-        # Several local identities may watch one tag; only an envelope that none
-        # of them could take is worth reporting.
-        if failures and len(failures) == len(watches):
+        # Several local identities may watch one tag, and a pair tag is shared by
+        # both ends, so our own envelopes come back under it: only an envelope that
+        # none of the watchers could take, under a tag not shared, is worth reporting.
+        if failures and len(failures) == len(watches) and not any(w.pair for w in watches):
             self._error(f"envelope {env.id.hex()[:12]} refused: {failures[0]}")
 
     def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
