@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -227,7 +228,10 @@ class Service:
         return nick
 
     def _username_for(self, nick: str) -> str:
-        base = _USERNAME_RE.sub("", nick.lower().replace(" ", "."))[:24].strip(".-_") or "me"
+        # "Zoë Test" -> "zoe.test": accents folded, not dropped; anything else
+        # outside a JID-safe ASCII set removed.
+        folded = unicodedata.normalize("NFKD", nick).encode("ascii", "ignore").decode()
+        base = _USERNAME_RE.sub("", folded.lower().replace(" ", "."))[:24].strip(".-_") or "me"
         taken = {r.username for r in self.keystore.doc.identities} | RESERVED_USERNAMES
         name, n = base, 2
         while name in taken:

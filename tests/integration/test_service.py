@@ -249,3 +249,12 @@ async def test_conversation_leaves_no_spurious_errors(tmp_path: Path, pool: Work
         await s.send_message(bob.address, alice.address, f"b{i}")
         await inbox.wait(MessageArrived, text=f"b{i}", to=alice.address)
     assert not [e for e in s.health().recent_errors if "refused" in e]
+
+
+@pytest.mark.parametrize(("nick", "username"), [
+    ("Zoë Test", "zoe.test"), ("Ålice", "alice"), ("李雷", "me"), ("admin", "admin2"),
+])
+async def test_usernames_are_jid_safe(tmp_path: Path, pool: WorkerPool, nick: str,
+                                      username: str) -> None:
+    s = await _service(tmp_path, SharedNode(BITS), pool)
+    assert (await s.create_identity(nick)).username == username
