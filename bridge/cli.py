@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import LOG_LEVELS, STORAGES, Config, ConfigError
+from bridge.config import ENV_COMPONENT_SECRET, LOG_LEVELS, STORAGES, Config, ConfigError, check_run
 from bridge.config import load as load_config
 from bridge.core.errors import UserError
 from bridge.paths import default_config_file, resolve_data_dir
@@ -100,7 +100,13 @@ def _version() -> str:
 
 
 def _client_hint(args: argparse.Namespace, status: dict[str, Any] | None) -> str:
-    port = status["ports"].get("xmpp") if status else _setup(args)[0].xmpp_port
+    cfg = _setup(args)[0]
+    port = status["ports"].get("xmpp") if status else (cfg.xmpp_port if cfg.xmpp_listener
+                                                        else None)
+    component = (status or {}).get("component", {}).get("domain") or cfg.component_domain
+    if port is None and component:
+        return (f"From your own Jabber account, register with the gateway {component} "
+                "(service discovery → Register) to use an identity.")
     return f"Log in with your Jabber client: server 127.0.0.1, port {port}, STARTTLS."
 
 
@@ -174,8 +180,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                        difficulty=args.difficulty, log_level=args.log_level,
                        peers=tuple(args.peer) if args.peer else None,
                        tor=True if args.tor else None,
+                       announce=args.advertise,
+                       xmpp_listener=False if args.no_xmpp_listener else None,
+                       component_domain=args.component_domain,
+                       component_server=args.component_server,
+                       component_secret_file=args.component_secret_file,
                        open_browser=True if args.open else None,
                        tray=True if args.tray else None)
+    check_run(cfg)
     logging.getLogger().setLevel(cfg.log_level.upper())
     passphrase = passphrase_for(data_dir)
     daemon = Daemon(cfg, data_dir, passphrase, out=out, open_browser=cfg.open_browser,
@@ -280,10 +292,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         if "xmpp" in ports:
             out(f"  XMPP:     127.0.0.1:{ports['xmpp']} (certificate SHA-256 "
                 f"{s.get('fingerprint') or '?'})")
+        if s.get("component"):
+            c = s["component"]
+            out(f"  Component: {c.get('domain')} on {c.get('server')}, "
+                f"{'connected' if c.get('connected') else 'reconnecting'}, "
+                f"{c.get('linked_users', 0)} linked users")
         out(f"  P2P:      port {ports.get('p2p', '?')}, {len(s.get('peers', []))} peers, "
             f"{s.get('stored_envelopes', 0)} envelopes stored, storage {s.get('storage')}, "
             f"Tor {s.get('tor')}, difficulty {s.get('difficulty_bits')} bits"
             + (", network paused" if s.get("paused") else ""))
+        if s.get("direct"):
+            d = s["direct"]
+            where = d.get("endpoint") or "no endpoint announced (see --advertise, --tor)"
+            out(f"  Direct:   {where}; {d.get('sent', 0)} sent directly, "
+                f"{d.get('fallback', 0)} sent by gossip after a failed direct attempt, "
+                f"{d.get('received', 0)} received directly, "
+                f"{d.get('contacts_with_endpoint', 0)} contacts with an endpoint")
         if s.get("web_url"):
             out(f"  Web UI:   {s['web_url']}")
         out(f"  Identities: {s.get('identities', 0)}")
@@ -415,7 +439,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peer", action="append", metavar="HOST:PORT",
                      help="a bootstrap peer (repeatable)")
     run.add_argument("--storage", choices=STORAGES, help="memory (default) or sqlite")
-    run.add_argument("--tor", action="store_true", help="connect to peers through Tor")
+    run.add_argument("--tor", action="store_true", help="connect to peers through Tor and "
+                     "publish an onion service (announced for direct delivery)")
+    run.add_argument("--advertise", "--announce", metavar="HOST:PORT",
+                     help="the address others reach this P2P node at; announced to contacts "
+                          "for direct delivery and put into invitations (never 0.0.0.0)")
+    run.add_argument("--no-xmpp-listener", action="store_true",
+                     help="no embedded XMPP listener (use with the component options)")
+    run.add_argument("--component-domain", metavar="DOMAIN",
+                     help="run the gateway as an XEP-0114 component of your own XMPP "
+                          "server under DOMAIN, e.g. p2p.example.org")
+    run.add_argument("--component-server", metavar="HOST:PORT",
+                     help="the server's component port (default 127.0.0.1:5347)")
+    run.add_argument("--component-secret-file", metavar="FILE",
+                     help="a file holding the server's component_secret (or set "
+                          f"{ENV_COMPONENT_SECRET}; never on the command line, where every "
+                          "user could read it)")
     run.add_argument("--difficulty", type=int, metavar="BITS",
                      help="base proof-of-work difficulty in bits")
     run.add_argument("--open", action="store_true", help="open the web UI in a browser")

@@ -9,9 +9,11 @@ options override the file (see ``Config.override``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ DEFAULT_P2P_PORT = 45069  # kkv's port
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STORAGES = ("memory", "sqlite")
 MIN_BITS, MAX_BITS = 1, 40
+ENV_COMPONENT_SECRET = "PARANOIM_COMPONENT_SECRET"  # noqa: S105 - the variable's name
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 
 DEFAULT_TEXT = f"""\
 # ParanoIM configuration. Every key is shown with its default value; remove the
@@ -42,6 +47,9 @@ DEFAULT_TEXT = f"""\
 # The embedded Jabber server listens on 127.0.0.1 only. Point your client here.
 # port = {DEFAULT_XMPP_PORT}
 # domain = "localhost"
+# false: no embedded listener (with the [component] below, your own server's
+# users reach the gateway through it instead)
+# listener = true
 
 [web]
 # The local web page (identities, invitations, contacts, node health), 127.0.0.1 only.
@@ -53,7 +61,9 @@ DEFAULT_TEXT = f"""\
 # The P2P node. listen is the address it binds; use "127.0.0.1" to stay local.
 # listen = "0.0.0.0"
 # port = {DEFAULT_P2P_PORT}
-# host:port others can reach this node at, written into your invitations ("" = none)
+# host:port others can reach this node at (--advertise): announced to your contacts
+# as your direct-delivery endpoint and written into your invitations. "" = none:
+# messages then reach you by gossip only. Never 0.0.0.0; with Tor the onion is used.
 # announce = ""
 # bootstrap peers, as "host:port"
 # peers = []
@@ -67,6 +77,17 @@ DEFAULT_TEXT = f"""\
 # enabled = false
 # socks = "127.0.0.1:9050"
 # control = "127.0.0.1:9051"
+
+[component]
+# The gateway as an XEP-0114 component of your own Prosody or ejabberd under a
+# domain such as "p2p.example.org" ("" = off). The secret is the server's
+# component_secret: set it here, in secret_file, or in PARANOIM_COMPONENT_SECRET.
+# domain = ""
+# server = "127.0.0.1:5347"
+# secret = ""
+# secret_file = ""
+# users of these domains may register ([] = the component domain's parent)
+# user_domains = []
 
 [tray]
 # Show a tray icon (needs: pip install paranoim[tray]).
@@ -84,6 +105,7 @@ class Config:
     log_level: str = "info"
     xmpp_port: int = DEFAULT_XMPP_PORT
     xmpp_domain: str = "localhost"
+    xmpp_listener: bool = True
     web_port: int = DEFAULT_WEB_PORT
     open_browser: bool = False
     p2p_listen: str = "0.0.0.0"  # noqa: S104 - a P2P node has to be reachable
@@ -95,6 +117,11 @@ class Config:
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
     tor_control: str = "127.0.0.1:9051"
+    component_domain: str = ""
+    component_server: str = "127.0.0.1:5347"
+    component_secret: str = field(default="", repr=False)
+    component_secret_file: str = ""
+    component_user_domains: tuple[str, ...] = ()
     tray: bool = False
     source: str = field(default="", compare=False)  # the file it came from
 
@@ -104,7 +131,7 @@ class Config:
         for name, value in values.items():
             if value is None:
                 continue
-            option = "--peer" if name == "peers" else "--" + name.replace("_", "-")
+            option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
             checked[name] = _KEYS[_FIELD_TO_KEY[name]][1](option, value)
         return replace(self, **checked)
 
@@ -154,8 +181,28 @@ def host_port(key: str, v: object) -> str:
                       f"got {v!r}")
 
 
-def _optional_host_port(key: str, v: object) -> str:
-    return "" if v == "" else host_port(key, v)
+def _advertise(key: str, v: object) -> str:
+    """host:port that others can dial: not a wildcard address, not a URL."""
+    if v == "":
+        return ""
+    hp = host_port(key, v)
+    bracketed = hp.rpartition(":")[0]
+    host = bracketed.strip("[]").lower()
+    if ":" in host and not bracketed.startswith("["):
+        raise ConfigError(f"{_what(key)}: write an IPv6 address in brackets, such as "
+                          f"[2001:db8::7]:{DEFAULT_P2P_PORT}; got {v!r}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host):
+            raise ConfigError(f"{_what(key)} must be host:port with a host name or IP "
+                              f"address, such as 192.0.2.7:{DEFAULT_P2P_PORT}; got {v!r}") from None
+    else:
+        if ip.is_unspecified or ip.is_multicast:
+            raise ConfigError(
+                f"{_what(key)}: {host} is not an address others can reach; give this "
+                f"machine's public address or name, such as 192.0.2.7:{DEFAULT_P2P_PORT}")
+    return hp
 
 
 def _peers(key: str, v: object) -> tuple[str, ...]:
@@ -180,25 +227,43 @@ def _domain(key: str, v: object) -> str:
     return s
 
 
+def _optional_domain(key: str, v: object) -> str:
+    return "" if v == "" else _domain(key, v)
+
+
+def _domains(key: str, v: object) -> tuple[str, ...]:
+    if not isinstance(v, list | tuple):
+        raise ConfigError(f"{_what(key)} must be a list of domain names, such as [\"example.org\"]")
+    return tuple(_domain(key, d) for d in v)
+
+
 # file key -> (Config field, checker)
 _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "data_dir": ("data_dir", _string),
     "log_level": ("log_level", _choice(LOG_LEVELS)),
     "xmpp.port": ("xmpp_port", _port),
     "xmpp.domain": ("xmpp_domain", _domain),
+    "xmpp.listener": ("xmpp_listener", _bool),
     "web.port": ("web_port", _port),
     "web.open_browser": ("open_browser", _bool),
     "p2p.listen": ("p2p_listen", _string),
     "p2p.port": ("p2p_port", _port),
-    "p2p.announce": ("announce", _optional_host_port),
+    "p2p.announce": ("announce", _advertise),
     "p2p.peers": ("peers", _peers),
     "p2p.storage": ("storage", _choice(STORAGES)),
     "p2p.difficulty": ("difficulty", _bits),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),
     "tor.control": ("tor_control", host_port),
+    "component.domain": ("component_domain", _optional_domain),
+    "component.server": ("component_server", host_port),
+    "component.secret": ("component_secret", _string),
+    "component.secret_file": ("component_secret_file", _string),
+    "component.user_domains": ("component_user_domains", _domains),
     "tray.enabled": ("tray", _bool),
 }
+# command-line options whose name is not the field's
+_OPTIONS = {"peers": "--peer", "announce": "--advertise", "xmpp_listener": "--no-xmpp-listener"}
 _FIELD_TO_KEY = {f: k for k, (f, _) in _KEYS.items()}
 _SECTIONS = {k.split(".")[0] for k in _KEYS if "." in k}
 
@@ -223,6 +288,45 @@ def parse(text: str, source: str = "config") -> Config:
             name, check = _KEYS[key]
             values[name] = check(key, v)
     return Config(source=source, **values)
+
+
+def component_secret(cfg: Config, env: Mapping[str, str] | None = None) -> str:
+    """The component secret, from exactly one of PARANOIM_COMPONENT_SECRET,
+    ``component.secret_file`` and ``component.secret`` (a ConfigError otherwise)."""
+    env = os.environ if env is None else env
+    sources = [(f"the variable {ENV_COMPONENT_SECRET}", env.get(ENV_COMPONENT_SECRET, "")),
+               ("config key 'component.secret_file'", cfg.component_secret_file),
+               ("config key 'component.secret'", cfg.component_secret)]
+    given = [(name, value) for name, value in sources if value]
+    if not given:
+        raise ConfigError(
+            "the XEP-0114 component needs the server's component_secret: put it in a file "
+            "named by --component-secret-file (or 'component.secret_file'), or in "
+            f"{ENV_COMPONENT_SECRET}")
+    if len(given) > 1:
+        raise ConfigError("the component secret is given twice (" + " and ".join(
+            name for name, _ in given) + "); keep one")
+    name, value = given[0]
+    if name.endswith("'component.secret_file'"):
+        path = Path(value).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the component secret file {path} named by "
+                              f"{name}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not value.strip() or any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"the component secret from {name} is empty or spans lines")
+    return value.strip()
+
+
+def check_run(cfg: Config, env: Mapping[str, str] | None = None) -> None:
+    """What ``paranoim run`` needs beyond each key being valid on its own."""
+    if not cfg.xmpp_listener and not cfg.component_domain:
+        raise ConfigError("with the XMPP listener off (--no-xmpp-listener or "
+                          "'xmpp.listener' = false) no Jabber client could connect: configure "
+                          "the component (--component-domain) or turn the listener on")
+    if cfg.component_domain:
+        component_secret(cfg, env)
 
 
 def load(path: Path, *, create: bool = True) -> Config:

@@ -1,7 +1,9 @@
 """The daemon: one process holding the worker pool, the P2P node, the service,
-the XMPP listener, the web UI and the control channel.
+the XMPP faces (the embedded listener and/or an XEP-0114 component), the web UI
+and the control channel.
 
-Start order is pool → node → service → XMPP → web UI → control → runtime file,
+Start order is pool → node → service → XMPP → component → web UI → control →
+runtime file,
 and stop is the reverse: the faces stop taking requests before the service and
 the node go, so nothing acknowledged to a client is dropped mid-way, and the
 node (which fsyncs its SQLite store) is stopped last but for the pool. Ports
@@ -11,6 +13,17 @@ naming the option that changes it.
 A build without the P2P node or the XMPP listener says so at start and runs
 without it (the node then is ``LocalNode``). With Tor, the onion service is made
 before the node binds, so the node can tell peers its onion address.
+
+Direct delivery (docs/kkv-api.md): the node's HTTP app also serves the kkv-style
+endpoints. Every envelope delivered there is handed to the node (which stores and
+spreads it as if it came by gossip) and then leaves the RAM inbox, so the inbox
+cap bounds what is in transit, not a mailbox. The read endpoints answer this
+machine only; with Tor they are served on a loopback-only site of their own,
+since the onion forwards every remote client from 127.0.0.1 to the node's port.
+The service delivers to a contact's announced endpoint through one shared HTTP
+session (through Tor's SOCKS port with Tor on) and announces this node's own
+endpoint only when others can reach it: the onion with Tor, or the configured
+``announce`` (``--advertise``) address.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import secrets
@@ -29,10 +43,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
-from bridge.config import Config
+from bridge.config import Config, check_run, component_secret
 from bridge.control import (
     AlreadyRunningError,
     DataDirLock,
@@ -42,7 +58,8 @@ from bridge.control import (
     serve_control,
     write_runtime,
 )
-from bridge.core.errors import UserError
+from bridge.core.envelope import envelope_id
+from bridge.core.errors import ParanoimError, UserError
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.paths import CONTROL_SOCKET, ensure_private_dir
@@ -50,12 +67,14 @@ from bridge.service import Service
 from bridge.store.keystore import Keystore, write_private
 
 if TYPE_CHECKING:
+    from bridge.net.kkv import KkvServer
     from bridge.net.tor import TorController
     from bridge.store.seen import SQLiteSeen
 
 log = logging.getLogger(__name__)
 STOP_STEP_TIMEOUT = 10.0
 ONION_KEY_FILE = "onion.key"
+DIRECT_TIMEOUT = 20.0  # a whole delivery on a clear network; through Tor kkv_client's 120 s
 
 
 class PortInUseError(UserError):
@@ -113,6 +132,31 @@ def port_error(exc: OSError, host: str, port: int, what: str, option: str) -> Us
     return UserError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror}")
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _points_here(url: str) -> bool:
+    """Whether ``url`` names this machine (a loopback or unspecified address)."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
+
+
 @dataclass
 class Daemon:
     cfg: Config
@@ -141,6 +185,12 @@ class Daemon:
     seen: SQLiteSeen | None = None  # delivered-message ids, with storage = "sqlite"
     tor: TorController | None = None  # the onion lives as long as this connection
     onion: str = ""
+    component: Any = None  # the XEP-0114 component, when configured
+    kkv: KkvServer | None = None  # the direct-delivery endpoints on the node's app
+    kkv_local_runner: web.AppRunner | None = None  # with Tor: the read endpoints, loopback
+    endpoint: str = ""  # the direct-delivery URL announced to contacts ("" = none)
+    direct_session: aiohttp.ClientSession | None = None
+    direct_received: int = 0  # envelopes delivered here directly and handed to the node
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _started_at: float = 0.0
     _warm: asyncio.Future[None] | None = None
@@ -178,7 +228,9 @@ class Daemon:
 
     async def _start_parts(self) -> None:
         cfg = self.cfg
-        check_port_free("127.0.0.1", cfg.xmpp_port, "XMPP listener", "--xmpp-port")
+        check_run(cfg)
+        if cfg.xmpp_listener:
+            check_port_free("127.0.0.1", cfg.xmpp_port, "XMPP listener", "--xmpp-port")
         check_port_free("127.0.0.1", cfg.web_port, "web UI", "--web-port")
         check_port_free(cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port")
 
@@ -203,6 +255,7 @@ class Daemon:
             raise port_error(exc, cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port") from None
         self.ports["p2p"] = int(getattr(self.node, "port", 0) or cfg.p2p_port)
         phase("P2P node listening")
+        await self._start_kkv_local()
 
         self.service = Service(self.keystore, self.node, self.pool, base_bits=cfg.difficulty,
                                storage=cfg.storage, tor="on" if cfg.tor else "off",
@@ -210,10 +263,12 @@ class Daemon:
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         self.service.bootstrap_peers = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
+        self._wire_direct(advertise)
         await self.service.start()
         phase("service started")
         await self._start_xmpp()
         phase("XMPP listener listening")
+        await self._start_component()
         await self._start_web()
         phase("web UI listening")
         await warm
@@ -241,10 +296,10 @@ class Daemon:
             from bridge.net.node import Node, NodeConfig
         except ImportError as exc:
             self.notes.append(_missing("P2P node", exc) + ": messages stay on this machine")
-            node = LocalNode(cfg.difficulty)
+            local = LocalNode(cfg.difficulty)
             for p in cfg.peers:
-                node.add_peer(p)
-            return node
+                local.add_peer(p)
+            return local
         if cfg.storage == "sqlite":
             from bridge.store.sqlite import SQLiteStore
 
@@ -258,7 +313,87 @@ class Daemon:
         node_cfg = NodeConfig(host=host, port=cfg.p2p_port, advertise=advertise,
                               base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
                               connector=connector)
-        return Node(node_cfg, store=store)
+        node = Node(node_cfg, store=store)
+        self._mount_kkv(node)
+        return node
+
+    # --- direct delivery (kkv-style) ----------------------------------------------------
+
+    def _mount_kkv(self, node: Any) -> None:
+        from bridge.net.kkv import KkvInbox, KkvSettings, add_kkv_routes
+
+        cfg = self.cfg
+        settings = KkvSettings(envelope_base_bits=cfg.difficulty)
+        # With Tor the onion forwards every remote client from 127.0.0.1 to this app:
+        # the read endpoints go on a loopback-only site (_start_kkv_local) instead.
+        self.kkv = add_kkv_routes(node.http_app, KkvInbox(settings.max_messages), settings,
+                                  local=not cfg.tor)
+        if cfg.tor:
+            self.kkv.mark_onion_port(cfg.p2p_port)
+        self.kkv.inbox.on_envelope(self._handoff)
+
+    async def _handoff(self, raw: bytes) -> None:
+        """A directly delivered envelope: to the node, then out of the RAM inbox."""
+        eid = envelope_id(raw)
+        try:
+            await self.node.publish(raw)
+        except ParanoimError as exc:
+            # Kept in the inbox, where the local read endpoints show it.
+            log.warning("a directly delivered envelope %s was refused by the node: %s",
+                        eid.hex()[:12], exc)
+            return
+        if self.kkv is not None:
+            self.kkv.inbox.remove(eid)
+        self.direct_received += 1
+        log.info("direct delivery: envelope %s received and handed to the node",
+                 eid.hex()[:12])
+
+    async def _start_kkv_local(self) -> None:
+        if self.kkv is None or not self.cfg.tor:
+            return
+        app = web.Application(client_max_size=64 * 1024)
+        app.add_routes(self.kkv.routes(public=False))
+        self.kkv_local_runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)
+        await self.kkv_local_runner.setup()
+        site = web.TCPSite(self.kkv_local_runner, "127.0.0.1", 0)
+        await site.start()
+        self.ports["kkv_local"] = int(self.kkv_local_runner.addresses[0][1])
+
+    def _wire_direct(self, advertise: str) -> None:
+        """The service's sender for contacts' endpoints, and the endpoint it announces."""
+        from bridge.net.kkv_client import DEFAULT_TIMEOUT, DirectDeliveryError, deliver_direct
+        from bridge.net.tor import outbound_session
+
+        cfg = self.cfg
+        assert self.service is not None and self.pool is not None
+        if self.kkv is not None:  # only a real node serves the endpoints
+            if self.onion:
+                self.endpoint = f"http://{self.onion}"
+            elif cfg.announce:
+                self.endpoint = f"http://{cfg.announce}"
+        self.service.endpoint = self.endpoint
+        if cfg.tor:
+            socks_host, _, socks_port = cfg.tor_socks.rpartition(":")
+            session = outbound_session((socks_host, int(socks_port)))
+            timeout = DEFAULT_TIMEOUT
+        else:
+            session = outbound_session(timeout=aiohttp.ClientTimeout(sock_connect=10))
+            timeout = DIRECT_TIMEOUT
+        self.direct_session = session
+        solve = self.pool.solve_pow
+        local_net = (_is_loopback(cfg.p2p_listen)
+                     or _is_loopback(cfg.announce.rpartition(":")[0]))
+
+        async def direct(endpoint: str, raw: bytes) -> None:
+            if not cfg.tor and not local_net and _points_here(endpoint):
+                # A contact's endpoint must not make this daemon call services on
+                # this machine; a network on one machine listens on loopback itself.
+                raise DirectDeliveryError(f"the endpoint {endpoint} points at this machine; "
+                                          "not used by a node that listens on the network")
+            await deliver_direct(session, endpoint, raw, solver=solve, tor=cfg.tor,
+                                 timeout=timeout)
+
+        self.service.direct = direct
 
     async def _start_tor(self) -> tuple[str, Any]:
         """(onion host:port to advertise, connector factory) — or ("", None) without Tor."""
@@ -286,6 +421,8 @@ class Daemon:
 
     async def _start_xmpp(self) -> None:
         cfg = self.cfg
+        if not cfg.xmpp_listener:
+            return
         try:
             from bridge.xmpp.c2s import C2SServer
         except ImportError as exc:
@@ -306,6 +443,21 @@ class Daemon:
         if hasattr(self.xmpp, "settings"):
             settings = dict(self.xmpp.settings())
         self.service.set_xmpp_settings(settings)
+
+    async def _start_component(self) -> None:
+        cfg = self.cfg
+        if not cfg.component_domain:
+            return
+        from bridge.xmpp.component import Component
+
+        assert self.service is not None
+        host, _, port = cfg.component_server.rpartition(":")
+        self.component = Component(self.service, cfg.component_domain, host.strip("[]"),
+                                   int(port), component_secret(cfg), self.data_dir,
+                                   server_domains=cfg.component_user_domains or None)
+        await self.component.start()
+        if not cfg.xmpp_listener:
+            self.service.set_xmpp_settings(dict(self.component.settings()))
 
     async def _start_web(self) -> None:
         try:
@@ -335,11 +487,27 @@ class Daemon:
     # --- what other commands see --------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": version(), "data_dir": str(self.data_dir),
-                "started": self._started_at or time.time(), "ports": dict(self.ports),
-                "web_url": self.web_url, "xmpp_domain": self.cfg.xmpp_domain,
-                "fingerprint": self.fingerprint, "paused": self.paused_peers is not None,
-                "notes": list(self.notes)}
+        doc = {"pid": os.getpid(), "version": version(), "data_dir": str(self.data_dir),
+               "started": self._started_at or time.time(), "ports": dict(self.ports),
+               "web_url": self.web_url, "xmpp_domain": self.cfg.xmpp_domain,
+               "fingerprint": self.fingerprint, "paused": self.paused_peers is not None,
+               "notes": list(self.notes), "direct": self.direct_status()}
+        if self.component is not None:
+            doc["component"] = {**self.component.settings(),
+                                "connected": self.component.connected.is_set()}
+        return doc
+
+    def direct_status(self) -> dict[str, Any]:
+        """Direct delivery at a glance: what is announced, sent, fallen back, received."""
+        stats = self.service.direct_stats if self.service is not None else {}
+        known = 0
+        if self.keystore is not None and self.keystore.doc is not None:
+            known = sum(1 for rec in self.keystore.doc.identities for c in rec.contacts
+                        if c.endpoint)
+        return {"endpoint": self.endpoint, "sent": stats.get("direct", 0),
+                "fallback": stats.get("fallback", 0), "received": self.direct_received,
+                "inbox": len(self.kkv.inbox) if self.kkv is not None else 0,
+                "contacts_with_endpoint": known}
 
     def ready_lines(self) -> list[str]:
         cfg = self.cfg
@@ -353,6 +521,20 @@ class Daemon:
                      f"difficulty {cfg.difficulty} bits")
         if self.onion:
             lines.append(f"  Onion  {self.onion}")
+        if self.kkv is not None:
+            if self.endpoint:
+                lines.append(f"  Direct {self.endpoint}  announced to contacts for direct "
+                             "delivery")
+            else:
+                lines.append("  Direct not announced: others cannot reach this node (give "
+                             "--advertise HOST:PORT or use --tor); messages arrive by gossip")
+        if "kkv_local" in self.ports:
+            lines.append(f"  Inbox  127.0.0.1:{self.ports['kkv_local']}  direct-delivery "
+                         "read endpoints, this machine only")
+        if self.component is not None:
+            c = self.component
+            lines.append(f"  Component {c.domain} on {cfg.component_server}  users of "
+                         f"{', '.join(c.server_domains)} register with it")
         if self.web_url:
             lines.append(f"  Web UI {self.web_url}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -423,6 +605,9 @@ class Daemon:
         if self.control_runner is not None:
             await step("control channel", self.control_runner.cleanup())
             self.control_runner = None
+        if self.component is not None:
+            await step("XMPP component", self.component.close())
+            self.component = None
         if self.xmpp is not None:
             await step("XMPP listener", self.xmpp.close())
             self.xmpp = None
@@ -432,9 +617,15 @@ class Daemon:
         if self.service is not None:
             await step("service", self.service.stop())
             self.service = None
+        if self.direct_session is not None:
+            await step("direct-delivery session", self.direct_session.close())
+            self.direct_session = None
         if self.seen is not None:
             self.seen.close()  # after the service: it records deliveries until it stops
             self.seen = None
+        if self.kkv_local_runner is not None:
+            await step("local inbox endpoints", self.kkv_local_runner.cleanup())
+            self.kkv_local_runner = None
         if self.node is not None:
             await step("P2P node", self.node.stop())
             self.node = None

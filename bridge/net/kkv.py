@@ -135,6 +135,14 @@ class KkvInbox:
         self.messages.append(InboxMessage(envelope, eid, now, sender_key))
         return True
 
+    def remove(self, envelope_id: bytes) -> bool:
+        """Drop the message with this envelope id (once its subscriber has taken it over)."""
+        for m in self.messages:
+            if m.id == envelope_id:
+                self.messages.remove(m)
+                return True
+        return False
+
     async def dispatch(self, envelope: bytes) -> None:
         """Hand ``envelope`` to every subscriber; one failing does not stop the others."""
         for cb in list(self._callbacks):
