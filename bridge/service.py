@@ -24,6 +24,7 @@ from bridge.core.address import decode_address, encode_address, fingerprint
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_TTL, work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import (
+    OversizeError,
     PowCancelledError,
     RemoteProtocolError,
     UserError,
@@ -66,8 +67,8 @@ class UnknownContactError(UserError):
     pass
 
 
-class MessageTooLargeError(UserError):
-    pass
+class MessageTooLargeError(OversizeError, UserError):
+    """The person's text does not fit in one envelope (both families, as BadAddressError)."""
 
 
 class NetworkUnreachableError(UserError):

@@ -43,8 +43,12 @@ class Bot:
 
     def _status(self) -> str:
         h = self.service.health()
+        # Only links past the handshake count: the list also holds links being set
+        # up and configured peers that are not linked (or no P2P node at all).
+        connected = sum(1 for p in h.peers if p.get("state") == "active")
+        waiting = len(h.peers) - connected
         lines = [
-            f"peers connected: {len(h.peers)}",
+            f"peers connected: {connected}" + (f" ({waiting} not connected)" if waiting else ""),
             f"stored envelopes: {h.stored_envelopes} ({h.stored_bytes} bytes)",
             f"proof-of-work difficulty: {h.difficulty_bits} bits",
             f"storage: {h.storage}, Tor: {h.tor}",

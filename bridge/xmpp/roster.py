@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from slixmpp import Iq, Presence
 
 from bridge.api import ServiceAPI
+from bridge.core.address import decode_address
+from bridge.core.errors import BadInviteError
 from bridge.events import ContactInfo, ContactState
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.jids import Domains, InvalidJID, parse_jid
@@ -79,6 +81,15 @@ class RosterMap:
             )
         return address
 
+    def _add(self, owner: str, address: str, name: str = "") -> ContactInfo:
+        try:
+            return self.service.add_contact(owner, address, name)
+        except BadInviteError:
+            # add_contact takes a link or an address, and its text says it is neither;
+            # from a JID only the address can be wrong, so say what is wrong with it.
+            decode_address(address)  # raises BadAddressError (jid-malformed)
+            raise
+
     # --- roster IQs ------------------------------------------------------------------
 
     def on_get(self, conn: Session, iq_id: str) -> Iq:
@@ -109,7 +120,7 @@ class RosterMap:
                 self.service.remove_contact(owner, address)
             self.push(owner, removed=address)
         elif existing is None:
-            self.push(owner, self.service.add_contact(owner, address, item.get("name", "")))
+            self.push(owner, self._add(owner, address, item.get("name", "")))
         elif existing.state is ContactState.PENDING_IN:
             self.push(owner, self.service.accept_contact(owner, address))
         else:
@@ -178,7 +189,7 @@ class RosterMap:
         state = contact.state if contact else None
         if ptype == "subscribe":
             if contact is None:
-                contact = self.service.add_contact(owner, address)
+                contact = self._add(owner, address)
                 self.push(owner, contact)
             elif state is ContactState.PENDING_IN:
                 contact = self.service.accept_contact(owner, address)
