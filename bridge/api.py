@@ -9,7 +9,7 @@ act on (bad address, unknown identity, too large, PoW cancelled ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth
@@ -60,6 +60,16 @@ class ServiceAPI(Protocol):
 
     def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo: ...
 
+    # --- the key file's passphrase ---------------------------------------------
+    def keys_encrypted(self) -> bool:
+        """True when the key file is (or will be) written encrypted with a passphrase."""
+        ...
+
+    def set_passphrase(self, passphrase: str | None) -> None:
+        """Re-encrypt the key file with ``passphrase`` (None: store it unencrypted).
+        Blocking: Argon2id takes a second or so; call it off the event loop."""
+        ...
+
     # --- vanity addresses ---------------------------------------------------
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:
         """(expected attempts, expected seconds on this machine); UserError if invalid."""
@@ -67,6 +77,9 @@ class ServiceAPI(Protocol):
 
     def start_vanity(self, prefix: str, nick: str) -> VanityJob: ...
     def vanity_job(self, job_id: str) -> VanityJob | None: ...
+    def vanity_jobs(self) -> Sequence[VanityJob]:
+        """The searches this daemon knows (running and the latest finished), oldest first."""
+        ...
 
     # --- contacts -----------------------------------------------------------
     def contacts(self, owner: str) -> list[ContactInfo]: ...

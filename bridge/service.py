@@ -97,6 +97,16 @@ class _Watch:
     pair: bool = False  # a pair tag: shared with the contact, so our own envelopes use it too
 
 
+def _check_peer(host_port: str) -> str:
+    """``host:port`` with a port in range, else a UserError saying what is expected."""
+    peer = host_port.strip()
+    host, sep, port = peer.rpartition(":")
+    if (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536
+            or any(c.isspace() or c in "/@?#" for c in host)):
+        raise UserError(f"a peer is host:port, such as 192.0.2.7:45069; got {peer[:80]!r}")
+    return peer
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -123,6 +133,7 @@ class Service:
         self.direct: DirectSender | None = None  # kkv-style delivery, set by the daemon
         self.direct_stats = {"direct": 0, "fallback": 0}
         self.bootstrap_peers: list[str] = []  # put into invitation links
+        self._added_peers: list[str] = []  # added here; listed as "connecting" until linked
         self._xmpp: dict[str, object] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._watch: dict[bytes, list[_Watch]] = {}
@@ -285,6 +296,9 @@ class Service:
     def set_passphrase(self, passphrase: str | None) -> None:
         self.keystore.change_passphrase(passphrase)
 
+    def keys_encrypted(self) -> bool:
+        return bool(self.keystore.passphrase)
+
     # --- vanity ---------------------------------------------------------------
 
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:
@@ -297,6 +311,9 @@ class Service:
 
     def vanity_job(self, job_id: str) -> VanityJob | None:
         return self.vanity.get(job_id)
+
+    def vanity_jobs(self) -> list[VanityJob]:
+        return list(self.vanity.jobs.values())
 
     # --- contacts -------------------------------------------------------------
 
@@ -657,7 +674,7 @@ class Service:
         h = self.node.health()
         stored = h.get("stored_envelopes", 0)
         size = h.get("stored_bytes", 0)
-        return NodeHealth(peers=self.node.peers(),
+        return NodeHealth(peers=self._peer_list(),
                           stored_envelopes=int(stored) if isinstance(stored, int) else 0,
                           stored_bytes=int(size) if isinstance(size, int) else 0,
                           difficulty_bits=self.base_bits, storage=self.storage, tor=self.tor,
@@ -665,17 +682,36 @@ class Service:
                                                           h.get("recent_errors", [])  # type: ignore[attr-defined]
                                                           ]][-20:])
 
+    def _peer_list(self) -> list[dict[str, object]]:
+        """The node's links, then the peers added here that are not linked yet."""
+        linked = self.node.peers()
+        addresses = {p.get("address") for p in linked}
+        waiting: list[dict[str, object]] = [
+            {"address": a, "state": "connecting", "direction": "out"}
+                   for a in self._added_peers if a not in addresses]
+        return [*linked, *waiting]
+
     def _try_add_peer(self, peer: str) -> None:
         try:
-            self.node.add_peer(peer)
+            self.add_peer(peer)
         except UserError as exc:
             self._error(f"peer {peer} from an invitation not added: {exc}")
 
     def add_peer(self, host_port: str) -> None:
-        self.node.add_peer(host_port)
+        peer = _check_peer(host_port)
+        self.node.add_peer(peer)
+        if peer not in self._added_peers:
+            self._added_peers.append(peer)
 
     def remove_peer(self, host_port: str) -> None:
-        self.node.remove_peer(host_port)
+        peer = host_port.strip()
+        known = peer in self._added_peers or any(
+            p.get("address") == peer for p in self.node.peers())
+        if not known:
+            raise UserError(f"{peer} is not a peer of this node")
+        self.node.remove_peer(peer)
+        if peer in self._added_peers:
+            self._added_peers.remove(peer)
 
     def set_xmpp_settings(self, settings: dict[str, object]) -> None:
         self._xmpp = dict(settings)

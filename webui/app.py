@@ -18,7 +18,7 @@ from aiohttp import web
 from bridge.api import ServiceAPI
 from webui import fmt
 from webui.errors import error_middleware
-from webui.keys import ACCESS_TOKEN, ALLOWED_HOSTS, SERVICE, SESSIONS, STREAMS, VANITY_JOBS
+from webui.keys import ACCESS_TOKEN, ALLOWED_HOSTS, SERVICE, SESSIONS, STREAMS
 from webui.routes import setup_routes
 from webui.security.access import access_middleware
 from webui.security.csrf import csrf_middleware
@@ -61,7 +61,6 @@ def create_app(
     app[ACCESS_TOKEN] = access_token
     app[ALLOWED_HOSTS] = hosts
     app[SESSIONS] = SessionStore()
-    app[VANITY_JOBS] = []
     app[STREAMS] = set()
 
     env = aiohttp_jinja2.setup(

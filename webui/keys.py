@@ -13,7 +13,5 @@ SERVICE = web.AppKey("service", ServiceAPI)
 ACCESS_TOKEN = web.AppKey("access_token", str)
 ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset[str])
 SESSIONS = web.AppKey("sessions", SessionStore)
-# ids of the vanity searches started from this UI, newest last, so the page can list them
-VANITY_JOBS = web.AppKey("vanity_jobs", list[str])
 # open server-sent event streams, cancelled when the app shuts down
 STREAMS = web.AppKey("streams", set[asyncio.Task[object]])

@@ -38,13 +38,18 @@ def require_session(request: web.Request) -> Session:
     return session
 
 
+LIVE_HEADER = "X-Live-Refresh"  # set by app.js when a live page fetches itself again
+
+
 def base_context(request: web.Request) -> dict[str, Any]:
     """What every template sees, whichever middleware or view renders it."""
     session = session_of(request)
+    # a live page's background fetch must not eat messages meant for the next page
+    live = LIVE_HEADER in request.headers
     return {
         "session": session,
         "csrf_token": session.csrf_token if session else "",
-        "flashes": session.pop_flashes() if session else [],
+        "flashes": session.pop_flashes() if session and not live else [],
         "nav": NAV if session else (),
         "section": request.path.split("/")[1] if request.path != "/" else "",
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from webui.views import contacts, identities, invite, node, start, vanity
+from webui.views import contacts, identities, invite, live, node, passphrase, start, vanity
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -20,6 +20,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/identities", identities.identities_page, name="identities")
     r.add_post("/identities/create", identities.identity_create)
     r.add_post("/identities/import", identities.identity_import)
+    r.add_post("/identities/passphrase", passphrase.passphrase_set)
+    r.add_post("/identities/passphrase/clear", passphrase.passphrase_clear)
     r.add_post("/identities/{address}/rename", identities.identity_rename)
     r.add_get("/identities/{address}/delete", identities.identity_delete_confirm)
     r.add_post("/identities/{address}/delete", identities.identity_delete)
@@ -45,5 +47,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/node", node.node_page, name="node")
     r.add_post("/node/peers/add", node.peer_add)
     r.add_post("/node/peers/remove", node.peer_remove)
+
+    r.add_get("/live", live.live_events)
 
     r.add_static("/static", STATIC_DIR, name="static", append_version=False)

@@ -1,8 +1,11 @@
 """Every web UI route over real loopback sockets, driven the way a browser drives it.
 
-The service is the in-memory test double (tests/web/fake_service.py); what is
-checked here is what the person sees: pages, redirects, flash messages with the
-service's own UserError text, downloads, uploads and the live progress stream.
+The service is the real ``bridge.service.Service`` (key file in a temporary
+directory, the worker pool, a real P2P node on loopback; see tests/web/harness.py).
+What is checked here is what the person sees: pages, redirects, flash messages
+with the service's own UserError text, downloads, uploads, the live progress
+stream and the live-page stream, and what the service did (key file, contacts,
+peers).
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ import asyncio
 import html
 import io
 import json
+import os
 import re
 
+import aiohttp
 import segno
 from aiohttp import FormData
 from PIL import Image
 
-from tests.web.fake_service import FakeService
-from tests.web.harness import UI, served_ui
+from bridge.core.identity import Identity
+from bridge.core.invite import Invite, encode_invite
+from bridge.events import ContactsChanged, ContactState, Event, MessageArrived
+from bridge.service import Service
+from bridge.store.keystore import MAGIC_SEALED, Keystore, WrongPassphraseError
+from tests.util import wait_until
+from tests.web.harness import DOMAIN, FINGERPRINT, KDF, UI, real_node, real_service, served_ui
 from webui.qr import invitation_svg
 
 
@@ -34,8 +44,45 @@ async def alice(ui: UI) -> str:
     return (await ui.service.create_identity("Alice")).address
 
 
-async def stranger() -> str:
-    return (await FakeService().create_identity("Stranger")).address
+def new_identity() -> Identity:
+    return Identity.from_seed(os.urandom(32))
+
+
+def stranger() -> str:
+    return new_identity().address
+
+
+def invite_of(nick: str) -> tuple[str, str]:
+    """(address, invitation link) of an identity that lives somewhere else."""
+    ident = new_identity()
+    return ident.address, encode_invite(Invite(public=ident.public, nick=nick, peers=()))
+
+
+class Events:
+    """The service's events as they happen, waited on with a deadline."""
+
+    def __init__(self, service: Service) -> None:
+        self.seen: list[Event] = []
+        self.changed = asyncio.Event()
+        service.subscribe(self._on)
+
+    def _on(self, event: Event) -> None:
+        self.seen.append(event)
+        self.changed.set()
+
+    async def wait(self, kind: type, timeout: float = 15.0, **match: object) -> Event:
+        async with asyncio.timeout(timeout):
+            while True:
+                for e in self.seen:
+                    if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items()):
+                        self.seen.remove(e)
+                        return e
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def seed_hex(service: Service) -> set[str]:
+    return {rec.seed for rec in service.keystore.doc.identities}
 
 
 # --- start --------------------------------------------------------------------
@@ -53,16 +100,62 @@ async def test_index_sends_first_run_to_start_and_later_to_identities() -> None:
 async def test_start_creates_identity_then_shows_client_settings() -> None:
     async with served_ui() as ui:
         page = await text_of(await ui.client.get("/start"))
-        assert "Create your identity" in page
+        assert "Create your identity" in page and 'name="passphrase2"' in page
         resp = await ui.post("/start", {"nick": "Alice"})
         assert resp.status == 200
         page = await text_of(resp)
         (ident,) = ui.service.identities()
-        assert f"{ident.username}@paranoim.localhost" in page
+        assert f"{ident.username}@{DOMAIN}" in page
         assert ident.xmpp_password in page
         assert 'value="127.0.0.1"' in page and 'value="5222"' in page
-        assert ui.service.fingerprint.replace(":", ":<wbr>") in page
-        assert "Identity “Alice” created" in " ".join(flashes(page))
+        assert FINGERPRINT.replace(":", ":<wbr>") in page
+        assert "Identity “Alice” created. Now set up your Jabber client." in flashes(page)
+        # no passphrase given: the key file is plain
+        assert ui.service.keystore.path.read_bytes().startswith(b"PIMK0\n")
+        assert not ui.service.keys_encrypted()
+
+
+async def test_start_with_a_passphrase_encrypts_the_key_file_from_the_first_write() -> None:
+    async with served_ui() as ui:
+        path = ui.service.keystore.path
+        for pp, pp2, words in [
+            ("correct horse", "correct horsE", "passphrases differ"),
+            ("short", "short", "at least 8 characters"),
+            ("        ", "        ", "only spaces"),
+        ]:
+            page = await text_of(
+                await ui.post("/start", {"nick": "Alice", "passphrase": pp, "passphrase2": pp2})
+            )
+            assert any(words in f for f in flashes(page)), (words, flashes(page))
+            assert ui.service.identities() == [] and not path.exists()
+        page = await text_of(
+            await ui.post(
+                "/start",
+                {
+                    "nick": "Alice",
+                    "passphrase": " correct horse ",
+                    "passphrase2": " correct horse ",
+                },
+            )
+        )
+        assert any("encrypted with your passphrase" in f for f in flashes(page)), flashes(page)
+        data = path.read_bytes()
+        assert data.startswith(MAGIC_SEALED)
+        (ident,) = ui.service.identities()
+        assert ident.address.encode() not in data and b"Alice" not in data
+        # spaces are part of the passphrase, as the daemon's prompt reads it
+        with_spaces = Keystore(path.parent, " correct horse ", **KDF)
+        assert with_spaces.load().identities[0].nick == "Alice"
+        try:
+            Keystore(path.parent, "correct horse", **KDF).load()
+        except WrongPassphraseError:
+            pass
+        else:
+            raise AssertionError("the stripped passphrase opened the key file")
+        # once encrypted, the first-run page no longer offers a passphrase
+        ui.service.delete_identity(ident.address)
+        page = await text_of(await ui.client.get("/start"))
+        assert 'name="passphrase2"' not in page and "encrypted with the passphrase" in page
 
 
 async def test_start_with_empty_nickname_says_what_to_do() -> None:
@@ -77,7 +170,7 @@ async def test_start_with_unknown_identity_flashes_and_falls_back() -> None:
         await alice(ui)
         resp = await ui.client.get("/start?id=nosuch")
         assert resp.url.path == "/start" and not resp.url.query_string
-        assert any("no identity" in f for f in flashes(await text_of(resp)))
+        assert any("no local identity" in f for f in flashes(await text_of(resp)))
 
 
 # --- identities ---------------------------------------------------------------
@@ -96,7 +189,50 @@ async def test_identities_list_create_and_rename() -> None:
         page = await text_of(await ui.post(f"/identities/{a}/rename", {"nick": ""}))
         assert any("nickname" in f for f in flashes(page))
         page = await text_of(await ui.post("/identities/nosuch/rename", {"nick": "X"}))
-        assert any("no identity" in f for f in flashes(page))
+        assert any("no local identity" in f for f in flashes(page))
+
+
+async def test_passphrase_set_change_and_clear_on_the_identities_page() -> None:
+    async with served_ui() as ui:
+        await alice(ui)
+        path = ui.service.keystore.path
+        page = await text_of(await ui.client.get("/identities"))
+        assert "not encrypted" in page and "PARANOIM_PASSPHRASE" in page
+        assert "Remove the passphrase" not in page
+        page = await text_of(
+            await ui.post("/identities/passphrase", {"passphrase": "", "passphrase2": ""})
+        )
+        assert any("twice" in f for f in flashes(page)) and path.read_bytes()[:6] == b"PIMK0\n"
+        page = await text_of(
+            await ui.post(
+                "/identities/passphrase",
+                {"passphrase": "first phrase", "passphrase2": "first phrase"},
+            )
+        )
+        assert any("now encrypted" in f for f in flashes(page)), flashes(page)
+        assert path.read_bytes().startswith(MAGIC_SEALED)
+        assert Keystore(path.parent, "first phrase", **KDF).load().identities
+        assert "Change passphrase" in page and "Remove the passphrase" in page
+        page = await text_of(
+            await ui.post(
+                "/identities/passphrase",
+                {"passphrase": "second phrase", "passphrase2": "second phrase"},
+            )
+        )
+        assert any("Passphrase changed." in f for f in flashes(page))
+        assert Keystore(path.parent, "second phrase", **KDF).load().identities
+        try:
+            Keystore(path.parent, "first phrase", **KDF).load()
+        except WrongPassphraseError:
+            pass
+        else:
+            raise AssertionError("the old passphrase still opens the key file")
+        page = await text_of(await ui.post("/identities/passphrase/clear", {}))
+        assert any("tick the box" in f for f in flashes(page))
+        assert path.read_bytes().startswith(MAGIC_SEALED)
+        page = await text_of(await ui.post("/identities/passphrase/clear", {"understood": "yes"}))
+        assert any("stored unencrypted" in f for f in flashes(page))
+        assert path.read_bytes().startswith(b"PIMK0\n") and not ui.service.keys_encrypted()
 
 
 async def test_delete_needs_confirmation_by_nickname() -> None:
@@ -118,7 +254,7 @@ async def test_delete_needs_confirmation_by_nickname() -> None:
 async def test_export_downloads_encrypted_file_and_import_restores_it() -> None:
     async with served_ui() as ui:
         a = await alice(ui)
-        secret_hex = ui.service._identities[a].secret.hex()
+        (secret_hex,) = seed_hex(ui.service)
         page = await text_of(
             await ui.post(f"/identities/{a}/export", {"passphrase": "x", "passphrase2": "y"})
         )
@@ -160,7 +296,7 @@ async def test_export_downloads_encrypted_file_and_import_restores_it() -> None:
         resp = await other.client.post(
             "/identities/import", data=upload("x", b"junk"), headers=headers
         )
-        assert any("not a ParanoIM identity file" in f for f in flashes(await text_of(resp)))
+        assert any("not a ParanoIM identity" in f for f in flashes(await text_of(resp)))
         resp = await other.client.post(
             "/identities/import", data=upload("correct horse"), headers=headers
         )
@@ -172,7 +308,8 @@ async def test_export_downloads_encrypted_file_and_import_restores_it() -> None:
 async def test_no_page_ever_contains_a_private_key() -> None:
     async with served_ui() as ui:
         a = await alice(ui)
-        secret = ui.service._identities[a].secret
+        (seed,) = seed_hex(ui.service)
+        secret_key = Identity.from_seed(bytes.fromhex(seed)).secret_key
         for path in [
             "/start",
             "/identities",
@@ -183,19 +320,23 @@ async def test_no_page_ever_contains_a_private_key() -> None:
             "/vanity?prefix=ab&nick=x",
         ]:
             body = await (await ui.client.get(path)).read()
-            assert secret.hex().encode() not in body, path
-            assert secret not in body, path
+            assert seed.encode() not in body and bytes.fromhex(seed) not in body, path
+            assert secret_key not in body and secret_key.hex().encode() not in body, path
 
 
 # --- vanity -------------------------------------------------------------------
 
 
 async def test_vanity_estimate_then_invalid_prefixes_get_clear_messages() -> None:
-    async with served_ui(FakeService(vanity_rate=1000)) as ui:
+    async with served_ui() as ui:
         page = await text_of(await ui.client.get("/vanity?prefix=AB&nick=Bob"))
         assert "About <strong>1\u202f024</strong> keys" in page
         assert 'name="prefix" value="ab"' in page
-        for prefix, words in [("b0b", "cannot appear"), ("a" * 11, "would take years")]:
+        for prefix, words in [
+            ("b0b", "cannot appear"),
+            ("a" * 11, "choose a shorter prefix"),
+            ("a" * 30, "longer than the universe"),
+        ]:
             resp = await ui.client.get(f"/vanity?prefix={prefix}&nick=Bob")
             assert resp.url.path == "/vanity"
             assert any(words in f for f in flashes(await text_of(resp))), prefix
@@ -203,47 +344,61 @@ async def test_vanity_estimate_then_invalid_prefixes_get_clear_messages() -> Non
         assert any("cannot appear" in f for f in flashes(page))
 
 
-async def test_vanity_search_streams_progress_and_becomes_an_identity() -> None:
-    async with served_ui(FakeService(vanity_rate=300)) as ui:
-        resp = await ui.post("/vanity/start", {"prefix": "ab", "nick": "Bob"})
-        assert re.fullmatch(r"/vanity/jobs/\w+", resp.url.path)
-        page = await text_of(resp)
-        assert '<progress id="vanity-bar"' in page and "Cancel search" in page
-        events = await ui.client.get(resp.url.path + "/events")
-        assert events.headers["Content-Type"] == "text/event-stream"
-        seen: list[dict[str, object]] = []
-        async for line in events.content:
+async def read_events(resp: aiohttp.ClientResponse, until: int = 0) -> list[dict[str, object]]:
+    """Progress events until the job ends, or until ``until`` events were read."""
+    seen: list[dict[str, object]] = []
+    async with asyncio.timeout(60):
+        async for line in resp.content:
             if line.startswith(b"data: "):
                 seen.append(json.loads(line[6:]))
-                if seen[-1]["state"] != "running":
+                if seen[-1]["state"] != "running" or len(seen) == until:
                     break
-        assert seen[-1]["state"] == "done"
-        attempts = [int(e["attempts"]) for e in seen]  # type: ignore[call-overload]
-        assert attempts == sorted(attempts) and attempts[-1] > attempts[0]
-        assert {"rate_text", "elapsed_text", "remaining_text", "fraction"} <= set(seen[0])
+    return seen
+
+
+async def test_vanity_search_of_two_characters_becomes_an_identity() -> None:
+    async with served_ui() as ui:
+        resp = await ui.post("/vanity/start", {"prefix": "ab", "nick": "Bob"})
+        assert re.fullmatch(r"/vanity/jobs/[\w-]+", resp.url.path)
+        assert '<progress id="vanity-bar"' in await text_of(resp)
+        events = await ui.client.get(resp.url.path + "/events")
+        assert events.headers["Content-Type"] == "text/event-stream"
+        seen = await read_events(events)
+        assert seen[-1]["state"] == "done" and seen[-1]["fraction"] == 1.0
+        assert int(seen[-1]["attempts"]) > 0  # type: ignore[call-overload]
+        assert {"rate_text", "elapsed_text", "remaining_text", "fraction"} <= set(seen[-1])
         address = str(seen[-1]["address"])
         assert address.startswith("ab")
         assert ui.service.identity(address).nick == "Bob"
         page = await text_of(await ui.client.get(resp.url.path))
         assert "Found!" in page and address in page
-        assert "/vanity/jobs/" in await text_of(await ui.client.get("/vanity"))
+        assert resp.url.path in await text_of(await ui.client.get("/vanity"))
 
 
-async def test_vanity_cancel_stops_the_search() -> None:
-    async with served_ui(FakeService(vanity_rate=200)) as ui:
+async def test_vanity_progress_grows_live_and_cancel_stops_the_search() -> None:
+    async with served_ui() as ui:
+        # five characters: about 33 million keys, minutes of work, so it runs while we watch
         resp = await ui.post("/vanity/start", {"prefix": "zzzzz", "nick": "Zed"})
         job_path = resp.url.path
-        await asyncio.sleep(0.3)
+        seen = await read_events(await ui.client.get(job_path + "/events"), until=4)
+        assert [e["state"] for e in seen] == ["running"] * 4
+        attempts = [int(e["attempts"]) for e in seen]  # type: ignore[call-overload]
+        assert attempts == sorted(attempts) and attempts[-1] > attempts[0], attempts
+        assert float(seen[-1]["rate"]) > 0  # type: ignore[arg-type]
         page = await text_of(await ui.post(job_path + "/cancel"))
         assert "The search for “zzzzz” was cancelled." in flashes(page)
-        for _ in range(50):
-            if "badge state-cancelled" in (page := await text_of(await ui.client.get(job_path))):
-                break
-            await asyncio.sleep(0.05)
-        assert "badge state-cancelled" in page
-        events = await text_of(await ui.client.get(job_path + "/events"))
-        assert '"state": "cancelled"' in events
-        assert [i.nick for i in ui.service.identities()] == []
+        seen = await read_events(await ui.client.get(job_path + "/events"))
+        assert seen[-1]["state"] == "cancelled"
+        assert "badge state-cancelled" in await text_of(await ui.client.get(job_path))
+        assert ui.service.identities() == []
+
+
+async def test_vanity_page_lists_searches_started_elsewhere() -> None:
+    async with served_ui() as ui:
+        job = ui.service.start_vanity("ab", "From the command line")
+        await job.wait()
+        page = await text_of(await ui.client.get("/vanity"))
+        assert f"/vanity/jobs/{job.id}" in page and "From the command line" in page
 
 
 async def test_unknown_vanity_job_is_404() -> None:
@@ -286,13 +441,11 @@ async def test_invite_and_contacts_without_identity_send_to_start() -> None:
 async def test_add_contact_by_address_and_by_link() -> None:
     async with served_ui() as ui:
         a = await alice(ui)
-        bob = FakeService()
-        b = (await bob.create_identity("Bob")).address
+        b = stranger()
         page = await text_of(await ui.post(f"/contacts/{a}/add", {"link": b, "petname": "Bobby"}))
         assert "“Bobby” added to your contacts." in flashes(page)
-        carol = FakeService()
-        c = (await carol.create_identity("Carol")).address
-        page = await text_of(await ui.post(f"/contacts/{a}/add", {"link": carol.invite_link(c)}))
+        c, link = invite_of("Carol")
+        page = await text_of(await ui.post(f"/contacts/{a}/add", {"link": link}))
         assert "“Carol” added to your contacts." in flashes(page)
         assert {x.address for x in ui.service.contacts(a)} == {b, c}
         assert b in page and c in page
@@ -301,11 +454,9 @@ async def test_add_contact_by_address_and_by_link() -> None:
 async def test_bad_links_and_addresses_are_refused_with_the_reason() -> None:
     async with served_ui() as ui:
         a = await alice(ui)
-        b = await stranger()
+        b = stranger()
         typo = b[:10] + ("a" if b[10] != "a" else "b") + b[11:]
-        link = FakeService()
-        ident = await link.create_identity("Dan")
-        good = link.invite_link(ident.address)
+        _, good = invite_of("Dan")
         cases = [
             ("", "Paste the invitation link"),
             (b[:-3], "56 characters"),
@@ -313,6 +464,7 @@ async def test_bad_links_and_addresses_are_refused_with_the_reason() -> None:
             (good[:-2], "checksum"),
             ("paranoim:9/" + b + "?c=aaaaaa", "checksum"),
             ("hello world", "neither a ParanoIM link"),
+            (a, "own address"),
         ]
         for text, words in cases:
             page = await text_of(await ui.post(f"/contacts/{a}/add", {"link": text}))
@@ -352,9 +504,8 @@ async def scan(ui: UI, owner: str, data: bytes, petname: str = "") -> str:
 async def test_add_contact_from_a_qr_photo() -> None:
     async with served_ui() as ui:
         a = await alice(ui)
-        bob = FakeService()
-        b = (await bob.create_identity("Bob")).address
-        page = await scan(ui, a, photo_of(qr_png(bob.invite_link(b))), "Bob from the café")
+        b, link = invite_of("Bob")
+        page = await scan(ui, a, photo_of(qr_png(link)), "Bob from the café")
         assert "“Bob from the café” added to your contacts." in flashes(page)
         assert [c.address for c in ui.service.contacts(a)] == [b]
 
@@ -374,24 +525,42 @@ async def test_qr_upload_refuses_non_images_and_pictures_without_codes() -> None
         assert ui.service.contacts(a) == []
 
 
-async def test_pending_request_accept_block_remove() -> None:
-    async with served_ui() as ui:
+async def test_request_from_the_network_accept_block_unblock_remove() -> None:
+    """A stranger's first message arrives through a real node as a request; the page
+    accepts, blocks, unblocks (accept on a blocked contact) and removes it."""
+    async with (
+        real_node() as node,
+        real_service(node=node) as service,
+        served_ui(service) as ui,
+        real_service(node=node) as elsewhere,
+    ):
         a = await alice(ui)
-        s = await stranger()
-        ui.service.receive_request(a, s, "Eve?")
+        s = (await elsewhere.create_identity("Eve")).address
+        events = Events(service)
+        await elsewhere.send_message(s, a, "hello, it's Eve")
+        await events.wait(ContactsChanged, owner=a)
         page = await text_of(await ui.client.get(f"/contacts/{a}"))
         assert "Requests waiting for you" in page and f"/contacts/{a}/{s}/accept" in page
         page = await text_of(await ui.post(f"/contacts/{a}/{s}/accept"))
-        assert "“Eve?” accepted." in flashes(page)
-        assert ui.service.contacts(a)[0].state == "accepted"
+        assert f"“{s[:8]}” accepted." in flashes(page)
+        assert ui.service.contacts(a)[0].state == ContactState.ACCEPTED
+        await events.wait(MessageArrived, sender=s)  # held until accepted, then delivered
         page = await text_of(await ui.post(f"/contacts/{a}/{s}/block"))
-        assert "“Eve?” blocked." in flashes(page) and "Blocked" in page
-        assert ui.service.contacts(a)[0].state == "blocked"
+        assert f"“{s[:8]}” blocked." in flashes(page) and "Blocked" in page
+        assert f"/contacts/{a}/{s}/accept" in page and ">Unblock<" in page
+        assert ui.service.contacts(a)[0].state == ContactState.BLOCKED
+        await elsewhere.send_message(s, a, "are you there?")
+        page = await text_of(await ui.post(f"/contacts/{a}/{s}/accept"))
+        assert f"“{s[:8]}” unblocked." in flashes(page)
+        assert ui.service.contacts(a)[0].state == ContactState.ACCEPTED
+        await elsewhere.send_message(s, a, "after the unblock")
+        arrived = await events.wait(MessageArrived, sender=s)
+        assert isinstance(arrived, MessageArrived) and arrived.text == "after the unblock"
         page = await text_of(await ui.post(f"/contacts/{a}/{s}/remove"))
         assert "Contact removed." in flashes(page)
         assert ui.service.contacts(a) == []
         page = await text_of(await ui.post(f"/contacts/{a}/{s}/remove"))
-        assert any("not in this identity's list" in f for f in flashes(page))
+        assert any("is not a contact of this identity" in f for f in flashes(page))
 
 
 async def test_contacts_of_two_identities_are_separate_pages() -> None:
@@ -404,23 +573,85 @@ async def test_contacts_of_two_identities_are_separate_pages() -> None:
         assert resp.url.path == f"/contacts/{w}"  # the last one looked at
 
 
+# --- live pages -----------------------------------------------------------------
+
+
+async def next_change(resp: aiohttp.ClientResponse, timeout: float = 15.0) -> dict[str, str]:
+    async with asyncio.timeout(timeout):
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                change: dict[str, str] = json.loads(line[6:])
+                return change
+    raise AssertionError("the live stream ended")
+
+
+async def test_live_stream_names_contact_and_node_changes() -> None:
+    async with real_node() as other, served_ui() as ui:
+        a = await alice(ui)
+        resp = await ui.client.get("/live?topic=contacts")
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        ui.service.add_contact(a, stranger(), "Bob")
+        assert await next_change(resp) == {"what": "contacts", "owner": a}
+        resp.close()
+        resp = await ui.client.get("/live?topic=node")
+        ui.service.add_peer(f"127.0.0.1:{other.port}")
+        assert await next_change(resp) == {"what": "node"}
+        resp.close()
+        assert (await ui.client.get("/live?topic=nothing")).status == 404
+
+
+async def test_live_refresh_does_not_eat_the_next_pages_message() -> None:
+    async with served_ui() as ui:
+        a = await alice(ui)
+        resp = await ui.post(
+            f"/contacts/{a}/add", {"link": stranger(), "petname": "Bob"}, allow_redirects=False
+        )
+        assert resp.status == 303
+        # the flash waits for the next ordinary page; a live page's refetch leaves it
+        await ui.client.get(f"/contacts/{a}", headers={"X-Live-Refresh": "1"})
+        page = await text_of(await ui.client.get(f"/contacts/{a}"))
+        assert "“Bob” added to your contacts." in flashes(page)
+
+
 # --- node ---------------------------------------------------------------------
 
 
-async def test_node_page_peers_add_and_remove() -> None:
-    async with served_ui() as ui:
-        ui.service.recent_errors.append("peer 192.0.2.9:45069 sent an invalid envelope")
+async def test_node_page_peers_add_connect_and_remove() -> None:
+    async with real_node() as other, served_ui() as ui:
         page = await text_of(await ui.client.get("/node"))
-        for words in ["22 bits", "memory", "84.0 KB", "sent an invalid envelope", "No peers"]:
+        for words in ["8 bits", "in memory", "0 bytes", "No peers", "None."]:
             assert words in page, words
-        page = await text_of(await ui.post("/node/peers/add", {"peer": "192.0.2.7:45069"}))
-        assert "Peer 192.0.2.7:45069 added." in flashes(page)
-        assert "192.0.2.7:45069" in page and "connecting" in page
         page = await text_of(await ui.post("/node/peers/add", {"peer": "nonsense"}))
         assert any("host:port" in f for f in flashes(page))
-        page = await text_of(await ui.post("/node/peers/remove", {"peer": "192.0.2.7:45069"}))
-        assert "Peer 192.0.2.7:45069 removed." in flashes(page)
-        assert ui.service.peers == {}
+        page = await text_of(await ui.post("/node/peers/add", {"peer": "127.0.0.1:99999"}))
+        assert any("host:port" in f for f in flashes(page))
+        # a peer nobody listens on: listed as connecting, and the failed dial is an error
+        closed = f"127.0.0.1:{other.port + 0}"
+        await other.stop()
+        page = await text_of(await ui.post("/node/peers/add", {"peer": closed}))
+        assert f"Peer {closed} added; connecting." in flashes(page)
+        assert closed in page and "connecting" in page
+        await wait_until(lambda: ui.service.health().recent_errors, 10)
+        assert f"dial {closed}" in await text_of(await ui.client.get("/node"))
+        page = await text_of(await ui.post("/node/peers/remove", {"peer": closed}))
+        assert f"Peer {closed} removed." in flashes(page)
+        assert "No peers" in page
+        # a live peer: connected, with its direction and traffic
+        async with real_node() as live:
+            peer = f"127.0.0.1:{live.port}"
+            await ui.post("/node/peers/add", {"peer": peer})
+            await wait_until(
+                lambda: any(p.get("state") == "active" for p in ui.service.health().peers), 10
+            )
+            page = await text_of(await ui.client.get("/node"))
+            assert peer in page and "state-up" in page and "we connected to them" in page
+            assert re.search(r"\d[\d.]* (bytes|KB) in, [\d.]+ (bytes|KB) out", page)
+            page = await text_of(await ui.post("/node/peers/remove", {"peer": peer}))
+            assert f"Peer {peer} removed." in flashes(page)
+            await wait_until(lambda: not ui.service.health().peers, 10)
+        page = await text_of(await ui.post("/node/peers/remove", {"peer": peer}))
+        assert any("not a peer of this node" in f for f in flashes(page))
 
 
 # --- errors -------------------------------------------------------------------
@@ -435,11 +666,12 @@ async def test_unknown_page_and_wrong_method_get_friendly_pages() -> None:
 
 
 async def test_unexpected_service_failure_is_a_500_page_without_internals() -> None:
-    class Broken(FakeService):
-        def health(self):  # type: ignore[no-untyped-def]
+    async with served_ui() as ui:
+
+        def broken() -> object:
             raise RuntimeError("secret internal detail")
 
-    async with served_ui(Broken()) as ui:
+        ui.service.health = broken  # type: ignore[method-assign, assignment]
         resp = await ui.client.get("/node")
         assert resp.status == 500
         page = await text_of(resp)

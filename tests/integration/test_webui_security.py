@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 from aiohttp import FormData
 
-from tests.web.fake_service import FakeService
-from tests.web.harness import TOKEN, served_ui
+from bridge.api import ServiceAPI
+from tests.web.harness import TOKEN, real_service, served_ui
 from webui import create_app
 from webui.security.limits import DEFAULT_LIMIT
 
@@ -118,8 +120,7 @@ async def test_post_with_wrong_csrf_token_is_refused() -> None:
 
 
 async def test_csrf_token_of_another_session_is_refused() -> None:
-    service = FakeService()
-    async with served_ui(service) as first, served_ui(service) as second:
+    async with real_service() as service, served_ui(service) as first, served_ui(service) as second:
         token_of_first = await first.csrf()
         resp = await second.client.post(
             "/start",
@@ -203,6 +204,8 @@ async def test_every_post_route_refuses_without_csrf() -> None:
             f"/identities/{a}/rename",
             f"/identities/{a}/delete",
             f"/identities/{a}/export",
+            "/identities/passphrase",
+            "/identities/passphrase/clear",
             "/vanity/start",
             f"/vanity/jobs/{job.id}/cancel",
             f"/contacts/{a}/add",
@@ -218,6 +221,7 @@ async def test_every_post_route_refuses_without_csrf() -> None:
             assert resp.status == 403, path
         assert job.progress().cancelled is False
         assert [i.nick for i in ui.service.identities()] == ["Alice"]
+        assert not ui.service.keys_encrypted()
 
 
 async def test_security_headers_on_pages_refusals_static_and_events() -> None:
@@ -284,7 +288,7 @@ async def test_oversize_photo_upload_is_refused() -> None:
 async def test_chunked_body_without_length_is_refused() -> None:
     async with served_ui() as ui:
 
-        async def body():  # type: ignore[no-untyped-def]
+        async def body() -> AsyncIterator[bytes]:
             yield b"nick=x"
 
         resp = await ui.client.post(
@@ -297,6 +301,6 @@ async def test_chunked_body_without_length_is_refused() -> None:
 
 def test_factory_refuses_weak_token_or_no_hosts() -> None:
     with pytest.raises(ValueError):
-        create_app(FakeService(), access_token="short", allowed_hosts={"127.0.0.1:1"})
+        create_app(cast(ServiceAPI, None), access_token="short", allowed_hosts={"127.0.0.1:1"})
     with pytest.raises(ValueError):
-        create_app(FakeService(), access_token=TOKEN, allowed_hosts=set())
+        create_app(cast(ServiceAPI, None), access_token=TOKEN, allowed_hosts=set())

@@ -1,45 +1,119 @@
-"""Serve the web UI on a real loopback port with the fake service, and log in.
+"""Serve the web UI on a real loopback port in front of the real service, and log in.
 
-Shared by the aiohttp route tests (tests/integration/test_webui_*.py) and the
-browser tests. ``served_ui`` runs inside the test's event loop; ``ThreadedUI``
-runs the app on its own loop in a thread, for synchronous Playwright tests.
+Shared by the aiohttp route tests (tests/integration/test_webui_*.py). The
+service is ``bridge.service.Service`` with its key file in a temporary
+directory, the real worker pool (one per test process, shared) and a real P2P
+node (``bridge.net.node.Node``) listening on a free loopback port — the same
+parts the daemon wires together, without the XMPP listener.
 """
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import re
-import socket
-import threading
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.web.fake_service import FakeService
+from bridge.net.node import Node, NodeConfig
+from bridge.net.workers import WorkerPool
+from bridge.service import Service
+from bridge.store.keystore import Keystore
+from tests.util import free_tcp_port
 from webui import create_app
 
 TOKEN = "test-access-token-0123456789abcdef"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+BITS = 8  # proof-of-work difficulty: real checks, test speed
+DOMAIN = "localhost"
+FINGERPRINT = ":".join(["AB", "CD", "EF", "01"] * 8)  # what the XMPP listener would report
+KDF = {"kdf_ops": 1, "kdf_mem": 8192 * 8}  # Argon2id at its cheapest, for speed
+
+_pool: WorkerPool | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def shared_pool() -> WorkerPool:
+    """One warm worker pool for every test of the process (spawning costs a second)."""
+    global _pool
+    if _pool is None:
+        _pool = WorkerPool(2)
+        atexit.register(_pool.close)
+    return _pool
 
 
 def allowed_hosts(port: int) -> set[str]:
     return {f"127.0.0.1:{port}", f"localhost:{port}"}
 
 
+def xmpp_settings(port: int = 5222) -> dict[str, object]:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "domain": DOMAIN,
+        "fingerprint": FINGERPRINT,
+        "tls": "starttls",
+        "contacts_domain": f"p2p.{DOMAIN}",
+    }
+
+
+@asynccontextmanager
+async def real_node() -> AsyncIterator[Node]:
+    node = Node(
+        NodeConfig(
+            host="127.0.0.1",
+            port=0,
+            base_bits=BITS,
+            anti_entropy_interval=0.5,
+            backoff_min=0.2,
+            backoff_max=1.0,
+        )
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@asynccontextmanager
+async def real_service(
+    data_dir: Path | None = None, *, node: Node | None = None, passphrase: str | None = None
+) -> AsyncIterator[Service]:
+    """A started ``Service``: its own node unless one is given (to share a network)."""
+    with tempfile.TemporaryDirectory(prefix="paranoim-webui-") as tmp:
+        directory = data_dir or Path(tmp) / "data"
+        async with _node_or(node) as used:
+            service = Service(
+                Keystore(directory, passphrase, **KDF), used, shared_pool(), base_bits=BITS
+            )
+            service.set_xmpp_settings(xmpp_settings())
+            await service.start()
+            try:
+                yield service
+            finally:
+                await service.stop()
+
+
+@asynccontextmanager
+async def _node_or(node: Node | None) -> AsyncIterator[Node]:
+    if node is not None:
+        yield node
+        return
+    async with real_node() as own:
+        yield own
+
+
 @dataclass
 class UI:
-    service: FakeService
+    service: Service
     port: int
-    client: TestClient
+    client: TestClient[Any, Any]
 
     @property
     def origin(self) -> str:
@@ -55,20 +129,26 @@ class UI:
         assert match, f"no CSRF token on {path}"
         return match.group(1)
 
-    async def post(self, path: str, data: object = None, **kw: object) -> object:
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, **kw: Any
+    ) -> ClientResponse:
         """A same-origin form POST as Chromium sends it, with the session's CSRF token."""
         token = await self.csrf()
-        form = dict(data or {})  # type: ignore[call-overload]
+        form = dict(data or {})
         form.setdefault("csrf_token", token)
         headers = {"Origin": self.origin, "Sec-Fetch-Site": "same-origin"}
-        headers.update(kw.pop("headers", {}) or {})  # type: ignore[call-overload]
+        headers.update(kw.pop("headers", {}) or {})
         return await self.client.post(path, data=form, headers=headers, **kw)
 
 
 @asynccontextmanager
-async def served_ui(service: FakeService | None = None, *, login: bool = True) -> AsyncIterator[UI]:
-    service = service or FakeService()
-    port = free_port()
+async def served_ui(service: Service | None = None, *, login: bool = True) -> AsyncIterator[UI]:
+    """The app on a free loopback port; a fresh real service unless one is given."""
+    if service is None:
+        async with real_service() as own, served_ui(own, login=login) as ui:
+            yield ui
+        return
+    port = free_tcp_port()
     app = create_app(service, access_token=TOKEN, allowed_hosts=allowed_hosts(port))
     client = TestClient(TestServer(app, host="127.0.0.1", port=port))
     await client.start_server()
@@ -79,35 +159,3 @@ async def served_ui(service: FakeService | None = None, *, login: bool = True) -
         yield ui
     finally:
         await client.close()
-        service.shutdown()
-
-
-class ThreadedUI:
-    """The app on its own event loop in a daemon thread (for sync Playwright tests)."""
-
-    def __init__(self, service: FakeService | None = None) -> None:
-        self.service = service or FakeService()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.login_url = f"{self.url}/?token={TOKEN}"
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ThreadedUI:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        app = create_app(self.service, access_token=TOKEN, allowed_hosts=allowed_hosts(self.port))
-        self._runner = web.AppRunner(app, shutdown_timeout=2)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self.service.shutdown()

@@ -1,5 +1,7 @@
 // ParanoIM web UI: the little behaviour the pages need — copy buttons, the live
-// vanity progress bar (server-sent events) and a size check before a QR photo upload.
+// vanity progress bar (server-sent events), live Contacts and Node pages (an event
+// says what changed; the page fetches itself and swaps its live parts) and a size
+// check before a QR photo upload.
 // Served as a file because the Content-Security-Policy forbids inline scripts.
 "use strict";
 
@@ -44,6 +46,46 @@ function watchVanity(card) {
   });
 }
 
+function liveUpdates(root) {
+  if (!window.EventSource || !window.fetch || !window.DOMParser) return;
+  const topic = root.dataset.live;
+  const owner = root.dataset.owner || "";
+  let busy = false;
+  let again = false;
+  const refresh = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const response = await fetch(window.location.href, {
+        headers: { "X-Live-Refresh": "1" }, credentials: "same-origin", cache: "no-store",
+      });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      document.querySelectorAll("[data-live-part]").forEach((part) => {
+        const replacement = fresh.getElementById(part.id);
+        if (replacement) part.replaceWith(document.adoptNode(replacement));
+      });
+      document.querySelectorAll("[data-live-part] [data-copy]").forEach(bindCopy);
+      document.body.dataset.liveRefreshes = String(Number(document.body.dataset.liveRefreshes || 0) + 1);
+    } catch (error) {
+      // the daemon is stopping or the network blinked: the next event tries again
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  };
+  const source = new EventSource(`/live?topic=${encodeURIComponent(topic)}`);
+  source.addEventListener("open", () => { document.body.dataset.live = "open"; });
+  source.addEventListener("changed", (event) => {
+    const change = JSON.parse(event.data);
+    if (change.what === topic && (!owner || !change.owner || change.owner === owner)) refresh();
+  });
+}
+
+function bindCopy(button) {
+  button.addEventListener("click", () => copyValue(button));
+}
+
 function checkPhotoSize(form) {
   const input = form.querySelector("input[type=file]");
   const error = document.getElementById("scan-error");
@@ -60,9 +102,11 @@ function checkPhotoSize(form) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("[data-copy]").forEach((b) => b.addEventListener("click", () => copyValue(b)));
+  document.querySelectorAll("[data-copy]").forEach(bindCopy);
   const job = document.getElementById("vanity-job");
   if (job) watchVanity(job);
   const scan = document.getElementById("scan-form");
   if (scan) checkPhotoSize(scan);
+  const live = document.querySelector("[data-live]");
+  if (live) liveUpdates(live);
 });

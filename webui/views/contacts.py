@@ -78,8 +78,14 @@ async def contact_scan(request: web.Request) -> web.StreamResponse:
 
 async def contact_accept(request: web.Request) -> web.StreamResponse:
     owner = _owner(request)
-    contact = service(request).accept_contact(owner, request.match_info["address"])
-    require_session(request).flash("ok", f"“{contact.petname or contact.fingerprint}” accepted.")
+    address = request.match_info["address"]
+    svc = service(request)
+    was_blocked = any(
+        c.address == address and c.state == ContactState.BLOCKED for c in svc.contacts(owner)
+    )
+    contact = svc.accept_contact(owner, address)
+    done = "unblocked" if was_blocked else "accepted"
+    require_session(request).flash("ok", f"“{contact.petname or contact.fingerprint}” {done}.")
     raise see_other(f"/contacts/{quote(owner)}")
 
 

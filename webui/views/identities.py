@@ -10,15 +10,20 @@ from aiohttp import web
 from bridge.core.errors import UserError
 from webui.pages import back_to, render, require_session, see_other
 from webui.security.limits import KIB, body_limit
-from webui.views.common import field, nickname, service
+from webui.views.common import nickname, service
+from webui.views.passphrase import MAX_PASSPHRASE, passphrase_field
 
 MAX_KEY_FILE = 256 * KIB
-MAX_PASSPHRASE = 1024
 
 
 async def identities_page(request: web.Request) -> web.StreamResponse:
-    idents = sorted(service(request).identities(), key=lambda i: i.created_at)
-    return render(request, "identities.html", {"identities": idents})
+    svc = service(request)
+    idents = sorted(svc.identities(), key=lambda i: i.created_at)
+    return render(
+        request,
+        "identities.html",
+        {"identities": idents, "keys_encrypted": svc.keys_encrypted()},
+    )
 
 
 async def identity_create(request: web.Request) -> web.StreamResponse:
@@ -46,7 +51,8 @@ async def identity_delete(request: web.Request) -> web.StreamResponse:
     address = request.match_info["address"]
     back_to(request, f"/identities/{quote(address)}/delete")
     ident = service(request).identity(address)
-    if await field(request, "confirm", max_len=64) != ident.nick:
+    confirm = (await request.post()).get("confirm", "")
+    if not isinstance(confirm, str) or confirm.strip() != ident.nick:
         raise UserError("To delete, type the identity's nickname exactly as shown.")
     service(request).delete_identity(address)
     require_session(request).flash("ok", f"Identity “{ident.nick}” deleted.")
@@ -61,8 +67,8 @@ def _filename(nick: str, address: str) -> str:
 async def identity_export(request: web.Request) -> web.StreamResponse:
     back_to(request, "/identities")
     address = request.match_info["address"]
-    passphrase = await field(request, "passphrase", max_len=MAX_PASSPHRASE)
-    repeat = await field(request, "passphrase2", max_len=MAX_PASSPHRASE)
+    passphrase = await passphrase_field(request, "passphrase")
+    repeat = await passphrase_field(request, "passphrase2")
     if not passphrase:
         raise UserError("Choose a passphrase: the exported file is encrypted with it.")
     if passphrase != repeat:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from bridge.core.errors import UserError
@@ -9,32 +11,63 @@ from webui import fmt
 from webui.pages import back_to, render, require_session, see_other
 from webui.views.common import field, service
 
-# keys a peer record may name its endpoint under; the first present one is used
-PEER_ENDPOINT_KEYS = ("host_port", "address", "addr", "endpoint", "url")
+# a link's state as the node names it -> (badge class, words for people)
+PEER_STATES = {
+    "active": ("up", "connected"),
+    "connecting": ("waiting", "connecting"),
+    "idle": ("waiting", "opening"),
+    "hello_sent": ("waiting", "greeting"),
+    "hello_received": ("waiting", "greeting"),
+    "closed": ("down", "closed"),
+}
 
 
-def peer_endpoint(peer: dict[str, object]) -> str:
-    for key in PEER_ENDPOINT_KEYS:
-        value = peer.get(key)
-        if value:
-            return str(value)
-    return ""
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def peer_view(peer: dict[str, object]) -> dict[str, Any]:
+    """One peer record of ``health().peers`` as the page shows it.
+
+    ``address`` is the host:port others can dial (empty for an inbound peer that did
+    not tell its listening address; then only its IP, ``remote``, is known), and it
+    is what ``remove_peer`` takes.
+    """
+    address = str(peer.get("address") or "")
+    remote = str(peer.get("remote") or "")
+    state = str(peer.get("state") or "")
+    badge, words = PEER_STATES.get(state, ("", state))
+    inbound = peer.get("direction") == "in"
+    meta = ["they connected to us" if inbound else "we connected to them"]
+    since = _int(peer.get("since"))
+    if since:
+        meta.append(f"since {fmt.timestamp(since)}")
+    if "bytes_in" in peer or "bytes_out" in peer:
+        bytes_in, bytes_out = _int(peer.get("bytes_in")), _int(peer.get("bytes_out"))
+        meta.append(f"{fmt.size(bytes_in)} in, {fmt.size(bytes_out)} out")
+    if peer.get("light"):
+        meta.append("light node")
+    node_id = str(peer.get("node_id") or "")
+    return {
+        "address": address,
+        "label": address or (f"{remote} (inbound)" if remote else "(unknown)"),
+        "state": words,
+        "badge": badge,
+        "meta": meta,
+        "node_id": node_id[:16],
+    }
 
 
 async def node_page(request: web.Request) -> web.StreamResponse:
     health = service(request).health()
-    peers = []
-    for peer in health.peers:
-        endpoint = peer_endpoint(peer)
-        details = {k: v for k, v in peer.items() if k not in PEER_ENDPOINT_KEYS and k != "state"}
-        state = str(peer.get("state", ""))
-        peers.append({"endpoint": endpoint, "state": state, "details": details})
+    peers = [peer_view(p) for p in health.peers]
     return render(
         request,
         "node.html",
         {
             "health": health,
             "peers": peers,
+            "connected": sum(1 for p in peers if p["badge"] == "up"),
             "stored_bytes": fmt.size(health.stored_bytes),
             "stored_envelopes": fmt.count(health.stored_envelopes),
         },
@@ -47,7 +80,7 @@ async def peer_add(request: web.Request) -> web.StreamResponse:
     if not host_port:
         raise UserError("Type a peer as host:port, for example 192.0.2.7:45069.")
     service(request).add_peer(host_port)
-    require_session(request).flash("ok", f"Peer {host_port} added.")
+    require_session(request).flash("ok", f"Peer {host_port} added; connecting.")
     raise see_other("/node")
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from bridge.events import IdentityInfo
 from webui.pages import back_to, render, require_session, see_other
 from webui.views.common import chosen_identity, nickname, service
+from webui.views.passphrase import apply_passphrase, new_passphrase
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -36,7 +37,11 @@ async def start_page(request: web.Request) -> web.StreamResponse:
     address = request.query.get("id", "")
     ident = chosen_identity(request, address)
     if ident is None:
-        return render(request, "start.html", {"ident": None})
+        return render(
+            request,
+            "start.html",
+            {"ident": None, "keys_encrypted": service(request).keys_encrypted()},
+        )
     return render(
         request,
         "start.html",
@@ -51,8 +56,19 @@ async def start_page(request: web.Request) -> web.StreamResponse:
 async def start_create(request: web.Request) -> web.StreamResponse:
     back_to(request, "/start")
     nick = await nickname(request)
-    ident = await service(request).create_identity(nick)
+    svc = service(request)
+    passphrase = await new_passphrase(request, required=False)
+    if passphrase is not None and not svc.keys_encrypted():
+        # before the identity exists, so its key is never written unencrypted
+        await apply_passphrase(request, passphrase)
+    ident = await svc.create_identity(nick)
     session = require_session(request)
     session.current_identity = ident.address
     session.flash("ok", f"Identity “{ident.nick}” created. Now set up your Jabber client.")
+    if passphrase is not None:
+        session.flash(
+            "ok",
+            "Your keys are encrypted with your passphrase. ParanoIM asks for it each time "
+            "it starts (or reads it from PARANOIM_PASSPHRASE).",
+        )
     raise see_other(f"/start?id={quote(ident.address)}")

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bridge.api import VanityJob, VanityProgress
 from webui import fmt
-from webui.keys import STREAMS, VANITY_JOBS
+from webui.keys import STREAMS
 from webui.pages import back_to, render, require_session, see_other
 from webui.views.common import field, nickname, service
 
@@ -27,7 +27,7 @@ def progress_data(p: VanityProgress) -> dict[str, Any]:
     attempts = int(p.attempts)
     rate = float(p.rate)
     remaining = max(expected - attempts, 0.0) / rate if rate > 0 else math.inf
-    state = "error" if p.error else "cancelled" if p.cancelled else "done" if p.done else "running"
+    state = _state(p)
     return {
         "state": state,
         "attempts": attempts,
@@ -44,6 +44,17 @@ def progress_data(p: VanityProgress) -> dict[str, Any]:
         "remaining_text": _remaining_text(state, rate, attempts, expected, remaining),
         "percent_text": f"{min(attempts / expected, 1.0) * 100:.0f}%",
     }
+
+
+def _state(p: VanityProgress) -> str:
+    # a found address wins over a late cancel; the service also reports a cancel as an error
+    if p.address:
+        return "done"
+    if p.cancelled:
+        return "cancelled"
+    if p.error:
+        return "error"
+    return "done" if p.done else "running"
 
 
 def _remaining_text(
@@ -79,10 +90,8 @@ async def vanity_page(request: web.Request) -> web.StreamResponse:
             "long": seconds > 3600,
         }
     jobs = []
-    for job_id in reversed(request.app[VANITY_JOBS][-MAX_LISTED_JOBS:]):
-        job = svc.vanity_job(job_id)
-        if job is not None:
-            jobs.append({"job": job, "p": progress_data(job.progress())})
+    for job in reversed(svc.vanity_jobs()[-MAX_LISTED_JOBS:]):
+        jobs.append({"job": job, "p": progress_data(job.progress())})
     return render(
         request,
         "vanity.html",
@@ -96,7 +105,6 @@ async def vanity_start(request: web.Request) -> web.StreamResponse:
     nick = await nickname(request)
     back_to(request, f"/vanity?prefix={quote(prefix)}&nick={quote(nick)}")
     job = service(request).start_vanity(prefix, nick)
-    request.app[VANITY_JOBS].append(job.id)
     raise see_other(f"/vanity/jobs/{quote(job.id)}")
 
 
