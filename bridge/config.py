@@ -186,6 +186,9 @@ def _advertise(key: str, v: object) -> str:
     if v == "":
         return ""
     hp = host_port(key, v)
+    if "/" in hp or "@" in hp:
+        raise ConfigError(f"{_what(key)} must be host:port, not a URL, such as "
+                          f"192.0.2.7:{DEFAULT_P2P_PORT}; got {v!r}")
     bracketed = hp.rpartition(":")[0]
     host = bracketed.strip("[]").lower()
     if ":" in host and not bracketed.startswith("["):

@@ -78,3 +78,54 @@ def test_data_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("PARANOIM_DATA_DIR", str(tmp_path / "env"))
     assert resolve_data_dir(None, str(tmp_path / "conf")) == tmp_path / "env"
     assert resolve_data_dir(str(tmp_path / "cli"), str(tmp_path / "conf")) == tmp_path / "cli"
+
+
+def test_advertise_is_an_address_others_can_dial() -> None:
+    for good in ("192.0.2.7:45069", "node.example.org:1", "127.0.0.1:5", "[2001:db8::7]:9"):
+        assert Config().override(announce=good).announce == good
+    for bad, words in (("0.0.0.0:45069", "not an address others can reach"),
+                       ("[::]:45069", "not an address others can reach"),
+                       ("2001:db8::7:9", "in brackets"), ("http://x.org:1", "host:port"),
+                       ("x.org", "host:port"), ("bad_name:1", "host name")):
+        with pytest.raises(ConfigError, match=re.escape(words)) as info:
+            Config().override(announce=bad)
+        assert "option --advertise" in str(info.value)
+    with pytest.raises(ConfigError, match=re.escape("'p2p.announce'")):
+        config.parse('[p2p]\nannounce = "0.0.0.0:45069"\n')
+
+
+def test_component_keys_and_their_secret(tmp_path: Path) -> None:
+    cfg = config.parse('[xmpp]\nlistener = false\n[component]\ndomain = "P2P.Example.org"\n'
+                       'server = "192.0.2.1:5347"\nuser_domains = ["example.org"]\n'
+                       'secret = "s3cret"\n')
+    assert (cfg.xmpp_listener, cfg.component_domain, cfg.component_server,
+            cfg.component_user_domains) == (False, "p2p.example.org", "192.0.2.1:5347",
+                                            ("example.org",))
+    assert "s3cret" not in repr(cfg)
+    assert config.component_secret(cfg, {}) == "s3cret"
+    config.check_run(cfg, {})
+
+    on = Config().override(component_domain="p2p.example.org")
+    with pytest.raises(ConfigError, match="PARANOIM_COMPONENT_SECRET"):
+        config.check_run(on, {})
+    assert config.component_secret(on, {"PARANOIM_COMPONENT_SECRET": "env"}) == "env"
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    from_file = on.override(component_secret_file=str(secret))
+    assert config.component_secret(from_file, {}) == "from-file"
+    with pytest.raises(ConfigError, match="given twice"):
+        config.component_secret(from_file, {"PARANOIM_COMPONENT_SECRET": "env"})
+    with pytest.raises(ConfigError, match="cannot read the component secret file"):
+        config.component_secret(on.override(component_secret_file=str(tmp_path / "no")), {})
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        config.component_secret(from_file, {})
+
+    with pytest.raises(ConfigError, match="--no-xmpp-listener"):
+        config.check_run(Config().override(xmpp_listener=False), {})
+    with pytest.raises(ConfigError, match="option --component-domain"):
+        Config().override(component_domain="bad domain")
+    with pytest.raises(ConfigError, match="option --component-server"):
+        Config().override(component_server="5347")
+    with pytest.raises(ConfigError, match=re.escape("'component.user_domains'")):
+        config.parse('[component]\nuser_domains = "example.org"\n')
