@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from tests.interop.drivers._common import tail
-from tests.util import skip_or_fail, wait_until
+from tests.util import free_tcp_port, skip_or_fail, wait_until
 
 PARANOIM = Path(sys.executable).parent / "paranoim"
 CONTACTS = "p2p.localhost"
@@ -78,6 +79,7 @@ class Daemon:
             self.env.pop(key, None)
         self.accounts: dict[str, Account] = {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.p2p_port = free_tcp_port()  # fixed, so a peer can be told before it starts
         self.log = root / "daemon.log"
         self.runs = 0
 
@@ -126,8 +128,8 @@ class Daemon:
             log.flush()
             self._log_start = self.log.stat().st_size
             self.proc = subprocess.Popen(
-                self._argv("run", "--xmpp-port", "0", "--web-port", "0", "--p2p-port", "0",
-                           "--difficulty", "1", *extra),
+                self._argv("run", "--xmpp-port", "0", "--web-port", "0",
+                           "--p2p-port", str(self.p2p_port), "--difficulty", "1", *extra),
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _poll(self._ready, timeout, f"daemon {self.name} ready", lambda: tail(self.log))
         return self
@@ -166,7 +168,7 @@ class Daemon:
 
     @property
     def p2p(self) -> str:
-        return f"127.0.0.1:{self.port('p2p')}"
+        return f"127.0.0.1:{self.p2p_port}"
 
     @property
     def cert(self) -> Path:
@@ -174,6 +176,49 @@ class Daemon:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+# Alice on A; Bob, Carol and Mallory on B. Alice and Bob, and Alice and Mallory, know
+# each other; Carol is a stranger to Alice.
+TEMPLATE_IDENTITIES = {"A": ("Alice",), "B": ("Bob", "Carol", "Mallory")}
+TEMPLATE_CONTACTS = {"A": {"Alice": ("Bob", "Mallory")}, "B": {"Bob": ("Alice",),
+                                                                "Mallory": ("Alice",)}}
+_templates: dict[Path, tuple[Daemon, Daemon]] = {}
+
+
+def template(base: Path) -> tuple[Daemon, Daemon]:
+    """Data dirs with the identities and contacts above, made once per test session
+    with the real CLI (each command costs an interpreter start, about a second)."""
+    if base not in _templates:
+        a, b = Daemon(base / "template-a", "A"), Daemon(base / "template-b", "B")
+        in_parallel(*[lambda d=d, n=n: d.new_identity(n)  # type: ignore[misc]
+                      for d in (a, b) for n in TEMPLATE_IDENTITIES[d.name]])
+        everyone = {**a.accounts, **b.accounts}
+
+        def contacts(d: Daemon) -> None:
+            for owner, names in TEMPLATE_CONTACTS[d.name].items():
+                for name in names:
+                    d.add_contact(owner, everyone[name])
+
+        in_parallel(lambda: contacts(a), lambda: contacts(b))
+        _templates[base] = (a, b)
+    return _templates[base]
+
+
+def pair_from_template(base: Path, root: Path) -> tuple[Daemon, Daemon]:
+    """Two new sandboxes whose data dirs are copies of the template's (not started)."""
+    made = []
+    for source in template(base):
+        daemon = Daemon(root / source.name.lower(), source.name)
+        shutil.copytree(source.data_dir, daemon.data_dir)
+        daemon.accounts = dict(source.accounts)
+        made.append(daemon)
+    return made[0], made[1]
+
+
+def start_pair(a: Daemon, b: Daemon, *extra: str) -> None:
+    """Start both daemons at once, B told to link to A (``--peer``)."""
+    in_parallel(lambda: a.start(*extra), lambda: b.start("--peer", a.p2p, *extra))
 
 
 def _poll(predicate: Callable[[], bool], timeout: float, what: str,

@@ -1,9 +1,9 @@
 """End to end: two real daemons peered on loopback, a slixmpp client on each.
 
-Daemon A holds Alice; daemon B holds Bob, Carol, Dave and Mallory. Each is a
+Daemon A holds Alice; daemon B holds Bob, Carol and Mallory. Each is a
 ``paranoim run`` process with its own data dir, B started with ``--peer`` A, PoW
 difficulty 1. Alice knows Bob and Mallory and they know her (``paranoim contact
-add`` before the start); Carol and Dave are strangers to her. Every client logs in
+add`` before the start); Carol is a stranger to her. Every client logs in
 over STARTTLS and trusts only its daemon's self-signed certificate. Everything a
 message crosses is real: the XMPP listener, the gateway, the service, sealing and
 PoW in the worker pool, the node, gossip over the WebSocket link, and back.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pytest
 import slixmpp
 
+from bridge.core.identity import Identity
 from bridge.core.invite import parse_invite
 from bridge.core.seal import MAX_PAYLOAD
 from tests.integration.e2e_support import (
@@ -36,7 +37,8 @@ from tests.integration.e2e_support import (
     Daemon,
     IqError,
     has_delay,
-    in_parallel,
+    pair_from_template,
+    start_pair,
 )
 
 pytestmark = pytest.mark.slow
@@ -60,16 +62,9 @@ class Network:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    root = tmp_path_factory.mktemp("e2e")
-    a, b = Daemon(root / "a", "A"), Daemon(root / "b", "B")
-    in_parallel(lambda: a.new_identity("Alice"),
-                lambda: [b.new_identity(n) for n in ("Bob", "Carol", "Dave", "Mallory")])
-    alice, bob, mallory = a.accounts["Alice"], b.accounts["Bob"], b.accounts["Mallory"]
-    in_parallel(lambda: (a.add_contact("Alice", bob), a.add_contact("Alice", mallory)),
-                lambda: (b.add_contact("Bob", alice), b.add_contact("Mallory", alice)))
+    a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("e2e"))
     try:
-        a.start()
-        b.start("--peer", a.p2p)
+        start_pair(a, b)
         yield Network(a, b)
     finally:
         b.stop()
@@ -184,14 +179,15 @@ async def test_stranger_writes_request_is_held_until_accepted(alice: Client, car
 
 async def test_roster_set_adds_a_contact_and_a_typo_is_explained(alice: Client,
                                                                  network: Network) -> None:
-    d = network.account("Dave")
-    await alice.roster_set(d.contact_jid, "Dave from work")
-    await alice.wait(lambda: alice.client_roster[d.contact_jid]["subscription"] == "both", 10,
+    dave = Identity.from_seed(token().encode().ljust(32, b"-")[:32]).address  # someone new
+    dave_jid = f"{dave}@{CONTACTS}"
+    await alice.roster_set(dave_jid, "Dave from work")
+    await alice.wait(lambda: alice.client_roster[dave_jid]["subscription"] == "both", 10,
                      "the roster push for Dave")
-    assert alice.client_roster[d.contact_jid]["name"] == "Dave from work"
-    assert ("Dave from work", "accepted", d.contact_jid) in network.a.contact_list("Alice")
+    assert alice.client_roster[dave_jid]["name"] == "Dave from work"
+    assert ("Dave from work", "accepted", dave_jid) in network.a.contact_list("Alice")
 
-    typo = d.address[:10] + ("a" if d.address[10] != "a" else "b") + d.address[11:]
+    typo = dave[:10] + ("a" if dave[10] != "a" else "b") + dave[11:]
     with pytest.raises(IqError) as refused:
         await alice.roster_set(f"{typo}@{CONTACTS}", "Dave (typo)")
     error = refused.value.iq["error"]
@@ -308,22 +304,27 @@ async def test_public_room_carries_messages_with_nicks(alice: Client, bob: Clien
 # --- the gateway bot ----------------------------------------------------------------------
 
 
-async def test_bot_status_invite_and_add(alice: Client, carol: Client, network: Network) -> None:
+async def test_bot_status_invite_and_add(alice: Client, mallory: Client,
+                                         network: Network) -> None:
     status = await alice.bot("status")
-    assert "peers connected: 1" in status
+    assert "peers connected: 1\n" in status
     assert "storage: memory" in status
 
-    link = (await carol.bot("invite")).split()[-1]
+    link = (await mallory.bot("invite")).split()[-1]
     invite = parse_invite(link)
-    c = network.account("Carol")
-    assert invite.address == c.address and invite.nick == "Carol"
+    m = network.account("Mallory")
+    assert invite.address == m.address and invite.nick == "Mallory"
+    # The link says how to reach the network: B's node or the peers B is configured with.
+    assert invite.peers and set(invite.peers) <= {network.a.p2p, network.b.p2p}
 
-    petname = f"Carol via link {next(_unique)}"
+    # Mallory is a contact already (Carol must stay a stranger for the request test):
+    # adding her link again gives her the new petname.
+    petname = f"Mallory via link {next(_unique)}"
     answer = await alice.bot(f"add {link} {petname}")
-    assert answer.startswith(f"Added {petname} as {c.contact_jid}")
-    await alice.wait(lambda: alice.client_roster[c.contact_jid]["name"] == petname, 10,
+    assert answer.startswith(f"Added {petname} as {m.contact_jid}")
+    await alice.wait(lambda: alice.client_roster[m.contact_jid]["name"] == petname, 10,
                      "the roster push for the added contact")
-    assert alice.client_roster[c.contact_jid]["subscription"] == "both"
+    assert (petname, "accepted", m.contact_jid) in network.a.contact_list("Alice")
 
     nonsense = await alice.bot("add not-an-address")
     assert nonsense.startswith("Sorry: ")
