@@ -7,7 +7,7 @@ client logged in to the first daemon's XMPP port shows that a contact added in
 the page reaches the Jabber roster. Async Playwright runs in the test's own
 event loop, beside the slixmpp client. Screenshots go to tests/artifacts/ (the
 narrow-window ones as tests/artifacts/web-narrow-*.png) for a person to look at;
-``PARANOIM_DOC_SHOTS=1`` also refreshes docs/img/web-*.png.
+``PARANOIM_DOC_SHOTS=1`` also refreshes the docs/img/web-*.png that docs/web-ui.md shows.
 """
 
 from __future__ import annotations
@@ -39,6 +39,20 @@ NARROW = {"width": 380, "height": 800}
 WAIT_MS = 30_000  # the longest any page condition is waited for
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 PageMaker = Callable[..., Awaitable["Page"]]
+# the screenshots docs/web-ui.md shows
+DOC_SHOTS = frozenset(
+    {
+        "start",
+        "identities",
+        "vanity-progress",
+        "invite",
+        "contacts",
+        "node",
+        "narrow-start",
+        "narrow-invite",
+        "narrow-start-first-run",
+    }
+)
 
 
 @dataclass
@@ -125,7 +139,7 @@ async def open_ui(new_page: PageMaker, daemon: Daemon, viewport: dict[str, int] 
 async def shot(page: Page, name: str) -> Path:
     """tests/artifacts/web-<name>.png (and docs/img/ when asked to refresh the docs)."""
     path = await screenshot(page, f"web-{name}")
-    if os.environ.get("PARANOIM_DOC_SHOTS") == "1":
+    if name in DOC_SHOTS and os.environ.get("PARANOIM_DOC_SHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / f"web-{name}.png")
     return path
