@@ -140,6 +140,7 @@ class Service:
         self._seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
         self._opened: set[bytes] = set()  # opened in this run (held ones included)
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
+        self._last_sent_ms = 0  # sent_at_ms of the last direct message, kept increasing
         self._errors: list[str] = []
         self._tasks: set[asyncio.Task[object]] = set()
         self._unsubscribe: Callable[[], None] | None = None
@@ -452,7 +453,7 @@ class Service:
         if c is not None and c.state == ContactState.BLOCKED.value:
             raise UserError("this contact is blocked; unblock it to write to it")
         ident, their, kex, tag = self._route(rec, to)
-        msg = DirectMessage(self.clock() * 1000, text, receipt, message_id[:64],
+        msg = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64],
                             self._current_prekey(rec, ident))
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode())
@@ -462,6 +463,13 @@ class Service:
             rec.contacts.append(c)
             self._changed(owner, c)
         return await self._stamp_and_publish(raw, c.endpoint)
+
+    def _sent_at_ms(self) -> int:
+        """The clock in ms, but always past the previous message's: the recipient orders
+        by it what arrives out of order (a catch-up by reconciliation), and the clock
+        has whole seconds only."""
+        self._last_sent_ms = max(self.clock() * 1000, self._last_sent_ms + 1)
+        return self._last_sent_ms
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:

@@ -76,6 +76,10 @@ class _Bounded(OrderedDict[Any, Any]):
             self.popitem(last=False)
 
 
+def _sent_order(event: Event) -> tuple[int, int]:
+    return (0, event.sent_at_ms) if isinstance(event, MessageArrived) else (1, 0)
+
+
 class Gateway:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:
         self.service = service
@@ -312,7 +316,10 @@ class Gateway:
 
     def _flush_offline(self, owner: str) -> None:
         queue = self._offline.pop(owner, None)
-        for event in queue or ():
+        # A catch-up (reconciliation after a restart or an outage) hands envelopes over
+        # in id order, not in the order they were written: give them in sent order
+        # (sent_at_ms increases per sender; the sort is stable), receipts after.
+        for event in sorted(queue or (), key=_sent_order):
             if isinstance(event, MessageArrived):
                 self.send_message(event, delayed=True)
             elif isinstance(event, ReceiptArrived):

@@ -6,7 +6,9 @@ on the piece alone, so the bug stays fixed without starting two daemons.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,13 +18,16 @@ from slixmpp.exceptions import IqError
 from bridge.core.identity import Identity
 from bridge.core.invite import parse_invite
 from bridge.core.seal import MAX_PAYLOAD
-from bridge.events import ContactInfo, NodeHealth
-from bridge.service import MessageTooLargeError
+from bridge.events import ContactInfo, Event, MessageArrived, NodeHealth
+from bridge.net.workers import WorkerPool
+from bridge.service import MessageTooLargeError, Service
+from bridge.store.keystore import Keystore
 from bridge.xmpp import C2SServer
 from bridge.xmpp.bot import Bot
 from bridge.xmpp.errors import stanza_error_for
 from bridge.xmpp.jids import Domains
-from tests.fakes import FakeService, SlixClient
+from tests.fakes import FakeService, SlixClient, make_address
+from tests.nodes import SharedNode
 
 
 class InviteParsingService(FakeService):
@@ -88,3 +93,58 @@ def test_bot_counts_only_linked_peers_as_connected() -> None:
 
     health = NodeHealth(peers=[])
     assert "peers connected: 0\n" in Bot(service, Domains()).answer(owner, "status")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(1)
+    yield workers
+    workers.close()
+
+
+async def test_messages_sent_within_one_second_carry_increasing_times(
+        tmp_path: Path, pool: WorkerPool) -> None:
+    """sent_at_ms was the clock's whole second times 1000, so the recipient could not
+    tell the order of messages written within one second once a catch-up (after B
+    restarted) delivered them in id order."""
+    now = int(time.time())
+    node = SharedNode(4)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=4, clock=lambda: now)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=4, clock=lambda: now)
+    await a.start()
+    await b.start()
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    b.add_contact(bob.address, alice.address)
+    arrived: list[MessageArrived] = []
+    b.subscribe(lambda e: arrived.append(e) if isinstance(e, MessageArrived) else None)
+    for n in range(3):
+        await a.send_message(alice.address, bob.address, f"#{n}")
+    assert [m.text for m in arrived] == ["#0", "#1", "#2"]
+    times = [m.sent_at_ms for m in arrived]
+    assert times == sorted(set(times)) and times[0] == now * 1000
+    await a.stop()
+    await b.stop()
+
+
+async def test_held_messages_are_given_in_sent_order(tmp_path: Path) -> None:
+    """What waited for a client came in the order the network handed it over (a
+    catch-up gives envelopes in id order), not in the order it was written."""
+    service = FakeService()
+    alice = service.add_user("alice", "alice-pw")
+    carol = make_address(b"carol")
+    server = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls")
+    await server.start()
+    try:
+        for n in (2, 0, 1):  # the order a reconciliation might bring them in
+            event: Event = MessageArrived(to=alice.address, sender=carol, text=f"#{n}",
+                                          sent_at_ms=1_700_000_000_000 + n,
+                                          envelope_id=os.urandom(32), receipt_wanted=False)
+            server.gateway.dispatch(event)
+        client = await SlixClient("alice@localhost/laptop", "alice-pw",
+                                  server.cert_path).connect(server.port)
+        texts = [str((await client.next_message(lambda m: bool(m["body"])))["body"])  # type: ignore[index]
+                 for _ in range(3)]
+        assert texts == ["#0", "#1", "#2"]
+        await client.close()
+    finally:
+        await server.close()
