@@ -263,7 +263,7 @@ class Daemon:
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         self.service.bootstrap_peers = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
-        self._wire_direct(advertise)
+        self._wire_direct()
         await self.service.start()
         phase("service started")
         await self._start_xmpp()
@@ -359,7 +359,7 @@ class Daemon:
         await site.start()
         self.ports["kkv_local"] = int(self.kkv_local_runner.addresses[0][1])
 
-    def _wire_direct(self, advertise: str) -> None:
+    def _wire_direct(self) -> None:
         """The service's sender for contacts' endpoints, and the endpoint it announces."""
         from bridge.net.kkv_client import DEFAULT_TIMEOUT, DirectDeliveryError, deliver_direct
         from bridge.net.tor import outbound_session
