@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -21,11 +22,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import slixmpp
 from slixmpp.exceptions import IqError
@@ -42,7 +43,6 @@ BLOCKING_NS = "urn:xmpp:blocking"
 ROOM = "public@rooms.localhost"
 DELAY_NS = "urn:xmpp:delay"
 MUC_NS = "http://jabber.org/protocol/muc"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +181,10 @@ class Daemon:
 # Alice on A; Bob, Carol and Mallory on B. Alice and Bob, and Alice and Mallory, know
 # each other; Carol is a stranger to Alice.
 TEMPLATE_IDENTITIES = {"A": ("Alice",), "B": ("Bob", "Carol", "Mallory")}
-TEMPLATE_CONTACTS = {"A": {"Alice": ("Bob", "Mallory")}, "B": {"Bob": ("Alice",),
-                                                                "Mallory": ("Alice",)}}
+TEMPLATE_CONTACTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "A": {"Alice": ("Bob", "Mallory")},
+    "B": {"Bob": ("Alice",), "Mallory": ("Alice",)},
+}
 _templates: dict[Path, tuple[Daemon, Daemon]] = {}
 
 
@@ -191,7 +193,7 @@ def template(base: Path) -> tuple[Daemon, Daemon]:
     with the real CLI (each command costs an interpreter start, about a second)."""
     if base not in _templates:
         a, b = Daemon(base / "template-a", "A"), Daemon(base / "template-b", "B")
-        in_parallel(*[lambda d=d, n=n: d.new_identity(n)  # type: ignore[misc]
+        in_parallel(*[functools.partial(d.new_identity, n)
                       for d in (a, b) for n in TEMPLATE_IDENTITIES[d.name]])
         everyone = {**a.accounts, **b.accounts}
 
@@ -255,16 +257,16 @@ class Client(slixmpp.ClientXMPP):
         self.ca_certs = daemon.cert  # trust exactly this daemon's self-signed certificate
         self.reconnect_max_attempts = 0
         # Subscription requests are answered by the test, never automatically.
-        self.roster.auto_authorize = None
+        self.roster.auto_authorize = None  # type: ignore[assignment]  # None: ask
         self.roster.auto_subscribe = False
         for plugin in ("xep_0030", "xep_0199", "xep_0184", "xep_0191", "xep_0045",
                        "xep_0203"):
             self.register_plugin(plugin)
         self.plugin["xep_0184"].auto_ack = True  # Bob's side: ack what asks for it
         self.plugin["xep_0184"].auto_request = False
-        self.messages: list[slixmpp.Message] = []
-        self.presences: list[slixmpp.Presence] = []
-        self.roster_pushes: list[slixmpp.Iq] = []
+        self.messages: list[Any] = []  # slixmpp Message stanzas
+        self.presences: list[Any] = []  # slixmpp Presence stanzas
+        self.roster_pushes: list[Any] = []  # slixmpp Iq stanzas
         self._session = asyncio.Event()
         self._failed = ""
         self._closed = asyncio.Event()
@@ -322,7 +324,7 @@ class Client(slixmpp.ClientXMPP):
         """A roster set as a client's "add contact" dialog sends it; raises ``IqError``."""
         iq = self.make_iq_set()
         iq["roster"]["items"] = {jid: {"name": name, "subscription": "none", "groups": []}}
-        result: slixmpp.Iq = await iq.send(timeout=30)
+        result: slixmpp.Iq = await iq.send(timeout=30)  # type: ignore[no-untyped-call]
         return result
 
     async def bot(self, command: str, timeout: float = 20.0) -> str:
@@ -362,9 +364,9 @@ class Client(slixmpp.ClientXMPP):
         return [str(m["receipt"]) for m in self.messages
                 if m["from"].bare == jid and m["receipt"]]
 
-    async def wait(self, predicate: Callable[[], T], timeout: float = 20.0,
-                   what: str = "") -> T:
-        """Wait until ``predicate()`` is truthy (it is checked as stanzas arrive)."""
+    async def wait(self, predicate: Callable[[], object] | Callable[[], Awaitable[object]],
+                   timeout: float = 20.0, what: str = "") -> Any:
+        """Wait until ``predicate()`` (sync or async) is truthy; its value."""
         try:
             return await wait_until(predicate, timeout, interval=0.01, message=what)
         except TimeoutError as exc:
@@ -378,7 +380,8 @@ class Client(slixmpp.ClientXMPP):
         def found() -> slixmpp.Message | None:
             return next((m for m in self.from_(jid, mtype) if m["body"] == text), None)
 
-        return await self.wait(found, timeout, f"{text!r} from {jid}")
+        got: slixmpp.Message = await self.wait(found, timeout, f"{text!r} from {jid}")
+        return got
 
     async def ping_server(self) -> None:
         """A round trip to the listener: everything it sent before has been read."""
