@@ -54,6 +54,7 @@ from bridge.vanityjobs import VanityJob, VanityJobRunner
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 2 * 24 * 3600
+MAINTENANCE_INTERVAL = 3600
 ROOMS = ("public",)
 RESERVED_USERNAMES = frozenset({"paranoim", "admin", "root"})
 _USERNAME_RE = re.compile(r"[^a-z0-9._-]+")
@@ -144,6 +145,7 @@ class Service:
         self._errors: list[str] = []
         self._tasks: set[asyncio.Task[object]] = set()
         self._unsubscribe: Callable[[], None] | None = None
+        self._announced_epoch = 0
         self.vanity = VanityJobRunner(self)
 
     # --- lifecycle ------------------------------------------------------------
@@ -159,6 +161,32 @@ class Service:
             self._on_envelope(env)
         for rec in self.keystore.doc.identities:
             self._spawn(self._announce(rec))
+        self._announced_epoch = tags.epoch_of(self.clock())
+        self._spawn(self._maintenance_loop())
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            now = self.clock()
+            # Wake at the next epoch boundary (tags change then) or hourly.
+            await asyncio.sleep(min(MAINTENANCE_INTERVAL, tags.EPOCH - now % tags.EPOCH + 1))
+            await self.maintain()
+
+    async def maintain(self) -> None:
+        """Periodic upkeep: watch the new epoch's tags, rotate prekeys (deleting
+        expired secrets), announce the new prekeys, and announce daily so contacts
+        who come online later still find the current prekeys and endpoint."""
+        now = self.clock()
+        rotated = [rec for rec in self.keystore.doc.identities if self._rotate_prekeys(rec)]
+        if rotated:
+            self.keystore.save()
+        self._rebuild_watch()
+        self._seen.purge(now)
+        epoch = tags.epoch_of(now)
+        again = epoch != self._announced_epoch
+        self._announced_epoch = epoch
+        for rec in self.keystore.doc.identities:
+            if again or rec in rotated:
+                self._spawn(self._announce(rec))
 
     async def stop(self) -> None:
         if self._unsubscribe:
@@ -602,7 +630,11 @@ class Service:
             c = self._find_contact(rec, w.subject)
             if c is not None:
                 self._learn_prekeys(c, their, ann.prekeys)
-                c.endpoint = ann.endpoint
+                # Envelopes arrive in any order: an older announcement must not
+                # take back a newer endpoint.
+                if ann.issued_at >= c.announced_at:
+                    c.announced_at = ann.issued_at
+                    c.endpoint = ann.endpoint
                 self.keystore.save()
             return
         secrets_ = [bytes.fromhex(p.secret) for p in

@@ -12,14 +12,15 @@ from bridge.core.envelope import Envelope
 
 
 class SharedNode:
-    def __init__(self, base_bits: int) -> None:
+    def __init__(self, base_bits: int, clock: Callable[[], int] | None = None) -> None:
         self.base_bits = base_bits
+        self.clock = clock or (lambda: int(time.time()))
         self.store: dict[bytes, Envelope] = {}
         self.subscribers: list[Callable[[Envelope], None]] = []
         self.peer_list: list[str] = []
 
     async def publish(self, raw: bytes) -> Envelope:
-        env = check_envelope(raw, now=int(time.time()), base_bits=self.base_bits)
+        env = check_envelope(raw, now=self.clock(), base_bits=self.base_bits)
         if env.id not in self.store:
             self.store[env.id] = env
             for cb in list(self.subscribers):

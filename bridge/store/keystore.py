@@ -62,6 +62,7 @@ class ContactRecord:
     heard_from: bool = False  # they have written to us: they know us, pair tags are safe
     prekey: str = ""  # hex of their newest verified SignedPrekey
     endpoint: str = ""  # their direct-delivery endpoint, if announced
+    announced_at: int = 0  # issued_at of the announcement the endpoint came from
     added_at: int = 0
 
 

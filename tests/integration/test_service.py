@@ -258,3 +258,53 @@ async def test_usernames_are_jid_safe(tmp_path: Path, pool: WorkerPool, nick: st
                                       username: str) -> None:
     s = await _service(tmp_path, SharedNode(BITS), pool)
     assert (await s.create_identity(nick)).username == username
+
+
+async def test_maintenance_follows_epochs_and_rotates_prekeys(tmp_path: Path,
+                                                             pool: WorkerPool) -> None:
+    """A daemon running for days watches each new epoch's tags, rotates its
+    prekeys, deletes expired prekey secrets and announces again."""
+    from bridge.core import tags
+    from bridge.core.checks import MAX_TTL
+    from bridge.core.identity import PREKEY_LIFETIME
+
+    now = [1_800_000_000 - 1_800_000_000 % tags.EPOCH + 100]
+    clock = lambda: now[0]  # noqa: E731
+    node = SharedNode(BITS, clock)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS, clock=clock)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS, clock=clock)
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    b.add_contact(bob.address, alice.address)
+    b_in = Inbox(b)
+    first_prekeys = [p.secret for p in b.keystore.doc.identities[0].prekeys]
+
+    now[0] += 2 * tags.EPOCH  # two days later: tags of an epoch not watched before
+    await a.send_message(alice.address, bob.address, "missed without upkeep")
+    await asyncio.sleep(0)
+    assert not [e for e in b_in.events if isinstance(e, MessageArrived)]
+    await b.maintain()
+    # the envelope is still in the network: the node replays it after the rebuild
+    for env in node.iter_stored():
+        b._on_envelope(env)
+    assert (await b_in.wait(MessageArrived)).text == "missed without upkeep"
+
+    now[0] += PREKEY_LIFETIME  # the first prekey is past half its life: a new one
+    announcements_before = len(node.store)
+    await b.maintain()
+    rec = b.keystore.doc.identities[0]
+    assert len(rec.prekeys) == 2 and rec.prekeys[0].secret == first_prekeys[0]
+    await asyncio.wait_for(_until(lambda: len(node.store) > announcements_before), 10)
+
+    now[0] += MAX_TTL + 1  # nothing sealed to the first prekey can be alive: delete it
+    await b.maintain()
+    assert first_prekeys[0] not in [p.secret for p in b.keystore.doc.identities[0].prekeys]
+    await a.stop()
+    await b.stop()
+
+
+async def _until(pred) -> None:
+    while not pred():
+        await asyncio.sleep(0.01)
