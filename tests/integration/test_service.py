@@ -308,3 +308,29 @@ async def test_maintenance_follows_epochs_and_rotates_prekeys(tmp_path: Path,
 async def _until(pred) -> None:
     while not pred():
         await asyncio.sleep(0.01)
+
+
+async def test_older_announcement_does_not_replace_newer_endpoint(tmp_path: Path,
+                                                                  pool: WorkerPool) -> None:
+    now = [int(__import__("time").time())]
+    clock = lambda: now[0]  # noqa: E731
+    node_a, node_b = SharedNode(BITS, clock), SharedNode(BITS, clock)
+    a = Service(Keystore(tmp_path / "a"), node_a, pool, base_bits=BITS, clock=clock)
+    b = Service(Keystore(tmp_path / "b"), node_b, pool, base_bits=BITS, clock=clock)
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address)
+    rec = b.keystore.doc.identities[0]
+    b.endpoint = "http://old.example:45069"
+    await b._announce(rec)
+    old = list(node_b.store.values())
+    now[0] += 60
+    b.endpoint = "http://new.example:45069"
+    await b._announce(rec)
+    new = [e for e in node_b.store.values() if e not in old]
+    for env in new + old:  # the newer one arrives first
+        a._on_envelope(env)
+    c = a._find_contact(a._rec(alice.address), bob.address)
+    assert c is not None and c.endpoint == "http://new.example:45069"
