@@ -100,6 +100,11 @@ class ServiceAPI(Protocol):
                            message_ids: list[str]) -> None: ...
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes: ...
 
+    def delivered(self, envelope_id: bytes) -> None:
+        """A face handed the MessageArrived with this envelope id to a client; until
+        then a persistent store shows it again after a restart."""
+        ...
+
     # --- events and health --------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event; returns the unsubscribe function."""

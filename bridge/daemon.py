@@ -264,13 +264,15 @@ class Daemon:
         self.service.bootstrap_peers = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
         self._wire_direct()
-        await self.service.start()
+        await self.service.start(deliver=False)
         phase("service started")
         await self._start_xmpp()
         phase("XMPP listener listening")
         await self._start_component()
         await self._start_web()
         phase("web UI listening")
+        # Only now that the faces listen are arrivals handed over (stored ones first).
+        self.service.start_delivery()
         await warm
         phase("worker pool warm")
         ops = Operations(self.service, domain=cfg.xmpp_domain, status=self.status,

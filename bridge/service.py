@@ -140,6 +140,7 @@ class Service:
         self._watch: dict[bytes, list[_Watch]] = {}
         self._seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
         self._opened: set[bytes] = set()  # opened in this run (held ones included)
+        self._unconfirmed: dict[bytes, int] = {}  # emitted, not yet confirmed by a face
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
         self._last_sent_ms = 0  # sent_at_ms of the last direct message, kept increasing
         self._errors: list[str] = []
@@ -150,19 +151,28 @@ class Service:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, deliver: bool = True) -> None:
+        """Load keys and begin upkeep. With ``deliver=False`` arrivals wait in the
+        node until ``start_delivery()``: a daemon calls that once its faces have
+        subscribed, so nothing is handed to nobody."""
         self.keystore.load()
         for rec in self.keystore.doc.identities:
             self._rotate_prekeys(rec)
         self.keystore.save() if self.keystore.doc.identities else None
         self._rebuild_watch()
-        self._unsubscribe = self.node.subscribe(self._on_envelope)
-        for env in list(self.node.iter_stored()):
-            self._on_envelope(env)
+        if deliver:
+            self.start_delivery()
         for rec in self.keystore.doc.identities:
             self._spawn(self._announce(rec))
         self._announced_epoch = tags.epoch_of(self.clock())
         self._spawn(self._maintenance_loop())
+
+    def start_delivery(self) -> None:
+        """Watch the node for our envelopes, beginning with those it already holds."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self.node.subscribe(self._on_envelope)
+            for env in list(self.node.iter_stored()):
+                self._on_envelope(env)
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -601,9 +611,21 @@ class Service:
             self._error(f"envelope {env.id.hex()[:12]} refused: {failures[0]}")
 
     def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
-        """Hand an arrival to the faces and remember that it was shown."""
-        self._seen.add(env_id, expiry)
+        """Hand an arrival to the faces. A chat message counts as shown only when a
+        face confirms it reached a client (``delivered``): the gateway may hold it
+        in RAM for a client that is offline, and a restart before the client logs
+        in must not lose it. Other arrivals count as shown at once."""
+        if isinstance(event, MessageArrived):
+            self._unconfirmed[env_id] = expiry
+        else:
+            self._seen.add(env_id, expiry)
         self._emit(event)
+
+    def delivered(self, envelope_id: bytes) -> None:
+        """A face handed this message to a client: never show it again."""
+        expiry = self._unconfirmed.pop(envelope_id, None)
+        if expiry is not None:
+            self._seen.add(envelope_id, expiry)
 
     def _open_for(self, env: Envelope, w: _Watch) -> None:
         if w.purpose == "room":

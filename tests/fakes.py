@@ -58,6 +58,7 @@ class FakeService:
     receipts_sent: list[tuple[str, str, list[bytes], list[str]]] = field(default_factory=list)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    delivered_ids: list[bytes] = field(default_factory=list)
     send_error: UserError | None = None  # next send_message raises this
     send_gate: asyncio.Event | None = None  # if set, send_message waits on it (slow PoW)
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,6 +116,9 @@ class FakeService:
 
     def identity_by_username(self, username: str) -> IdentityInfo | None:
         return self.identities_by_name.get(username)
+
+    def delivered(self, envelope_id: bytes) -> None:
+        self.delivered_ids.append(envelope_id)
 
     def check_login(self, username: str, password: str) -> IdentityInfo | None:
         info = self.identities_by_name.get(username)

@@ -353,6 +353,7 @@ class Gateway:
                     "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 })
             conn.send(msg)
+        self.service.delivered(event.envelope_id)
 
     def send_receipt(self, event: ReceiptArrived) -> None:
         ids = list(event.message_ids)

@@ -176,10 +176,6 @@ async def test_sqlite_store_delivers_everything_once_after_a_restart(
         await bob.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a message that reaches B while none of Bob's clients is online is recorded as "
-    "delivered when the service hands it to the gateway, which holds it in RAM only; "
-    "a restart before Bob logs in loses it"))
 async def test_sqlite_store_keeps_what_waits_for_an_offline_client_across_a_restart(
         sqlite_pair: Pair, alice_on_sqlite: Client) -> None:
     pair, alice, run = sqlite_pair, alice_on_sqlite, _run()
