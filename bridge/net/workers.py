@@ -14,6 +14,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,18 @@ VANITY_RANGE = 1 << 12  # ~0.1 s of key generations per task
 
 def _noop() -> int:
     return os.getpid()
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the daemon is gone, even if it was killed
+    with SIGKILL and could not shut the pool down (orphans would hold a core)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -53,7 +66,8 @@ class WorkerPool:
         # forkserver/spawn: forking a process that runs an event loop and
         # threads is unsafe; spawn also keeps secrets of the parent out.
         ctx = multiprocessing.get_context("spawn")
-        self._executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),))
         self._closed = False
 
     async def warm_up(self) -> None:

@@ -81,3 +81,45 @@ async def test_vanity_cancel(pool: WorkerPool) -> None:
     cancelled.set()
     with pytest.raises(PowCancelledError):
         await asyncio.wait_for(task, 5)
+
+
+def test_workers_exit_when_the_daemon_is_killed(tmp_path) -> None:
+    """A daemon killed with SIGKILL cannot shut its pool down; the workers notice
+    their parent is gone and exit instead of lingering."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio, os, sys\n"
+        "from bridge.net.workers import WorkerPool\n"
+        "async def main():\n"
+        "    pool = WorkerPool(2)\n"
+        "    await pool.warm_up()\n"
+        "    pids = [p.pid for p in pool._executor._processes.values()]\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.1)
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
