@@ -14,6 +14,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,19 @@ POW_RANGE = 1 << 22  # ~0.05–0.1 s of blocks per task
 VANITY_RANGE = 1 << 12  # ~0.1 s of key generations per task
 
 
-def _noop() -> int:
+def _ready() -> int:
+    # Held briefly so that one fast worker cannot answer for all of them: warm-up
+    # sees every worker's pid, i.e. every worker has imported and initialised.
+    time.sleep(0.05)
     return os.getpid()
 
 
-def _watch_parent(parent: int) -> None:
-    """Worker initializer: exit when the daemon is gone, even if it was killed
+def _init_worker(parent: int) -> None:
+    """Worker initializer. Ctrl-C in a terminal reaches the whole process group;
+    only the daemon decides how to stop (it closes the pool), so a worker ignores
+    SIGINT. And it exits when the daemon is gone, even if the daemon was killed
     with SIGKILL and could not shut the pool down (orphans would hold a core)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -67,13 +74,18 @@ class WorkerPool:
         # threads is unsafe; spawn also keeps secrets of the parent out.
         ctx = multiprocessing.get_context("spawn")
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),))
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
         self._closed = False
 
     async def warm_up(self) -> None:
+        """Return once every worker process is up, imported and initialised."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, _noop)
-                               for _ in range(self.workers)))
+        pids: set[int] = set()
+        for _ in range(20):
+            pids.update(await asyncio.gather(*(loop.run_in_executor(self._executor, _ready)
+                                               for _ in range(self.workers))))
+            if len(pids) >= self.workers:
+                return
 
     def close(self) -> None:
         if not self._closed:

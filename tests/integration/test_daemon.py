@@ -277,7 +277,7 @@ def test_ctrl_c_reaches_the_process_group(pim: Paranoim, free_port: Callable[[],
     assert d.stop(signal.SIGINT, group=True) == 0
     time.sleep(0.2)  # let the stderr pump drain
     assert "Stopped." in d.stdout
-    assert not [line for line in d.stderr if "Traceback" in line or "KeyboardInterrupt" in line]
+    assert not [line for line in d.stderr if "Traceback" in line or "KeyboardInterrupt" in line], "\n".join(d.stderr)
 
 
 def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
