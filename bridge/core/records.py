@@ -7,6 +7,8 @@ so every payload has exactly one encoding. Layouts (big-endian):
     direct        sent_at_ms u64 ‖ flags u8 ‖ msgid len u8 ‖ msgid ‖
                   [signed prekey 104 if flags&2] ‖ text (rest)
                   flags: 1 receipt wanted, 2 carries the sender's prekey
+                  flags = 4 alone: a chat state (XEP-0085), no message:
+                  sent_at_ms u64 ‖ 04 ‖ 00 (empty msgid) ‖ state u8 (1..5) — nothing after
     room          sent_at_ms u64 ‖ room len u8 ‖ room ‖ nick len u8 ‖ nick ‖ text (rest)
     announcement  issued_at u64 ‖ nick len u8 ‖ nick ‖ endpoint len u8 ‖ endpoint ‖
                   prekey count u8 (1..4) ‖ prekeys 104 each
@@ -15,6 +17,7 @@ so every payload has exactly one encoding. Layouts (big-endian):
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -31,6 +34,29 @@ MAX_RECEIPT_IDS: Final = 64
 
 FLAG_RECEIPT: Final = 1
 FLAG_PREKEY: Final = 2
+FLAG_CHAT_STATE: Final = 4
+
+
+class ChatState(enum.IntEnum):
+    """XEP-0085 chat states; the names are the XML elements, the values the wire codes."""
+
+    ACTIVE = 1
+    COMPOSING = 2
+    PAUSED = 3
+    INACTIVE = 4
+    GONE = 5
+
+    @property
+    def element(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_element(cls, name: str) -> ChatState:
+        """The state named by an XEP-0085 element; LocalProtocolError if there is none."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise LocalProtocolError(f"{name!r} is not an XEP-0085 chat state") from None
 
 
 def _short(text: str, limit: int = MAX_SHORT_TEXT) -> bytes:
@@ -57,13 +83,28 @@ def _text(raw: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
+    """A chat message, or (``chat_state`` set) a typing notification with nothing else:
+    no text, receipt, message id or prekey, so a chat state has one encoding."""
+
     sent_at_ms: int
     text: str
     receipt_wanted: bool = False
     message_id: str = ""
     prekey: SignedPrekey | None = None
+    chat_state: ChatState | None = None
+
+    def __post_init__(self) -> None:
+        if self.chat_state is not None and (self.text or self.receipt_wanted
+                                            or self.message_id or self.prekey is not None):
+            raise LocalProtocolError("a chat state carries no text, receipt, id or prekey")
+
+    @classmethod
+    def state(cls, sent_at_ms: int, chat_state: ChatState) -> DirectMessage:
+        return cls(sent_at_ms, "", chat_state=chat_state)
 
     def encode(self) -> bytes:
+        if self.chat_state is not None:
+            return struct.pack(">QBBB", self.sent_at_ms, FLAG_CHAT_STATE, 0, self.chat_state)
         flags = (FLAG_RECEIPT if self.receipt_wanted else 0) | (FLAG_PREKEY if self.prekey else 0)
         out = struct.pack(">QB", self.sent_at_ms, flags) + _short(self.message_id)
         if self.prekey is not None:
@@ -75,11 +116,28 @@ class DirectMessage:
         r = Reader(data)
         sent_at = r.u64()
         flags = r.u8()
+        if flags & FLAG_CHAT_STATE:
+            return cls._parse_state(r, sent_at, flags)
         if flags & ~(FLAG_RECEIPT | FLAG_PREKEY):
             raise NonCanonicalError("unknown flag bits in a direct message")
         msgid = _short_field(r)
         prekey = SignedPrekey.parse(r.take(PREKEY_SIZE)) if flags & FLAG_PREKEY else None
         return cls(sent_at, _text(r.rest()), bool(flags & FLAG_RECEIPT), msgid, prekey)
+
+    @classmethod
+    def _parse_state(cls, r: Reader, sent_at: int, flags: int) -> DirectMessage:
+        if flags != FLAG_CHAT_STATE:
+            raise NonCanonicalError("a chat state carries no other flag")
+        if r.u8() != 0:
+            raise NonCanonicalError("a chat state carries no message id")
+        code = r.u8()
+        try:
+            state = ChatState(code)
+        except ValueError:
+            raise MalformedError(f"unknown chat state code {code}") from None
+        if r.rest():
+            raise NonCanonicalError("a chat state carries no text")
+        return cls.state(sent_at, state)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from bridge.core.errors import (
     BadSignatureError,
     DecryptionError,
     ExpiredError,
+    LocalProtocolError,
     MalformedError,
     NonCanonicalError,
     ReaddressedError,
@@ -23,6 +24,7 @@ from bridge.core.errors import (
 from bridge.core.identity import Identity, make_prekey, verified_prekey
 from bridge.core.records import (
     Announcement,
+    ChatState,
     DirectMessage,
     Receipt,
     RoomMessage,
@@ -181,6 +183,49 @@ short = st.text(max_size=16).filter(lambda s: len(s.encode()) <= 64)
 def test_direct_record_round_trip(t: int, text: str, receipt: bool, msgid: str) -> None:
     rec = DirectMessage(t, text, receipt, msgid)
     assert DirectMessage.parse(rec.encode()) == rec
+
+
+@given(st.integers(0, 2**64 - 1), st.sampled_from(list(ChatState)))
+@settings(max_examples=50)
+def test_chat_state_record_round_trip(t: int, state: ChatState) -> None:
+    rec = DirectMessage.state(t, state)
+    data = rec.encode()
+    assert data == t.to_bytes(8, "big") + bytes([4, 0, state])  # flags 4, no id, the code
+    assert parse_record(Kind.DIRECT, data) == rec
+    assert rec.text == "" and not rec.receipt_wanted and rec.chat_state is state
+    assert ChatState.from_element(state.element) is state
+
+
+def test_chat_state_record_rejections() -> None:
+    good = DirectMessage.state(1, ChatState.COMPOSING).encode()
+    head = good[:8]
+    with pytest.raises(MalformedError, match="unknown chat state"):
+        DirectMessage.parse(head + b"\x04\x00\x06")
+    with pytest.raises(MalformedError, match="unknown chat state"):
+        DirectMessage.parse(head + b"\x04\x00\x00")
+    with pytest.raises(NonCanonicalError, match="no text"):
+        DirectMessage.parse(good + "typing…".encode())
+    with pytest.raises(NonCanonicalError, match="no message id"):
+        DirectMessage.parse(head + b"\x04\x02m1\x02")
+    for flags in (5, 6, 7, 0x0C):  # with a receipt, a prekey, both, an unknown bit
+        with pytest.raises(NonCanonicalError, match="flag"):
+            DirectMessage.parse(head + bytes([flags]) + good[9:])
+    with pytest.raises(TruncatedError):
+        DirectMessage.parse(good[:-1])
+    # the encoder refuses what the parser refuses
+    for bad in ({"text": "hi"}, {"receipt_wanted": True}, {"message_id": "m1"},
+                {"prekey": make_prekey(BOB, bytes(32), NOW + 1000)}):
+        with pytest.raises(LocalProtocolError):
+            DirectMessage(1, **{"text": "", **bad}, chat_state=ChatState.PAUSED)
+    with pytest.raises(LocalProtocolError):
+        ChatState.from_element("typing")
+
+
+def test_chat_state_seals_and_opens() -> None:
+    rec = DirectMessage.state(NOW * 1000, ChatState.GONE)
+    env = parse_envelope(_seal(rec.encode()))
+    opened = open_envelope(env, BOB.public, [BOB.x25519_secret])
+    assert parse_record(Kind.DIRECT, opened.payload) == rec
 
 
 @given(st.integers(0, 2**64 - 1), short, short, texts)

@@ -29,7 +29,7 @@ from bridge.core import address, crypto, pow, tags
 from bridge.core import envelope as E
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_CLOCK_SKEW, MAX_TTL, stamp_inline
 from bridge.core.identity import Identity, make_prekey
-from bridge.core.records import Announcement, DirectMessage, Receipt, RoomMessage
+from bridge.core.records import Announcement, ChatState, DirectMessage, Receipt, RoomMessage
 from bridge.core.seal import open_envelope, seal
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "core.json"
@@ -189,6 +189,8 @@ def records() -> dict[str, Any]:
         ("direct", DirectMessage(NOW * 1000, "new key", False, "m-2", pk),
          {"sent_at_ms": NOW * 1000, "text": "new key", "message_id": "m-2",
           "prekey": h(pk.encode())}),
+        ("direct", DirectMessage.state(NOW * 1000, ChatState.COMPOSING),
+         {"sent_at_ms": NOW * 1000, "text": "", "chat_state": "composing"}),
         ("room", RoomMessage(NOW * 1000, "public", "alice", "hello room"),
          {"sent_at_ms": NOW * 1000, "room": "public", "nick": "alice", "text": "hello room"}),
         ("announcement", Announcement(NOW, (pk,), "bob", "http://example.onion:45069"),
