@@ -56,7 +56,7 @@ def encode_invite(invite: Invite) -> str:
     params.extend(("peer", _check_peer(p)) for p in invite.peers[:MAX_PEERS])
     body = f"{SCHEME}{VERSION}/{invite.address}"
     if params:
-        body += "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        body += "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe=":")
     sep = "&" if params else "?"
     return f"{body}{sep}c={_checksum(body)}"
 

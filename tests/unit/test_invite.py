@@ -43,3 +43,10 @@ def test_mistyped_links_are_refused_with_a_reason(mutate, reason: str) -> None:
 def test_bad_peer_refused() -> None:
     with pytest.raises(BadInviteError, match="host:port"):
         encode_invite(Invite(PUB, "", ("nohost",)))
+
+
+def test_peers_stay_readable_and_odd_nicks_round_trip() -> None:
+    inv = Invite(PUB, "Al:ce & Bob=1", ("127.0.0.1:4000", "[::1]:5"))
+    link = encode_invite(inv)
+    assert "peer=127.0.0.1:4000" in link and "%3A" not in link
+    assert parse_invite(link) == inv
