@@ -100,6 +100,18 @@ class ServiceAPI(Protocol):
                            message_ids: list[str]) -> None: ...
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes: ...
 
+    def chat_states_enabled(self) -> bool:
+        """True when XEP-0085 chat states cross the network (``[xmpp] chat_states``)."""
+        ...
+
+    async def send_chat_state(self, owner: str, to: str, state: str) -> bool:
+        """Queue a chat state (``composing``, ``paused``, ``active``, ``inactive``,
+        ``gone``) for an accepted contact; False when it will not be sent (chat states
+        off, or not an accepted contact). States to one contact are rate-limited and
+        collapse to the latest; each one sent is a short-lived PoW-stamped envelope.
+        UserError for a state name XEP-0085 does not define."""
+        ...
+
     def delivered(self, envelope_id: bytes) -> None:
         """A face handed the MessageArrived with this envelope id to a client; until
         then a persistent store shows it again after a restart."""

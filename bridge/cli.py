@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        tor=True if args.tor else None,
                        announce=args.advertise,
                        xmpp_listener=False if args.no_xmpp_listener else None,
+                       chat_states=True if args.chat_states else None,
                        component_domain=args.component_domain,
                        component_server=args.component_server,
                        component_secret_file=args.component_secret_file,
@@ -446,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "for direct delivery and put into invitations (never 0.0.0.0)")
     run.add_argument("--no-xmpp-listener", action="store_true",
                      help="no embedded XMPP listener (use with the component options)")
+    run.add_argument("--chat-states", action="store_true",
+                     help="send and show XEP-0085 typing notifications with accepted contacts "
+                          "(off by default: they reveal when you type, and each costs a "
+                          "small proof of work)")
     run.add_argument("--component-domain", metavar="DOMAIN",
                      help="run the gateway as an XEP-0114 component of your own XMPP "
                           "server under DOMAIN, e.g. p2p.example.org")

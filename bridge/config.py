@@ -50,6 +50,11 @@ DEFAULT_TEXT = f"""\
 # false: no embedded listener (with the [component] below, your own server's
 # users reach the gateway through it instead)
 # listener = true
+# XEP-0085 chat states ("typing…", "paused", "gone") sent to and shown from accepted
+# contacts (--chat-states). Off by default: they tell a contact when you are at the
+# keyboard, and each one is a proof-of-work-stamped envelope (short-lived, so cheap;
+# at most one per contact every few seconds, only the latest state is sent).
+# chat_states = false
 
 [web]
 # The local web page (identities, invitations, contacts, node health), 127.0.0.1 only.
@@ -106,6 +111,7 @@ class Config:
     xmpp_port: int = DEFAULT_XMPP_PORT
     xmpp_domain: str = "localhost"
     xmpp_listener: bool = True
+    chat_states: bool = False
     web_port: int = DEFAULT_WEB_PORT
     open_browser: bool = False
     p2p_listen: str = "0.0.0.0"  # noqa: S104 - a P2P node has to be reachable
@@ -247,6 +253,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "xmpp.port": ("xmpp_port", _port),
     "xmpp.domain": ("xmpp_domain", _domain),
     "xmpp.listener": ("xmpp_listener", _bool),
+    "xmpp.chat_states": ("chat_states", _bool),
     "web.port": ("web_port", _port),
     "web.open_browser": ("open_browser", _bool),
     "p2p.listen": ("p2p_listen", _string),

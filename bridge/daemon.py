@@ -259,7 +259,7 @@ class Daemon:
 
         self.service = Service(self.keystore, self.node, self.pool, base_bits=cfg.difficulty,
                                storage=cfg.storage, tor="on" if cfg.tor else "off",
-                               **self._seen())
+                               chat_states=cfg.chat_states, **self._seen())
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         self.service.bootstrap_peers = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
@@ -517,6 +517,8 @@ class Daemon:
         if "xmpp" in self.ports:
             lines.append(f"  XMPP   127.0.0.1:{self.ports['xmpp']}  domain {cfg.xmpp_domain}, "
                          f"STARTTLS, certificate SHA-256 {self.fingerprint or '?'}")
+        if cfg.chat_states:
+            lines.append("  Chat states on: accepted contacts see when you type")
         listen = "127.0.0.1" if cfg.tor else cfg.p2p_listen
         lines.append(f"  P2P    {listen}:{self.ports.get('p2p', cfg.p2p_port)}  "
                      f"storage {cfg.storage}, Tor {'on' if cfg.tor else 'off'}, "

@@ -71,6 +71,18 @@ class ReceiptArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatStateArrived:
+    """An accepted contact's XEP-0085 chat state (only with chat states turned on).
+
+    Shown at once or never: nothing holds it for a client that is offline."""
+
+    to: str  # local identity address
+    sender: str
+    state: str  # the XEP-0085 element name: active, composing, paused, inactive, gone
+    sent_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ContactsChanged:
     owner: str  # identity whose contact list changed (roster push)
     contact: ContactInfo | None = None
@@ -97,6 +109,7 @@ Event = (
     MessageArrived
     | RoomMessageArrived
     | ReceiptArrived
+    | ChatStateArrived
     | ContactsChanged
     | IdentitiesChanged
 )

@@ -24,6 +24,7 @@ from bridge.core.address import decode_address, encode_address, fingerprint
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_TTL, work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import (
+    LocalProtocolError,
     OversizeError,
     PowCancelledError,
     RemoteProtocolError,
@@ -31,9 +32,17 @@ from bridge.core.errors import (
 )
 from bridge.core.identity import PREKEY_LIFETIME, Identity, SignedPrekey, make_prekey
 from bridge.core.invite import Invite, encode_invite, parse_invite
-from bridge.core.records import Announcement, DirectMessage, Receipt, RoomMessage, parse_record
+from bridge.core.records import (
+    Announcement,
+    ChatState,
+    DirectMessage,
+    Receipt,
+    RoomMessage,
+    parse_record,
+)
 from bridge.core.seal import MAX_PAYLOAD, Opened, open_envelope, seal
 from bridge.events import (
+    ChatStateArrived,
     ContactInfo,
     ContactsChanged,
     ContactState,
@@ -54,6 +63,12 @@ from bridge.vanityjobs import VanityJob, VanityJobRunner
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 2 * 24 * 3600
+# Chat states (opt-in): a short life keeps their proof of work at the base
+# difficulty; at most one per contact per interval, the latest state winning;
+# one older than CHAT_STATE_STALE when it arrives (a catch-up) is not shown.
+CHAT_STATE_TTL = 5 * 60
+CHAT_STATE_INTERVAL = 3.0
+CHAT_STATE_STALE = 120
 MAINTENANCE_INTERVAL = 3600
 ROOMS = ("public",)
 RESERVED_USERNAMES = frozenset({"paranoim", "admin", "root"})
@@ -98,6 +113,16 @@ class _Watch:
     pair: bool = False  # a pair tag: shared with the contact, so our own envelopes use it too
 
 
+@dataclass(slots=True)
+class _ChatStates:
+    """Chat states going to one contact: the latest not yet sent, the last sent."""
+
+    pending: ChatState | None = None
+    last: ChatState | None = None  # what the contact last learnt from us
+    next_at: float = 0.0  # monotonic time the next one may leave
+    busy: bool = False  # a flush task is running
+
+
 def _check_peer(host_port: str) -> str:
     """``host:port`` with a port in range, else a UserError saying what is expected."""
     peer = host_port.strip()
@@ -121,7 +146,8 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off", seen: SeenIds | None = None) -> None:
+                 tor: str = "off", seen: SeenIds | None = None,
+                 chat_states: bool = False) -> None:
         self.keystore = keystore
         self.node = node
         self.pool = pool
@@ -130,6 +156,10 @@ class Service:
         self.clock = clock
         self.storage = storage
         self.tor = tor
+        self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
+        self.chat_state_interval = CHAT_STATE_INTERVAL
+        self._chat_out: dict[tuple[str, str], _ChatStates] = {}
+        self._heard_ms: dict[tuple[str, str], int] = {}  # newest sent_at_ms shown per sender
         self.endpoint = ""  # direct-delivery endpoint to announce, set by the daemon
         self.direct: DirectSender | None = None  # kkv-style delivery, set by the daemon
         self.direct_stats = {"direct": 0, "fallback": 0}
@@ -458,12 +488,13 @@ class Service:
         return env.id
 
     def _sealed(self, ident: Identity, *, recipient: bytes, kex: bytes, kind: Kind,
-                tag: bytes, payload: bytes) -> bytes:
+                tag: bytes, payload: bytes, ttl: int | None = None) -> bytes:
         if len(payload) > MAX_PAYLOAD:
             raise MessageTooLargeError(
                 f"the message is {len(payload)} bytes; at most {MAX_PAYLOAD} fit in one envelope")
         return seal(sender_secret_key=ident.secret_key, sender=ident.public, recipient=recipient,
-                    kex_public=kex, kind=kind, tag=tag, expiry=self.clock() + self.ttl,
+                    kex_public=kex, kind=kind, tag=tag,
+                    expiry=self.clock() + min(self.ttl, ttl or self.ttl),
                     payload=payload, ephemeral_secret=secrets.token_bytes(32))
 
     def _route(self, rec: IdentityRecord, to: str) -> tuple[Identity, bytes, bytes, bytes]:
@@ -491,6 +522,7 @@ class Service:
         if c is not None and c.state == ContactState.BLOCKED.value:
             raise UserError("this contact is blocked; unblock it to write to it")
         ident, their, kex, tag = self._route(rec, to)
+        self._message_sent(owner, to)
         msg = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64],
                             self._current_prekey(rec, ident))
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
@@ -518,6 +550,87 @@ class Service:
                            payload=Receipt(acked).encode())
         c = self._find_contact(rec, to)
         await self._stamp_and_publish(raw, c.endpoint if c else "")
+
+    # --- chat states (XEP-0085, opt-in) -------------------------------------------
+
+    def chat_states_enabled(self) -> bool:
+        return self.chat_states
+
+    async def send_chat_state(self, owner: str, to: str, state: str) -> bool:
+        try:
+            code = ChatState.from_element(state)
+        except LocalProtocolError:
+            raise UserError(f"{state[:20]!r} is not a chat state; XEP-0085 names active, "
+                            "composing, paused, inactive and gone") from None
+        if not self.chat_states:
+            return False
+        c = self._find_contact(self._rec(owner), to)
+        if c is None or c.state != ContactState.ACCEPTED.value:
+            return False  # typing is only shown to accepted contacts; never a first contact
+        out = self._chat_out.setdefault((owner, to), _ChatStates())
+        out.pending = code
+        if not out.busy:
+            out.busy = True
+            self._spawn(self._flush_chat_states(owner, to, out))
+        return True
+
+    def _message_sent(self, owner: str, to: str) -> None:
+        """A message implies "active" (XEP-0085 §5.1): a state still waiting would
+        arrive after it and be out of date, and a client's <active/> is no news."""
+        if self.chat_states:
+            out = self._chat_out.setdefault((owner, to), _ChatStates())
+            out.pending, out.last = None, ChatState.ACTIVE
+
+    async def _flush_chat_states(self, owner: str, to: str, out: _ChatStates) -> None:
+        """Send the latest pending state, then wait out the interval; repeat while
+        states come in. States queued meanwhile collapse to the latest."""
+        try:
+            while True:
+                wait = out.next_at - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                state, out.pending = out.pending, None
+                if state is None:
+                    return
+                if state == out.last:
+                    continue
+                out.last = state
+                out.next_at = time.monotonic() + self.chat_state_interval
+                try:
+                    await self._publish_chat_state(owner, to, state)
+                except (UserError, RemoteProtocolError) as exc:
+                    out.last = None
+                    log.info("chat state to %s not sent: %s", to[:8], exc)
+        finally:
+            out.busy = False
+
+    async def _publish_chat_state(self, owner: str, to: str, state: ChatState) -> None:
+        rec = self._rec(owner)
+        c = self._find_contact(rec, to)
+        if c is None or c.state != ContactState.ACCEPTED.value:
+            return  # removed or blocked while it waited
+        ident, their, kex, tag = self._route(rec, to)
+        msg = DirectMessage.state(self._sent_at_ms(), state)
+        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
+                           payload=msg.encode(), ttl=CHAT_STATE_TTL)
+        await self._stamp_and_publish(raw, c.endpoint)
+
+    def _chat_state_arrived(self, me: str, sender: str, c: ContactRecord | None,
+                            env: Envelope, record: DirectMessage) -> None:
+        """Shown only with chat states on, from an accepted contact, and only if newer
+        than anything shown from them (gossip may reorder; a message implies active).
+        Never a contact request, never held."""
+        if not self.chat_states or c is None or c.state != ContactState.ACCEPTED.value:
+            return
+        assert record.chat_state is not None
+        key = (me, sender)
+        if record.sent_at_ms <= self._heard_ms.get(key, -1):
+            return
+        self._heard_ms[key] = record.sent_at_ms
+        if self.clock() * 1000 - record.sent_at_ms > CHAT_STATE_STALE * 1000:
+            return  # a catch-up: the person is no longer typing that
+        self._show(ChatStateArrived(to=me, sender=sender, state=record.chat_state.element,
+                                    sent_at_ms=record.sent_at_ms), env.id, env.expiry)
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         if room not in ROOMS:
@@ -695,6 +808,11 @@ class Service:
                            env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
+        if record.chat_state is not None:
+            self._chat_state_arrived(me, sender, c, env, record)
+            return
+        key = (me, sender)
+        self._heard_ms[key] = max(self._heard_ms.get(key, -1), record.sent_at_ms)
         event = MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
                                sent_at_ms=record.sent_at_ms, envelope_id=env.id,
                                receipt_wanted=record.receipt_wanted,

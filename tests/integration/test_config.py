@@ -49,6 +49,7 @@ def test_values_are_read() -> None:
     ("[web]\nport = 70000", "web.port"),
     ("[web]\nport = true", "web.port"),
     ("[web]\nopen_browser = 1", "web.open_browser"),
+    ("[xmpp]\nchat_states = 'yes'", "xmpp.chat_states"),
     ("log_level = 'loud'", "log_level"),
     ("[xmpp]\ndomain = 'a b'", "xmpp.domain"),
     ("[p2p]\nannounce = 'x'", "p2p.announce"),
@@ -68,6 +69,15 @@ def test_overrides_are_checked_and_named() -> None:
         Config().override(xmpp_port=-1)
     with pytest.raises(ConfigError, match="option --peer"):
         Config().override(peers=("nohost",))
+
+
+def test_chat_states_are_off_unless_turned_on() -> None:
+    assert Config().chat_states is False
+    assert config.parse("[xmpp]\nchat_states = true\n").chat_states is True
+    assert Config().override(chat_states=True).chat_states is True
+    assert Config().override(chat_states=None).chat_states is False  # option not given
+    with pytest.raises(ConfigError, match="option --chat-states must be true or false"):
+        Config().override(chat_states="on")
 
 
 def test_data_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
