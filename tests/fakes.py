@@ -61,6 +61,8 @@ class FakeService:
     delivered_ids: list[bytes] = field(default_factory=list)
     send_error: UserError | None = None  # next send_message raises this
     send_gate: asyncio.Event | None = None  # if set, send_message waits on it (slow PoW)
+    chat_states: bool = False  # [xmpp] chat_states
+    chat_states_sent: list[tuple[str, str, str]] = field(default_factory=list)
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- test helpers -------------------------------------------------------
@@ -189,6 +191,16 @@ class FakeService:
                            message_ids: list[str]) -> None:
         self.receipts_sent.append((owner, to, envelope_ids, message_ids))
         await self._notify()
+
+    def chat_states_enabled(self) -> bool:
+        return self.chat_states
+
+    async def send_chat_state(self, owner: str, to: str, state: str) -> bool:
+        if not self.chat_states:
+            return False
+        self.chat_states_sent.append((owner, to, state))
+        await self._notify()
+        return True
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         self.room_sent.append((owner, room, text))

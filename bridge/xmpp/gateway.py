@@ -10,7 +10,12 @@ event stream reports and goes to XMPP clients.
   as ``<message type=error>`` with the error's text (``errors.py``).
 - XEP-0184: a ``<request/>`` asks the network for a delivery ack; a client's
   ``<received id=.../>`` for a message we delivered becomes ``send_receipt``.
-- XEP-0085 chat states and XEP-0333 markers stay local (dropped).
+- XEP-0085 chat states stay local (dropped) unless the user turned them on
+  (``[xmpp] chat_states``, ``--chat-states``); then a client's state, standalone
+  or beside a body, goes to ``service.send_chat_state`` (which rate-limits and
+  collapses them), an arriving ``ChatStateArrived`` goes to the identity's
+  available clients only (never held for later), and live messages from the
+  network carry <active/>. XEP-0333 markers always stay local.
 - XEP-0280: a message one client sends is copied to the account's other
   clients that enabled carbons. Messages from the network go to every
   available client, so no "received" carbons are needed.
@@ -33,6 +38,7 @@ from slixmpp import Presence
 
 from bridge.api import ServiceAPI
 from bridge.events import (
+    ChatStateArrived,
     ContactsChanged,
     Event,
     MessageArrived,
@@ -57,6 +63,8 @@ RECEIPTS_NS = "urn:xmpp:receipts"
 CARBONS_NS = "urn:xmpp:carbons:2"
 HINTS_NS = "urn:xmpp:hints"
 DELAY_NS = "urn:xmpp:delay"
+CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
+CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
 OFFLINE_QUEUE = 1000  # events per identity held while no client is online
 REMEMBERED = 10_000  # message ids / envelope ids kept for receipts and dedup
 _PRESENCE_TYPES_SUBSCRIPTION = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
@@ -74,6 +82,15 @@ class _Bounded(OrderedDict[Any, Any]):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+
+
+def _chat_state(el: ET.Element) -> str | None:
+    """The XEP-0085 state a message carries, if any."""
+    for child in el:
+        ns, _, name = child.tag[1:].partition("}")
+        if ns == CHATSTATES_NS and name in CHAT_STATES:
+            return name
+    return None
 
 
 def _sent_order(event: Event) -> tuple[int, int]:
@@ -144,18 +161,29 @@ class Gateway:
         received = el.find(f"{{{RECEIPTS_NS}}}received")
         if received is not None:
             self._ack(conn.owner.address, address, received.get("id", ""))
+        state = (_chat_state(el) if mtype in ("chat", "normal")
+                 and self.service.chat_states_enabled() else None)
         if body is None:
-            return  # chat states, markers, corrections without text: local only
+            if state is not None:
+                self._spawn(self._send_chat_state(conn.owner.address, address, state))
+            return  # markers, corrections without text (and chat states unless on): local
         if mtype not in ("chat", "normal"):
             raise XmppError("bad-request", f"cannot send a {mtype} message to a contact",
                             "modify")
         self._carbon(conn, el)
         msg_id = el.get("id", "")
         wants_receipt = bool(msg_id) and el.find(f"{{{RECEIPTS_NS}}}request") is not None
-        self._spawn(self._send(conn, dict(el.attrib), address, body, wants_receipt, msg_id))
+        self._spawn(self._send(conn, dict(el.attrib), address, body, wants_receipt, msg_id,
+                               state))
+
+    async def _send_chat_state(self, owner: str, address: str, state: str) -> None:
+        try:
+            await self.service.send_chat_state(owner, address, state)
+        except Exception as exc:  # a lost typing notification is not worth an error
+            log.info("chat state to %s not sent: %s", address[:8], exc)
 
     async def _send(self, conn: Session, attrs: dict[str, str], address: str, body: str,
-                    wants_receipt: bool, msg_id: str) -> None:
+                    wants_receipt: bool, msg_id: str, state: str | None = None) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
         key = (owner, address)
@@ -175,6 +203,8 @@ class Gateway:
                 del self._send_locks[key]
         if wants_receipt:
             self._sent.remember(envelope_id, msg_id)
+        if state is not None:  # after the message: its <active/> is implied, others are news
+            await self._send_chat_state(owner, address, state)
 
     def _ack(self, owner: str, address: str, stanza_id: str) -> None:
         found = self._delivered.pop((owner, address, stanza_id), None)
@@ -303,6 +333,8 @@ class Gateway:
                 self.send_message(event)
             elif isinstance(event, ReceiptArrived):
                 self.send_receipt(event)
+            elif isinstance(event, ChatStateArrived):
+                self.send_chat_state(event)
             elif isinstance(event, ContactsChanged):
                 self.send_contact(event)
             elif isinstance(event, RoomMessageArrived):
@@ -346,6 +378,8 @@ class Gateway:
             msg["body"] = event.text
             if event.receipt_wanted:
                 msg["request_receipt"] = True
+            if not delayed and self.service.chat_states_enabled():
+                ET.SubElement(msg.xml, f"{{{CHATSTATES_NS}}}active")  # XEP-0085 §5.1
             if delayed:
                 stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
                 ET.SubElement(msg.xml, f"{{{DELAY_NS}}}delay", {
@@ -374,6 +408,19 @@ class Gateway:
                 msg["from"] = self.domains.contact(event.sender)
                 msg["receipt"] = msg_id
                 conn.send(msg)
+
+    def send_chat_state(self, event: ChatStateArrived) -> None:
+        """To the clients online now; a typing notification is never kept for later."""
+        if not self.service.chat_states_enabled():
+            return
+        for conn in self.sessions.available(event.to):
+            msg = new_message()
+            msg["to"] = conn.jid.full
+            msg["from"] = self.domains.contact(event.sender)
+            msg["type"] = "chat"
+            ET.SubElement(msg.xml, f"{{{CHATSTATES_NS}}}{event.state}")
+            ET.SubElement(msg.xml, f"{{{HINTS_NS}}}no-store")  # XEP-0334: not for archives
+            conn.send(msg)
 
     def send_contact(self, event: ContactsChanged) -> None:
         self.roster.push(event.owner, event.contact, event.removed)

@@ -35,6 +35,7 @@ VCARD = "vcard-temp"
 CARBONS = "urn:xmpp:carbons:2"
 MUC = "http://jabber.org/protocol/muc"
 RECEIPTS = "urn:xmpp:receipts"
+CHATSTATES = "http://jabber.org/protocol/chatstates"
 
 Handler = Callable[["Session", ET.Element, ET.Element, JID | None], Iq]
 
@@ -70,6 +71,8 @@ class ServerIq:
         # What disco shows, per target kind; the component mode adjusts these.
         self.identities = {k: list(v) for k, v in _IDENTITIES.items()}
         self.features = {k: list(v) for k, v in _FEATURES.items()}
+        if service.chat_states_enabled():  # clients send chat states to who announces them
+            self.features["contact"].append(CHATSTATES)
         self.items: dict[str, list[tuple[str, str]]] = {
             "server": [(domains.contacts, "P2P contacts"), (domains.rooms, "Rooms")],
             "rooms": [(domains.public_room, "Public room")],
