@@ -196,9 +196,12 @@ def test_wrong_passphrase(pim: Paranoim, free_port: Callable[[], int]) -> None:
     assert res.returncode == 0, res.stderr
     res = pim.run("passphrase", "set", env={"PARANOIM_NEW_PASSPHRASE": "correct horse"})
     assert res.returncode == 0, res.stderr
-    res = pim.run("run", env={"PARANOIM_PASSPHRASE": "wrong"})
+    # free ports, so that a daemon someone runs on the default ports changes nothing
+    ports = ("--xmpp-port", str(free_port()), "--web-port", str(free_port()),
+             "--p2p-port", str(free_port()))
+    res = pim.run("run", *ports, env={"PARANOIM_PASSPHRASE": "wrong"})
     _one_error_line(res, 4, "wrong passphrase")
-    res = pim.run("run")  # no terminal, no variable
+    res = pim.run("run", *ports)  # no terminal, no variable
     _one_error_line(res, 4, "PARANOIM_PASSPHRASE")
     d = pim.start_daemon(free_port=free_port, env={"PARANOIM_PASSPHRASE": "correct horse"})
     assert d.stop() == 0
