@@ -111,7 +111,9 @@ async def test_post_without_csrf_token_is_refused_and_changes_nothing() -> None:
 
 async def test_post_with_wrong_csrf_token_is_refused() -> None:
     async with served_ui() as ui:
-        for token in ("nope", "", (await ui.csrf())[:-1] + "A"):
+        real = await ui.csrf()
+        altered = real[:-1] + ("A" if real[-1] != "A" else "B")  # never the real one
+        for token in ("nope", "", altered):
             resp = await ui.client.post(
                 "/start", data={"nick": "M", "csrf_token": token}, headers={"Origin": ui.origin}
             )
