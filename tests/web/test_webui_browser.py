@@ -207,8 +207,10 @@ async def test_first_run_with_passphrase_encrypts_the_keys_and_the_restart_needs
     finally:
         assert await asyncio.to_thread(daemon.proc.stop) == 0
 
+    ports = [str(free_tcp_port()) for _ in range(3)]
     wrong = await asyncio.to_thread(
-        daemon.sandbox.run, "run", env={"PARANOIM_PASSPHRASE": "wrong horse"}
+        daemon.sandbox.run, "run", "--xmpp-port", ports[0], "--web-port", ports[1],
+        "--p2p-port", ports[2], env={"PARANOIM_PASSPHRASE": "wrong horse"},
     )
     assert wrong.returncode == 4, (wrong.stdout, wrong.stderr)
     last = wrong.stderr.strip().splitlines()[-1]
