@@ -54,11 +54,11 @@ class ServiceAPI(Protocol):
         """Constant-time password check for an XMPP login; None if wrong."""
         ...
 
-    def export_identity(self, address: str, passphrase: str) -> bytes:
+    async def export_identity(self, address: str, passphrase: str) -> bytes:
         """The identity's keys as a passphrase-encrypted file (Argon2id)."""
         ...
 
-    def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo: ...
+    async def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo: ...
 
     # --- the key file's passphrase ---------------------------------------------
     def keys_encrypted(self) -> bool:

@@ -355,11 +355,13 @@ class Service:
         self._rebuild_watch()
         self._emit(IdentitiesChanged())
 
-    def export_identity(self, address: str, passphrase: str) -> bytes:
-        return transfer.export_identity(self._rec(address), passphrase)
+    async def export_identity(self, address: str, passphrase: str) -> bytes:
+        rec = self._rec(address)
+        # Argon2id takes about a second and 256 MiB: never on the event loop.
+        return await asyncio.to_thread(transfer.export_identity, rec, passphrase)
 
-    def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo:
-        seed, nick = transfer.import_identity(data, passphrase)
+    async def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo:
+        seed, nick = await asyncio.to_thread(transfer.import_identity, data, passphrase)
         return self.add_identity_seed(seed, nick)
 
     def set_passphrase(self, passphrase: str | None) -> None:
@@ -764,13 +766,15 @@ class Service:
             assert isinstance(ann, Announcement)
             c = self._find_contact(rec, w.subject)
             if c is not None:
+                before = (c.prekey, c.endpoint, c.announced_at)
                 self._learn_prekeys(c, their, ann.prekeys)
                 # Envelopes arrive in any order: an older announcement must not
                 # take back a newer endpoint.
                 if ann.issued_at >= c.announced_at:
                     c.announced_at = ann.issued_at
                     c.endpoint = ann.endpoint
-                self.keystore.save()
+                if (c.prekey, c.endpoint, c.announced_at) != before:
+                    self.keystore.save()  # an fsync: only when something changed
             return
         secrets_ = [bytes.fromhex(p.secret) for p in
                     sorted(rec.prekeys, key=lambda p: -p.expires)] + [ident.x25519_secret]

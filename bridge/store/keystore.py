@@ -34,6 +34,10 @@ MAGIC_PLAIN = b"PIMK0\n"
 MAGIC_SEALED = b"PIMK1\n"
 MAX_KEYFILE = 16 * 1024 * 1024
 FILENAME = "keys.pim"
+# The most key stretching a file may ask for (libsodium's "sensitive" level): a
+# crafted file must not make the daemon spend gigabytes or minutes.
+MAX_OPS = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
+MAX_MEM = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
 
 
 class KeystoreError(UserError):
@@ -151,7 +155,7 @@ def open_document(data: bytes, passphrase: str | None) -> tuple[bytes, SealKey |
     salt = data[head : head + 16]
     ops, mem = struct.unpack_from(">IQ", data, head + 16)
     # Bounds keep a crafted file from asking for absurd work or memory.
-    if not (1 <= ops <= 16 and 8192 <= mem <= 4 * 1024**3):
+    if not (1 <= ops <= MAX_OPS and 8192 <= mem <= MAX_MEM):
         raise KeystoreError("the key file's key-stretching parameters are out of range")
     key = SealKey.derive(passphrase, ops=ops, mem=mem, salt=salt)
     box = nacl.secret.SecretBox(key.key)

@@ -14,7 +14,14 @@ import struct
 import nacl.exceptions
 import nacl.secret
 
-from bridge.store.keystore import IdentityRecord, KeystoreError, SealKey, WrongPassphraseError
+from bridge.store.keystore import (
+    MAX_MEM,
+    MAX_OPS,
+    IdentityRecord,
+    KeystoreError,
+    SealKey,
+    WrongPassphraseError,
+)
 
 MAGIC = b"PIMX1\n"
 MAX_EXPORT = 64 * 1024
@@ -43,7 +50,7 @@ def import_identity(data: bytes, passphrase: str) -> tuple[bytes, str]:
         ops, mem = struct.unpack_from(">IQ", data, head + 16)
     except struct.error:
         raise KeystoreError("the identity file is cut short") from None
-    if not (1 <= ops <= 16 and 8192 <= mem <= 4 * 1024**3):
+    if not (1 <= ops <= MAX_OPS and 8192 <= mem <= MAX_MEM):
         raise KeystoreError("the identity file's key-stretching parameters are out of range")
     key = SealKey.derive(passphrase, ops=ops, mem=mem, salt=salt)
     try:

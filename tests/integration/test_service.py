@@ -185,14 +185,19 @@ async def test_export_import(tmp_path: Path, pool: WorkerPool) -> None:
     b = await _service(tmp_path / "b", SharedNode(BITS), pool)
     alice = await a.create_identity("Alice")
     with pytest.raises(UserError, match="at least 8"):
-        a.export_identity(alice.address, "short")
-    blob = a.export_identity(alice.address, "a long passphrase")
+        await a.export_identity(alice.address, "short")
+    blob = await a.export_identity(alice.address, "a long passphrase")
     assert bytes.fromhex(a.keystore.doc.identities[0].seed) not in blob
     with pytest.raises(WrongPassphraseError):
-        b.import_identity(blob, "another passphrase")
+        await b.import_identity(blob, "another passphrase")
     with pytest.raises(UserError, match="not a ParanoIM"):
-        b.import_identity(b"garbage", "a long passphrase")
-    assert b.import_identity(blob, "a long passphrase").address == alice.address
+        await b.import_identity(b"garbage", "a long passphrase")
+    assert (await b.import_identity(blob, "a long passphrase")).address == alice.address
+    # a crafted file asking for 4 GiB of key stretching is refused before any of it
+    import struct
+    greedy = blob[:22] + struct.pack(">IQ", 4, 4 * 1024**3) + blob[34:]
+    with pytest.raises(UserError, match="out of range"):
+        await b.import_identity(greedy, "a long passphrase")
 
 
 async def test_vanity_identity(tmp_path: Path, pool: WorkerPool) -> None:

@@ -75,7 +75,7 @@ async def identity_export(request: web.Request) -> web.StreamResponse:
         raise UserError("The two passphrases differ; type the same one twice.")
     svc = service(request)
     ident = svc.identity(address)
-    data = svc.export_identity(address, passphrase)
+    data = await svc.export_identity(address, passphrase)
     return web.Response(
         body=data,
         content_type="application/octet-stream",
@@ -99,7 +99,7 @@ async def identity_import(request: web.Request) -> web.StreamResponse:
     data = upload.file.read(MAX_KEY_FILE + 1)
     if len(data) > MAX_KEY_FILE:
         raise UserError("That file is far larger than an exported identity; check the file.")
-    ident = service(request).import_identity(data, passphrase)
+    ident = await service(request).import_identity(data, passphrase)
     require_session(request).current_identity = ident.address
     require_session(request).flash("ok", f"Identity “{ident.nick}” imported.")
     raise see_other("/identities")
