@@ -6,8 +6,9 @@ import re
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from ._common import RunAs, base_env, run_as
+from ._common import RunAs, apoll_until, base_env, run_as
 from .tmux import TmuxSession
 
 
@@ -66,6 +67,36 @@ class TerminalClient:
 
     def screen(self) -> str:
         return self.pane.capture_pane()
+
+    # --- reading what arrived (each client logs messages its own way) ---------------
+
+    def messages(self) -> list[Any]:
+        """Logged messages, each with at least ``.body``."""
+        raise NotImplementedError
+
+    def _incoming(self, m: Any) -> bool:
+        """Written by someone else (not our own echo)."""
+        return bool(m.sender != self.jid)
+
+    def _peer(self, m: Any) -> str:
+        return str(m.sender)
+
+    def _diagnostics(self) -> str:
+        return self.pane.describe()
+
+    async def wait_for_message(self, from_or_text: str | re.Pattern[str],
+                               timeout: float = 20.0) -> Any:
+        """Wait for a received message whose sender or body matches ``from_or_text``."""
+
+        def found() -> Any:
+            for m in self.messages():
+                if self._incoming(m) and (matches(from_or_text, m.body)
+                                          or matches(from_or_text, self._peer(m))):
+                    return m
+            return None
+
+        return await apoll_until(found, timeout, f"{self.program} to receive {from_or_text!r}",
+                                 interval=0.1, on_timeout=self._diagnostics)
 
     def stop(self) -> None:
         if self.tmux is not None:

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from ._client import TerminalClient, matches
+from ._client import TerminalClient
 from ._common import DriverError, apoll_until, find_program, tail
 
 _MESSAGE = re.compile(r"<message\b(?P<attrs>[^>]*)>(?P<inner>.*?)</message>", re.DOTALL)
@@ -140,26 +140,6 @@ class Finch(TerminalClient):
                 )
         return out
 
-    async def wait_for_message(
-        self, from_or_text: str | re.Pattern[str], timeout: float = 20.0
-    ) -> LoggedMessage:
-        """Wait for a received message whose sender JID or body matches ``from_or_text``."""
-
-        def found() -> LoggedMessage | None:
-            for m in self.messages():
-                if m.sender != self.jid and (
-                    matches(from_or_text, m.body) or matches(from_or_text, m.sender)
-                ):
-                    return m
-            return None
-
-        return await apoll_until(
-            found,
-            timeout,
-            f"finch to receive {from_or_text!r}",
-            interval=0.1,
-            on_timeout=self._diagnostics,
-        )
 
 
 def _uri_escape(text: str) -> str:

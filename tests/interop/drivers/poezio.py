@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ._client import TerminalClient, matches
+from ._client import TerminalClient
 from ._common import apoll_until, find_program, tail
 
 _LOG_LINE = re.compile(r"^M[RI] \d{8}T[\d:]{6,8}Z \d{3} <(?P<nick>[^>]*)>  ?(?P<body>.*)$")
@@ -108,23 +108,11 @@ class Poezio(TerminalClient):
                     out.append(LoggedMessage(path.name, m["nick"], m["body"]))
         return out
 
-    async def wait_for_message(
-        self, from_or_text: str | re.Pattern[str], timeout: float = 20.0
-    ) -> LoggedMessage:
-        """Wait for a received message whose sender JID or body matches ``from_or_text``."""
+    def _incoming(self, m: LoggedMessage) -> bool:
+        return m.nick != self.localpart
 
-        def found() -> LoggedMessage | None:
-            for m in self.messages():
-                if m.nick != self.localpart and (
-                    matches(from_or_text, m.body) or matches(from_or_text, m.contact)
-                ):
-                    return m
-            return None
+    def _peer(self, m: LoggedMessage) -> str:
+        return m.contact
 
-        return await apoll_until(
-            found,
-            timeout,
-            f"poezio to receive {from_or_text!r}",
-            interval=0.1,
-            on_timeout=lambda: self.pane.describe() + "\n" + tail(self.logs / "errors.log"),
-        )
+    def _diagnostics(self) -> str:
+        return self.pane.describe() + "\n" + tail(self.logs / "errors.log")

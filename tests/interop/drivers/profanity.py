@@ -12,8 +12,8 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from ._client import TerminalClient, matches
-from ._common import apoll_until, find_program, tail
+from ._client import TerminalClient
+from ._common import find_program, tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,23 +82,5 @@ class Profanity(TerminalClient):
             return []
         return [LoggedMessage(f, t, m or "") for f, t, m in rows]
 
-    async def wait_for_message(
-        self, from_or_text: str | re.Pattern[str], timeout: float = 20.0
-    ) -> LoggedMessage:
-        """Wait for a received message whose sender or body matches ``from_or_text``."""
-
-        def found() -> LoggedMessage | None:
-            for m in self.messages():
-                if m.sender != self.jid and (
-                    matches(from_or_text, m.body) or matches(from_or_text, m.sender)
-                ):
-                    return m
-            return None
-
-        return await apoll_until(
-            found,
-            timeout,
-            f"profanity to receive {from_or_text!r}",
-            interval=0.1,
-            on_timeout=lambda: self.pane.describe() + "\n" + tail(self.debug_log),
-        )
+    def _diagnostics(self) -> str:
+        return self.pane.describe() + "\n" + tail(self.debug_log)
