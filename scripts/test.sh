@@ -28,6 +28,7 @@ APT_PACKAGES=(
     chromium                         # headless browser for the web UI tests
     tor microsocks                   # onion services (ADD_ONION) and a SOCKS5 server
     zbar-tools                       # zbarimg: a second QR decoder
+    xvfb                             # an X display for the tray icon test
 )
 
 START=$(date +%s.%N)

@@ -334,10 +334,12 @@ def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], i
     import shutil
     import subprocess
 
+    from tests.util import skip_or_fail
+
     if importlib.util.find_spec("pystray") is None:  # importing it needs a display
-        pytest.skip("pystray is not installed (pip install -e '.[tray]')")
+        skip_or_fail("pystray is not installed (pip install -e '.[test]')")
     if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed")
+        skip_or_fail("Xvfb is not installed (apt-get install xvfb)")
     display = f":{free_port() % 10000 + 100}"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
