@@ -41,6 +41,7 @@ if multiprocessing.current_process().name != "MainProcess":
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PORT, EXIT_PASSPHRASE = 0, 1, 2, 3, 4
 EXIT_NOT_RUNNING, EXIT_RUNNING, EXIT_INTERRUPTED, EXIT_BUG = 5, 6, 130, 70
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
 KINDS = ("systemd", "autostart", "launchd")
 
 
@@ -535,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         note("paranoim: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`paranoim id list | head -3`): stop quietly, as
+        # other command-line programs do, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except Exception as exc:
         code, message = _exit_code(exc)
         if code == EXIT_BUG and args.log_level == "debug":

@@ -194,3 +194,21 @@ def test_python_dash_m_and_data_dir_everywhere(pim: Paranoim, tmp_path: Path) ->
     assert "Hal" in ok(pim.run("--data-dir", str(other), "id", "list"))
     assert "Hal" in ok(pim.run("id", "list", "--data-dir", str(other)))
     assert "No identity" in ok(pim.run("id", "list"))
+
+
+def test_closed_pipe_ends_quietly(pim: Paranoim) -> None:
+    """`paranoim id list | head -1`: when the reader goes away the command stops
+    without an error line, as other command-line programs do."""
+    import os
+    import subprocess
+
+    from tests.daemonproc import executable
+
+    assert pim.run("id", "new", "Pipe").returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read
+    proc = subprocess.run([executable(), "id", "list"], env=pim.env, stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "error" not in proc.stderr and "Traceback" not in proc.stderr
