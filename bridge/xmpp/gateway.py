@@ -428,9 +428,6 @@ class Gateway:
             if event.contact is not None:
                 self.roster.contact_presence(conn, event.contact)
             elif event.removed is not None:
-                gone = Presence()
-                gone["to"] = conn.jid.full
-                gone["from"] = self.domains.contact(event.removed)
-                gone["type"] = "unavailable"
-                conn.send(gone)
+                conn.send(self.roster.presence(conn, self.domains.contact(event.removed),
+                                                "unavailable"))
 

@@ -45,6 +45,9 @@ _SUBSCRIPTION = {
 }
 
 
+RESOURCE = "paranoim"  # the resource contacts and the bot show presence from
+
+
 class RosterMap:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:
         self.service = service
@@ -152,26 +155,28 @@ class RosterMap:
         """What the client should see about one contact right now."""
         frm = self.domains.contact(contact.address)
         if contact.state is ContactState.ACCEPTED:
-            conn.send(self._presence(conn, frm, ""))
+            conn.send(self.presence(conn, frm, ""))
         elif contact.state is ContactState.PENDING_IN:
-            request = self._presence(conn, frm, "subscribe")
+            request = self.presence(conn, frm, "subscribe")
             if contact.petname:
                 nick = ET.SubElement(request.xml, f"{{{NICK_NS}}}nick")
                 nick.text = contact.petname
             conn.send(request)
         else:
-            conn.send(self._presence(conn, frm, "unavailable"))
+            conn.send(self.presence(conn, frm, "unavailable"))
 
     def initial_presence(self, conn: Session) -> None:
         assert conn.owner is not None
-        conn.send(self._presence(conn, self.domains.bot, ""))
+        conn.send(self.presence(conn, self.domains.bot, ""))
         for contact in self.service.contacts(conn.owner.address):
             self.contact_presence(conn, contact)
 
-    def _presence(self, conn: Session, frm: str, ptype: str) -> Presence:
+    def presence(self, conn: Session, frm: str, ptype: str) -> Presence:
         presence = Presence()
         presence["to"] = conn.jid.full
-        presence["from"] = frm
+        # Availability comes from a resource, as from any real contact (Gajim counts a
+        # contact online only then); subscription presences stay on the bare JID.
+        presence["from"] = f"{frm}/{RESOURCE}" if ptype in ("", "unavailable") else frm
         if ptype:
             presence["type"] = ptype
         return presence
@@ -181,8 +186,8 @@ class RosterMap:
         owner = conn.owner.address
         if to_bare == self.domains.bot:
             if ptype == "subscribe":
-                conn.send(self._presence(conn, self.domains.bot, "subscribed"))
-                conn.send(self._presence(conn, self.domains.bot, ""))
+                conn.send(self.presence(conn, self.domains.bot, "subscribed"))
+                conn.send(self.presence(conn, self.domains.bot, ""))
             return
         address = self._address(to_bare)
         contact = self._contact(owner, address)
@@ -195,8 +200,8 @@ class RosterMap:
                 contact = self.service.accept_contact(owner, address)
                 self.push(owner, contact)
             if contact.state is ContactState.ACCEPTED:
-                conn.send(self._presence(conn, to_bare, "subscribed"))
-                conn.send(self._presence(conn, to_bare, ""))
+                conn.send(self.presence(conn, to_bare, "subscribed"))
+                conn.send(self.presence(conn, to_bare, ""))
         elif ptype == "subscribed" and state is ContactState.PENDING_IN:
             self.push(owner, self.service.accept_contact(owner, address))
         elif ptype == "unsubscribed" and state is ContactState.PENDING_IN:
