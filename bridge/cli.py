@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge import __version__
 from bridge.config import ENV_COMPONENT_SECRET, LOG_LEVELS, STORAGES, Config, ConfigError, check_run
 from bridge.config import load as load_config
 from bridge.core.errors import UserError
@@ -89,15 +90,6 @@ def print_identity(ident: dict[str, Any]) -> None:
     out(f"  JID:         {ident['jid']}")
     out(f"  Password:    {ident['password']}")
     out(f"  Fingerprint: {ident['fingerprint']}")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("paranoim")
-    except PackageNotFoundError:
-        return "0.1.0"
 
 
 def _client_hint(args: argparse.Namespace, status: dict[str, Any] | None) -> str:
@@ -422,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="paranoim", parents=[_common(None)],
         description="Use your Jabber client over an anonymous, end-to-end encrypted P2P "
                     "network.")
-    p.add_argument("--version", action="version", version=f"paranoim {_version()}")
+    p.add_argument("--version", action="version", version=f"paranoim {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], text: str,

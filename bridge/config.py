@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.core.checks import DEFAULT_BASE_BITS
-from bridge.core.errors import UserError
+from bridge.core.errors import BadPeerError, UserError
+from bridge.core.peers import parse_peer
 
 DEFAULT_XMPP_PORT = 5222
 DEFAULT_WEB_PORT = 8765
@@ -179,12 +180,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, object], str]:
 
 def host_port(key: str, v: object) -> str:
     """'host:port' with a non-empty host and a port in range."""
-    if isinstance(v, str):
-        host, sep, port = v.strip().rpartition(":")
-        if sep and host and port.isdigit() and 0 < int(port) < 65536:
-            return v.strip()
-    raise ConfigError(f"{_what(key)} must be host:port, such as 192.0.2.7:{DEFAULT_P2P_PORT}; "
-                      f"got {v!r}")
+    if not isinstance(v, str):
+        raise ConfigError(f"{_what(key)} must be host:port in quotes, such as "
+                          f"\"192.0.2.7:{DEFAULT_P2P_PORT}\"; got {v!r}")
+    try:
+        return parse_peer(v)
+    except BadPeerError as exc:
+        raise ConfigError(f"{_what(key)}: {exc}") from None
 
 
 def _advertise(key: str, v: object) -> str:

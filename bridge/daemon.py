@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from bridge import __version__
 from bridge.config import Config, check_run, component_secret
 from bridge.control import (
     AlreadyRunningError,
@@ -79,15 +80,6 @@ DIRECT_TIMEOUT = 20.0  # a whole delivery on a clear network; through Tor kkv_cl
 
 class PortInUseError(UserError):
     """A port the daemon needs is taken."""
-
-
-def version() -> str:
-    try:
-        from importlib.metadata import version as _v
-
-        return _v("paranoim")
-    except Exception:  # not installed: running from a source tree
-        return "0.1.0"
 
 
 class OnceKeystore(Keystore):
@@ -489,7 +481,7 @@ class Daemon:
     # --- what other commands see --------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        doc = {"pid": os.getpid(), "version": version(), "data_dir": str(self.data_dir),
+        doc = {"pid": os.getpid(), "version": __version__, "data_dir": str(self.data_dir),
                "started": self._started_at or time.time(), "ports": dict(self.ports),
                "web_url": self.web_url, "xmpp_domain": self.cfg.xmpp_domain,
                "fingerprint": self.fingerprint, "paused": self.paused_peers is not None,
@@ -513,7 +505,7 @@ class Daemon:
 
     def ready_lines(self) -> list[str]:
         cfg = self.cfg
-        lines = [f"ParanoIM {version()} (pid {os.getpid()}), data in {self.data_dir}"]
+        lines = [f"ParanoIM {__version__} (pid {os.getpid()}), data in {self.data_dir}"]
         if "xmpp" in self.ports:
             lines.append(f"  XMPP   127.0.0.1:{self.ports['xmpp']}  domain {cfg.xmpp_domain}, "
                          f"STARTTLS, certificate SHA-256 {self.fingerprint or '?'}")

@@ -32,6 +32,7 @@ from bridge.core.errors import (
 )
 from bridge.core.identity import PREKEY_LIFETIME, Identity, SignedPrekey, make_prekey
 from bridge.core.invite import Invite, encode_invite, parse_invite
+from bridge.core.peers import parse_peer
 from bridge.core.records import (
     Announcement,
     ChatState,
@@ -121,16 +122,6 @@ class _ChatStates:
     last: ChatState | None = None  # what the contact last learnt from us
     next_at: float = 0.0  # monotonic time the next one may leave
     busy: bool = False  # a flush task is running
-
-
-def _check_peer(host_port: str) -> str:
-    """``host:port`` with a port in range, else a UserError saying what is expected."""
-    peer = host_port.strip()
-    host, sep, port = peer.rpartition(":")
-    if (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536
-            or any(c.isspace() or c in "/@?#" for c in host)):
-        raise UserError(f"a peer is host:port, such as 192.0.2.7:45069; got {peer[:80]!r}")
-    return peer
 
 
 def _now() -> int:
@@ -882,7 +873,7 @@ class Service:
             self._error(f"peer {peer} from an invitation not added: {exc}")
 
     def add_peer(self, host_port: str) -> None:
-        peer = _check_peer(host_port)
+        peer = parse_peer(host_port)
         self.node.add_peer(peer)
         if peer not in self._added_peers:
             self._added_peers.append(peer)

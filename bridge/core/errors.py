@@ -108,6 +108,10 @@ class PowCancelledError(UserError):
         super().__init__(msg)
 
 
+class BadPeerError(UserError):
+    """A peer address that is not ``host:port`` with a usable host and port."""
+
+
 # --- sealing -----------------------------------------------------------------
 
 

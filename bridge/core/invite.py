@@ -18,7 +18,8 @@ from typing import Final
 
 from bridge.core import crypto
 from bridge.core.address import decode_address, encode_address, normalize
-from bridge.core.errors import BadAddressError, BadInviteError
+from bridge.core.errors import BadAddressError, BadInviteError, BadPeerError
+from bridge.core.peers import parse_peer
 
 SCHEME: Final = "paranoim:"
 VERSION: Final = 1
@@ -43,10 +44,10 @@ def _checksum(body: str) -> str:
 
 
 def _check_peer(peer: str) -> str:
-    host, sep, port = peer.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadInviteError(f"peer '{peer}' in the link is not host:port")
-    return peer
+    try:
+        return parse_peer(peer)
+    except BadPeerError as exc:
+        raise BadInviteError(f"peer '{peer[:80]}' in the link: {exc}") from None
 
 
 def encode_invite(invite: Invite) -> str:

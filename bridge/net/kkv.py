@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import __version__
 from bridge.core import checks, kkv
 from bridge.core.envelope import MAX_ENVELOPE_SIZE, envelope_id
 from bridge.core.errors import (
@@ -59,15 +60,6 @@ PROTOCOL = "paranoim-kkv"
 # Plain or async; an async result is awaited (e.g. ``node.publish``, which returns
 # the checked Envelope). What it returns is ignored.
 EnvelopeCallback = Callable[[bytes], object]
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("paranoim")
-    except PackageNotFoundError:
-        return "0.1.0"
 
 
 # --- the inbox -----------------------------------------------------------------------------
@@ -358,7 +350,7 @@ class KkvServer:
             {
                 "service": PROTOCOL,
                 "protocol": kkv.VERSION,
-                "version": _version(),
+                "version": __version__,
                 "uptime": int(time.monotonic() - self.started) // 60 * 60,
                 "inbox": {
                     "count": len(self.inbox),
