@@ -29,11 +29,10 @@ from bridge.control import (
     wait_for_lock_or_daemon,
 )
 from bridge.core.errors import PowCancelledError
-from bridge.daemon import OnceKeystore
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
-from bridge.store.keystore import Keystore, PassphraseNeededError
+from bridge.store.keystore import Keystore, OnceKeystore, PassphraseNeededError
 
 ENV_PASSPHRASE = "PARANOIM_PASSPHRASE"  # noqa: S105 - the variable's name
 

@@ -65,7 +65,7 @@ from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.paths import CONTROL_SOCKET, ensure_private_dir
 from bridge.service import Service
-from bridge.store.keystore import Keystore, write_private
+from bridge.store.keystore import Keystore, OnceKeystore, write_private
 
 if TYPE_CHECKING:
     from bridge.net.kkv import KkvServer
@@ -80,19 +80,6 @@ DIRECT_TIMEOUT = 20.0  # a whole delivery on a clear network; through Tor kkv_cl
 
 class PortInUseError(UserError):
     """A port the daemon needs is taken."""
-
-
-class OnceKeystore(Keystore):
-    """Loads once: a passphrase-sealed file costs a second of Argon2id per load, and
-    the daemon loads it before starting anything (to fail fast on a wrong passphrase)."""
-
-    _loaded = False
-
-    def load(self):  # type: ignore[no-untyped-def]
-        if not self._loaded:
-            super().load()
-            self._loaded = True
-        return self.doc
 
 
 def _missing(part: str, exc: ImportError) -> str:

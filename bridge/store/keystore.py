@@ -247,3 +247,17 @@ class Keystore:
         self.passphrase = new or None
         self._key = None
         self.save()
+
+
+class OnceKeystore(Keystore):
+    """Loads once: a passphrase-sealed file costs a second of Argon2id per load, and
+    the daemon loads it before starting anything (to fail fast on a wrong passphrase);
+    the service's own ``load()`` then finds it loaded."""
+
+    _loaded = False
+
+    def load(self) -> KeyDocument:
+        if not self._loaded:
+            super().load()
+            self._loaded = True
+        return self.doc
