@@ -3,39 +3,65 @@
 It keeps identities and contacts in dicts, records what the gateway asks it
 to send, and lets a test push events as the network would. Tests wait on its
 asyncio conditions instead of sleeping.
+
+What a face can see follows the real service's rules, checked against it by
+tests/integration/test_service_contract.py: arrivals from a blocked contact are
+dropped, a first message from a stranger is a contact request held until it is
+accepted, writing to an unknown address makes it an accepted contact, and a
+message between two identities of this fake arrives as it would over the
+network. Addresses and invitation links are parsed by the core, as the service
+parses them. It runs no network, no proof of work and no vanity search.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
+import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from bridge.core.errors import BadAddressError, UserError
+from bridge.api import ServiceAPI, VanityJob
+from bridge.core import vanity
+from bridge.core.address import decode_address, fingerprint
+from bridge.core.errors import UserError
+from bridge.core.identity import Identity
+from bridge.core.invite import Invite, encode_invite, parse_invite
+from bridge.core.peers import parse_peer
+from bridge.core.records import ChatState
 from bridge.events import (
+    ChatStateArrived,
     ContactInfo,
     ContactsChanged,
     ContactState,
     Event,
+    IdentitiesChanged,
     IdentityInfo,
+    MessageArrived,
     NodeHealth,
+    ReceiptArrived,
 )
+
+KEYS_PER_SECOND = 50_000.0  # what vanity_estimate pretends this machine manages
+
+
+def _seed(seed: bytes | None) -> bytes:
+    return seed.ljust(32, b"\0")[:32] if seed else os.urandom(32)
 
 
 def make_address(seed: bytes | None = None) -> str:
-    """A 56-character lowercase base32 string shaped like a real address."""
-    raw = seed.ljust(35, b"\0")[:35] if seed else os.urandom(35)
-    return base64.b32encode(raw).decode().lower()
+    """A real address (valid checksum and key), the same for the same seed."""
+    return Identity.from_seed(_seed(seed)).address
 
 
 def check_address(address: str) -> str:
-    if len(address) != 56:
-        raise BadAddressError(f"an address has 56 characters, this one has {len(address)}")
-    if any(c not in "abcdefghijklmnopqrstuvwxyz234567" for c in address):
-        raise BadAddressError("an address uses only the letters a-z and digits 2-7")
+    """``address`` if it is one; the core's BadAddressError (a UserError) if not."""
+    decode_address(address)
     return address
 
 
@@ -59,21 +85,29 @@ class FakeService:
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     delivered_ids: list[bytes] = field(default_factory=list)
+    held: dict[tuple[str, str], list[MessageArrived]] = field(default_factory=dict)
+    peer_list: list[dict[str, object]] = field(default_factory=lambda: [
+        {"address": "127.0.0.1:1", "state": "active", "direction": "out"}])
     send_error: UserError | None = None  # next send_message raises this
     send_gate: asyncio.Event | None = None  # if set, send_message waits on it (slow PoW)
     chat_states: bool = False  # [xmpp] chat_states
     chat_states_sent: list[tuple[str, str, str]] = field(default_factory=list)
+    passphrase: str | None = None
+    seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- test helpers -------------------------------------------------------
 
     def add_user(self, username: str, password: str, nick: str = "") -> IdentityInfo:
+        seed = _seed(username.encode())
+        address = Identity.from_seed(seed).address
+        self.seeds[address] = seed
         info = IdentityInfo(
-            address=make_address(username.encode()),
+            address=address,
             nick=nick or username.capitalize(),
             username=username,
             xmpp_password=password,
-            fingerprint=f"FP-{username}",
+            fingerprint=fingerprint(decode_address(address)),
             created_at=0,
         )
         self.identities_by_name[username] = info
@@ -82,11 +116,34 @@ class FakeService:
 
     def put_contact(self, owner: str, address: str, petname: str,
                     state: ContactState = ContactState.ACCEPTED) -> ContactInfo:
-        info = ContactInfo(owner, address, petname, state, f"FP-{petname}")
+        info = ContactInfo(owner, address, petname, state, fingerprint(decode_address(address)))
         self.contact_book.setdefault(owner, {})[address] = info
         return info
 
     def emit(self, event: Event) -> None:
+        """``event`` arrives as from the network: shown, held or dropped as the
+        service would (blocked senders dropped, a stranger's message held as a
+        contact request, chat states only from accepted contacts when on)."""
+        if isinstance(event, MessageArrived | ReceiptArrived | ChatStateArrived):
+            c = self.contact_book.get(event.to, {}).get(event.sender)
+            if c is not None and c.state is ContactState.BLOCKED:
+                return
+            if isinstance(event, ReceiptArrived) and c is None:
+                return
+            if isinstance(event, ChatStateArrived) and (
+                    not self.chat_states or c is None or c.state is not ContactState.ACCEPTED):
+                return
+            if isinstance(event, MessageArrived) and (
+                    c is None or c.state is ContactState.PENDING_IN):
+                self.held.setdefault((event.to, event.sender), []).append(event)
+                if c is None:
+                    self._change(event.to, ContactInfo(
+                        event.to, event.sender, event.sender[:8], ContactState.PENDING_IN,
+                        fingerprint(decode_address(event.sender))))
+                return
+        self._show(event)
+
+    def _show(self, event: Event) -> None:
         for listener in list(self.listeners):
             listener(event)
 
@@ -105,78 +162,190 @@ class FakeService:
 
         await asyncio.wait_for(wait(), timeout)
 
+    def _local(self, address: str) -> IdentityInfo | None:
+        for info in self.identities_by_name.values():
+            if info.address == address:
+                return info
+        return None
+
     # --- identities ---------------------------------------------------------
 
     def identities(self) -> list[IdentityInfo]:
         return list(self.identities_by_name.values())
 
     def identity(self, address: str) -> IdentityInfo:
-        for info in self.identities_by_name.values():
-            if info.address == address:
-                return info
-        raise UserError("no such identity")
+        info = self._local(address)
+        if info is None:
+            raise UserError(f"there is no local identity {address}")
+        return info
 
     def identity_by_username(self, username: str) -> IdentityInfo | None:
-        return self.identities_by_name.get(username)
-
-    def delivered(self, envelope_id: bytes) -> None:
-        self.delivered_ids.append(envelope_id)
+        return self.identities_by_name.get(username.lower())
 
     def check_login(self, username: str, password: str) -> IdentityInfo | None:
-        info = self.identities_by_name.get(username)
+        info = self.identity_by_username(username)
         expected = info.xmpp_password if info else "\0invalid"
         ok = hmac.compare_digest(expected.encode(), password.encode())
         return info if ok and info else None
 
+    @staticmethod
+    def _check_nick(nick: str) -> str:
+        nick = " ".join(nick.split())
+        if not nick:
+            raise UserError("give the identity a nickname (it is only shown to you)")
+        if len(nick) > 64:
+            raise UserError("a nickname has at most 64 characters")
+        return nick
+
+    def _add_seed(self, seed: bytes, nick: str) -> IdentityInfo:
+        nick = self._check_nick(nick)
+        ident = Identity.from_seed(seed)
+        if self._local(ident.address) is not None:
+            raise UserError("this identity is already here")
+        base = re.sub(r"[^a-z0-9._-]", "", nick.lower().replace(" ", "."))[:24] or "me"
+        username, n = base, 2
+        while username in self.identities_by_name:
+            username, n = f"{base}{n}", n + 1
+        info = IdentityInfo(ident.address, nick, username, os.urandom(12).hex(),
+                            ident.fingerprint, 0)
+        self.identities_by_name[username] = info
+        self.seeds[info.address] = seed
+        self.contact_book.setdefault(info.address, {})
+        self._show(IdentitiesChanged())
+        return info
+
+    async def create_identity(self, nick: str, *, vanity_prefix: str = "") -> IdentityInfo:
+        if vanity_prefix:
+            raise UserError("this stand-in runs no vanity search")
+        return self._add_seed(os.urandom(32), nick)
+
+    def rename_identity(self, address: str, nick: str) -> IdentityInfo:
+        info = replace(self.identity(address), nick=self._check_nick(nick))
+        self.identities_by_name[info.username] = info
+        self._show(IdentitiesChanged())
+        return info
+
+    def delete_identity(self, address: str) -> None:
+        info = self.identity(address)
+        del self.identities_by_name[info.username]
+        self.contact_book.pop(address, None)
+        self.seeds.pop(address, None)
+        self._show(IdentitiesChanged())
+
+    def _seal(self, data: bytes, passphrase: str) -> bytes:
+        return hashlib.blake2b(data, key=passphrase.encode()[:64], digest_size=16).digest()
+
+    async def export_identity(self, address: str, passphrase: str) -> bytes:
+        # Not encrypted: a stand-in for the Argon2id file, with a passphrase check.
+        info = self.identity(address)
+        body = json.dumps({"seed": self.seeds[address].hex(), "nick": info.nick}).encode()
+        return self._seal(body, passphrase) + body
+
+    async def import_identity(self, data: bytes, passphrase: str) -> IdentityInfo:
+        mac, body = data[:16], data[16:]
+        if not hmac.compare_digest(mac, self._seal(body, passphrase)):
+            raise UserError("wrong passphrase, or not an exported identity")
+        doc = json.loads(body)
+        return self._add_seed(bytes.fromhex(doc["seed"]), doc["nick"])
+
+    def keys_encrypted(self) -> bool:
+        return bool(self.passphrase)
+
+    def set_passphrase(self, passphrase: str | None) -> None:
+        self.passphrase = passphrase or None
+
+    # --- vanity addresses ---------------------------------------------------
+
+    def vanity_estimate(self, prefix: str) -> tuple[float, float]:
+        attempts = vanity.expected_attempts(vanity.normalize_prefix(prefix))
+        return attempts, vanity.check_feasible(prefix, KEYS_PER_SECOND)
+
+    def start_vanity(self, prefix: str, nick: str) -> VanityJob:
+        raise UserError("this stand-in runs no vanity search")
+
+    def vanity_job(self, job_id: str) -> VanityJob | None:
+        return None
+
+    def vanity_jobs(self) -> Sequence[VanityJob]:
+        return []
+
     # --- contacts -----------------------------------------------------------
 
     def contacts(self, owner: str) -> list[ContactInfo]:
+        self.identity(owner)
         return list(self.contact_book.get(owner, {}).values())
+
+    def _contact(self, owner: str, address: str) -> ContactInfo | None:
+        self.identity(owner)
+        return self.contact_book.get(owner, {}).get(address)
 
     def _change(self, owner: str, info: ContactInfo) -> ContactInfo:
         self.contact_book.setdefault(owner, {})[info.address] = info
-        self.emit(ContactsChanged(owner, contact=info))
+        self._show(ContactsChanged(owner, contact=info))
         return info
+
+    def _release_held(self, owner: str, address: str) -> None:
+        for event in self.held.pop((owner, address), []):
+            self._show(event)
 
     def add_contact(self, owner: str, link_or_address: str, petname: str = "") -> ContactInfo:
         self._poke()
         self.calls.append(("add_contact", (owner, link_or_address, petname)))
-        address = link_or_address.removeprefix("paranoim:")
-        check_address(address)
-        info = ContactInfo(owner, address, petname or address[:8], ContactState.ACCEPTED,
-                           f"FP-{address[:4]}")
-        return self._change(owner, info)
+        self.identity(owner)
+        invite = parse_invite(link_or_address)
+        if invite.address == owner:
+            raise UserError("that is this identity's own address")
+        petname = " ".join(petname.split())[:64] or invite.nick or invite.address[:8]
+        info = ContactInfo(owner, invite.address, petname, ContactState.ACCEPTED,
+                           fingerprint(invite.public))
+        for peer in invite.peers:
+            self.add_peer(peer)
+        info = self._change(owner, info)
+        self._release_held(owner, info.address)
+        return info
 
     def accept_contact(self, owner: str, address: str) -> ContactInfo:
         self._poke()
         self.calls.append(("accept_contact", (owner, address)))
-        info = self.contact_book.get(owner, {}).get(address)
+        info = self._contact(owner, address)
         if info is None:
-            raise UserError("no such contact")
-        return self._change(owner, replace(info, state=ContactState.ACCEPTED))
+            raise UserError(f"{address[:12]}… is not a contact of this identity")
+        info = self._change(owner, replace(info, state=ContactState.ACCEPTED))
+        self._release_held(owner, address)
+        return info
 
     def block_contact(self, owner: str, address: str) -> ContactInfo:
         self._poke()
         self.calls.append(("block_contact", (owner, address)))
-        info = self.contact_book.get(owner, {}).get(address) or ContactInfo(
-            owner, check_address(address), address[:8], ContactState.BLOCKED, "FP"
+        info = self._contact(owner, check_address(address)) or ContactInfo(
+            owner, address, address[:8], ContactState.BLOCKED, fingerprint(decode_address(address))
         )
+        self.held.pop((owner, address), None)
         return self._change(owner, replace(info, state=ContactState.BLOCKED))
 
     def remove_contact(self, owner: str, address: str) -> None:
         self._poke()
         self.calls.append(("remove_contact", (owner, address)))
-        self.contact_book.get(owner, {}).pop(address, None)
-        self.emit(ContactsChanged(owner, removed=address))
+        if self._contact(owner, address) is None:
+            raise UserError(f"{address[:12]}… is not a contact of this identity")
+        del self.contact_book[owner][address]
+        self.held.pop((owner, address), None)
+        self._show(ContactsChanged(owner, removed=address))
 
     def invite_link(self, owner: str) -> str:
-        return f"paranoim:{owner}"
+        info = self.identity(owner)
+        return encode_invite(Invite(public=decode_address(owner), nick=info.nick))
 
     # --- messaging ----------------------------------------------------------
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "") -> bytes:
-        check_address(to)
+        c = self._contact(owner, check_address(to))
+        if c is not None and c.state is ContactState.BLOCKED:
+            raise UserError("this contact is blocked; unblock it to write to it")
+        if c is None:  # writing to an address makes it a contact
+            self._change(owner, ContactInfo(owner, to, to[:8], ContactState.ACCEPTED,
+                                            fingerprint(decode_address(to))))
         if self.send_gate is not None:
             await self.send_gate.wait()
         if self.send_error is not None:
@@ -184,19 +353,33 @@ class FakeService:
             raise err
         envelope_id = os.urandom(32)
         self.sent.append(SentMessage(owner, to, text, receipt, message_id, envelope_id))
+        if self._local(to) is not None:  # the network would bring it back to this daemon
+            self.emit(MessageArrived(to=to, sender=owner, text=text, sent_at_ms=0,
+                                     envelope_id=envelope_id, receipt_wanted=receipt,
+                                     message_id=message_id[:64]))
         await self._notify()
         return envelope_id
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:
+        self.identity(owner)
         self.receipts_sent.append((owner, to, envelope_ids, message_ids))
+        if self._local(to) is not None:
+            self.emit(ReceiptArrived(to=to, sender=owner, acked=tuple(envelope_ids),
+                                     message_ids=tuple(message_ids)))
         await self._notify()
 
     def chat_states_enabled(self) -> bool:
         return self.chat_states
 
     async def send_chat_state(self, owner: str, to: str, state: str) -> bool:
+        if state.lower() not in {s.element for s in ChatState}:
+            raise UserError(f"{state[:20]!r} is not a chat state; XEP-0085 names active, "
+                            "composing, paused, inactive and gone")
         if not self.chat_states:
+            return False
+        c = self._contact(owner, to)
+        if c is None or c.state is not ContactState.ACCEPTED:
             return False
         self.chat_states_sent.append((owner, to, state))
         await self._notify()
@@ -207,18 +390,40 @@ class FakeService:
         await self._notify()
         return os.urandom(32)
 
+    def delivered(self, envelope_id: bytes) -> None:
+        self.delivered_ids.append(envelope_id)
+
     # --- events and health --------------------------------------------------
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
         self.listeners.append(listener)
-        return lambda: self.listeners.remove(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
 
     def health(self) -> NodeHealth:
-        return NodeHealth(peers=[{"host": "127.0.0.1:1"}], stored_envelopes=7,
+        return NodeHealth(peers=[dict(p) for p in self.peer_list], stored_envelopes=7,
                           difficulty_bits=20)
+
+    # --- peers --------------------------------------------------------------
+
+    def add_peer(self, host_port: str) -> None:
+        peer = parse_peer(host_port)
+        if all(p["address"] != peer for p in self.peer_list):
+            self.peer_list.append({"address": peer, "state": "connecting", "direction": "out"})
+
+    def remove_peer(self, host_port: str) -> None:
+        peer = host_port.strip()
+        known = [p for p in self.peer_list if p["address"] == peer]
+        if not known:
+            raise UserError(f"{peer} is not a peer of this node")
+        self.peer_list.remove(known[0])
 
     def xmpp_settings(self) -> dict[str, object]:
         return {}
+
+
+def _conforms(fake: FakeService) -> ServiceAPI:
+    """Never called: mypy fails here when FakeService drifts from ServiceAPI."""
+    return fake
 
 
 # --- XMPP test clients ---------------------------------------------------------------
@@ -234,7 +439,7 @@ STREAM_HEADER = (
 class SlixClient:
     """A slixmpp ``ClientXMPP`` logged in to the test server, its stanzas queued."""
 
-    def __init__(self, jid: str, password: str, cert_path: object,
+    def __init__(self, jid: str, password: str, cert_path: Path | None,
                  plugins: tuple[str, ...] = (), sasl_mech: str | None = None,
                  direct_tls: bool = False) -> None:
         from slixmpp import ClientXMPP
@@ -242,7 +447,6 @@ class SlixClient:
         self.xmpp = ClientXMPP(jid, password, sasl_mech=sasl_mech)
         self.xmpp.enable_direct_tls = direct_tls  # slixmpp 1.17 tries direct TLS first
         self.xmpp.ca_certs = cert_path
-        self.xmpp.reconnect_max_attempts = 0
         for plugin in ("xep_0030", "xep_0199", *plugins):
             self.xmpp.register_plugin(plugin)
         self.messages: asyncio.Queue[object] = asyncio.Queue()

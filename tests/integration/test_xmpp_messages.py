@@ -236,7 +236,9 @@ async def test_the_bot(client: SlixClient, service: FakeService, alice: Identity
     ask("status")
     assert "stored envelopes: 7" in (await client.next_message(from_bot))["body"]  # type: ignore[index]
     ask("invite")
-    assert f"paranoim:{alice.address}" in (await client.next_message(from_bot))["body"]  # type: ignore[index]
+    link = service.invite_link(alice.address)
+    assert link.startswith("paranoim:") and alice.address in link
+    assert link in (await client.next_message(from_bot))["body"]  # type: ignore[index]
     frank = make_address(b"frank")
     ask(f"add {frank} Frank the friend")
     reply: Any = await client.next_message(from_bot)
