@@ -1,11 +1,11 @@
 """Hardened XMPP stream reader: bytes in, stream events out (sans-IO).
 
 Owns every limit on what a client may send as XML. slixmpp and the stdlib
-``XMLPullParser`` set none (TESTING.md: a 200 MB unterminated stanza grew a
-process to 626 MB; 200,000-deep nesting was accepted), and expat 2.5 only
-stops entity expansion past 8 MiB and is quadratic on one huge token, so the
-reader counts bytes and depth itself and refuses XML features RFC 6120 §11.1
-forbids before expat gets to do anything expensive with them.
+``XMLPullParser`` set none (measured with slixmpp 1.17: a 200 MB unterminated
+stanza grew a process to 626 MB; 200,000-deep nesting was accepted), and expat
+2.5 only stops entity expansion past 8 MiB and is quadratic on one huge token,
+so the reader counts bytes and depth itself and refuses XML features RFC 6120
+§11.1 forbids before expat gets to do anything expensive with them.
 
 Rules:
 - DOCTYPE, entity/notation/element/attlist declarations, entity references
@@ -17,6 +17,15 @@ Rules:
   no matter how the input is chunked -> ``policy-violation``.
 - Depth, elements per stanza, attributes per element and attribute size are
   bounded -> ``policy-violation``.
+- One unfinished tag (or any other markup token) may not grow past
+  ``max_token_bytes`` -> ``policy-violation``. expat re-scans a partial token
+  from its start on every feed, so this bounds the work one small feed can
+  cause; feeding at most 64 KiB at a time bounds it for one large feed.
+- Events come out as soon as their last byte is fed, on every expat: the
+  reparse deferral of expat >= 2.6 (which holds a partial token back until
+  enough new bytes arrive) is switched off, or a client that sends its stream
+  header in small pieces and waits for the features would wait for ever. The
+  two bounds above do that defence's job here.
 - Anything expat rejects -> ``not-well-formed`` (unbound prefix ->
   ``bad-namespace-prefix``), a non-UTF-8 declaration -> ``unsupported-encoding``.
 
@@ -36,7 +45,7 @@ from bridge.xmpp.streamerror import StreamError
 __all__ = ["Limits", "StanzaReceived", "StreamClosed", "StreamOpened", "StreamReader"]
 
 _NS_SEP = "}"  # expat joins namespace and local name with this; ET wants "{ns}local"
-_FEED_CHUNK = 64 * 1024  # bounds expat's re-scan of a partial token (quadratic in 2.5)
+_FEED_CHUNK = 64 * 1024  # bounds expat's re-scan of a partial token within one large feed
 
 # expat error codes that mean something more precise than "not well-formed".
 _RESTRICTED_CODES = {
@@ -64,9 +73,10 @@ class Limits:
     max_attributes: int = 64  # per element
     max_attribute_bytes: int = 16 * 1024  # one attribute value (JIDs are < 3072 bytes)
     max_name_chars: int = 1024  # element and attribute names, namespace included
+    max_token_bytes: int = 32 * 1024  # one tag; expat re-scans a partial one on every feed
 
     def __post_init__(self) -> None:
-        if min(self.max_stanza_bytes, self.max_depth, self.max_elements) < 2:
+        if min(self.max_stanza_bytes, self.max_depth, self.max_elements, self.max_token_bytes) < 2:
             raise ValueError("limits too small to carry any stanza")
 
 
@@ -114,6 +124,10 @@ class StreamReader:
         parser.ordered_attributes = False
         parser.specified_attributes = True
         parser.SetParamEntityParsing(0)  # XML_PARAM_ENTITY_PARSING_NEVER
+        # expat >= 2.6 (Python 3.13, and builds of older Pythons with that expat)
+        # would hold back a token until "enough" new bytes arrive; see the module doc.
+        if hasattr(parser, "SetReparseDeferralEnabled"):
+            parser.SetReparseDeferralEnabled(False)
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
@@ -169,6 +183,12 @@ class StreamReader:
                 view = view[take:]
                 self._fed += take
                 self._parser.Parse(chunk, False)
+                # Once Parse returns, CurrentByteIndex is where the unfinished token starts.
+                if self._fed - self._parser.CurrentByteIndex > self.limits.max_token_bytes:
+                    raise StreamError(
+                        "policy-violation",
+                        f"a tag longer than {self.limits.max_token_bytes} bytes",
+                    )
         except StreamError as exc:
             self._fail(exc)
         except ExpatError as exc:
@@ -279,4 +299,3 @@ class StreamReader:
             last.tail = (last.tail or "") + data
         else:
             current.text = (current.text or "") + data
-

@@ -78,6 +78,53 @@ def test_byte_at_a_time_gives_the_same_events() -> None:
     assert events[-1].element.findtext("{jabber:client}body") == "café"
 
 
+def test_stream_header_in_one_byte_pieces_opens_the_stream_at_its_last_byte() -> None:
+    # expat >= 2.6 would hold a partial token back until more bytes arrive; a client
+    # that sends its header in small pieces and then waits must get the stream at once.
+    reader = StreamReader()
+    for i in range(len(HEADER) - 1):
+        assert reader.feed(HEADER[i : i + 1]) == []
+    (event,) = reader.feed(HEADER[-1:])
+    assert isinstance(event, StreamOpened)
+    assert event.attrs["to"] == "localhost"
+    (stanza,) = reader.feed(b"<presence/>")  # and the next stanza in one piece, too
+    assert isinstance(stanza, StanzaReceived)
+
+
+def test_unfinished_tag_in_small_pieces_is_cut_at_the_token_limit() -> None:
+    # expat re-scans an unfinished token on every feed: it may not grow to the stanza limit
+    reader = opened()
+    limits = reader.limits
+    assert limits.max_token_bytes < limits.max_stanza_bytes // 4
+    piece = 64
+    with pytest.raises(StreamError) as err:
+        reader.feed(b"<message to='")
+        for _ in range(limits.max_stanza_bytes // piece):
+            reader.feed(b"a" * piece)
+    assert err.value.condition == "policy-violation"
+    assert reader._fed - len(HEADER) <= limits.max_token_bytes + piece
+
+
+def test_unfinished_comment_is_cut_at_the_token_limit_too() -> None:
+    reader = opened()
+    data = b"<!--" + b"-a" * reader.limits.max_stanza_bytes
+    assert condition_of(reader, data, chunk=1000) == "policy-violation"
+    assert reader._fed - len(HEADER) <= reader.limits.max_token_bytes + 1000
+
+
+def test_large_tags_within_the_attribute_limits_pass_in_small_pieces() -> None:
+    reader = opened()
+    limits = reader.limits
+    value = b"v" * limits.max_attribute_bytes
+    data = b"<message id='" + value + b"' to='" + value + b"'><body>hi</body></message>"
+    events = []
+    for i in range(0, len(data), 100):
+        events += reader.feed(data[i : i + 100])
+    (stanza,) = events
+    assert isinstance(stanza, StanzaReceived)
+    assert stanza.element.get("to") == value.decode()
+
+
 def test_billion_laughs_is_restricted_xml() -> None:
     assert condition_of(StreamReader(), BILLION_LAUGHS) == "restricted-xml"
 
