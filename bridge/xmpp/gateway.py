@@ -20,38 +20,45 @@ event stream reports and goes to XMPP clients.
   clients that enabled carbons. Messages from the network go to every
   available client, so no "received" carbons are needed.
 - Events with no client online wait in a bounded in-memory queue and are
-  delivered at the next initial presence (with a XEP-0203 delay stamp).
+  delivered at the next initial presence (with a XEP-0203 delay stamp); what
+  does not fit is counted and the person told (``offline.py``).
+- ``IdentitiesChanged``: the sessions of a deleted identity end (with a
+  not-authorized stream error on the embedded listener; the component unlinks
+  the user), and a rename reaches open sessions (their vCard, the room nick).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
 import logging
 import xml.etree.ElementTree as ET
-from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from slixmpp import Presence
 
 from bridge.api import ServiceAPI
+from bridge.core.errors import UserError
 from bridge.events import (
     ChatStateArrived,
     ContactsChanged,
     Event,
+    IdentitiesChanged,
     MessageArrived,
     ReceiptArrived,
     RoomMessageArrived,
 )
+from bridge.tasks import TaskSet
 from bridge.xmpp.bot import Bot
+from bridge.xmpp.delivery import CHATSTATES_NS, HINTS_NS, Delivery
 from bridge.xmpp.errors import XmppError, error_reply_to
 from bridge.xmpp.jids import Domains, parse_jid
 from bridge.xmpp.muc import PublicRoom
 from bridge.xmpp.roster import RosterMap
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_message
+from bridge.xmpp.streamerror import StreamError
 
 if TYPE_CHECKING:
     from bridge.xmpp.sessions import Session
@@ -61,27 +68,8 @@ log = logging.getLogger(__name__)
 _C = "{jabber:client}"
 RECEIPTS_NS = "urn:xmpp:receipts"
 CARBONS_NS = "urn:xmpp:carbons:2"
-HINTS_NS = "urn:xmpp:hints"
-DELAY_NS = "urn:xmpp:delay"
-CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
 CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
-OFFLINE_QUEUE = 1000  # events per identity held while no client is online
-REMEMBERED = 10_000  # message ids / envelope ids kept for receipts and dedup
 _PRESENCE_TYPES_SUBSCRIPTION = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
-
-
-class _Bounded(OrderedDict[Any, Any]):
-    """An insertion-ordered dict that forgets its oldest entries past ``limit``."""
-
-    def __init__(self, limit: int = REMEMBERED) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def remember(self, key: object, value: object = None) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
 
 
 def _chat_state(el: ET.Element) -> str | None:
@@ -93,10 +81,6 @@ def _chat_state(el: ET.Element) -> str | None:
     return None
 
 
-def _sent_order(event: Event) -> tuple[int, int]:
-    return (0, event.sent_at_ms) if isinstance(event, MessageArrived) else (1, 0)
-
-
 class Gateway:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:
         self.service = service
@@ -105,12 +89,11 @@ class Gateway:
         self.roster = RosterMap(service, sessions, domains)
         self.room = PublicRoom(service, sessions, domains, self._spawn)
         self.bot = Bot(service, domains)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet("XMPP gateway", logger=log)
+        self.delivery = Delivery(service, sessions, domains)
+        # what ends the sessions of a deleted identity (the component unlinks its user)
+        self.identity_deleted: Callable[[str], None] = self.end_sessions
         self._send_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._offline: dict[str, deque[Event]] = {}
-        self._seen = _Bounded()  # envelope ids already delivered (each arrives once)
-        self._delivered = _Bounded()  # (owner, contact, stanza id) -> (envelope id, sender's id)
-        self._sent = _Bounded()  # envelope id -> client's message id, for receipts
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -124,15 +107,10 @@ class Gateway:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.spawn(coro, name=getattr(coro, "__qualname__", ""))
 
     # --- from XMPP ---------------------------------------------------------------------
 
@@ -202,12 +180,12 @@ class Gateway:
             if not lock.locked() and self._send_locks.get(key) is lock:
                 del self._send_locks[key]
         if wants_receipt:
-            self._sent.remember(envelope_id, msg_id)
+            self.delivery.sent.remember(envelope_id, msg_id)
         if state is not None:  # after the message: its <active/> is implied, others are news
             await self._send_chat_state(owner, address, state)
 
     def _ack(self, owner: str, address: str, stanza_id: str) -> None:
-        found = self._delivered.pop((owner, address, stanza_id), None)
+        found = self.delivery.asked.pop((owner, address, stanza_id), None)
         if found is None:
             return
         envelope_id, message_id = found
@@ -306,7 +284,7 @@ class Gateway:
                     hello["to"] = conn.jid.full
                     conn.send(hello)
             self.roster.initial_presence(conn)
-            self._flush_offline(conn.owner.address)
+            self.delivery.flush_offline(conn)
 
     def on_disconnect(self, conn: Session) -> None:
         if conn.owner is None or not conn.available:
@@ -330,97 +308,19 @@ class Gateway:
     def dispatch(self, event: Event) -> None:
         try:
             if isinstance(event, MessageArrived):
-                self.send_message(event)
+                self.delivery.send_message(event)
             elif isinstance(event, ReceiptArrived):
-                self.send_receipt(event)
+                self.delivery.send_receipt(event)
             elif isinstance(event, ChatStateArrived):
-                self.send_chat_state(event)
+                self.delivery.send_chat_state(event)
             elif isinstance(event, ContactsChanged):
                 self.send_contact(event)
             elif isinstance(event, RoomMessageArrived):
                 self.room.send_room_message(event)
+            elif isinstance(event, IdentitiesChanged):
+                self.send_identities()
         except Exception:
             log.exception("could not hand %s to XMPP clients", type(event).__name__)
-
-    def _hold(self, owner: str, event: Event) -> None:
-        queue = self._offline.setdefault(owner, deque(maxlen=OFFLINE_QUEUE))
-        queue.append(event)
-
-    def _flush_offline(self, owner: str) -> None:
-        queue = self._offline.pop(owner, None)
-        # A catch-up (reconciliation after a restart or an outage) hands envelopes over
-        # in id order, not in the order they were written: give them in sent order
-        # (sent_at_ms increases per sender; the sort is stable), receipts after.
-        for event in sorted(queue or (), key=_sent_order):
-            if isinstance(event, MessageArrived):
-                self.send_message(event, delayed=True)
-            elif isinstance(event, ReceiptArrived):
-                self.send_receipt(event)
-
-    def send_message(self, event: MessageArrived, delayed: bool = False) -> None:
-        if not delayed and event.envelope_id in self._seen:
-            return
-        self._seen.remember(event.envelope_id)
-        targets = self.sessions.available(event.to)
-        if not targets:
-            self._hold(event.to, event)
-            return
-        stanza_id = event.message_id or event.envelope_id.hex()[:32]
-        if event.receipt_wanted:
-            self._delivered.remember((event.to, event.sender, stanza_id),
-                                     (event.envelope_id, event.message_id))
-        for conn in targets:
-            msg = new_message()
-            msg["to"] = conn.jid.full
-            msg["from"] = self.domains.contact(event.sender)
-            msg["type"] = "chat"
-            msg["id"] = stanza_id
-            msg["body"] = event.text
-            if event.receipt_wanted:
-                msg["request_receipt"] = True
-            if not delayed and self.service.chat_states_enabled():
-                ET.SubElement(msg.xml, f"{{{CHATSTATES_NS}}}active")  # XEP-0085 §5.1
-            if delayed:
-                stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
-                ET.SubElement(msg.xml, f"{{{DELAY_NS}}}delay", {
-                    "from": self.domains.server,
-                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                })
-            conn.send(msg)
-        self.service.delivered(event.envelope_id)
-
-    def send_receipt(self, event: ReceiptArrived) -> None:
-        ids = list(event.message_ids)
-        for envelope_id in event.acked:
-            msg_id = self._sent.pop(envelope_id, None)
-            if msg_id and msg_id not in ids:
-                ids.append(msg_id)
-        if not ids:
-            return
-        targets = self.sessions.available(event.to)
-        if not targets:
-            self._hold(event.to, ReceiptArrived(event.to, event.sender, (), tuple(ids)))
-            return
-        for conn in targets:
-            for msg_id in ids:
-                msg = new_message()
-                msg["to"] = conn.jid.full
-                msg["from"] = self.domains.contact(event.sender)
-                msg["receipt"] = msg_id
-                conn.send(msg)
-
-    def send_chat_state(self, event: ChatStateArrived) -> None:
-        """To the clients online now; a typing notification is never kept for later."""
-        if not self.service.chat_states_enabled():
-            return
-        for conn in self.sessions.available(event.to):
-            msg = new_message()
-            msg["to"] = conn.jid.full
-            msg["from"] = self.domains.contact(event.sender)
-            msg["type"] = "chat"
-            ET.SubElement(msg.xml, f"{{{CHATSTATES_NS}}}{event.state}")
-            ET.SubElement(msg.xml, f"{{{HINTS_NS}}}no-store")  # XEP-0334: not for archives
-            conn.send(msg)
 
     def send_contact(self, event: ContactsChanged) -> None:
         self.roster.push(event.owner, event.contact, event.removed)
@@ -431,3 +331,27 @@ class Gateway:
                 conn.send(self.roster.presence(conn, self.domains.contact(event.removed),
                                                 "unavailable"))
 
+    def send_identities(self) -> None:
+        """Identities changed (web UI, CLI): a deleted one's sessions end, a rename
+        reaches the open ones."""
+        owners = {s.owner.address for s in self.sessions.all() if s.owner is not None}
+        for owner in sorted(owners | set(self.delivery.offline.owners())):
+            try:
+                identity = self.service.identity(owner)
+            except UserError:
+                self.delivery.offline.discard(owner)
+                self.identity_deleted(owner)
+                continue
+            for conn in self.sessions.of(owner):
+                old, conn.owner = conn.owner, identity
+                if old is not None and old.nick != identity.nick:
+                    self.room.rename(conn, old.nick, identity.nick)
+
+    def end_sessions(self, owner: str) -> None:
+        sessions = self.sessions.of(owner)
+        if sessions:
+            log.info("identity %s… was deleted: ending its %d XMPP sessions", owner[:8],
+                     len(sessions))
+        for conn in sessions:
+            conn.close(StreamError("not-authorized", "this ParanoIM identity was deleted; "
+                                   "its account no longer exists"))

@@ -83,6 +83,22 @@ class PublicRoom:
         if nick is not None:
             conn.send(self._self_presence(conn, nick, "unavailable"))
 
+    def rename(self, conn: Session, old: str, new: str) -> None:
+        """The identity was renamed: a session in the room under the old nick takes the
+        new one, as a server-side nick change (XEP-0045 §7.6: 303, then 110 and 210)."""
+        nick = conn.rooms.get(self.jid)
+        new = " ".join(new.split())[:MAX_NICK]
+        if nick is None or nick != old or not new or new == nick:
+            return
+        gone = self._self_presence(conn, nick, "unavailable")
+        gone["muc"]["nick"] = new
+        gone["muc"]["status_codes"] = {110, 303}
+        conn.send(gone)
+        conn.rooms[self.jid] = new
+        back = self._self_presence(conn, new, "")
+        back["muc"]["status_codes"] = {110, 210}
+        conn.send(back)
+
     def on_message(self, conn: Session, el: ET.Element, to: JID) -> None:
         assert conn.owner is not None
         self._check_room(to)
