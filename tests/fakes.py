@@ -386,6 +386,9 @@ class FakeService:
         return True
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
+        if room != "public":
+            raise UserError(f"there is no room '{room}'; the public room is 'public'")
+        self.identity(owner)
         self.room_sent.append((owner, room, text))
         await self._notify()
         return os.urandom(32)
