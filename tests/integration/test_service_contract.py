@@ -328,6 +328,7 @@ async def test_chat_states(make: MakeService, enabled: bool) -> None:
     for bogus in ("dancing", "", "composing/"):
         with pytest.raises(UserError, match="not a chat state"):
             await service.send_chat_state(alice.address, bob, bogus)
+    # The real service then sends it in the background; the fake only records it.
     assert await service.send_chat_state(alice.address, bob, "composing") is enabled
     assert await service.send_chat_state(alice.address, bob, "paused") is enabled
     # never to somebody who is not an accepted contact
@@ -373,6 +374,7 @@ async def test_peers(service: ServiceAPI) -> None:
                 "127.0.0.1:x", "a b:9", "::1:9"):
         with pytest.raises(UserError):
             service.add_peer(bad)
+    # The fake starts with one linked peer, the real one over LocalNode with none.
     before = [p["address"] for p in service.health().peers]
     service.add_peer(" 127.0.0.1:9 ")
     service.add_peer("127.0.0.1:9")
