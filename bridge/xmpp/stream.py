@@ -6,10 +6,11 @@ resource is bound every stanza goes to ``hub.route``; this module never looks
 inside messages, presences or non-negotiation IQs.
 
 Phases and what each accepts are data (``ACCEPTS``); anything else ends the
-stream with the condition ``_refuse`` picks. Pitfalls handled here (see
-TESTING.md): reading is paused from ``<proceed/>`` until TLS is up, bytes the
-TLS layer delivers before ``start_tls`` returns are queued and replayed, and
-the XML reader is reset after TLS and after SASL success. Plaintext that
+stream with the condition ``_refuse`` picks. Pitfalls handled here, found by
+running real clients (Pidgin, Gajim, profanity, poezio, slixmpp) against the
+listener: reading is paused from ``<proceed/>`` until TLS is up, bytes the TLS
+layer delivers before ``start_tls`` returns are queued and replayed, and the
+XML reader is reset after TLS and after SASL success. Plaintext that
 follows ``<starttls/>`` is discarded (RFC 6120 §5.4.3.3, the STARTTLS
 command-injection attack).
 """
@@ -60,6 +61,20 @@ class Timeouts:
     pre_auth: float = 60.0  # seconds without a complete stanza before binding
     idle: float = 900.0  # after binding; clients send whitespace or pings every 5 min
     tls_handshake: float = 30.0
+
+
+def tls_failure(exc: BaseException) -> str:
+    """Why a TLS handshake failed, for the log: some exceptions have no text at all."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return f"{exc.reason} ({type(exc).__name__} from {exc.library or 'OpenSSL'})"
+    text = str(exc)
+    if text:
+        return f"{text} ({type(exc).__name__})"
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return f"the client closed the connection during the handshake ({type(exc).__name__})"
+    if isinstance(exc, TimeoutError):
+        return f"no handshake in time ({type(exc).__name__})"
+    return type(exc).__name__
 
 
 class Phase(enum.Enum):
@@ -211,7 +226,7 @@ class C2SConnection(asyncio.Protocol):
             self._fail(err)
             return
         except (ssl.SSLError, OSError, TimeoutError) as exc:
-            log.info("TLS with %s failed: %s", self.source, exc)
+            log.info("TLS with %s failed: %s", self.source, tls_failure(exc))
             self._busy = None
             self._drop()
             return

@@ -13,6 +13,7 @@ import pytest
 
 from bridge.xmpp import C2SServer, Timeouts
 from tests.fakes import STREAM_HEADER, FakeService, RawClient, SlixClient
+from tests.util import wait_until
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
@@ -190,3 +191,31 @@ async def test_many_connections_do_not_stop_service(server: C2SServer,
     await bystander.xmpp.plugin["xep_0199"].ping(jid="localhost", timeout=5)
     for raw in opened:
         raw.close()
+
+
+async def test_a_failed_tls_handshake_logs_why(server: C2SServer,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: a connection closed during the handshake logged 'TLS with … failed: '
+    and nothing after it (the exception had no text)."""
+    async def starttls_then(data: bytes) -> None:
+        client = await RawClient.open(server.port)
+        client.send(STREAM_HEADER)
+        await client.expect(b"</stream:features>")
+        client.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        await client.expect(b"<proceed")
+        if data:
+            client.send(data)
+            await client.reader.read()  # the server closes
+        client.writer.close()
+
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "TLS with" in r.getMessage()]
+
+    with caplog.at_level("INFO", "bridge.xmpp.stream"):
+        await starttls_then(b"")
+        await wait_until(lambda: failures(), 10, message="the failure logged")
+        await starttls_then(b"GET / HTTP/1.0\r\n\r\n")
+        await wait_until(lambda: len(failures()) == 2, 10, message="the second one logged")
+    closed, http = failures()
+    assert "failed: the client closed the connection during the handshake (" in closed
+    assert http.endswith("failed: HTTP_REQUEST (SSLError from SSL)")
