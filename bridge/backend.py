@@ -4,7 +4,8 @@
 channel, so the change reaches connected clients at once) or, when no daemon
 runs, the key file opened directly under the data directory's lock, with a
 service over a node that never touches the network. Both answer with the same
-dicts (see ``bridge.control.Operations``).
+dicts (see ``bridge.operations``), from the same table of verbs, and fail with
+the same errors.
 """
 
 from __future__ import annotations
@@ -17,20 +18,19 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from bridge.config import Config
 from bridge.control import (
     ControlClient,
     DaemonNotRunningError,
-    Json,
-    Operations,
     running_daemon,
     wait_for_lock_or_daemon,
 )
 from bridge.core.errors import PowCancelledError
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
+from bridge.operations import VERBS, Json, Naming, Operations, perform
 from bridge.service import Service
 from bridge.store.keystore import Keystore, OnceKeystore, PassphraseNeededError
 
@@ -59,37 +59,26 @@ class _OfflinePool(WorkerPool):
 
 
 class Backend:
-    """The verbs commands use; ``remote`` tells whether a daemon answers them."""
+    """The verbs commands use (``bridge.operations.VERBS``); ``remote`` tells whether a
+    daemon answers them. Arguments are strings; None stands for ""."""
 
     remote = False
 
-    async def call(self, verb: str, **kw: Any) -> Any:
+    async def call(self, verb: str, **kw: str | None) -> Any:
+        return await self._call(verb, {k: v or "" for k, v in kw.items()})
+
+    async def _call(self, verb: str, args: dict[str, str]) -> Any:
         raise NotImplementedError
 
 
 class RemoteBackend(Backend):
     remote = True
-    _ROUTES: ClassVar[dict[str, tuple[str, str]]] = {
-        "status": ("GET", "/status"), "identities": ("GET", "/identities"),
-        "create_identity": ("POST", "/identities"), "start_vanity": ("POST", "/vanity"),
-        "invite": ("GET", "/invite"), "contacts": ("GET", "/contacts"),
-        "add_contact": ("POST", "/contacts"), "peers": ("GET", "/peers"),
-        "add_peer": ("POST", "/peers"), "remove_peer": ("DELETE", "/peers"),
-        "set_passphrase": ("POST", "/passphrase"), "stop": ("POST", "/stop"),
-    }
 
     def __init__(self, client: ControlClient) -> None:
         self.client = client
 
-    async def call(self, verb: str, **kw: Any) -> Any:
-        if verb == "vanity":
-            return await self.client.call("GET", f"/vanity/{kw['job_id']}")
-        if verb == "cancel_vanity":
-            return await self.client.call("DELETE", f"/vanity/{kw['job_id']}")
-        method, path = self._ROUTES[verb]
-        if method == "POST":
-            return await self.client.call(method, path, body=kw)
-        return await self.client.call(method, path, params={k: str(v) for k, v in kw.items()})
+    async def _call(self, verb: str, args: dict[str, str]) -> Any:
+        return await self.client.call(verb, **args)
 
 
 class LocalBackend(Backend):
@@ -97,13 +86,10 @@ class LocalBackend(Backend):
         self.ops = ops
         self.data_dir = data_dir
 
-    async def call(self, verb: str, **kw: Any) -> Any:
-        if verb in ("status", "peers", "add_peer", "remove_peer", "stop"):
+    async def _call(self, verb: str, args: dict[str, str]) -> Any:
+        if VERBS[verb].daemon_only:
             raise DaemonNotRunningError(not_running(self.data_dir))
-        result = getattr(self.ops, verb)(**kw)
-        if asyncio.iscoroutine(result):
-            result = await result
-        return result
+        return await perform(self.ops, verb, args)
 
 
 @contextlib.asynccontextmanager
@@ -127,7 +113,7 @@ async def open_backend(cfg: Config, data_dir: Path) -> AsyncIterator[Backend]:
         service.bootstrap_peers = list(dict.fromkeys(p for p in (cfg.announce, *cfg.peers)
                                                      if p))[:8]
         await service.start()
-        yield LocalBackend(Operations(service, domain=cfg.xmpp_domain), data_dir)
+        yield LocalBackend(Operations(service, naming=Naming(cfg, data_dir)), data_dir)
     finally:
         if service is not None:
             await service.stop()

@@ -2,8 +2,10 @@
 
 Each subcommand is a small function; ``main`` parses, resolves the config and
 data directory, runs the command and maps every error to one line on stderr
-and an exit code (the table ``EXIT_CODES``). No traceback reaches the person
-unless ``--log-level debug`` asks for it.
+and an exit code (the table ``exit_codes()``; docs/user-guide.md lists them). An
+error that came back from the daemon over the control channel is raised again
+as its own class, so the code is the same whether the daemon runs or not. No
+traceback reaches the person unless ``--log-level debug`` asks for it.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ KINDS = ("systemd", "autostart", "launchd")
 
 def exit_codes() -> list[tuple[type[BaseException], int, str]]:
     """(error type, exit code, hint added to its message), most specific first."""
-    from bridge.control import AlreadyRunningError, DaemonNotRunningError
-    from bridge.daemon import PortInUseError
+    from bridge.control import AlreadyRunningError, DaemonFailedError, DaemonNotRunningError
+    from bridge.ports import PortInUseError
     from bridge.store.keystore import PassphraseNeededError, WrongPassphraseError
 
     return [
@@ -61,6 +63,7 @@ def exit_codes() -> list[tuple[type[BaseException], int, str]]:
         (DaemonNotRunningError, EXIT_NOT_RUNNING, ""),
         (AlreadyRunningError, EXIT_RUNNING, ""),
         (UserError, EXIT_ERROR, ""),
+        (DaemonFailedError, EXIT_BUG, " (the daemon's log has the details)"),
     ]
 NEW_PASSPHRASE_ENV = "PARANOIM_NEW_PASSPHRASE"  # noqa: S105 - the variable's name
 
@@ -87,7 +90,12 @@ def _setup(args: argparse.Namespace, *, create_config: bool = False) -> tuple[Co
 def print_identity(ident: dict[str, Any]) -> None:
     out(f"{ident['nick']}")
     out(f"  Address:     {ident['address']}")
-    out(f"  JID:         {ident['jid']}")
+    if ident["jid"]:
+        out(f"  JID:         {ident['jid']}")
+    else:  # component mode, and no account has registered this identity yet
+        out(f"  JID:         none linked yet: register with {ident['gateway']} from your own "
+            "Jabber account, giving the username and password below")
+        out(f"  Username:    {ident['username']}")
     out(f"  Password:    {ident['password']}")
     out(f"  Fingerprint: {ident['fingerprint']}")
 
@@ -100,6 +108,9 @@ def _client_hint(args: argparse.Namespace, status: dict[str, Any] | None) -> str
     if port is None and component:
         return (f"From your own Jabber account, register with the gateway {component} "
                 "(service discovery → Register) to use an identity.")
+    if not port:  # 0 in the config: any free port, chosen when the daemon starts
+        return ("Log in with your Jabber client: server 127.0.0.1, the XMPP port "
+                "`paranoim run` prints, STARTTLS.")
     return f"Log in with your Jabber client: server 127.0.0.1, port {port}, STARTTLS."
 
 

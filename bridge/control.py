@@ -1,12 +1,17 @@
 """The local control channel: how commands reach a running daemon.
 
-Three parts. ``Operations`` is what the commands can do (identities, vanity jobs,
-invitations, contacts, peers, passphrase, stop), written once over the service
-and returning plain JSON-able dicts, so a command gives the same answer whether
-the daemon runs or the key file is opened directly. ``serve_control`` publishes
-the operations as JSON over HTTP on a 0600 Unix socket in the data directory
-(127.0.0.1 TCP when the path is too long for a socket), each request carrying
-the daemon's per-start access token. ``ControlClient`` is the other end.
+``serve_control`` publishes ``bridge.operations.Operations`` as JSON over HTTP
+on a 0600 Unix socket in the data directory (127.0.0.1 TCP when the path is too
+long for a socket), each request carrying the daemon's per-start access token.
+``ControlClient`` is the other end. Both read the one table of verbs
+(``bridge.operations.VERBS``): which method, path and arguments each verb has.
+
+A refused request comes back as its message and its *kind*, the name of its
+error class; the client raises the same class again, so a command fails with the
+same exit code and message whether the daemon runs or not. Only the classes in
+``ERROR_KINDS`` travel; the client looks a kind up in that table and nowhere
+else (an unknown one is a plain ``UserError``), so the socket cannot name code
+to run. An error the daemon did not expect comes back as ``DaemonFailedError``.
 
 Which daemon runs is told by the runtime file (pid, ports, access token; 0600)
 together with the data directory's lock, held by the daemon for its lifetime:
@@ -20,41 +25,42 @@ import contextlib
 import fcntl
 import hmac
 import json
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
-from bridge.config import DEFAULT_P2P_PORT, ConfigError, host_port
-from bridge.core.errors import UserError
-from bridge.events import ContactInfo, IdentityInfo
+from bridge.config import ConfigError
+from bridge.core.errors import (
+    BadAddressError,
+    BadInviteError,
+    BadPeerError,
+    ParanoimError,
+    PowCancelledError,
+    UserError,
+)
+from bridge.core.vanity import VanityPrefixError
+from bridge.operations import VERBS, Json, Operations, perform
 from bridge.paths import control_socket, lock_file, runtime_file
-from bridge.store.keystore import write_private
+from bridge.ports import PortInUseError
+from bridge.store.keystore import (
+    KeystoreError,
+    PassphraseNeededError,
+    WrongPassphraseError,
+    write_private,
+)
 
-try:
-    from bridge.xmpp.jids import Domains
-except ImportError:  # pragma: no cover - a build without the XMPP face
-    @dataclass(frozen=True, slots=True)
-    class Domains:  # type: ignore[no-redef]
-        server: str = "localhost"
-
-        def user(self, username: str) -> str:
-            return f"{username}@{self.server}"
-
-        def contact(self, address: str) -> str:
-            return f"{address}@p2p.{self.server}"
-
-if TYPE_CHECKING:
-    from bridge.service import Service
-
+log = logging.getLogger(__name__)
 PREFIX = "/api/control"
 TOKEN_HEADER = "Authorization"  # noqa: S105 - a header name
-Json = dict[str, Any]
+UNEXPECTED = "unexpected"  # the kind of an error the daemon did not expect
 
 
 class DaemonNotRunningError(UserError):
@@ -63,6 +69,34 @@ class DaemonNotRunningError(UserError):
 
 class AlreadyRunningError(UserError):
     """A daemon already runs for this data directory."""
+
+
+class DaemonFailedError(ParanoimError):
+    """The daemon failed in a way it did not expect; its log has the details."""
+
+
+# The error classes that cross the channel as themselves, by name; any other
+# UserError travels as the nearest of these it inherits from.
+ERROR_KINDS: Mapping[str, type[UserError]] = {cls.__name__: cls for cls in (
+    UserError, ConfigError, PortInUseError, DaemonNotRunningError, AlreadyRunningError,
+    KeystoreError, WrongPassphraseError, PassphraseNeededError, BadAddressError,
+    BadInviteError, BadPeerError, PowCancelledError, VanityPrefixError)}
+
+
+def error_kind(exc: UserError) -> str:
+    """The name the client re-raises ``exc`` as: its class's, or its nearest listed base's."""
+    for cls in type(exc).__mro__:
+        if ERROR_KINDS.get(cls.__name__) is cls:
+            return cls.__name__
+    return UserError.__name__
+
+
+def error_from(kind: object, message: str) -> ParanoimError:
+    """The error a refused request stands for; ``kind`` is looked up, never evaluated."""
+    if kind == UNEXPECTED:
+        return DaemonFailedError(message)
+    cls = ERROR_KINDS.get(kind, UserError) if isinstance(kind, str) else UserError
+    return cls(message)
 
 
 # --- the runtime file and the data directory's lock -------------------------------
@@ -133,6 +167,26 @@ class DataDirLock:
             self._fd = None
 
 
+async def take_daemon_lock(data_dir: Path, timeout: float = 10.0) -> DataDirLock:
+    """The data directory's lock for a daemon's lifetime. Another command may hold it
+    for a moment: wait for that (without blocking the event loop), but not for a
+    running daemon, which is an ``AlreadyRunningError`` at once."""
+    lock = DataDirLock(data_dir)
+    deadline = time.monotonic() + timeout
+    while not lock.try_acquire():
+        rt = running_daemon(data_dir)
+        if rt is not None:
+            raise AlreadyRunningError(
+                f"ParanoIM already runs for {data_dir} (pid {rt.pid}); stop it with "
+                "`paranoim stop` or use another --data-dir")
+        if time.monotonic() > deadline:
+            raise AlreadyRunningError(f"another ParanoIM process holds {data_dir}; "
+                                      "stop it or use another --data-dir")
+        await asyncio.sleep(0.05)
+    remove_runtime(data_dir)  # any runtime file now is a leftover
+    return lock
+
+
 def running_daemon(data_dir: Path) -> Runtime | None:
     """The live daemon's runtime record, if one runs for ``data_dir``."""
     rt = Runtime.read(data_dir)
@@ -145,152 +199,37 @@ def running_daemon(data_dir: Path) -> Runtime | None:
     return rt
 
 
-# --- what the commands can do -------------------------------------------------------
-
-
-def identity_json(info: IdentityInfo, domains: Domains) -> Json:
-    return {"address": info.address, "nick": info.nick, "username": info.username,
-            "jid": domains.user(info.username), "password": info.xmpp_password,
-            "fingerprint": info.fingerprint}
-
-
-def contact_json(info: ContactInfo, domains: Domains) -> Json:
-    return {"owner": info.owner, "address": info.address, "petname": info.petname,
-            "state": str(info.state), "jid": domains.contact(info.address),
-            "fingerprint": info.fingerprint}
-
-
-class Operations:
-    """The commands' verbs over one service (the daemon's, or a short-lived one)."""
-
-    def __init__(self, service: Service, *, domain: str = "localhost",
-                 status: Callable[[], Json] | None = None,
-                 stop: Callable[[], None] | None = None) -> None:
-        self.service = service
-        self.domains = Domains(domain)
-        self._status = status or (lambda: {})
-        self._stop = stop
-
-    def pick(self, who: str) -> IdentityInfo:
-        """An identity by address, username, nickname or address prefix; "" = the first."""
-        idents: list[IdentityInfo] = self.service.identities()
-        if not idents:
-            raise UserError("there is no identity yet: create one with `paranoim id new NICK`")
-        if not who:
-            return idents[0]
-        w = who.strip().lower()
-        tests: list[Callable[[IdentityInfo], bool]] = [
-            lambda i: i.address == w, lambda i: i.username == w,
-            lambda i: i.nick.lower() == w, lambda i: i.address.startswith(w)]
-        for test in tests:
-            found = [i for i in idents if test(i)]
-            if len(found) == 1:
-                return found[0]
-        names = ", ".join(i.nick for i in idents)
-        raise UserError(f"no single identity matches '{who}'; the identities are: {names}")
-
-    def status(self) -> Json:
-        h = self.service.health()
-        return {**self._status(), "identities": len(self.service.identities()),
-                "peers": h.peers, "stored_envelopes": h.stored_envelopes,
-                "stored_bytes": h.stored_bytes, "difficulty_bits": h.difficulty_bits,
-                "storage": h.storage, "tor": h.tor, "recent_errors": h.recent_errors}
-
-    def identities(self) -> list[Json]:
-        return [identity_json(i, self.domains) for i in self.service.identities()]
-
-    async def create_identity(self, nick: str) -> Json:
-        return identity_json(await self.service.create_identity(nick), self.domains)
-
-    def start_vanity(self, nick: str, prefix: str) -> Json:
-        attempts, seconds = self.service.vanity_estimate(prefix)
-        job = self.service.start_vanity(prefix, nick)
-        return {"job": job.id, "prefix": job.prefix, "expected_attempts": attempts,
-                "expected_seconds": seconds}
-
-    def vanity(self, job_id: str) -> Json:
-        job = self.service.vanity_job(job_id)
-        if job is None:
-            raise UserError(f"there is no vanity search {job_id}")
-        p = job.progress()
-        out: Json = {"attempts": p.attempts, "rate": p.rate, "elapsed": p.elapsed,
-                     "expected_attempts": p.expected_attempts, "done": p.done,
-                     "cancelled": p.cancelled, "error": p.error, "identity": None}
-        if p.done and p.address:
-            out["identity"] = identity_json(self.service.identity(p.address), self.domains)
-        return out
-
-    def cancel_vanity(self, job_id: str) -> Json:
-        job = self.service.vanity_job(job_id)
-        if job is not None:
-            job.cancel()
-        return {}
-
-    def invite(self, who: str) -> Json:
-        ident = self.pick(who)
-        return {"identity": identity_json(ident, self.domains),
-                "link": self.service.invite_link(ident.address)}
-
-    def add_contact(self, who: str, link: str, name: str) -> Json:
-        ident = self.pick(who)
-        return contact_json(self.service.add_contact(ident.address, link, name), self.domains)
-
-    def contacts(self, who: str) -> list[Json]:
-        ident = self.pick(who)
-        return [contact_json(c, self.domains) for c in self.service.contacts(ident.address)]
-
-    def peers(self) -> list[Json]:
-        return [dict(p) for p in self.service.health().peers]
-
-    def add_peer(self, peer: str) -> Json:
-        try:
-            peer = host_port("peer", peer)
-        except ConfigError:
-            raise UserError(f"'{peer}' is not host:port, such as 192.0.2.7:"
-                            f"{DEFAULT_P2P_PORT}") from None
-        self.service.add_peer(peer)
-        return {}
-
-    def remove_peer(self, peer: str) -> Json:
-        self.service.remove_peer(peer)
-        return {}
-
-    async def set_passphrase(self, passphrase: str | None) -> Json:
-        # Argon2id takes a second or two: off the event loop.
-        await asyncio.to_thread(self.service.set_passphrase, passphrase)
-        return {"encrypted": bool(passphrase)}
-
-    def stop(self) -> Json:
-        if self._stop is None:
-            raise UserError("this daemon cannot be stopped from here")
-        asyncio.get_running_loop().call_soon(self._stop)
-        return {}
-
-
 # --- the server side ---------------------------------------------------------------
 
 _OPS: web.AppKey[Operations] = web.AppKey("ops", Operations)
 _TOKEN: web.AppKey[str] = web.AppKey("token", str)
 
 
-def _answer(fn: Callable[[Operations, web.Request, Json], Any]) -> Callable[
-        [web.Request], Awaitable[web.Response]]:
+def _refusal(message: str, kind: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": message, "kind": kind}, status=status)
+
+
+def _handler(verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        body: Json = {}
+        args: dict[str, Any] = {**request.query, **request.match_info}
         if request.can_read_body:
             try:
                 body = await request.json()
             except ValueError:
-                return web.json_response({"error": "the request body is not JSON"}, status=400)
+                return _refusal("the request body is not JSON", "UserError")
             if not isinstance(body, dict):
-                return web.json_response({"error": "the request body must be an object"},
-                                         status=400)
+                return _refusal("the request body must be an object", "UserError")
+            args.update(body)
+        if not all(isinstance(v, str) for v in args.values()):
+            return _refusal("every argument must be a string", "UserError")
         try:
-            result = fn(request.app[_OPS], request, body)
-            if asyncio.iscoroutine(result):
-                result = await result
+            result = await perform(request.app[_OPS], verb, args)
         except UserError as exc:
-            return web.json_response({"error": str(exc), "kind": type(exc).__name__}, status=400)
+            return _refusal(str(exc), error_kind(exc))
+        except Exception as exc:
+            log.exception("the control command '%s' failed", verb)
+            return _refusal(f"unexpected {type(exc).__name__} in the daemon: {exc}", UNEXPECTED,
+                            500)
         return web.json_response({"result": result})
     return handler
 
@@ -308,60 +247,56 @@ def control_app(ops: Operations, token: str) -> web.Application:
     app = web.Application(middlewares=[_token_middleware], client_max_size=64 * 1024)
     app[_OPS] = ops
     app[_TOKEN] = token
-    def q(r: web.Request, key: str) -> str:
-        return r.query.get(key, "")
-
-    Route = Callable[[Operations, web.Request, Json], Any]
-    routes: list[tuple[str, str, Route]] = [
-        ("GET", "/status", lambda o, r, b: o.status()),
-        ("GET", "/identities", lambda o, r, b: o.identities()),
-        ("POST", "/identities", lambda o, r, b: o.create_identity(str(b.get("nick", "")))),
-        ("POST", "/vanity", lambda o, r, b: o.start_vanity(str(b.get("nick", "")),
-                                                           str(b.get("prefix", "")))),
-        ("GET", "/vanity/{job}", lambda o, r, b: o.vanity(r.match_info["job"])),
-        ("DELETE", "/vanity/{job}", lambda o, r, b: o.cancel_vanity(r.match_info["job"])),
-        ("GET", "/invite", lambda o, r, b: o.invite(q(r, "who"))),
-        ("GET", "/contacts", lambda o, r, b: o.contacts(q(r, "who"))),
-        ("POST", "/contacts", lambda o, r, b: o.add_contact(
-            str(b.get("who", "")), str(b.get("link", "")), str(b.get("name", "")))),
-        ("GET", "/peers", lambda o, r, b: o.peers()),
-        ("POST", "/peers", lambda o, r, b: o.add_peer(str(b.get("peer", "")))),
-        ("DELETE", "/peers", lambda o, r, b: o.remove_peer(q(r, "peer"))),
-        ("POST", "/passphrase", lambda o, r, b: o.set_passphrase(b.get("passphrase") or None)),
-        ("POST", "/stop", lambda o, r, b: o.stop()),
-    ]
-    for method, path, fn in routes:
-        app.router.add_route(method, PREFIX + path, _answer(fn))
+    for name, verb in VERBS.items():
+        app.router.add_route(verb.method, PREFIX + verb.path, _handler(name))
     return app
 
 
-async def serve_control(ops: Operations, token: str, data_dir: Path) -> tuple[
-        web.AppRunner, str]:
-    """Start the control server; returns the runner and its "unix:…"/"tcp:…" address."""
-    runner = web.AppRunner(control_app(ops, token), access_log=None, shutdown_timeout=2)
-    await runner.setup()
-    path = control_socket(data_dir)
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # a leftover of a daemon that died; the lock says none runs
-        old = os.umask(0o177)  # the socket is created 0600, never wider for a moment
-        try:
-            site: web.BaseSite = web.UnixSite(runner, str(path))
-            await site.start()
-        finally:
-            os.umask(old)
-        return runner, f"unix:{path}"
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"tcp:127.0.0.1:{port}"
+class ControlServer:
+    """The control channel as a daemon part: serves ``ops`` while the daemon runs."""
+
+    name = "control channel"
+
+    def __init__(self, ops: Operations, token: str, data_dir: Path) -> None:
+        self.ops = ops
+        self.token = token
+        self.data_dir = data_dir
+        self.address = ""  # "unix:/path" or "tcp:127.0.0.1:PORT" once started
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = runner = web.AppRunner(control_app(self.ops, self.token),
+                                              access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        path = control_socket(self.data_dir)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a leftover of a daemon that died; the lock says none runs
+            old = os.umask(0o177)  # the socket is created 0600, never wider for a moment
+            try:
+                await web.UnixSite(runner, str(path)).start()
+            finally:
+                os.umask(old)
+            self.address = f"unix:{path}"
+            return
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.address = f"tcp:127.0.0.1:{runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        path = control_socket(self.data_dir)
+        if path is not None and self.address:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 # --- the client side ---------------------------------------------------------------
 
 
 class ControlClient:
-    """Calls a running daemon's operations; raises UserError with its message."""
+    """Calls a running daemon's verbs; a refusal raises the daemon's error again."""
 
     def __init__(self, runtime: Runtime, timeout: float = 30.0) -> None:
         self.runtime = runtime
@@ -375,21 +310,28 @@ class ControlClient:
             self._base = f"http://{where}{PREFIX}"
             self._connector = aiohttp.TCPConnector
 
-    async def call(self, method: str, path: str, body: Json | None = None,
-                   params: dict[str, str] | None = None) -> Any:
+    async def call(self, verb: str, **args: str) -> Any:
+        v = VERBS[verb]
+        path = v.path.format_map({k: quote(args[k], safe="")
+                                  for k in v.args if "{" + k + "}" in v.path})
+        rest = {k: a for k, a in args.items() if "{" + k + "}" not in v.path}
+        body, params = (rest, None) if v.method == "POST" else (None, rest)
         headers = {TOKEN_HEADER: f"Bearer {self.runtime.token}"}
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(connector=self._connector(), timeout=timeout) as s, \
-                    s.request(method, self._base + path, json=body, params=params,
+                    s.request(v.method, self._base + path, json=body, params=params,
                               headers=headers) as resp:
                 answer = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise DaemonNotRunningError(
                 f"the daemon (pid {self.runtime.pid}) does not answer its control channel "
                 f"({exc or type(exc).__name__}); stop it and start it again") from None
+        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+            raise DaemonFailedError(f"the daemon (pid {self.runtime.pid}) answered its control "
+                                    "channel with something other than a result")
         if "error" in answer:
-            raise UserError(str(answer["error"]))
+            raise error_from(answer.get("kind"), str(answer["error"]))
         return answer["result"]
 
 

@@ -24,10 +24,10 @@ from typing import Any
 from aiohttp import web
 
 from bridge.core.errors import UserError
-from bridge.daemon import check_port_free, port_error
 from bridge.events import ContactsChanged, ContactState, Event, MessageArrived
 from bridge.net.node import Node, NodeConfig
 from bridge.net.workers import WorkerPool
+from bridge.ports import check_port_free, port_error
 from bridge.service import Service
 from bridge.store.keystore import Keystore
 from bridge.xmpp.c2s import C2SServer

@@ -55,7 +55,7 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
             webbrowser.open(daemon.web_url)
 
     def toggle_pause(icon: Any, item: Any) -> None:
-        loop.call_soon_threadsafe(daemon.pause_network, daemon.paused_peers is None)
+        loop.call_soon_threadsafe(daemon.pause_network, not daemon.network_paused)
 
     def quit_(icon: Any, item: Any) -> None:
         loop.call_soon_threadsafe(daemon.request_stop)
@@ -63,7 +63,7 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
     menu = pystray.Menu(
         pystray.MenuItem("Open web UI", open_ui, default=True),
         pystray.MenuItem("Pause network", toggle_pause,
-                         checked=lambda item: daemon.paused_peers is not None),
+                         checked=lambda item: daemon.network_paused),
         pystray.MenuItem("Quit", quit_),
     )
     icon = pystray.Icon("paranoim", _icon_image(), "ParanoIM", menu)

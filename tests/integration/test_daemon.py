@@ -309,23 +309,6 @@ def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
     assert d.stop() == 0
 
 
-def test_pause_network_drops_and_restores_peers(tmp_path: Path) -> None:
-    """What the tray's "Pause network" does, on a node without pause/resume of its own."""
-    from bridge.config import Config
-    from bridge.daemon import Daemon
-    from bridge.localnode import LocalNode
-
-    d = Daemon(Config(), tmp_path)
-    d.node = LocalNode(8)
-    for peer in ("192.0.2.1:1", "192.0.2.2:2"):
-        d.node.add_peer(peer)
-    d.pause_network(True)
-    assert d.node.peers() == [] and d.status()["paused"] is True
-    d.pause_network(False)
-    assert [p["address"] for p in d.node.peers()] == ["192.0.2.1:1", "192.0.2.2:2"]
-    assert d.status()["paused"] is False
-
-
 def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], int],
                                         tmp_path: Path) -> None:
     """With pystray and an X display (Xvfb) the daemon runs and stops the same, silently,

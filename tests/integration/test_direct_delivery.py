@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from bridge.control import ControlClient, running_daemon
-from bridge.daemon import _points_here
+from bridge.direct import points_here
 from bridge.store.keystore import Keystore
 from tests.daemonproc import Paranoim, Running
 from tests.interop.drivers import DriverError, SlixClient, Tor
@@ -85,7 +85,7 @@ async def direct_now(pim: Paranoim) -> dict[str, object]:
     """The same counters over the control channel (quicker to poll than the command)."""
     rt = running_daemon(pim.data_dir)
     assert rt is not None
-    status = await ControlClient(rt).call("GET", "/status")
+    status = await ControlClient(rt).call("status")
     return dict(status["direct"])
 
 
@@ -149,10 +149,10 @@ async def test_direct_first_then_gossip_when_the_endpoint_is_dead(
 def test_endpoints_pointing_here_are_recognised() -> None:
     for url in ("http://127.0.0.1:45069", "http://localhost:1", "http://[::1]:5",
                 "http://0.0.0.0:45069", "http://x.localhost:1"):
-        assert _points_here(url), url
+        assert points_here(url), url
     for url in ("http://192.0.2.7:45069", "http://example.org:1",
                 f"http://{'a' * 56}.onion:45069", "not a url"):
-        assert not _points_here(url), url
+        assert not points_here(url), url
 
 
 def _post(port: int, path: str) -> tuple[int, bytes]:
