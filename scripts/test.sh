@@ -23,6 +23,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 APT_PACKAGES=(
     prosody prosody-modules          # XMPP server; mod_privilege for component tests
+    ejabberd                         # the other XMPP server component mode is tested with
     profanity poezio finch           # real Jabber clients nobody here wrote
     libpurple-bin dbus tmux          # purple-remote, dbus-run-session, terminal driving
     chromium                         # headless browser for the web UI tests

@@ -18,6 +18,7 @@ from ._common import (
     run_as,
 )
 from .certs import CertFiles, make_self_signed
+from .ejabberd import Ejabberd
 from .finch import Finch
 from .poezio import Poezio
 from .profanity import Profanity
@@ -32,6 +33,7 @@ __all__ = [
     "CertFiles",
     "DriverError",
     "DriverTimeout",
+    "Ejabberd",
     "Finch",
     "Microsocks",
     "Poezio",
