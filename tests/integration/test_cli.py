@@ -212,3 +212,58 @@ def test_closed_pipe_ends_quietly(pim: Paranoim) -> None:
     os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert "error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+FAILING = [["invite", "nobody"], ["contact", "add", "hello"],
+           ["contact", "add", "paranoim:1/abc?c=zzzzzz"], ["id", "new", "X", "--vanity", "0O1"],
+           ["contact", "list", "--id", "nobody"], ["id", "new", "   "]]
+
+
+def test_a_failing_command_fails_alike_with_and_without_the_daemon(
+        pim: Paranoim, free_port: Callable[[], int]) -> None:
+    """The same exit code and message whether the key file is opened here or the
+    daemon answers over its control channel."""
+    ok(pim.run("id", "new", "Ivan"))
+
+    def outcome(cmd: list[str]) -> tuple[int, str]:
+        res = pim.run(*cmd)
+        assert "Traceback" not in res.stderr
+        return res.returncode, res.stderr.strip().splitlines()[-1]
+
+    offline = [outcome(cmd) for cmd in FAILING]
+    assert all(code != 0 for code, _ in offline)
+    d = pim.start_daemon(free_port=free_port)
+    online = [outcome(cmd) for cmd in FAILING]
+    assert d.stop() == 0
+    assert online == offline
+
+
+def test_id_new_offline_names_the_configured_port(pim: Paranoim) -> None:
+    pim.write_config("[xmpp]\nport = 5299\n")
+    assert "port 5299, STARTTLS" in ok(pim.run("id", "new", "Jo"))
+    pim.write_config("[xmpp]\nport = 0\n")  # any free port: only the daemon knows it
+    out = ok(pim.run("id", "new", "Ky"))
+    assert "port 0" not in out and "the XMPP port `paranoim run` prints" in out
+
+
+def test_component_mode_names_the_users_own_account(pim: Paranoim) -> None:
+    """Without the embedded listener an identity is used from the person's own account
+    on their server, linked by registering with the gateway: never name@localhost."""
+    import json
+
+    pim.write_config("[xmpp]\nlistener = false\n"
+                     + '[component]\ndomain = "p2p.example.org"\nsecret = "s3cret"\n')
+    new = ok(pim.run("id", "new", "Lena"))
+    address = fields(new)["Address"]
+    assert "@localhost" not in new
+    assert "none linked yet: register with p2p.example.org" in new
+    assert "register with the gateway p2p.example.org" in new
+    (pim.data_dir / "xmpp-links.json").write_text(json.dumps(
+        {"version": 1, "links": [{"jid": "lena@example.org", "address": address}]}))
+    listed = ok(pim.run("id", "list"))
+    assert fields(listed)["JID"] == "lena@example.org" and "@localhost" not in listed
+    other = Paranoim(pim.root / "other")
+    mo = fields(ok(other.run("id", "new", "Mo")))
+    added = ok(pim.run("contact", "add", mo["Address"], "--name", "Mo"))
+    assert fields(added)["JID"] == f"{mo['Address']}@p2p.example.org"
+    assert f"{mo['Address']}@p2p.example.org" in ok(pim.run("contact", "list"))
