@@ -76,9 +76,10 @@ async def test_prosody_user_chats_with_a_p2p_contact_through_the_daemon(
     prosody = prosody_component
     a, b = sandboxes("a"), sandboxes("b")
     da = a.start(*component_args(prosody, free_port,
-                                 secret_file(a, prosody.component_secret)))
+                                 secret_file(a, prosody.component_secret), "--log-level", "debug"))
     assert da.line("Component").startswith(f"{DOMAIN} on 127.0.0.1:{prosody.component_port}")
     assert not [line for line in da.stdout if line.strip().startswith("XMPP")]
+    assert not [line for line in da.stderr if "XMPP listener" in line]  # none runs
     assert "xmpp" not in a.runtime()["ports"]  # type: ignore[operator]
     status = a.run("status").stdout
     assert re.search(rf"Component: {DOMAIN} on \S+, connected, 0 linked users", status)
@@ -102,6 +103,10 @@ async def test_prosody_user_chats_with_a_p2p_contact_through_the_daemon(
         listed = a.run("id", "list").stdout
         alice_address = re.search(r"Address:\s+(\S+)", listed)[1]  # type: ignore[index]
         assert "Alice" in listed
+        # her identity's JID is her own account; one nobody registered has none yet
+        assert re.search(r"JID:\s+alice@localhost$", listed, re.M)
+        zed = a.run("id", "new", "Zed").stdout
+        assert f"none linked yet: register with {DOMAIN}" in zed and "zed@" not in zed
         assert "1 linked users" in a.run("status").stdout
 
         # Bob accepts Alice on his side; Alice adds Bob from her client, by his JID
