@@ -63,6 +63,7 @@ class C2SServer:
         throttle: LoginThrottle | None = None,
         max_auth_failures: int = 3,
         max_connections: int = 1000,
+        data_dir: Path | str | None = None,
     ) -> None:
         register_stanza_plugins()
         self.service = service
@@ -78,7 +79,10 @@ class C2SServer:
         self.scram_secret = secrets.token_bytes(32)
         self.sessions = Sessions()
         self.gateway = Gateway(service, self.sessions, self.domains)
-        self.iq = ServerIq(service, self.sessions, self.domains, self.gateway)
+        # clients' private storage (bookmarks) beside the certificate unless told otherwise
+        self.iq = ServerIq(service, self.sessions, self.domains, self.gateway,
+                           Path(data_dir) if data_dir is not None else self.cert_dir)
+        self.gateway.identity_deleted = self._identity_deleted
         self.certificate: Certificate | None = None
         self._connections: set[C2SConnection] = set()
         self._server: asyncio.Server | None = None
@@ -164,6 +168,10 @@ class C2SServer:
             cached = (password_key, creds)
             self._scram_cache[key] = cached
         return cached[1]
+
+    def _identity_deleted(self, owner: str) -> None:
+        self.gateway.end_sessions(owner)
+        self.iq.private.forget(owner)
 
     def bind(self, conn: C2SConnection) -> None:
         old = self.sessions.add(conn)

@@ -19,12 +19,16 @@ import asyncio
 import itertools
 import signal
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+import slixmpp
 
 from tests.integration.e2e_support import (
+    MUC_NS,
+    ROOM,
     Client,
     Daemon,
     has_delay,
@@ -199,5 +203,64 @@ async def test_sqlite_store_keeps_what_waits_for_an_offline_client_across_a_rest
         got = [m for m in bob.from_(a_jid) if run in str(m["body"])]
         assert [str(m["body"]) for m in got] == [*away, f"after the restart {run}"]
         assert all(has_delay(m) for m in got[:-1])
+    finally:
+        await bob.close()
+
+
+PRIVATE = "{jabber:iq:private}"
+BOOKMARKS = "{storage:bookmarks}"
+
+
+async def _bookmarks(client: Client) -> list[tuple[str, str, str]]:
+    """(room JID, autojoin, nick) of the XEP-0048 bookmarks in private storage."""
+    iq = client.make_iq_get()
+    ET.SubElement(ET.SubElement(iq.xml, PRIVATE + "query"), BOOKMARKS + "storage")
+    reply = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    return [(c.get("jid", ""), c.get("autojoin", ""), c.findtext(BOOKMARKS + "nick") or "")
+            for c in reply.xml.iter(BOOKMARKS + "conference")]
+
+
+async def _join(client: Client, nick: str) -> None:
+    presence = client.make_presence(pto=slixmpp.JID(f"{ROOM}/{nick}"))
+    presence.xml.append(ET.Element(f"{{{MUC_NS}}}x"))
+    presence.send()
+    await client.wait(lambda: any(p["from"] == f"{ROOM}/{nick}"
+                                  and 110 in p["muc"]["status_codes"]
+                                  for p in client.presences), 10, f"in {ROOM} as {nick}")
+
+
+async def test_a_client_finds_its_room_again_after_a_restart(
+        memory_pair: Pair, alice_on_memory: Client) -> None:
+    """Regression: bookmarks (XEP-0049 private storage) lived in RAM, so after a daemon
+    restart Gajim found none and did not rejoin the public room."""
+    pair, alice, run = memory_pair, alice_on_memory, _run()
+    bob = await pair.client("Bob").login()
+    # what Gajim does when one joins a room and keeps it: a bookmark with autojoin
+    bookmark = ET.Element(BOOKMARKS + "storage")
+    room = ET.SubElement(bookmark, BOOKMARKS + "conference",
+                         {"jid": ROOM, "autojoin": "true", "name": "Public room"})
+    ET.SubElement(room, BOOKMARKS + "nick").text = "bob"
+    iq = bob.make_iq_set()
+    ET.SubElement(iq.xml, PRIVATE + "query").append(bookmark)
+    await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    await _join(bob, "bob")
+    await bob.close()
+
+    assert pair.b.stop() == 0
+    pair.b.start("--peer", pair.a.p2p, "--storage", "memory")
+    bob = await pair.client("Bob").login()
+    try:
+        # what a client does at login: fetch its bookmarks and join the autojoin rooms
+        marks = await _bookmarks(bob)
+        assert marks == [(ROOM, "true", "bob")]
+        for jid, autojoin, nick in marks:
+            if autojoin == "true" and jid == ROOM:
+                await _join(bob, nick)
+        await alice.wait(alice.peers, 30, "A linked to B again")
+        await _join(alice, "alice")
+        text = f"room after the restart {run}"
+        alice.make_message(mto=slixmpp.JID(ROOM), mbody=text, mtype="groupchat").send()
+        await bob.wait(lambda: any(m["type"] == "groupchat" and m["body"] == text
+                                   for m in bob.messages), 30, "the room message at Bob")
     finally:
         await bob.close()
