@@ -31,6 +31,7 @@ ROOM = "public"
 SUBJECT = "ParanoIM public room: everyone on the network can read what you write here"
 _C = "{jabber:client}"
 MAX_NICK = 64
+MUC_USER = "http://jabber.org/protocol/muc#user"
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -91,8 +92,10 @@ class PublicRoom:
         if nick is None or nick != old or not new or new == nick:
             return
         gone = self._self_presence(conn, nick, "unavailable")
-        gone["muc"]["nick"] = new
         gone["muc"]["status_codes"] = {110, 303}
+        item = gone.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}item")
+        if item is not None:  # slixmpp's stanza has no setter for the item's nick
+            item.set("nick", new)
         conn.send(gone)
         conn.rooms[self.jid] = new
         back = self._self_presence(conn, new, "")
