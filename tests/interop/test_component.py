@@ -255,3 +255,27 @@ async def test_wrong_secret_is_a_clear_error(prosody: Prosody, tmp_path: Path,
     finally:
         await a.stop()
     await asyncio.sleep(0)
+
+
+async def test_a_deleted_identity_unlinks_its_user_and_says_so(
+    prosody: Prosody, peers: tuple[Peer, Peer]
+) -> None:
+    """Regression: a deleted identity stayed linked and kept chatting over XMPP."""
+    a, _ = peers
+    component = await attach(a, prosody)
+    client = await login(prosody, "erin")
+    errors: list[str] = []
+    client.add_event_handler("message_error", lambda m: errors.append(m["error"]["condition"]))
+    try:
+        await register(client, nick="Erin")
+        erin = a.service.identities()[0]
+        a.service.delete_identity(erin.address)
+        await client.wait_for_message("Your ParanoIM identity was deleted", timeout=15)
+        assert component.links.address_for("erin@localhost") is None
+        assert "erin" not in a.data_dir.joinpath("xmpp-links.json").read_text()
+        client.send_chat(f"paranoim@{DOMAIN}", "help")
+        await wait_until(lambda: errors, 10, message="an error for the unlinked user")
+        assert errors == ["registration-required"]
+    finally:
+        await client.stop()
+        await component.close()
