@@ -8,7 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from bridge import cli
+from bridge import exits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ def test_every_exit_status_is_in_the_user_guide() -> None:
     guide = (ROOT / "docs" / "user-guide.md").read_text()
     table = guide[guide.index("| status | meaning |"):]
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
-    codes = {v for k, v in vars(cli).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    codes = {v for k, v in vars(exits).items() if k.startswith("EXIT_") and isinstance(v, int)}
     assert codes >= {0, 1, 2, 3, 4, 5, 6, 70, 130, 141}
     assert codes <= documented, sorted(codes - documented)
 
