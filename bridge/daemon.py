@@ -220,17 +220,16 @@ class Daemon:
             self.local_inbox = LocalInbox(inbox)
             await parts.enter(self.local_inbox)
 
-        seen: dict[str, Any] = {}
+        seen: SQLiteSeen | None = None  # delivered-message ids survive restarts with SQLite
         if cfg.storage == "sqlite":
-            delivered = SQLiteSeen(self.data_dir / "delivered.db")
+            seen = SQLiteSeen(self.data_dir / "delivered.db")
             # closed after the service: it records deliveries until it stops
-            await parts.enter(Step("delivered-ids file", stop=delivered.close))
-            seen["seen"] = delivered
+            await parts.enter(Step("delivered-ids file", stop=seen.close))
         sender = DirectSender(cfg, pool.pool)
         await parts.enter(sender)
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
-                          chat_states=cfg.chat_states, **seen)
+                          chat_states=cfg.chat_states, seen=seen)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.bootstrap_peers = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
