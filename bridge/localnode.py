@@ -56,6 +56,9 @@ class LocalNode:
     def peers(self) -> list[dict[str, object]]:
         return [{"address": p, "state": "not connected (no P2P node)"} for p in self._peers]
 
+    def is_self(self, host_port: str) -> bool:
+        return False  # no listening socket: no address reaches this node
+
     def add_peer(self, hp: str) -> None:
         hp = host_port("peer", hp)
         if hp not in self._peers:

@@ -5,7 +5,8 @@ address reconnects after every loss, waiting ``backoff_min`` doubling to
 ``backoff_max`` (with jitter, so a restarted node is not hit by all its peers
 at once), and resets to the minimum after a link that lasted. Addresses heard
 through peer exchange are dialled once each while the node has fewer links
-than ``target_peers``.
+than ``target_peers``. An address found to be this very node is dropped for
+good: its loop ends, and it is never dialled again.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class Dialer:
         self.tried: dict[str, float] = {}  # discovered address -> when last dialled
 
     def keep(self, addr: str) -> None:
-        if addr in self.kept or addr == self.node.advertise:
+        """Keep ``addr`` (canonical, not this node's own) linked, redialling after losses."""
+        if addr in self.kept:
             return
-        self.kept[addr] = self.node._spawn(self._keep_loop(addr))
+        self.kept[addr] = self.node.tasks.spawn(self._keep_loop(addr), name=f"keep {addr}")
 
     def forget(self, addr: str) -> None:
         task = self.kept.pop(addr, None)
@@ -61,19 +63,19 @@ class Dialer:
             for a in node.known
             if a not in self.kept
             and not self.connected_to(a)
-            and a != node.advertise
+            and a not in node.selves
             and now - self.tried.get(a, -1e9) > node.config.backoff_max
             and not node.banned(a)
         ]
         for addr in random.sample(cands, min(missing, len(cands))):
             self.tried[addr] = now
-            node._spawn(self.dial(addr))
+            node.tasks.spawn(self.dial(addr), name=f"dial {addr}")
 
     async def dial(self, addr: str) -> bool:
         """One connection attempt, run until the link closes; True if it ever opened."""
         node = self.node
         session = node._session
-        if session is None or node.banned(addr) or self.connected_to(addr):
+        if session is None or node.banned(addr) or self.connected_to(addr) or addr in node.selves:
             return False
         try:
             ws = await session.ws_connect(
@@ -94,7 +96,7 @@ class Dialer:
     async def _keep_loop(self, addr: str) -> None:
         cfg = self.node.config
         delay = cfg.backoff_min
-        while True:
+        while addr not in self.node.selves:
             if not self.connected_to(addr):
                 start = time.monotonic()
                 opened = await self.dial(addr)
@@ -102,4 +104,8 @@ class Dialer:
                     delay = cfg.backoff_min
                 else:
                     delay = min(cfg.backoff_max, delay * 2) if not opened else delay
+                if addr in self.node.selves:
+                    break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        if self.kept.get(addr) is asyncio.current_task():
+            del self.kept[addr]  # found to be this node: nothing left to keep

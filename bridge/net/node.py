@@ -6,6 +6,11 @@ bootstrap and discovered peers with exponential backoff, runs anti-entropy
 with one random peer every few seconds, and checks every envelope in cost
 order (size → header → expiry → PoW → duplicate) before storing or spreading
 it. A peer that sends invalid data is disconnected and banned for a while.
+
+An envelope is acknowledged — ``publish`` returns, subscribers hear of it, it
+is announced to peers and its body served — only once the store has made it
+durable (at once in RAM; after a group commit in SQLite). The node never peers
+with itself: see ``bridge.net.addresses``.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from aiohttp import web
 from bridge.core import gossip as g
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_CLOCK_SKEW, check_envelope, check_pow
 from bridge.core.envelope import Envelope, parse_envelope
-from bridge.core.errors import ExpiredError, RemoteProtocolError
+from bridge.core.errors import BadPeerError, ExpiredError, RemoteProtocolError
 from bridge.core.gossip_wire import MAX_FRAME_SIZE, ByeReason, Hello
+from bridge.core.peers import parse_peer
+from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
+from bridge.net.durable import CommitGate
 from bridge.net.peerlink import PeerConnection
 from bridge.store.index import Store
 from bridge.store.memory import MemoryStore
+from bridge.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[[Envelope], None]
@@ -67,14 +76,18 @@ class Node:
         self.http_app.router.add_get("/p2p", self._handle_inbound)
         self.port = cfg.port
         self.conns: set[PeerConnection] = set()
-        self.known: dict[str, None] = {}  # addresses heard of (peer exchange), bounded
+        self.book = PeerBook()  # addresses heard of (peer exchange) and our own
         self.tags: set[bytes] = set()  # light mode: the tags we fetch
         self.recent_errors: deque[str] = deque(maxlen=20)
         self.bans: dict[str, float] = {}
         self._subscribers: list[Subscriber] = []
         self._pending: dict[bytes, tuple[PeerConnection, float]] = {}  # requested ids
-        self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()  # replaced by a fresh one at every change
+        self.tasks = TaskSet("P2P node", on_error=self.recent_errors.append, logger=log)
+        self.writers = TaskSet("P2P link writers", logger=log)
+        self.held = CommitGate(  # stored, not yet durable
+            self.store, self.tasks, self._stored
+        )
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -93,16 +106,25 @@ class Node:
         await site.start()
         if not self.port:
             self.port = int(self._runner.addresses[0][1])
+        self.selves.configure(cfg.host, self.port, self.advertise)
         self.started = True
         for addr in cfg.bootstrap:
-            self.dialer.keep(addr)
-        self._spawn(self._maintenance())
+            try:
+                self.add_peer(addr)
+            except BadPeerError as e:
+                self.recent_errors.append(f"bootstrap peer not used: {e}")
+        self.tasks.spawn(self._maintenance(), name="maintenance")
 
     async def stop(self, *, graceful: bool = True) -> None:
         """Close every link (with BYE if ``graceful``; without, as a crash would)."""
         self.started = False
         self.dialer.stop()
-        for t in list(self._tasks):
+        if graceful:
+            try:
+                await self.held.commit()
+            except Exception:
+                log.exception("the last envelopes could not be committed")
+        for t in self.tasks:
             t.cancel()
         conns = list(self.conns)
         if graceful:
@@ -121,13 +143,8 @@ class Node:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        await self.tasks.cancel_all()
+        await self.writers.cancel_all()
 
     # --- the service API ---------------------------------------------------------
 
@@ -142,6 +159,8 @@ class Node:
         eid = env.id
         if eid not in self.store:
             self._accept(env, eid, None, local=True)
+        await self.store.flush()  # raises if the store cannot write: not acknowledged
+        self.held.settle(eid)
         return env
 
     def iter_stored(self) -> Iterator[Envelope]:
@@ -156,15 +175,33 @@ class Node:
                 c.send(c.link.watch(self.tags))
 
     def peers(self) -> list[dict[str, object]]:
-        return [c.info() for c in self.conns]
+        return [c.info() for c in self.conns if c.dialled not in self.selves]
+
+    @property
+    def known(self) -> dict[str, None]:
+        """Addresses heard of through peer exchange, canonical, the latest last."""
+        return self.book.known
+
+    @property
+    def selves(self) -> SelfAddresses:
+        return self.book.selves
+
+    def is_self(self, host_port: str) -> bool:
+        """Whether ``host_port`` reaches this very node (known, or found by dialling it)."""
+        peer = canonical(host_port)
+        return peer is not None and peer in self.selves
 
     def add_peer(self, host_port: str) -> None:
-        self.dialer.keep(host_port)
+        """Keep a link to ``host_port`` (BadPeerError if malformed); this node's own: nothing."""
+        peer = parse_peer(host_port)
+        if peer not in self.selves:
+            self.dialer.keep(peer)
 
     def remove_peer(self, host_port: str) -> None:
-        self.dialer.forget(host_port)
+        peer = canonical(host_port) or host_port
+        self.dialer.forget(peer)
         for c in list(self.conns):
-            if host_port in (c.dialled, c.address):
+            if peer in (c.dialled, c.address):
                 self._refuse(c, ByeReason.NORMAL, "removed")
 
     def health(self) -> dict[str, object]:
@@ -188,16 +225,13 @@ class Node:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until ``predicate()`` holds, re-checking on every change; TimeoutError if not."""
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._changed.wait()
 
     def _notify(self) -> None:
-        async def bump() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        if self.started:
-            self._spawn(bump())
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # --- links -------------------------------------------------------------------
 
@@ -251,8 +285,13 @@ class Node:
             remote=remote,
             dialled=dialled,
             transport=transport,
+            tasks=self.writers,
         )
         self.conns.add(conn)
+        if transport is not None:  # our own address, as this link's near end
+            sockname = transport.get_extra_info("sockname")
+            if isinstance(sockname, tuple) and sockname:
+                self.selves.note_local_ip(str(sockname[0]))
         try:
             conn.send(conn.link.hello(int(time.time())))
             async for msg in ws:
@@ -268,7 +307,10 @@ class Node:
             ):
                 raise RemoteProtocolError(f"bad WebSocket framing: {exc or 'frame too big'}")
         except g.HelloRefused as e:
-            self.recent_errors.append(f"refused {remote}: {e}")
+            if e.reason is ByeReason.SELF:
+                self._found_self(conn)
+            else:
+                self.recent_errors.append(f"refused {remote}: {e}")
             await conn.close(conn.link.bye(e.reason, str(e)))
         except RemoteProtocolError as e:
             self.ban(conn, f"{type(e).__name__}: {e}")
@@ -288,7 +330,17 @@ class Node:
         if conn.link.state is g.State.CLOSED:
             return
         conn.send(conn.link.bye(reason, text))  # queued now, before the link's own close
-        self._spawn(conn.close())
+        if self.started:
+            self.tasks.spawn(conn.close(), name="close link")
+        else:
+            conn.abort()
+
+    def _found_self(self, conn: PeerConnection) -> None:
+        """The link's HELLO carried our own node id: both of its ends are this node."""
+        self.conns.discard(conn)  # never listed nor counted, not even while it closes
+        if conn.dialled and self.book.found_self(conn.dialled):  # the dialling end knows it
+            log.info("%s is this node's own address; not dialled again", conn.dialled)
+        self._notify()
 
     # --- gossip events -----------------------------------------------------------
 
@@ -300,6 +352,8 @@ class Node:
             self._request(conn, ev.ids)
         elif isinstance(ev, g.Requested):
             for eid in ev.ids:
+                if eid in self.held:
+                    continue  # served once durable (``_stored``); the link keeps the want
                 raw = self.store.get(eid)
                 frame = link.send_body(eid, raw) if raw is not None else None
                 if frame is None:
@@ -309,15 +363,14 @@ class Node:
         elif isinstance(ev, g.BodyReceived):
             self._on_body(conn, ev.envelope_id, ev.raw)
         elif isinstance(ev, g.ReconcileDone):
-            self._queue_announce(conn, ev.have)
+            self._queue_announce(conn, [i for i in ev.have if i not in self.held])
             self._request(conn, ev.need)
         elif isinstance(ev, g.PeersHeard):
             if self.config.peer_exchange:
                 for a in ev.addrs:
-                    if a != self.advertise and len(self.known) < 1000:
-                        self.known[a] = None
+                    self.book.learn(a)
         elif isinstance(ev, g.WatchSet):
-            ids = [r_id for r_id, tag in self._tagged() if tag in ev.tags]
+            ids = [r_id for r_id, tag in self._tagged() if tag in ev.tags and r_id not in self.held]
             self._queue_announce(conn, ids)
         elif isinstance(ev, g.Outgoing):
             conn.send(ev.frame)
@@ -345,10 +398,9 @@ class Node:
                 if loser is conn:
                     return
         if hello.listen and self.config.peer_exchange and not hello.light:
-            self.known[hello.listen] = None
+            self.book.learn(hello.listen)
         if self.config.peer_exchange:
-            addrs = [a for a in self.known if a != hello.listen][-32:]
-            conn.send(conn.link.peers(addrs))
+            conn.send(conn.link.peers(self.book.exchange(canonical(hello.listen) or "")))
         if self.config.light:
             if not hello.light and self.tags:
                 conn.send(conn.link.watch(self.tags))
@@ -389,8 +441,18 @@ class Node:
     def _accept(
         self, env: Envelope, eid: bytes, source: PeerConnection | None, *, local: bool
     ) -> None:
-        if not self.store.add(env, int(time.time())):
-            return
+        if self.store.add(env, int(time.time())):
+            self.held.stored(env, source, local=local)
+
+    def _stored(
+        self, env: Envelope, eid: bytes, source: PeerConnection | None, local: bool
+    ) -> None:
+        """``env`` is durable: tell the subscribers, serve waiting wants, announce it."""
+        for c in self.conns:
+            if eid in c.link.peer_wants and c.link.active:
+                frame = c.link.send_body(eid, env.raw)
+                if frame is not None:
+                    c.send(frame)
         for cb in list(self._subscribers):
             try:
                 cb(env)
@@ -447,7 +509,7 @@ class Node:
             active = self.active_conns()
             if cfg.peer_exchange and active and self.known:
                 c = random.choice(active)  # addresses learned since that link's hello
-                c.send(c.link.peers([a for a in self.known if a != c.address][-32:]))
+                c.send(c.link.peers(self.book.exchange(c.address)))
             if cfg.light:
                 if self.tags:  # light catch-up: ask again; known ids are not re-announced
                     self.watch_tags(self.tags)

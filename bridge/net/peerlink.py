@@ -16,6 +16,7 @@ from typing import Final
 from aiohttp import ClientWebSocketResponse, web
 
 from bridge.core.gossip import Link
+from bridge.tasks import TaskSet
 
 MAX_QUEUED: Final = 10_000
 Socket = web.WebSocketResponse | ClientWebSocketResponse
@@ -37,6 +38,7 @@ class PeerConnection:
         remote: str,
         dialled: str,
         transport: asyncio.BaseTransport | None,
+        tasks: TaskSet,
     ) -> None:
         self.ws = ws
         self.transport = transport
@@ -49,7 +51,7 @@ class PeerConnection:
         self.frames_out = 0
         self.pending_announce: list[bytes] = []
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writer = tasks.spawn(self._write_loop(), name="link writer")
         self.closed = asyncio.Event()
 
     @property

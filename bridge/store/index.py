@@ -121,8 +121,21 @@ class Store(Protocol):
     def __contains__(self, envelope_id: object) -> bool: ...
     @property
     def total_bytes(self) -> int: ...
+    @property
+    def pending(self) -> int:
+        """Writes accepted but not yet durable (always 0 for the RAM store)."""
+        ...
+
     def add(self, env: Envelope, now: int) -> bool:
-        """Store; False if already present. May evict the earliest-expiring."""
+        """Store; False if already present. May evict the earliest-expiring.
+
+        The envelope is in the store's view at once; it is durable (and may be
+        acknowledged) once ``pending`` is 0 or ``flush()`` has returned.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Return once every write accepted before the call is durable."""
         ...
 
     def get(self, envelope_id: bytes) -> bytes | None: ...

@@ -41,6 +41,13 @@ class MemoryStore:
     def total_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def pending(self) -> int:
+        return 0  # nothing here is ever written anywhere
+
+    async def flush(self) -> None:
+        return None
+
     def add(self, env: Envelope, now: int) -> bool:
         eid = env.id
         if eid in self._bodies or env.expiry <= now:

@@ -1,6 +1,7 @@
 """Child process for the kill -9 test: a node on an SQLite store that publishes
-envelopes read from stdin (hex, one a line) and prints ``ok <id>`` once each is
-acknowledged (``publish`` returned, so its transaction is committed)."""
+envelopes read from stdin (hex, one a line), up to 64 at once so that group
+commits gather several, and prints ``ok <id>`` once each is acknowledged
+(``publish`` returned, so its transaction is committed and fsynced)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,25 @@ async def main(path: str) -> None:
     await node.start()
     print(f"ready {len(node.store)}", flush=True)
     loop = asyncio.get_running_loop()
+    room = asyncio.Semaphore(64)
+    running: set[asyncio.Task[None]] = set()
+
+    async def publish(raw: bytes) -> None:
+        try:
+            env = await node.publish(raw)
+            print(f"ok {env.id.hex()}", flush=True)
+        finally:
+            room.release()
+
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
             break
-        env = await node.publish(bytes.fromhex(line.strip()))
-        print(f"ok {env.id.hex()}", flush=True)
+        await room.acquire()
+        task = asyncio.create_task(publish(bytes.fromhex(line.strip())))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
     await node.stop()
 
 
