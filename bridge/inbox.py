@@ -50,7 +50,7 @@ MAX_HELD_PER_SENDER = 50
 MAX_HELD_SENDERS = 256
 
 
-class _Expiring(OrderedDict[bytes, int]):
+class ExpiringIds(OrderedDict[bytes, int]):
     """Envelope id -> expiry, oldest first, at most ``cap`` entries."""
 
     def __init__(self, cap: int = MAX_REMEMBERED) -> None:
@@ -80,8 +80,8 @@ class Inbox:
         self.seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
         self.chat_states = chat_states
         self._watch: WatchTable = {}
-        self._opened = _Expiring()  # opened in this run (held ones included)
-        self._unconfirmed = _Expiring()  # handed to the faces, not yet confirmed
+        self._opened = ExpiringIds()  # opened in this run (held ones included)
+        self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
         self._heard_ms: dict[tuple[str, str], int] = {}  # newest sent_at_ms shown per sender
 
@@ -248,6 +248,12 @@ class Inbox:
 
     def held_messages(self, owner: str, address: str) -> int:
         return len(self._held.get((owner, address), []))
+
+    def sizes(self) -> dict[str, int]:
+        """How much the inbox remembers now, for the health page and tests."""
+        return {"watched_tags": len(self._watch), "opened": len(self._opened),
+                "unconfirmed": len(self._unconfirmed),
+                "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms)}
 
     def forget_identity(self, address: str) -> None:
         self._held = {k: v for k, v in self._held.items() if k[0] != address}
