@@ -7,7 +7,12 @@ arrivals only through these frozen records, never through envelopes or keys.
 from __future__ import annotations
 
 import enum
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
 class ContactState(enum.StrEnum):
@@ -91,7 +96,11 @@ class ContactsChanged:
 
 @dataclass(frozen=True, slots=True)
 class IdentitiesChanged:
-    pass
+    """The list of local identities changed: one added (``identity`` set), renamed
+    (``identity`` with its new nick) or deleted (``removed``, its address)."""
+
+    identity: IdentityInfo | None = None
+    removed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +122,44 @@ Event = (
     | ContactsChanged
     | IdentitiesChanged
 )
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Hands every event to every face that subscribed; one broken face must not
+    stop the others."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+
+
+class RecentErrors:
+    """The last few things that went wrong, with their time, for the health page."""
+
+    def __init__(self, keep: int = 20, logger: logging.Logger = log) -> None:
+        self.keep = keep
+        self.log = logger
+        self._lines: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.log.warning("%s", text)
+        self._lines = [*self._lines[-(self.keep - 1):], time.strftime("%H:%M:%S ") + text]
+
+    def lines(self) -> list[str]:
+        return list(self._lines)

@@ -18,6 +18,7 @@ class SharedNode:
         self.store: dict[bytes, Envelope] = {}
         self.subscribers: list[Callable[[Envelope], None]] = []
         self.peer_list: list[str] = []
+        self.own_addresses: set[str] = set()  # what is_self() answers True for
 
     async def publish(self, raw: bytes) -> Envelope:
         env = check_envelope(raw, now=self.clock(), base_bits=self.base_bits)
@@ -45,6 +46,9 @@ class SharedNode:
 
     def remove_peer(self, host_port: str) -> None:
         self.peer_list.remove(host_port)
+
+    def is_self(self, host_port: str) -> bool:
+        return host_port in self.own_addresses
 
     def health(self) -> dict[str, object]:
         return {"stored_envelopes": len(self.store),

@@ -15,10 +15,12 @@ On-disk framing (the document inside is JSON, local only, never on the wire):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import struct
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +206,11 @@ class Keystore:
         self._kdf = (kdf_ops, kdf_mem)
         self._key: SealKey | None = None
         self.doc = KeyDocument()
+        # Writes may run in a thread (save_async) while the loop saves again: each
+        # encoding gets a number, and a write older than the last one written is dropped.
+        self._write_lock = threading.Lock()
+        self._encoded = 0
+        self._written = 0
 
     @property
     def exists(self) -> bool:
@@ -233,6 +240,15 @@ class Keystore:
         return self.doc
 
     def save(self) -> None:
+        """Write the document now (an fsync: not for the event loop's hot paths)."""
+        self._write(*self._encode())
+
+    async def save_async(self) -> None:
+        """Encode the document as it is now, then write it in a thread."""
+        seq, data = self._encode()
+        await asyncio.to_thread(self._write, seq, data)
+
+    def _encode(self) -> tuple[int, bytes]:
         plain = self.doc.to_json()
         if self.passphrase and self._key is None:
             self._key = SealKey.derive(self.passphrase, ops=self._kdf[0], mem=self._kdf[1])
@@ -241,7 +257,15 @@ class Keystore:
             if self.passphrase and self._key
             else (MAGIC_PLAIN + plain)
         )
-        write_private(self.path, data)
+        self._encoded += 1
+        return self._encoded, data
+
+    def _write(self, seq: int, data: bytes) -> None:
+        with self._write_lock:
+            if seq <= self._written:
+                return  # a newer encoding is already on disk
+            write_private(self.path, data)
+            self._written = seq
 
     def change_passphrase(self, new: str | None) -> None:
         self.passphrase = new or None

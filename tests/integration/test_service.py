@@ -109,7 +109,7 @@ async def test_two_identities_talk(tmp_path: Path, pool: WorkerPool) -> None:
     assert (await b_in.wait(MessageArrived)).text == "second"
     # each envelope was delivered once, even when seen again
     for env in node.iter_stored():
-        b._on_envelope(env)
+        b.inbox.on_envelope(env)
     assert not [e for e in b_in.events if isinstance(e, MessageArrived)]
 
 
@@ -308,7 +308,7 @@ async def test_maintenance_follows_epochs_and_rotates_prekeys(tmp_path: Path,
     await b.maintain()
     # the envelope is still in the network: the node replays it after the rebuild
     for env in node.iter_stored():
-        b._on_envelope(env)
+        b.inbox.on_envelope(env)
     assert (await b_in.wait(MessageArrived)).text == "missed without upkeep"
 
     now[0] += PREKEY_LIFETIME  # the first prekey is past half its life: a new one
@@ -343,14 +343,14 @@ async def test_older_announcement_does_not_replace_newer_endpoint(tmp_path: Path
     bob = await b.create_identity("Bob")
     a.add_contact(alice.address, bob.address)
     rec = b.keystore.doc.identities[0]
-    b.endpoint = "http://old.example:45069"
-    await b._announce(rec)
+    b.outbox.endpoint = "http://old.example:45069"
+    await b.outbox.announce(rec)
     old = list(node_b.store.values())
     now[0] += 60
-    b.endpoint = "http://new.example:45069"
-    await b._announce(rec)
+    b.outbox.endpoint = "http://new.example:45069"
+    await b.outbox.announce(rec)
     new = [e for e in node_b.store.values() if e not in old]
     for env in new + old:  # the newer one arrives first
-        a._on_envelope(env)
-    c = a._find_contact(a._rec(alice.address), bob.address)
+        a.inbox.on_envelope(env)
+    c = a.book.find(a.ids.rec(alice.address), bob.address)
     assert c is not None and c.endpoint == "http://new.example:45069"

@@ -33,7 +33,7 @@ def pool() -> Iterator[WorkerPool]:
 async def _service(tmp: Path, node: SharedNode, pool: WorkerPool, *, chat_states: bool,
                    deliver: bool = True) -> Service:
     s = Service(Keystore(tmp), node, pool, base_bits=BITS, chat_states=chat_states)
-    s.chat_state_interval = 0.3
+    s.outbox.chat_states.interval = 0.3
     await s.start(deliver=deliver)
     return s
 
@@ -81,7 +81,7 @@ async def test_typing_reaches_an_accepted_contact_briefly_and_cheaply(
 async def test_states_are_rate_limited_and_collapse_to_the_latest(
         tmp_path: Path, pool: WorkerPool) -> None:
     node, a, b, alice, bob = await _pair(tmp_path, pool)
-    a.chat_state_interval = 2.0  # long enough that nothing below depends on timing
+    a.outbox.chat_states.interval = 2.0  # long enough that nothing below depends on timing
     b_in = Inbox(b)
     assert await a.send_chat_state(alice.address, bob.address, "composing")
     await b_in.wait(ChatStateArrived, state="composing")  # the first leaves at once

@@ -41,7 +41,7 @@ class Peer:
         await self.node.start()
         if self.kkv is not None:
             self.kkv.inbox.on_envelope(self._from_inbox)
-            self.service.endpoint = f"http://127.0.0.1:{self.node.port}"
+            self.service.outbox.endpoint = f"http://127.0.0.1:{self.node.port}"
         self.session = aiohttp.ClientSession()
         pool = self.service.pool
 
@@ -49,7 +49,7 @@ class Peer:
             assert self.session is not None
             await deliver_direct(self.session, endpoint, raw, solver=pool.solve_pow, timeout=5)
 
-        self.service.direct = direct
+        self.service.outbox.direct = direct
         await self.service.start()
 
     async def _from_inbox(self, raw: bytes) -> None:
@@ -79,7 +79,7 @@ async def test_messages_cross_the_network_and_use_direct_delivery(
 
         # Bob's announcement (with his direct endpoint) reaches Alice by gossip
         def knows_endpoint() -> bool:
-            c = a.service._find_contact(a.service._rec(alice.address), bob.address)
+            c = a.service.book.find(a.service.ids.rec(alice.address), bob.address)
             return bool(c and c.endpoint)
 
         await a.node.wait_for(knows_endpoint, 15)
@@ -87,15 +87,15 @@ async def test_messages_cross_the_network_and_use_direct_delivery(
         env_id = await a.service.send_message(alice.address, bob.address, "direct hello")
         msg = await b_in.wait(MessageArrived, 15)
         assert msg.text == "direct hello" and msg.envelope_id == env_id
-        assert a.service.direct_stats == {"direct": 1, "fallback": 0}
+        assert a.service.outbox.direct_stats == {"direct": 1, "fallback": 0}
 
         # Alice -> Bob by gossip when the endpoint is dead
-        c = a.service._find_contact(a.service._rec(alice.address), bob.address)
+        c = a.service.book.find(a.service.ids.rec(alice.address), bob.address)
         assert c is not None
         c.endpoint = "http://127.0.0.1:9"  # nothing listens on the discard port
         await a.service.send_message(alice.address, bob.address, "by gossip")
         assert (await b_in.wait(MessageArrived, 15)).text == "by gossip"
-        assert a.service.direct_stats["fallback"] == 1
+        assert a.service.outbox.direct_stats["fallback"] == 1
         assert any("direct delivery failed" in e for e in a.service.health().recent_errors)
 
         # and back

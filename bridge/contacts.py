@@ -1,0 +1,194 @@
+"""The contact book: each identity's contacts, invitations and contact requests.
+
+A contact is accepted (both ways), pending (they wrote first; their messages
+wait until the person accepts) or blocked (nothing of theirs is shown). The
+book keeps what the network taught about a contact — their newest verified
+prekey, their direct endpoint — and tells the faces of every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from bridge.core.address import decode_address, fingerprint
+from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.core.identity import SignedPrekey
+from bridge.core.invite import Invite, encode_invite, parse_invite
+from bridge.core.records import Announcement
+from bridge.events import ContactInfo, ContactsChanged, ContactState, EventBus
+from bridge.identities import IdentityBook
+from bridge.store.keystore import ContactRecord, IdentityRecord
+
+ACCEPTED = ContactState.ACCEPTED.value
+PENDING_IN = ContactState.PENDING_IN.value
+BLOCKED = ContactState.BLOCKED.value
+
+
+class UnknownContactError(UserError):
+    pass
+
+
+class ContactBook:
+    def __init__(self, ids: IdentityBook, bus: EventBus, clock: Callable[[], int],
+                 on_change: Callable[[], None]) -> None:
+        self.ids = ids
+        self.bus = bus
+        self.clock = clock
+        self.on_change = on_change  # the set of keys to watch changed
+
+    # --- lookups ------------------------------------------------------------------
+
+    @staticmethod
+    def find(rec: IdentityRecord, address: str) -> ContactRecord | None:
+        for c in rec.contacts:
+            if c.address == address:
+                return c
+        return None
+
+    def need(self, owner: str, address: str) -> ContactRecord:
+        c = self.find(self.ids.rec(owner), address)
+        if c is None:
+            raise UnknownContactError(f"{address[:12]}… is not a contact of this identity")
+        return c
+
+    @staticmethod
+    def info(owner: str, c: ContactRecord) -> ContactInfo:
+        return ContactInfo(owner=owner, address=c.address, petname=c.petname,
+                           state=ContactState(c.state),
+                           fingerprint=fingerprint(decode_address(c.address)))
+
+    def contacts(self, owner: str) -> list[ContactInfo]:
+        return [self.info(owner, c) for c in self.ids.rec(owner).contacts]
+
+    def accepted(self, owner: str, address: str) -> ContactRecord | None:
+        c = self.find(self.ids.rec(owner), address)
+        return c if c is not None and c.state == ACCEPTED else None
+
+    # --- changes a person makes ---------------------------------------------------------
+
+    def _changed(self, owner: str, c: ContactRecord, *, soon: bool = False) -> ContactInfo:
+        if soon:
+            self.ids.save_soon()
+        else:
+            self.ids.keystore.save()
+        self.on_change()
+        info = self.info(owner, c)
+        self.bus.emit(ContactsChanged(owner=owner, contact=info))
+        return info
+
+    def add(self, owner: str, link_or_address: str, petname: str = "") -> tuple[ContactInfo,
+                                                                                Invite]:
+        """Accept the contact a link or address names; the parsed invitation too (its
+        peers are for the node)."""
+        rec = self.ids.rec(owner)
+        invite = parse_invite(link_or_address)
+        if invite.address == owner:
+            raise UserError("that is this identity's own address")
+        petname = " ".join(petname.split())[:64] or invite.nick or invite.address[:8]
+        c = self.find(rec, invite.address)
+        if c is None:
+            c = ContactRecord(address=invite.address, petname=petname, state=ACCEPTED,
+                              added_at=self.clock())
+            rec.contacts.append(c)
+        else:
+            c.petname = petname
+            c.state = ACCEPTED
+        return self._changed(owner, c), invite
+
+    def accept(self, owner: str, address: str) -> ContactInfo:
+        c = self.need(owner, address)
+        c.state = ACCEPTED
+        return self._changed(owner, c)
+
+    def block(self, owner: str, address: str) -> ContactInfo:
+        rec = self.ids.rec(owner)
+        decode_address(address)
+        c = self.find(rec, address)
+        if c is None:
+            c = ContactRecord(address=address, petname=address[:8], state=BLOCKED,
+                              added_at=self.clock())
+            rec.contacts.append(c)
+        c.state = BLOCKED
+        return self._changed(owner, c)
+
+    def remove(self, owner: str, address: str) -> None:
+        rec = self.ids.rec(owner)
+        rec.contacts.remove(self.need(owner, address))
+        self.ids.keystore.save()
+        self.on_change()
+        self.bus.emit(ContactsChanged(owner=owner, removed=address))
+
+    def writable(self, owner: str, address: str) -> ContactRecord | None:
+        """The contact a message to ``address`` goes to (None: not yet a contact);
+        UserError when it is blocked."""
+        c = self.find(self.ids.rec(owner), address)
+        if c is not None and c.state == BLOCKED:
+            raise UserError("this contact is blocked; unblock it to write to it")
+        return c
+
+    def written_to(self, owner: str, address: str) -> ContactRecord:
+        """Writing to an address makes it an accepted contact."""
+        rec = self.ids.rec(owner)
+        c = self.find(rec, address)
+        if c is None:
+            c = ContactRecord(address=address, petname=address[:8], state=ACCEPTED,
+                              added_at=self.clock())
+            rec.contacts.append(c)
+            self._changed(owner, c)
+        return c
+
+    def invite_link(self, owner: str, peers: Iterable[str]) -> str:
+        rec = self.ids.rec(owner)
+        return encode_invite(Invite(public=self.ids.ident(rec).public, nick=rec.nick,
+                                    peers=tuple(peers)))
+
+    # --- what the network teaches --------------------------------------------------------
+
+    def request(self, rec: IdentityRecord, sender: bytes, address: str,
+                prekey: SignedPrekey | None) -> ContactRecord:
+        """A stranger wrote first: a pending contact, shown to the person as a request."""
+        c = ContactRecord(address=address, petname=address[:8], state=PENDING_IN,
+                          heard_from=True, added_at=self.clock())
+        rec.contacts.append(c)
+        if prekey is not None:
+            self.learn_prekeys(c, sender, [prekey])
+        self._changed(self.ids.ident(rec).address, c, soon=True)
+        return c
+
+    def heard(self, c: ContactRecord, sender: bytes, prekey: SignedPrekey | None) -> None:
+        """A message from a known contact: they know us now (pair tags are safe), and
+        they may have sent a newer prekey."""
+        changed = not c.heard_from
+        c.heard_from = True
+        if prekey is not None:
+            old = c.prekey
+            self.learn_prekeys(c, sender, [prekey])
+            changed = changed or old != c.prekey
+        if changed:
+            self.ids.save_soon()
+            self.on_change()
+
+    def announced(self, c: ContactRecord, their: bytes, ann: Announcement) -> None:
+        before = (c.prekey, c.endpoint, c.announced_at)
+        self.learn_prekeys(c, their, ann.prekeys)
+        # Envelopes arrive in any order: an older announcement must not take back a
+        # newer endpoint.
+        if ann.issued_at >= c.announced_at:
+            c.announced_at = ann.issued_at
+            c.endpoint = ann.endpoint
+        if (c.prekey, c.endpoint, c.announced_at) != before:
+            self.ids.save_soon()
+
+    def learn_prekeys(self, c: ContactRecord, their: bytes,
+                      prekeys: Iterable[SignedPrekey]) -> None:
+        now = self.clock()
+        best = SignedPrekey.parse(bytes.fromhex(c.prekey)) if c.prekey else None
+        for pk in prekeys:
+            try:
+                pk.verify(their, now)
+            except RemoteProtocolError:
+                continue
+            if best is None or pk.expires > best.expires:
+                best = pk
+        if best is not None:
+            c.prekey = best.encode().hex()

@@ -1,0 +1,73 @@
+"""The watch table: which recipient tags a daemon opens, and why.
+
+For each local identity it watches, in every epoch a message may still be
+stamped with (``tags.watch_epochs``): its own address tag (first contacts),
+the pair tag it shares with each contact (everything after the first reply),
+and each contact's announcement tag (their prekeys and endpoint); plus each
+room's tag once any identity exists. A pair tag is shared by both ends, so a
+daemon also sees its own envelopes come back under it: the ``pair`` flag lets
+the caller tell such an echo from a real refusal. Pure: keys in, table out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bridge.core import crypto, tags
+from bridge.core.address import encode_address
+
+
+class Purpose(enum.Enum):
+    DIRECT = "direct"  # a direct message or receipt for ``owner``
+    ANNOUNCE = "announce"  # the contact ``subject``'s announcement
+    ROOM = "room"  # a message in the room ``subject``, for every identity
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    owner: str  # the local identity's address; "" for rooms (every identity)
+    purpose: Purpose
+    subject: str = ""  # the contact's address (pair tags, announcements) or the room
+    pair: bool = False  # a pair tag, shared with the contact
+
+
+@dataclass(frozen=True, slots=True)
+class Watcher:
+    """One local identity as the table needs it: its keys and the contacts it hears."""
+
+    public: bytes
+    x25519_secret: bytes
+    contacts: Sequence[bytes]  # public keys of contacts not blocked
+
+
+WatchTable = dict[bytes, tuple[Watch, ...]]
+
+
+def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str],
+                epochs: Iterable[int]) -> WatchTable:
+    table: dict[bytes, list[Watch]] = {}
+    epochs = tuple(epochs)
+    any_identity = False
+    for w in watchers:
+        any_identity = True
+        me = encode_address(w.public)
+        for e in epochs:
+            table.setdefault(tags.address_tag(w.public, e), []).append(
+                Watch(me, Purpose.DIRECT))
+        for their in w.contacts:
+            them = encode_address(their)
+            secret = tags.pair_secret(w.x25519_secret, w.public, their)
+            for e in epochs:
+                table.setdefault(tags.pair_tag(secret, e), []).append(
+                    Watch(me, Purpose.DIRECT, them, pair=True))
+                table.setdefault(tags.announce_tag(their, e), []).append(
+                    Watch(me, Purpose.ANNOUNCE, them))
+    if any_identity:
+        for room in rooms:
+            room_pub = crypto.x25519_public(tags.room_secret(room))
+            for e in epochs:
+                table.setdefault(tags.room_tag(room_pub, e), []).append(
+                    Watch("", Purpose.ROOM, room))
+    return {tag: tuple(ws) for tag, ws in table.items()}

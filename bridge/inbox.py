@@ -1,0 +1,264 @@
+"""The inbox: what arrives — watch the node for our tags, open, dispatch, hold
+contact requests, and hand arrivals to the faces exactly once.
+
+An envelope is looked up by its tag in the watch table (a dict: O(1) per
+envelope whatever the store holds); only a watched tag costs a decryption. A
+chat message counts as shown only when a face confirms it reached a client
+(``delivered``): the gateway may hold it for a client that is offline, and a
+restart before the client logs in must not lose it. Other arrivals count as
+shown at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook
+from bridge.core import crypto, tags
+from bridge.core.address import decode_address, encode_address
+from bridge.core.envelope import Envelope, Kind
+from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.core.records import Announcement, DirectMessage, Receipt, RoomMessage, parse_record
+from bridge.core.seal import Opened, open_envelope
+from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, watch_table
+from bridge.events import (
+    ChatStateArrived,
+    Event,
+    EventBus,
+    MessageArrived,
+    ReceiptArrived,
+    RecentErrors,
+    RoomMessageArrived,
+)
+from bridge.identities import IdentityBook
+from bridge.outbox import ROOMS
+from bridge.store.keystore import ContactRecord, IdentityRecord
+from bridge.store.seen import MemorySeen, SeenIds
+
+log = logging.getLogger(__name__)
+
+# A chat state older than this when it arrives (a catch-up) is not shown.
+CHAT_STATE_STALE = 120
+# What one run remembers of envelopes it opened and messages it handed out but no
+# face confirmed yet; both forget expired envelopes, and past the cap the oldest.
+MAX_REMEMBERED = 100_000
+# Contact requests' messages held in RAM until accepted: per (identity, stranger),
+# and strangers in all; past these they stay in the network and are not shown.
+MAX_HELD_PER_SENDER = 50
+MAX_HELD_SENDERS = 256
+
+
+class ExpiringIds(OrderedDict[bytes, int]):
+    """Envelope id -> expiry, oldest first, at most ``cap`` entries."""
+
+    def __init__(self, cap: int = MAX_REMEMBERED) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def put(self, key: bytes, expiry: int) -> None:
+        self[key] = expiry
+        self.move_to_end(key)
+        while len(self) > self.cap:
+            self.popitem(last=False)
+
+    def purge(self, now: int) -> None:
+        for key in [k for k, e in self.items() if e <= now]:
+            del self[key]
+
+
+class Inbox:
+    def __init__(self, ids: IdentityBook, contacts: ContactBook, bus: EventBus, *,
+                 clock: Callable[[], int], errors: RecentErrors,
+                 seen: SeenIds | None = None, chat_states: bool = False) -> None:
+        self.ids = ids
+        self.contacts = contacts
+        self.bus = bus
+        self.clock = clock
+        self.errors = errors
+        self.seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
+        self.chat_states = chat_states
+        self._watch: WatchTable = {}
+        self._opened = ExpiringIds()  # opened in this run (held ones included)
+        self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
+        self._held: dict[tuple[str, str], list[MessageArrived]] = {}
+        self._heard_ms: dict[tuple[str, str], int] = {}  # newest sent_at_ms shown per sender
+
+    # --- what to watch ------------------------------------------------------------------
+
+    def rewatch(self) -> None:
+        watchers = []
+        for rec in self.ids.records():
+            ident = self.ids.ident(rec)
+            watchers.append(Watcher(ident.public, ident.x25519_secret, tuple(
+                decode_address(c.address) for c in rec.contacts if c.state != BLOCKED)))
+        self._watch = watch_table(watchers, ROOMS, tags.watch_epochs(self.clock()))
+
+    def purge(self, now: int) -> None:
+        self.seen.purge(now)
+        self._opened.purge(now)
+        self._unconfirmed.purge(now)
+        live = {k: [m for m in v if m.expiry > now] for k, v in self._held.items()}
+        self._held = {k: v for k, v in live.items() if v}
+
+    # --- arrivals -----------------------------------------------------------------------
+
+    def on_envelope(self, env: Envelope) -> None:
+        watches = self._watch.get(env.tag)
+        if not watches or env.id in self._opened or env.id in self.seen:
+            return
+        self._opened.put(env.id, env.expiry)
+        failures: list[Exception] = []
+        for w in watches:
+            try:
+                self._open_for(env, w)
+            except (RemoteProtocolError, UserError) as exc:
+                failures.append(exc)
+        # Several local identities may watch one tag, and a pair tag is shared by
+        # both ends, so our own envelopes come back under it: only an envelope that
+        # none of the watchers could take, under a tag not shared, is worth reporting.
+        if failures and len(failures) == len(watches) and not any(w.pair for w in watches):
+            self.errors.add(f"envelope {env.id.hex()[:12]} refused: {failures[0]}")
+
+    def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
+        if isinstance(event, MessageArrived):
+            self._unconfirmed.put(env_id, expiry)
+        else:
+            self.seen.add(env_id, expiry)
+        self.bus.emit(event)
+
+    def delivered(self, envelope_id: bytes) -> None:
+        """A face handed this message to a client: never show it again."""
+        expiry = self._unconfirmed.pop(envelope_id, None)
+        if expiry is not None:
+            self.seen.add(envelope_id, expiry)
+
+    def _open_for(self, env: Envelope, w: Watch) -> None:
+        if w.purpose is Purpose.ROOM:
+            self._room(env, w.subject)
+            return
+        rec = self.ids.rec(w.owner)
+        if w.purpose is Purpose.ANNOUNCE:
+            self._announcement(env, rec, w.subject)
+            return
+        opened = open_envelope(env, self.ids.ident(rec).public, self.ids.opening_keys(rec))
+        self._dispatch(rec, env, opened)
+
+    def _room(self, env: Envelope, room: str) -> None:
+        secret = tags.room_secret(room)
+        opened = open_envelope(env, crypto.x25519_public(secret), [secret])
+        if env.kind != Kind.ROOM:
+            raise UserError(f"a {env.kind.name.lower()} envelope under a room's tag was ignored")
+        msg = parse_record(Kind.ROOM, opened.payload)
+        assert isinstance(msg, RoomMessage)
+        for rec in self.ids.records():
+            self._show(RoomMessageArrived(
+                to=self.ids.ident(rec).address, room=room, sender=encode_address(opened.sender),
+                sender_nick=msg.nick, text=msg.text, sent_at_ms=msg.sent_at_ms,
+                envelope_id=env.id), env.id, env.expiry)
+
+    def _announcement(self, env: Envelope, rec: IdentityRecord, address: str) -> None:
+        their = decode_address(address)
+        opened = open_envelope(env, their, [tags.announce_secret(their)])
+        if opened.sender != their or env.kind != Kind.ANNOUNCEMENT:
+            raise UserError("an announcement signed by someone else was ignored")
+        ann = parse_record(Kind.ANNOUNCEMENT, opened.payload)
+        assert isinstance(ann, Announcement)
+        c = self.contacts.find(rec, address)
+        if c is not None:
+            self.contacts.announced(c, their, ann)
+
+    def _dispatch(self, rec: IdentityRecord, env: Envelope, opened: Opened) -> None:
+        me = self.ids.ident(rec).address
+        sender = encode_address(opened.sender)
+        if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
+            raise UserError(f"unexpected {env.kind.name.lower()} envelope for {rec.nick}")
+        record = parse_record(env.kind, opened.payload)
+        c = self.contacts.find(rec, sender)
+        if c is not None and c.state == BLOCKED:
+            return
+        if isinstance(record, Receipt):
+            if c is not None:
+                self._show(ReceiptArrived(to=me, sender=sender,
+                                          acked=tuple(i for i, _ in record.acked),
+                                          message_ids=tuple(m for _, m in record.acked)),
+                           env.id, env.expiry)
+            return
+        assert isinstance(record, DirectMessage)
+        if record.chat_state is not None:
+            self._chat_state(me, sender, c, env, record)
+            return
+        key = (me, sender)
+        self._heard_ms[key] = max(self._heard_ms.get(key, -1), record.sent_at_ms)
+        event = MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
+                               sent_at_ms=record.sent_at_ms, envelope_id=env.id,
+                               receipt_wanted=record.receipt_wanted,
+                               message_id=record.message_id)
+        if c is None:  # first contact: a request, held until the user accepts
+            self._hold(key, event)
+            self.contacts.request(rec, opened.sender, sender, record.prekey)
+            return
+        self.contacts.heard(c, opened.sender, record.prekey)
+        if c.state == PENDING_IN:
+            self._hold(key, event)
+            return
+        self._show(event, env.id, env.expiry)
+
+    def _chat_state(self, me: str, sender: str, c: ContactRecord | None, env: Envelope,
+                    record: DirectMessage) -> None:
+        """Shown only with chat states on, from an accepted contact, and only if newer
+        than anything shown from them (gossip may reorder; a message implies active).
+        Never a contact request, never held."""
+        if not self.chat_states or c is None or c.state != ACCEPTED:
+            return
+        assert record.chat_state is not None
+        key = (me, sender)
+        if record.sent_at_ms <= self._heard_ms.get(key, -1):
+            return
+        self._heard_ms[key] = record.sent_at_ms
+        if self.clock() * 1000 - record.sent_at_ms > CHAT_STATE_STALE * 1000:
+            return  # a catch-up: the person is no longer typing that
+        self._show(ChatStateArrived(to=me, sender=sender, state=record.chat_state.element,
+                                    sent_at_ms=record.sent_at_ms), env.id, env.expiry)
+
+    # --- contact requests -------------------------------------------------------------------
+
+    def _hold(self, key: tuple[str, str], event: MessageArrived) -> None:
+        """Keep a request's message until the person accepts; a stranger cannot fill
+        memory (later ones are dropped past the caps and stay in the network)."""
+        held = self._held.get(key)
+        if held is None and len(self._held) >= MAX_HELD_SENDERS:
+            held = []  # not kept
+        elif held is None:
+            held = self._held[key] = []
+        if len(held) >= MAX_HELD_PER_SENDER or key not in self._held:
+            self._opened.pop(event.envelope_id, None)  # may be opened again later
+            log.debug("a request's message from %s… not kept: too many wait", key[1][:8])
+            return
+        held.append(event)
+
+    def release(self, owner: str, address: str) -> None:
+        """The person accepted: show what the contact wrote while pending, in order."""
+        for event in sorted(self._held.pop((owner, address), []), key=lambda e: e.sent_at_ms):
+            self._show(event, event.envelope_id, event.expiry)
+
+    def drop_held(self, owner: str, address: str) -> None:
+        self._held.pop((owner, address), None)
+
+    def held_messages(self, owner: str, address: str) -> int:
+        return len(self._held.get((owner, address), []))
+
+    def sizes(self) -> dict[str, int]:
+        """How much the inbox remembers now, for the health page and tests."""
+        return {"watched_tags": len(self._watch), "opened": len(self._opened),
+                "unconfirmed": len(self._unconfirmed),
+                "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms)}
+
+    def forget_identity(self, address: str) -> None:
+        self._held = {k: v for k, v in self._held.items() if k[0] != address}
+        self._heard_ms = {k: v for k, v in self._heard_ms.items() if k[0] != address}
+
+    def subscribe_to(self, envelopes: Iterable[Envelope]) -> None:
+        for env in envelopes:
+            self.on_envelope(env)

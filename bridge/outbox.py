@@ -1,0 +1,216 @@
+"""The outbox: everything that leaves — messages, receipts, room messages, chat
+states and announcements.
+
+Each goes the same way: route (the contact's key, their prekey if it is still
+fresh, a pair tag once they have written to us), seal, stamp with proof of work
+in the worker pool (never on the event loop), then deliver directly to the
+contact's announced endpoint when there is one, or publish to the node for
+gossip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bridge.contacts import ContactBook
+from bridge.core import crypto, tags
+from bridge.core.address import decode_address
+from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
+from bridge.core.checks import work_needed
+from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
+from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
+from bridge.core.identity import Identity, SignedPrekey
+from bridge.core.records import Announcement, ChatState, DirectMessage, Receipt, RoomMessage
+from bridge.core.seal import MAX_PAYLOAD, seal
+from bridge.events import RecentErrors
+from bridge.identities import IdentityBook
+from bridge.net.workers import WorkerPool
+from bridge.store.keystore import IdentityRecord
+from bridge.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+# Chat states (opt-in): a short life keeps their proof of work at the base
+# difficulty; at most one per contact per interval, the latest state winning.
+CHAT_STATE_TTL = 5 * 60
+CHAT_STATE_INTERVAL = 3.0
+ROOMS = ("public",)
+
+# (endpoint url, stamped envelope) -> None, or a UserError saying why it failed
+DirectSender = Callable[[str, bytes], Awaitable[None]]
+
+
+class MessageTooLargeError(OversizeError, UserError):
+    """The person's text does not fit in one envelope (both families, as BadAddressError)."""
+
+
+class Publisher(Protocol):
+    async def publish(self, raw: bytes) -> Envelope: ...
+
+
+class Outbox:
+    def __init__(self, ids: IdentityBook, contacts: ContactBook, node: Publisher,
+                 pool: WorkerPool, *, clock: Callable[[], int], base_bits: int, ttl: int,
+                 errors: RecentErrors, tasks: TaskSet) -> None:
+        self.ids = ids
+        self.contacts = contacts
+        self.node = node
+        self.pool = pool
+        self.clock = clock
+        self.base_bits = base_bits
+        self.ttl = ttl
+        self.errors = errors
+        self.tasks = tasks
+        self.endpoint = ""  # this node's direct-delivery endpoint, announced
+        self.direct: DirectSender | None = None  # delivery to a contact's endpoint
+        self.direct_stats = {"direct": 0, "fallback": 0}
+        self.chat_states = ChatStateThrottle[tuple[str, str]](CHAT_STATE_INTERVAL)
+        self._last_sent_ms = 0
+
+    # --- the one way out -------------------------------------------------------------
+
+    async def _stamp_and_publish(self, raw: bytes, endpoint: str = "") -> bytes:
+        digest, bits = work_needed(raw, now=self.clock(), base_bits=self.base_bits)
+        stamped = with_nonce(raw, await self.pool.solve_pow(digest, bits))
+        if endpoint and self.direct is not None:
+            # The contact announced a direct endpoint: try it first (the recipient's
+            # node spreads the envelope on by gossip); fall back to gossip here.
+            try:
+                await self.direct(endpoint, stamped)
+            except UserError as exc:
+                self.direct_stats["fallback"] += 1
+                self.errors.add(f"direct delivery failed, sent by gossip instead: {exc}")
+            else:
+                self.direct_stats["direct"] += 1
+                return envelope_id(stamped)
+        return (await self.node.publish(stamped)).id
+
+    def _sealed(self, ident: Identity, *, recipient: bytes, kex: bytes, kind: Kind,
+                tag: bytes, payload: bytes, ttl: int | None = None) -> bytes:
+        if len(payload) > MAX_PAYLOAD:
+            raise MessageTooLargeError(
+                f"the message is {len(payload)} bytes; at most {MAX_PAYLOAD} fit in one envelope")
+        return seal(sender_secret_key=ident.secret_key, sender=ident.public, recipient=recipient,
+                    kex_public=kex, kind=kind, tag=tag,
+                    expiry=self.clock() + min(self.ttl, ttl or self.ttl),
+                    payload=payload, ephemeral_secret=secrets.token_bytes(32))
+
+    def _route(self, rec: IdentityRecord, to: str) -> tuple[Identity, bytes, bytes, bytes]:
+        """(sender identity, recipient key, X25519 key to seal to, tag) for a contact."""
+        ident = self.ids.ident(rec)
+        their = decode_address(to)
+        c = self.contacts.find(rec, to)
+        now = self.clock()
+        kex = crypto.ed25519_to_x25519_public(their)
+        if c and c.prekey:
+            pk = SignedPrekey.parse(bytes.fromhex(c.prekey))
+            if pk.expires > now + 60:
+                kex = pk.public
+        epoch = tags.epoch_of(now)
+        if c and c.heard_from:
+            tag = tags.pair_tag(tags.pair_secret(ident.x25519_secret, ident.public, their), epoch)
+        else:
+            tag = tags.address_tag(their, epoch)
+        return ident, their, kex, tag
+
+    def _sent_at_ms(self) -> int:
+        """The clock in ms, but always past the previous message's: the recipient orders
+        by it what arrives out of order (a catch-up by reconciliation), and the clock
+        has whole seconds only."""
+        self._last_sent_ms = max(self.clock() * 1000, self._last_sent_ms + 1)
+        return self._last_sent_ms
+
+    # --- what leaves -------------------------------------------------------------------
+
+    async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
+                           message_id: str = "") -> bytes:
+        rec = self.ids.rec(owner)
+        self.contacts.writable(owner, to)
+        ident, their, kex, tag = self._route(rec, to)
+        self.chat_states.message_sent((owner, to), time.monotonic())
+        msg = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64],
+                            self.ids.current_prekey(rec))
+        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
+                           payload=msg.encode())
+        c = self.contacts.written_to(owner, to)
+        return await self._stamp_and_publish(raw, c.endpoint)
+
+    async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
+                           message_ids: list[str]) -> None:
+        rec = self.ids.rec(owner)
+        ident, their, kex, tag = self._route(rec, to)
+        acked = tuple(zip(envelope_ids, [m[:64] for m in message_ids], strict=True))[:64]
+        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.RECEIPT, tag=tag,
+                           payload=Receipt(acked).encode())
+        c = self.contacts.find(rec, to)
+        await self._stamp_and_publish(raw, c.endpoint if c else "")
+
+    async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
+        if room not in ROOMS:
+            raise UserError(f"there is no room '{room}'; the public room is 'public'")
+        rec = self.ids.rec(owner)
+        room_pub = crypto.x25519_public(tags.room_secret(room))
+        msg = RoomMessage(self.clock() * 1000, room, rec.nick[:32], text)
+        raw = self._sealed(self.ids.ident(rec), recipient=room_pub, kex=room_pub,
+                           kind=Kind.ROOM, tag=tags.room_tag(room_pub, tags.epoch_of(self.clock())),
+                           payload=msg.encode())
+        return await self._stamp_and_publish(raw)
+
+    async def announce(self, rec: IdentityRecord) -> None:
+        """Publish the identity's live prekeys and this node's endpoint to its contacts."""
+        ident = self.ids.ident(rec)
+        now = self.clock()
+        ann = Announcement(now, self.ids.live_prekeys(rec), rec.nick[:32], self.endpoint[:255])
+        kex = crypto.x25519_public(tags.announce_secret(ident.public))
+        raw = self._sealed(ident, recipient=ident.public, kex=kex, kind=Kind.ANNOUNCEMENT,
+                           tag=tags.announce_tag(ident.public, tags.epoch_of(now)),
+                           payload=ann.encode())
+        try:
+            await self._stamp_and_publish(raw)
+        except (UserError, RemoteProtocolError) as exc:
+            self.errors.add(f"announcement of {rec.nick} not published: {exc}")
+
+    def announce_soon(self, rec: IdentityRecord) -> None:
+        self.tasks.spawn(self.announce(rec), name=f"announcement of {rec.nick}")
+
+    # --- chat states (XEP-0085, opt-in) ----------------------------------------------------
+
+    def send_chat_state(self, owner: str, to: str, state: ChatState) -> None:
+        key = (owner, to)
+        if self.chat_states.offer(key, state, time.monotonic()):
+            self.tasks.spawn(self._flush_chat_states(key), name="chat states")
+
+    async def _flush_chat_states(self, key: tuple[str, str]) -> None:
+        """Send what the throttle says, when it says; states queued meanwhile collapse."""
+        try:
+            while True:
+                step = self.chat_states.step(key, time.monotonic())
+                if isinstance(step, Done):
+                    return
+                if isinstance(step, Wait):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                assert isinstance(step, Send)
+                try:
+                    await self._publish_chat_state(*key, step.state)
+                except (UserError, RemoteProtocolError) as exc:
+                    self.chat_states.failed(key)
+                    log.info("chat state to %s not sent: %s", key[1][:8], exc)
+        finally:
+            self.chat_states.stopped(key)
+
+    async def _publish_chat_state(self, owner: str, to: str, state: ChatState) -> None:
+        rec = self.ids.rec(owner)
+        c = self.contacts.accepted(owner, to)
+        if c is None:
+            return  # removed or blocked while it waited
+        ident, their, kex, tag = self._route(rec, to)
+        msg = DirectMessage.state(self._sent_at_ms(), state)
+        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
+                           payload=msg.encode(), ttl=CHAT_STATE_TTL)
+        await self._stamp_and_publish(raw, c.endpoint)

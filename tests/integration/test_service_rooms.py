@@ -1,0 +1,136 @@
+"""What the service's rooms keep, and for how long: no secret of a deleted
+identity, nothing remembered past its envelope's expiry, no key-file write on
+the event loop for what envelopes teach, and never this node as its own peer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.core.errors import UserError
+from bridge.core.identity import Identity
+from bridge.core.invite import Invite, encode_invite
+from bridge.events import MessageArrived
+from bridge.inbox import ExpiringIds
+from bridge.net.workers import WorkerPool
+from bridge.service import Service
+from bridge.store.keystore import Keystore
+from tests.integration.test_service import Inbox
+from tests.nodes import SharedNode
+
+BITS = 6
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = WorkerPool(2)
+    yield p
+    p.close()
+
+
+def _live_identities(address: str) -> list[Identity]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, Identity) and o.address == address]
+
+
+async def test_a_deleted_identity_leaves_no_secret_behind(tmp_path: Path,
+                                                          pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    b.add_contact(bob.address, alice.address)
+    b_in = Inbox(b)
+    await a.send_message(alice.address, bob.address, "before I go")  # keys in use
+    await b_in.wait(MessageArrived)
+    assert _live_identities(alice.address)  # the service holds its keys while it lives
+    await a.stop()  # announcements done
+    a.delete_identity(alice.address)
+    assert _live_identities(alice.address) == []
+    await b.stop()
+
+
+async def test_what_the_inbox_remembers_ends_with_the_envelopes(tmp_path: Path,
+                                                                pool: WorkerPool) -> None:
+    now = [int(time.time())]
+    node = SharedNode(BITS, lambda: now[0])
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS, clock=lambda: now[0],
+                ttl=3600)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS, clock=lambda: now[0])
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    b.add_contact(bob.address, alice.address)
+    b_in = Inbox(b, confirm=False)  # a face that never confirms: a client stays offline
+    for i in range(5):
+        await a.send_message(alice.address, bob.address, f"m{i}")
+        await b_in.wait(MessageArrived)
+    sizes = b.inbox.sizes()
+    assert sizes["unconfirmed"] == 5 and sizes["opened"] >= 5
+    now[0] += 3601  # every message has expired
+    await b.maintain()
+    sizes = b.inbox.sizes()
+    assert sizes["unconfirmed"] == 0 and sizes["opened"] == 0
+    await a.stop()
+    await b.stop()
+
+
+def test_remembered_ids_are_capped_oldest_first() -> None:
+    ids = ExpiringIds(cap=3)
+    for i in range(5):
+        ids.put(bytes([i]), 100 + i)
+    assert list(ids) == [b"\x02", b"\x03", b"\x04"]
+    ids.purge(103)
+    assert list(ids) == [b"\x04"]
+
+
+async def test_what_an_envelope_teaches_is_saved_off_the_event_loop(tmp_path: Path,
+                                                                   pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address)
+    a.start_delivery()
+    await a.stop()  # a stops listening: Bob's announcement waits in the node
+    before = a.keystore.path.read_bytes()
+    b.outbox.endpoint = "http://192.0.2.7:45069"
+    await b.outbox.announce(b.ids.rec(bob.address))
+    for env in node.iter_stored():
+        a.inbox.on_envelope(env)  # learns Bob's endpoint
+    c = a.book.find(a.ids.rec(alice.address), bob.address)
+    assert c is not None and c.endpoint == "http://192.0.2.7:45069"
+    assert a.keystore.path.read_bytes() == before  # not written on the loop
+    await a.ids.flush()
+    assert b"192.0.2.7:45069" in a.keystore.path.read_bytes()
+    await b.stop()
+
+
+async def test_this_node_is_never_its_own_peer(tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    node.own_addresses = {"127.0.0.1:45069"}
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS)
+    await a.start()
+    alice = await a.create_identity("Alice")
+    bob = Identity.from_seed(b"\x07" * 32)
+    # Bob's invitation names this node (his own knew it as a peer) and another one
+    link = encode_invite(Invite(bob.public, "Bob", ("127.0.0.1:45069", "192.0.2.9:45069")))
+    a.add_contact(alice.address, link)
+    assert [p["address"] for p in a.health().peers] == ["192.0.2.9:45069"]
+    with pytest.raises(UserError, match="this node itself"):
+        a.add_peer("127.0.0.1:45069")
+    assert [p["address"] for p in a.health().peers] == ["192.0.2.9:45069"]
+    assert a.health().recent_errors == []  # its own address in a link is no error
+    await asyncio.sleep(0)
+    await a.stop()

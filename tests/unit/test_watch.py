@@ -1,0 +1,44 @@
+"""The watch table: which tags a daemon opens, for whom and why."""
+
+from __future__ import annotations
+
+from bridge.core import crypto, tags
+from bridge.core.address import encode_address
+from bridge.core.identity import Identity
+from bridge.core.watch import Purpose, Watch, Watcher, watch_table
+
+
+def _watcher(ident: Identity, *contacts: Identity) -> Watcher:
+    return Watcher(ident.public, ident.x25519_secret, tuple(c.public for c in contacts))
+
+
+def test_table_for_two_identities_and_a_contact() -> None:
+    alice, bob, carol = (Identity.from_seed(bytes([i]) * 32) for i in (1, 2, 3))
+    epochs = tags.watch_epochs(10 * tags.EPOCH + 5)
+    table = watch_table([_watcher(alice, bob), _watcher(carol)], ["public"], epochs)
+    for e in epochs:
+        assert table[tags.address_tag(alice.public, e)] == (Watch(alice.address,
+                                                                   Purpose.DIRECT),)
+        assert table[tags.address_tag(carol.public, e)] == (Watch(carol.address,
+                                                                   Purpose.DIRECT),)
+        pair = tags.pair_tag(tags.pair_secret(alice.x25519_secret, alice.public, bob.public), e)
+        assert table[pair] == (Watch(alice.address, Purpose.DIRECT, bob.address, pair=True),)
+        assert table[tags.announce_tag(bob.public, e)] == (
+            Watch(alice.address, Purpose.ANNOUNCE, encode_address(bob.public)),)
+        room = tags.room_tag(crypto.x25519_public(tags.room_secret("public")), e)
+        assert table[room] == (Watch("", Purpose.ROOM, "public"),)
+    # per epoch: 2 address tags, 1 pair, 1 announcement, 1 room
+    assert len(table) == 5 * len(epochs)
+
+
+def test_both_ends_of_a_pair_compute_the_same_tag() -> None:
+    alice, bob = Identity.from_seed(b"\x01" * 32), Identity.from_seed(b"\x02" * 32)
+    epochs = [7]
+    a = watch_table([_watcher(alice, bob)], [], epochs)
+    b = watch_table([_watcher(bob, alice)], [], epochs)
+    shared = set(a) & set(b)
+    assert len(shared) == 1 and all(w.pair for w in a[next(iter(shared))])
+
+
+def test_no_identity_watches_nothing_not_even_rooms() -> None:
+    assert watch_table([], ["public"], [1, 2]) == {}
