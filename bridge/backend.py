@@ -110,7 +110,7 @@ async def open_backend(cfg: Config, data_dir: Path) -> AsyncIterator[Backend]:
         service = Service(keystore, LocalNode(cfg.difficulty), pool, base_bits=cfg.difficulty)
         # invitations made while the daemon is stopped carry what its own would
         # (but not an onion address: that is known once Tor has made it)
-        service.bootstrap_peers = list(dict.fromkeys(p for p in (cfg.announce, *cfg.peers)
+        service.peerbook.bootstrap = list(dict.fromkeys(p for p in (cfg.announce, *cfg.peers)
                                                      if p))[:8]
         await service.start()
         yield LocalBackend(Operations(service, naming=Naming(cfg, data_dir)), data_dir)

@@ -231,10 +231,10 @@ class Daemon:
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
                           chat_states=cfg.chat_states, seen=seen)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
-        service.bootstrap_peers = list(dict.fromkeys(
+        service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
-        self.endpoint = service.endpoint = own_endpoint(cfg, self.onion)
-        service.direct = sender.send
+        self.endpoint = service.outbox.endpoint = own_endpoint(cfg, self.onion)
+        service.outbox.direct = sender.send
         await parts.enter(Step("service", lambda: service.start(deliver=False), service.stop))
         self.service = service
 

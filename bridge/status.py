@@ -30,7 +30,7 @@ def status(d: Daemon) -> dict[str, Any]:
 
 def direct_status(d: Daemon) -> dict[str, Any]:
     """Direct delivery at a glance: what is announced, sent, fallen back, received."""
-    stats = d.service.direct_stats if d.service is not None else {}
+    stats = d.service.outbox.direct_stats if d.service is not None else {}
     known = 0
     if d.keystore is not None and d.keystore.doc is not None:
         known = sum(1 for rec in d.keystore.doc.identities for c in rec.contacts if c.endpoint)

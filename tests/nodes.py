@@ -38,9 +38,6 @@ class SharedNode:
     def peers(self) -> list[dict[str, object]]:
         return [{"address": p, "state": "configured"} for p in self.peer_list]
 
-    def is_self(self, host_port: str) -> bool:
-        return False  # no address reaches a node that has no socket
-
     def add_peer(self, host_port: str) -> None:
         self.peer_list.append(host_port)
 
