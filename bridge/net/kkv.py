@@ -1,4 +1,5 @@
-"""The kkv-style HTTP endpoints and the RAM inbox behind them (the asyncio shell).
+"""The kkv-style HTTP endpoints (the asyncio shell); the RAM inbox behind them is
+bridge.net.kkv_inbox.
 
 The protocol checks live in bridge.core.kkv; this module reads bounded bodies,
 maps each refusal to an HTTP status with a JSON ``{"error": ...}`` body, keeps
@@ -16,20 +17,18 @@ The direct-delivery client is bridge.net.kkv_client (re-exported here).
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from bridge import __version__
-from bridge.core import checks, kkv
-from bridge.core.envelope import MAX_ENVELOPE_SIZE, envelope_id
+from bridge.core import checks, kkv, kkv_records
+from bridge.core.envelope import MAX_ENVELOPE_SIZE
 from bridge.core.errors import (
     BadSignatureError,
     DecryptionError,
@@ -42,6 +41,7 @@ from bridge.core.errors import (
     WeakProofOfWorkError,
 )
 from bridge.net.kkv_client import DirectDeliveryError, deliver_direct
+from bridge.net.kkv_inbox import InboxFullError, InboxMessage, KkvInbox
 
 __all__ = [
     "DirectDeliveryError",
@@ -57,116 +57,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROTOCOL = "paranoim-kkv"
-# Plain or async; an async result is awaited (e.g. ``node.publish``, which returns
-# the checked Envelope). What it returns is ignored.
-EnvelopeCallback = Callable[[bytes], object]
-
-
-# --- the inbox -----------------------------------------------------------------------------
-
-
-class InboxFullError(ParanoimError):
-    """The inbox holds its maximum number of messages."""
-
-
-@dataclass(slots=True)
-class InboxMessage:
-    envelope: bytes
-    id: bytes
-    received: int
-    sender_key: bytes  # the delivering client's transport key, not the author's identity
-    read: bool = False
-
-    def to_json(self, index: int) -> dict[str, Any]:
-        return {
-            "index": index,
-            "id": self.id.hex(),
-            "envelope": kkv.b64(self.envelope),
-            "received": self.received,
-            "read": self.read,
-            "sender_key": kkv.b64(self.sender_key),
-        }
-
-
-@dataclass
-class KkvInbox:
-    """The RAM inbox of directly delivered envelopes, capped at ``max_messages`` (kkv: 50).
-
-    Nothing here is written to disk; it vanishes with the process, as kkv's does.
-    """
-
-    max_messages: int = kkv.DEFAULT_MAX_MESSAGES
-    messages: list[InboxMessage] = field(default_factory=list)
-    _callbacks: list[EnvelopeCallback] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    @property
-    def full(self) -> bool:
-        return len(self.messages) >= self.max_messages
-
-    def on_envelope(self, callback: EnvelopeCallback) -> Callable[[], None]:
-        """Call ``callback(raw_envelope)`` (plain or async) for every new envelope.
-
-        Returns a function that unsubscribes it.
-        """
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
-
-    def add(self, envelope: bytes, sender_key: bytes, now: int) -> bool:
-        """Store a checked envelope; False when it is already here. Raises InboxFullError."""
-        eid = envelope_id(envelope)
-        if any(m.id == eid for m in self.messages):
-            return False
-        if self.full:
-            raise InboxFullError(
-                f"the inbox is full ({self.max_messages} messages); try again later "
-                "or send through the network"
-            )
-        self.messages.append(InboxMessage(envelope, eid, now, sender_key))
-        return True
-
-    def remove(self, envelope_id: bytes) -> bool:
-        """Drop the message with this envelope id (once its subscriber has taken it over)."""
-        for m in self.messages:
-            if m.id == envelope_id:
-                self.messages.remove(m)
-                return True
-        return False
-
-    async def dispatch(self, envelope: bytes) -> None:
-        """Hand ``envelope`` to every subscriber; one failing does not stop the others."""
-        for cb in list(self._callbacks):
-            try:
-                result = cb(envelope)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("an inbox subscriber failed on a direct envelope")
-
-    def pick(self, index: int, expect_id: bytes | None) -> InboxMessage:
-        if not 0 <= index < len(self.messages):
-            raise LookupError(f"no message at index {index} (the inbox holds {len(self.messages)})")
-        m = self.messages[index]
-        if expect_id is not None and m.id != expect_id:
-            raise ValueError(
-                f"the message at index {index} is no longer the one with this "
-                "id; list the inbox again"
-            )
-        return m
-
-
 # --- the server ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class KkvSettings:
-    max_messages: int = kkv.DEFAULT_MAX_MESSAGES  # used when add_kkv_routes makes the inbox
-    pow_bits: int = kkv.DEFAULT_BITS
-    challenge_ttl: int = kkv.DEFAULT_CHALLENGE_TTL
-    session_ttl: int = kkv.DEFAULT_SESSION_TTL
-    max_pending: int = kkv.DEFAULT_MAX_PENDING
+    max_messages: int = kkv_records.DEFAULT_MAX_MESSAGES  # used when add_kkv_routes makes the inbox
+    pow_bits: int = kkv_records.DEFAULT_BITS
+    challenge_ttl: int = kkv_records.DEFAULT_CHALLENGE_TTL
+    session_ttl: int = kkv_records.DEFAULT_SESSION_TTL
+    max_pending: int = kkv_records.DEFAULT_MAX_PENDING
     envelope_base_bits: int = checks.DEFAULT_BASE_BITS
     prefix: str = ""  # e.g. "/kkv" when the node's app already has a /status
 
@@ -180,8 +80,8 @@ class _Refusal(Exception):
 # Most specific first: the first isinstance match decides the status.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (OversizeError, 413),
-    (kkv.ReplayedChallengeError, 409),
-    (kkv.UnknownSessionError, 404),
+    (kkv_records.ReplayedChallengeError, 409),
+    (kkv_records.UnknownSessionError, 404),
     (ExpiredError, 410),
     (FromFutureError, 400),
     (WeakProofOfWorkError, 403),
@@ -189,7 +89,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (WeakKeyError, 403),
     (DecryptionError, 403),
     (MalformedError, 400),
-    (kkv.KkvBusyError, 503),
+    (kkv_records.KkvBusyError, 503),
     (InboxFullError, 503),
 )
 
@@ -349,7 +249,7 @@ class KkvServer:
         return web.json_response(
             {
                 "service": PROTOCOL,
-                "protocol": kkv.VERSION,
+                "protocol": kkv_records.VERSION,
                 "version": __version__,
                 "uptime": int(time.monotonic() - self.started) // 60 * 60,
                 "inbox": {
@@ -364,32 +264,33 @@ class KkvServer:
         )
 
     async def get_domain_pk(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"domain_pk": kkv.b64(self.state.domain_pk)})
+        return web.json_response({"domain_pk": kkv_records.b64(self.state.domain_pk)})
 
     async def pow(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request, kkv.SMALL_BODY_LIMIT)
-        obj = kkv.parse_json_object(body, {"client_pk": str})
-        client_pk = kkv.unb64(obj["client_pk"], 32, "client_pk")
+        body = await self._body(request, kkv_records.SMALL_BODY_LIMIT)
+        obj = kkv_records.parse_json_object(body, {"client_pk": str})
+        client_pk = kkv_records.unb64(obj["client_pk"], 32, "client_pk")
         if self.inbox.full:  # say so before the client spends work
             raise InboxFullError(
                 f"the inbox is full ({self.inbox.max_messages} messages); "
                 "try again later or send through the network"
             )
-        resp = self.state.issue(client_pk, self.now(), secrets.token_bytes(kkv.RANDOM_SIZE))
+        resp = self.state.issue(client_pk, self.now(), secrets.token_bytes(kkv_records.RANDOM_SIZE))
         return web.json_response(resp.to_json())
 
     async def exchange_keys(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request, kkv.SMALL_BODY_LIMIT)
-        req = kkv.ExchangeRequest.from_json(body)
+        body = await self._body(request, kkv_records.SMALL_BODY_LIMIT)
+        req = kkv_records.ExchangeRequest.from_json(body)
         # No await between the checks and the state update: each exchange is atomic.
         offer = self.state.exchange(
-            req, self.now(), secrets.token_bytes(kkv.SESSION_ID_SIZE), secrets.token_bytes(32)
+            req, self.now(), secrets.token_bytes(kkv_records.SESSION_ID_SIZE),
+            secrets.token_bytes(32),
         )
         return web.json_response(offer.to_json())
 
     async def msg(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request, kkv.MSG_BODY_LIMIT)
-        req = kkv.MessageRequest.from_json(body, self.state.max_ciphertext)
+        body = await self._body(request, kkv_records.MSG_BODY_LIMIT)
+        req = kkv_records.MessageRequest.from_json(body, self.state.max_ciphertext)
         if self.inbox.full:
             raise InboxFullError(
                 f"the inbox is full ({self.inbox.max_messages} messages); "
@@ -411,7 +312,8 @@ class KkvServer:
     # --- local endpoints -------------------------------------------------------------------
 
     def _pick(self, body: bytes) -> tuple[int, InboxMessage]:
-        obj = kkv.parse_json_object(body, {"index": int, "id": str}, optional=frozenset({"id"}))
+        obj = kkv_records.parse_json_object(body, {"index": int, "id": str},
+                                            optional=frozenset({"id"}))
         index = obj["index"]
         expect: bytes | None = None
         if "id" in obj:
@@ -427,7 +329,7 @@ class KkvServer:
             raise _Refusal(409, str(exc)) from None
 
     async def get_msg(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request, kkv.SMALL_BODY_LIMIT)
+        body = await self._body(request, kkv_records.SMALL_BODY_LIMIT)
         if body.strip() in (b"", b"{}"):
             return web.json_response(
                 {
@@ -440,12 +342,12 @@ class KkvServer:
         return web.json_response({"count": len(self.inbox), "message": m.to_json(index)})
 
     async def read_msg(self, request: web.Request) -> web.StreamResponse:
-        index, m = self._pick(await self._body(request, kkv.SMALL_BODY_LIMIT))
+        index, m = self._pick(await self._body(request, kkv_records.SMALL_BODY_LIMIT))
         m.read = True
         return web.json_response({"index": index, "id": m.id.hex(), "read": True})
 
     async def del_msg(self, request: web.Request) -> web.StreamResponse:
-        index, m = self._pick(await self._body(request, kkv.SMALL_BODY_LIMIT))
+        index, m = self._pick(await self._body(request, kkv_records.SMALL_BODY_LIMIT))
         self.inbox.messages.remove(m)
         return web.json_response({"deleted": index, "id": m.id.hex(), "count": len(self.inbox)})
 
@@ -465,7 +367,7 @@ def add_kkv_routes(
     """Serve the kkv endpoints on ``app``; returns the server (its inbox is ``.inbox``).
 
     ``app`` should be created with ``client_max_size`` of at least
-    ``kkv.MSG_BODY_LIMIT``; the handlers bound every body themselves as well.
+    ``kkv_records.MSG_BODY_LIMIT``; the handlers bound every body themselves as well.
     """
     settings = settings or KkvSettings()
     server = KkvServer(inbox or KkvInbox(settings.max_messages), settings)

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.core import kkv, pow
+from bridge.core import kkv, kkv_records, pow
 from bridge.core.errors import ParanoimError, UserError
 from bridge.core.identity import Identity
 from bridge.net.tor import CONNECT_ERRORS, describe_connect_error
@@ -112,7 +112,7 @@ async def deliver_direct(
     """
     try:
         base = kkv.parse_endpoint(endpoint_url, tor=tor)
-    except kkv.BadEndpointError as exc:
+    except kkv_records.BadEndpointError as exc:
         raise DirectDeliveryError(str(exc)) from exc
     signer = identity or Identity.from_seed(secrets.token_bytes(32))
     solve = solver or solve_in_thread
@@ -137,14 +137,14 @@ async def _run(
     step = "reading the endpoint's key"
     try:
         body = await _call(session, "GET", base + "/get_domain_pk", step)
-        obj = kkv.parse_json_object(body, {"domain_pk": str})
-        domain_pk = kkv.unb64(obj["domain_pk"], 32, "domain_pk")
+        obj = kkv_records.parse_json_object(body, {"domain_pk": str})
+        domain_pk = kkv_records.unb64(obj["domain_pk"], 32, "domain_pk")
 
         step = "asking for a challenge"
         body = await _call(
-            session, "POST", base + "/pow", step, {"client_pk": kkv.b64(signer.public)}
+            session, "POST", base + "/pow", step, {"client_pk": kkv_records.b64(signer.public)}
         )
-        resp, challenge = kkv.ChallengeResponse.from_json(body)
+        resp, challenge = kkv_records.ChallengeResponse.from_json(body)
         kkv.check_challenge(
             resp,
             challenge,
@@ -161,7 +161,7 @@ async def _run(
         x_secret = secrets.token_bytes(32)
         req = kkv.make_exchange(resp, nonce, signer.secret_key, x_secret)
         body = await _call(session, "POST", base + "/exchange_keys", step, req.to_json())
-        offer = kkv.SessionOffer.from_json(body)
+        offer = kkv_records.SessionOffer.from_json(body)
 
         step = "sending the message"
         msg = kkv.make_message(

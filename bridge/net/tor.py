@@ -37,7 +37,8 @@ from aiohttp_socks import (
 )
 
 from bridge.core.errors import RemoteProtocolError, UserError
-from bridge.core.kkv import DEFAULT_PORT, is_onion_host
+from bridge.core.kkv import is_onion_host
+from bridge.core.kkv_records import DEFAULT_PORT
 
 __all__ = [
     "CONNECT_ERRORS",

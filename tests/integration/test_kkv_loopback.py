@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.core import kkv, pow
+from bridge.core import kkv, kkv_records, pow
 from bridge.core.envelope import envelope_id
 from bridge.core.identity import Identity
 from bridge.net.kkv import KkvInbox, KkvServer, KkvSettings, add_kkv_routes
@@ -46,7 +46,7 @@ async def serve(host: str = "127.0.0.1", **settings: Any) -> AsyncIterator[Serve
     settings.setdefault("pow_bits", BITS)
     settings.setdefault("envelope_base_bits", 4)
     offset = [0.0]
-    app = web.Application(client_max_size=kkv.MSG_BODY_LIMIT)
+    app = web.Application(client_max_size=kkv_records.MSG_BODY_LIMIT)
     server = KkvServer(
         KkvInbox(settings.pop("max_messages", 50)),
         KkvSettings(**settings),
@@ -112,30 +112,30 @@ class Steps:
     url: str
     me: Identity = field(default_factory=lambda: Identity.from_seed(os.urandom(32)))
 
-    async def challenge(self) -> tuple[kkv.ChallengeResponse, kkv.Challenge]:
+    async def challenge(self) -> tuple[kkv_records.ChallengeResponse, kkv_records.Challenge]:
         async with self.http.post(
-            self.url + "/pow", json={"client_pk": kkv.b64(self.me.public)}
+            self.url + "/pow", json={"client_pk": kkv_records.b64(self.me.public)}
         ) as r:
             assert r.status == 200, await r.text()
-            return kkv.ChallengeResponse.from_json(await r.read())
+            return kkv_records.ChallengeResponse.from_json(await r.read())
 
     async def exchange_request(
         self,
-        nonce: Callable[[kkv.Challenge], int] | None = None,
-    ) -> tuple[kkv.ExchangeRequest, bytes]:
+        nonce: Callable[[kkv_records.Challenge], int] | None = None,
+    ) -> tuple[kkv_records.ExchangeRequest, bytes]:
         resp, c = await self.challenge()
         n = nonce(c) if nonce else pow.solve_range(c.digest, c.bits, 0, 1 << 24)
         assert n is not None
         x = os.urandom(32)
         return kkv.make_exchange(resp, n, self.me.secret_key, x), x
 
-    async def offer(self) -> tuple[kkv.SessionOffer, bytes]:
+    async def offer(self) -> tuple[kkv_records.SessionOffer, bytes]:
         req, x = await self.exchange_request()
         status, body = await post(self.http, self.url + "/exchange_keys", req.to_json())
         assert status == 200, body
-        return kkv.SessionOffer.from_json(json.dumps(body).encode()), x
+        return kkv_records.SessionOffer.from_json(json.dumps(body).encode()), x
 
-    async def message(self, envelope_raw: bytes, domain_pk: bytes) -> kkv.MessageRequest:
+    async def message(self, envelope_raw: bytes, domain_pk: bytes) -> kkv_records.MessageRequest:
         offer, x = await self.offer()
         return kkv.make_message(
             offer,
@@ -158,7 +158,7 @@ async def test_status_and_domain_key(served, http):
     assert status["inbox"] == {"count": 0, "cap": 50, "full": False}
     assert status["pow_bits"] == BITS and isinstance(status["uptime"], int)
     async with http.get(served.url + "/get_domain_pk") as r:
-        pk = kkv.unb64((await r.json())["domain_pk"], 32, "domain_pk")
+        pk = kkv_records.unb64((await r.json())["domain_pk"], 32, "domain_pk")
     assert pk == served.server.state.domain_pk
 
 
@@ -177,7 +177,7 @@ async def test_deliver_read_mark_delete(served, http):
     status, listing = await post(http, served.url + "/get_msg", {})
     assert status == 200 and listing["count"] == 1
     m = listing["messages"][0]
-    assert kkv.unb64(m["envelope"], None, "envelope", 70000) == raw
+    assert kkv_records.unb64(m["envelope"], None, "envelope", 70000) == raw
     assert m["id"] == envelope_id(raw).hex() and m["read"] is False and m["index"] == 0
 
     status, one = await post(http, served.url + "/read_msg", {"index": 0, "id": m["id"]})
@@ -220,7 +220,7 @@ async def test_client_uses_a_throwaway_key_by_default(served, http):
 
 
 async def test_add_kkv_routes_with_a_prefix(http):
-    app = web.Application(client_max_size=kkv.MSG_BODY_LIMIT)
+    app = web.Application(client_max_size=kkv_records.MSG_BODY_LIMIT)
     server = add_kkv_routes(
         app, settings=KkvSettings(pow_bits=4, envelope_base_bits=4, prefix="/kkv")
     )
@@ -253,7 +253,7 @@ async def test_bad_pow(served, http):
 async def test_expired_challenge(served, http):
     steps = Steps(http, served.url)
     req, _ = await steps.exchange_request()
-    served.offset[0] = kkv.DEFAULT_CHALLENGE_TTL + 1
+    served.offset[0] = kkv_records.DEFAULT_CHALLENGE_TTL + 1
     expect(
         await post(http, served.url + "/exchange_keys", req.to_json()),
         410,
@@ -273,7 +273,8 @@ async def test_wrong_signature(served, http):
     steps = Steps(http, served.url)
     req, _ = await steps.exchange_request()
     forged = Identity.from_seed(os.urandom(32)).sign(req.signed_bytes())
-    bad = kkv.ExchangeRequest(req.token, req.token_signature, req.nonce, req.client_x25519, forged)
+    bad = kkv_records.ExchangeRequest(req.token, req.token_signature, req.nonce,
+                                      req.client_x25519, forged)
     expect(
         await post(http, served.url + "/exchange_keys", bad.to_json()),
         403,
@@ -293,7 +294,7 @@ async def test_challenge_from_before_a_restart(http):
 async def test_message_signature_and_session_reuse(served, http):
     steps = Steps(http, served.url)
     msg = await steps.message(envelope(), served.server.state.domain_pk)
-    forged = kkv.MessageRequest(msg.session, msg.ciphertext, bytes(64))
+    forged = kkv_records.MessageRequest(msg.session, msg.ciphertext, bytes(64))
     expect(await post(http, served.url + "/msg", forged.to_json()), 403, "signature")
     status, ok = await post(http, served.url + "/msg", msg.to_json())
     assert status == 200 and ok["stored"] is True
@@ -322,7 +323,7 @@ async def test_oversize_bodies(served, http):
     expect(
         await post(http, served.url + "/msg", data=chunks()),
         413,
-        f"exceeds {kkv.MSG_BODY_LIMIT} bytes",
+        f"exceeds {kkv_records.MSG_BODY_LIMIT} bytes",
     )
 
 
@@ -336,7 +337,7 @@ async def test_inbox_full(http):
             await post(
                 http,
                 s.url + "/pow",
-                {"client_pk": kkv.b64(Identity.from_seed(os.urandom(32)).public)},
+                {"client_pk": kkv_records.b64(Identity.from_seed(os.urandom(32)).public)},
             ),
             503,
             r"inbox is full \(1 messages\)",
@@ -355,7 +356,8 @@ async def test_malformed_requests(served, http):
     expect(await post(http, served.url + "/pow", {"client_pk": 5}), 400, "must be a str")
     expect(await post(http, served.url + "/pow", {"client_pk": "AAAA"}), 400, "32 bytes")
     expect(
-        await post(http, served.url + "/pow", {"client_pk": kkv.b64(bytes(32))}), 403, "small-order"
+        await post(http, served.url + "/pow", {"client_pk": kkv_records.b64(bytes(32))}),
+        403, "small-order",
     )
     async with http.post(
         served.url + "/pow", data=b"{}", headers={"Content-Type": "text/plain"}

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.core import kkv
+from bridge.core import kkv_records
 from bridge.net.kkv import KkvInbox, KkvServer, KkvSettings
 from bridge.net.kkv_client import DirectDeliveryError, deliver_direct
 from bridge.net.tor import (
@@ -56,7 +56,7 @@ async def _echo(request: web.Request) -> web.WebSocketResponse:
 @pytest.fixture
 async def target() -> AsyncIterator[tuple[int, KkvServer]]:
     """A local aiohttp app: /hello, /ws (an echoing WebSocket) and the kkv endpoints."""
-    app = web.Application(client_max_size=kkv.MSG_BODY_LIMIT)
+    app = web.Application(client_max_size=kkv_records.MSG_BODY_LIMIT)
     app.router.add_get("/hello", _hello)
     app.router.add_get("/ws", _echo)
     server = KkvServer(KkvInbox(), KkvSettings(pow_bits=8, envelope_base_bits=4))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.core import crypto, kkv, pow
+from bridge.core import crypto, kkv, kkv_records, pow
 from bridge.core.errors import (
     BadSignatureError,
     DecryptionError,
@@ -56,31 +56,31 @@ def challenge(
     server: kkv.KkvServerState,
     client: Identity,
     now: int = NOW,
-) -> tuple[kkv.ChallengeResponse, kkv.Challenge]:
+) -> tuple[kkv_records.ChallengeResponse, kkv_records.Challenge]:
     body = json.dumps(server.issue(client.public, now, os.urandom(32)).to_json()).encode()
-    return kkv.ChallengeResponse.from_json(body)
+    return kkv_records.ChallengeResponse.from_json(body)
 
 
 def exchange(
     server: kkv.KkvServerState,
     client: Identity,
     now: int = NOW,
-) -> tuple[kkv.SessionOffer, bytes]:
+) -> tuple[kkv_records.SessionOffer, bytes]:
     resp, c = challenge(server, client, now)
     x = os.urandom(32)
     req = kkv.make_exchange(resp, solve(c.digest, c.bits), client.secret_key, x)
     offer = server.exchange(
-        kkv.ExchangeRequest.from_json(json.dumps(req.to_json()).encode()),
+        kkv_records.ExchangeRequest.from_json(json.dumps(req.to_json()).encode()),
         now,
         os.urandom(16),
         os.urandom(32),
     )
-    return kkv.SessionOffer.from_json(json.dumps(offer.to_json()).encode()), x
+    return kkv_records.SessionOffer.from_json(json.dumps(offer.to_json()).encode()), x
 
 
 def message(
     server: kkv.KkvServerState, client: Identity, envelope: bytes, now: int = NOW
-) -> kkv.MessageRequest:
+) -> kkv_records.MessageRequest:
     offer, x = exchange(server, client, now)
     return kkv.make_message(
         offer,
@@ -103,7 +103,7 @@ def test_full_flow_opens_the_envelope_for_the_client(server, client):
     )
     req = message(server, client, b"an envelope")
     opened = server.open(
-        kkv.MessageRequest.from_json(json.dumps(req.to_json()).encode(), 1000), NOW + 1
+        kkv_records.MessageRequest.from_json(json.dumps(req.to_json()).encode(), 1000), NOW + 1
     )
     assert opened.envelope == b"an envelope"
     assert opened.client_pk == client.public
@@ -114,21 +114,21 @@ def test_challenge_token_round_trips_and_binds_everything(server, client):
     resp, c = challenge(server, client)
     assert c.domain_pk == server.domain_pk and c.client_pk == client.public
     assert c.bits == BITS and c.expires == NOW + 120
-    assert kkv.Challenge.parse(c.encode()) == c
-    assert len(resp.token) == kkv.TOKEN_SIZE == 106
+    assert kkv_records.Challenge.parse(c.encode()) == c
+    assert len(resp.token) == kkv_records.TOKEN_SIZE == 106
 
 
 def test_challenge_parse_refusals():
     with pytest.raises(TruncatedError):
-        kkv.Challenge.parse(bytes(105))
-    token = bytearray(kkv.Challenge(bytes(32), bytes(32), bytes(32), 1, 1).encode())
+        kkv_records.Challenge.parse(bytes(105))
+    token = bytearray(kkv_records.Challenge(bytes(32), bytes(32), bytes(32), 1, 1).encode())
     token[0] = 9
     with pytest.raises(UnknownVersionError):
-        kkv.Challenge.parse(bytes(token))
+        kkv_records.Challenge.parse(bytes(token))
     token[0] = 1
     token[97] = 41
     with pytest.raises(MalformedError, match="bits"):
-        kkv.Challenge.parse(bytes(token))
+        kkv_records.Challenge.parse(bytes(token))
 
 
 # --- server refusals, in check order -----------------------------------------------------
@@ -165,8 +165,8 @@ def test_weak_pow(server, client):
 def test_forged_low_cost_token_is_judged_by_the_servers_price(server, client):
     # An attacker rewrites bits=0 in a token; the signature would fail, but the
     # PoW check (cheaper) must already refuse it.
-    c = kkv.Challenge(server.domain_pk, client.public, os.urandom(32), 0, NOW + 60)
-    resp = kkv.ChallengeResponse(c.encode(), bytes(64))
+    c = kkv_records.Challenge(server.domain_pk, client.public, os.urandom(32), 0, NOW + 60)
+    resp = kkv_records.ChallengeResponse(c.encode(), bytes(64))
     req = kkv.make_exchange(resp, weak_nonce(c.digest, BITS), client.secret_key, os.urandom(32))
     with pytest.raises(WeakProofOfWorkError):
         _run(server, req)
@@ -175,20 +175,21 @@ def test_forged_low_cost_token_is_judged_by_the_servers_price(server, client):
 def test_replayed_challenge(server, client):
     req = _exchange_req(server, client)
     _run(server, req)
-    with pytest.raises(kkv.ReplayedChallengeError):
+    with pytest.raises(kkv_records.ReplayedChallengeError):
         _run(server, req)
 
 
 def test_challenge_from_another_server(server, client):
     other = kkv.KkvServerState(os.urandom(32), bits=BITS)
     req = _exchange_req(other, client)
-    with pytest.raises(kkv.ForeignChallengeError):
+    with pytest.raises(kkv_records.ForeignChallengeError):
         _run(server, req)
 
 
 def test_forged_server_signature(server, client):
     req = _exchange_req(server, client)
-    bad = kkv.ExchangeRequest(req.token, bytes(64), req.nonce, req.client_x25519, req.signature)
+    bad = kkv_records.ExchangeRequest(req.token, bytes(64), req.nonce, req.client_x25519,
+                                      req.signature)
     with pytest.raises(BadSignatureError):
         _run(server, bad)
 
@@ -197,7 +198,7 @@ def test_wrong_client_signature(server, client):
     req = _exchange_req(server, client)
     sig = bytearray(req.signature)
     sig[0] ^= 1
-    bad = kkv.ExchangeRequest(
+    bad = kkv_records.ExchangeRequest(
         req.token, req.token_signature, req.nonce, req.client_x25519, bytes(sig)
     )
     with pytest.raises(BadSignatureError):
@@ -207,7 +208,7 @@ def test_wrong_client_signature(server, client):
 
 def test_client_x25519_swapped_breaks_the_signature(server, client):
     req = _exchange_req(server, client)
-    bad = kkv.ExchangeRequest(
+    bad = kkv_records.ExchangeRequest(
         req.token,
         req.token_signature,
         req.nonce,
@@ -222,9 +223,9 @@ def test_low_order_client_x25519(server, client):
     resp, c = challenge(server, client)
     n = solve(c.digest, c.bits)
     low = bytes(32)  # the identity point
-    sig = client.sign(kkv.exchange_signed_bytes(resp.token, n, low))
+    sig = client.sign(kkv_records.exchange_signed_bytes(resp.token, n, low))
     with pytest.raises(WeakKeyError):
-        _run(server, kkv.ExchangeRequest(resp.token, resp.signature, n, low, sig))
+        _run(server, kkv_records.ExchangeRequest(resp.token, resp.signature, n, low, sig))
 
 
 def test_small_order_client_key_gets_no_challenge(server):
@@ -236,7 +237,7 @@ def test_busy_when_pending_tables_are_full(client):
     server = kkv.KkvServerState(os.urandom(32), bits=0, max_pending=2)
     for _ in range(2):
         _run(server, _exchange_req(server, client))
-    with pytest.raises(kkv.KkvBusyError):
+    with pytest.raises(kkv_records.KkvBusyError):
         _run(server, _exchange_req(server, client))
     # once the old ones expire there is room again
     _run(server, _exchange_req(server, client, now=NOW + 200), NOW + 200)
@@ -248,7 +249,7 @@ def test_busy_when_pending_tables_are_full(client):
 def test_session_is_single_use(server, client):
     req = message(server, client, b"x")
     server.open(req, NOW)
-    with pytest.raises(kkv.UnknownSessionError):
+    with pytest.raises(kkv_records.UnknownSessionError):
         server.open(req, NOW)
 
 
@@ -261,10 +262,10 @@ def test_expired_session(server, client):
 def test_message_signed_by_someone_else(server, client):
     req = message(server, client, b"x")
     other = Identity.from_seed(os.urandom(32))
-    forged = kkv.MessageRequest(
+    forged = kkv_records.MessageRequest(
         req.session,
         req.ciphertext,
-        other.sign(kkv.message_signed_bytes(req.session, req.ciphertext)),
+        other.sign(kkv_records.message_signed_bytes(req.session, req.ciphertext)),
     )
     with pytest.raises(BadSignatureError):
         server.open(forged, NOW)
@@ -274,8 +275,8 @@ def test_message_signed_by_someone_else(server, client):
 def test_ciphertext_not_under_the_session_key(server, client):
     req = message(server, client, b"x")
     ct = bytes(len(req.ciphertext))
-    bad = kkv.MessageRequest(
-        req.session, ct, client.sign(kkv.message_signed_bytes(req.session, ct))
+    bad = kkv_records.MessageRequest(
+        req.session, ct, client.sign(kkv_records.message_signed_bytes(req.session, ct))
     )
     with pytest.raises(DecryptionError):
         server.open(bad, NOW)
@@ -283,7 +284,7 @@ def test_ciphertext_not_under_the_session_key(server, client):
 
 def test_client_refuses_an_offer_not_signed_by_the_domain_key(server, client):
     offer, x = exchange(server, client)
-    forged = kkv.SessionOffer(
+    forged = kkv_records.SessionOffer(
         offer.session, crypto.x25519_public(os.urandom(32)), offer.expires, offer.signature
     )
     with pytest.raises(BadSignatureError):
@@ -331,28 +332,28 @@ def test_client_refuses_challenges_not_worth_solving(client):
 )
 def test_strict_json_refusals(body, match):
     with pytest.raises(MalformedError, match=match):
-        kkv.parse_json_object(body, {"client_pk": str}, limit=10**6)
+        kkv_records.parse_json_object(body, {"client_pk": str}, limit=10**6)
 
 
 def test_bool_is_not_an_int():
     with pytest.raises(MalformedError, match="int"):
-        kkv.parse_json_object(b'{"index": true}', {"index": int})
+        kkv_records.parse_json_object(b'{"index": true}', {"index": int})
 
 
 def test_oversize_json():
     with pytest.raises(OversizeError):
-        kkv.parse_json_object(b" " * (kkv.SMALL_BODY_LIMIT + 1), {})
+        kkv_records.parse_json_object(b" " * (kkv_records.SMALL_BODY_LIMIT + 1), {})
 
 
 @pytest.mark.parametrize("value", ["AAAA", "AAA=", "!!!!" * 11, "A" * 43 + "B=", "QUFB\nQUFB" * 5])
 def test_base64_must_be_canonical_and_sized(value):
     with pytest.raises(MalformedError):
-        kkv.unb64(value, 32, "key")
+        kkv_records.unb64(value, 32, "key")
 
 
 def test_base64_round_trip():
     data = os.urandom(32)
-    assert kkv.unb64(kkv.b64(data), 32, "key") == data
+    assert kkv_records.unb64(kkv_records.b64(data), 32, "key") == data
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -362,7 +363,7 @@ def test_parse_endpoint():
     assert kkv.parse_endpoint("http://127.0.0.1:45069/", tor=False) == "http://127.0.0.1:45069"
     onion = "http://" + "a" * 56 + ".onion:45069"
     assert kkv.parse_endpoint(onion, tor=True) == onion
-    with pytest.raises(kkv.BadEndpointError, match="enable Tor"):
+    with pytest.raises(kkv_records.BadEndpointError, match="enable Tor"):
         kkv.parse_endpoint(onion, tor=False)
     for bad in [
         "ftp://x",
@@ -372,7 +373,7 @@ def test_parse_endpoint():
         "http://x:99999",
         "http://" + "a" * 300,
     ]:
-        with pytest.raises(kkv.BadEndpointError):
+        with pytest.raises(kkv_records.BadEndpointError):
             kkv.parse_endpoint(bad, tor=True)
 
 
@@ -413,15 +414,15 @@ _keys = [
 def test_parsers_raise_only_protocol_errors(body):
     server = kkv.KkvServerState(b"\x01" * 32, bits=0)
     for parse in (
-        kkv.ExchangeRequest.from_json,
-        kkv.SessionOffer.from_json,
-        lambda b: kkv.MessageRequest.from_json(b, 1000),
-        kkv.ChallengeResponse.from_json,
+        kkv_records.ExchangeRequest.from_json,
+        kkv_records.SessionOffer.from_json,
+        lambda b: kkv_records.MessageRequest.from_json(b, 1000),
+        kkv_records.ChallengeResponse.from_json,
     ):
         try:
             rec = parse(body)
         except MalformedError:
             continue
-        if isinstance(rec, kkv.ExchangeRequest):
+        if isinstance(rec, kkv_records.ExchangeRequest):
             with contextlib.suppress(RemoteProtocolError):  # the family every check raises
                 server.exchange(rec, NOW, bytes(16), bytes(range(32)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.core import crypto, kkv, pow
+from bridge.core import crypto, kkv_records, pow
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "kkv-api.md"
 
@@ -34,20 +34,21 @@ def test_vectors_match_the_code():
     dpk, dsk = crypto.ed25519_keypair(bytes(range(32)))
     cpk, csk = crypto.ed25519_keypair(bytes(range(32, 64)))
     assert (dpk.hex(), cpk.hex()) == (V["domain_pk"], V["client_pk"])
-    c = kkv.Challenge(dpk, cpk, b"\xaa" * 32, 8, 1_800_000_120)
+    c = kkv_records.Challenge(dpk, cpk, b"\xaa" * 32, 8, 1_800_000_120)
     token = c.encode()
     assert token.hex() == V["token"]
     assert c.digest.hex() == V["digest"]
-    assert kkv.sign_challenge(dsk, token).hex() == V["token_sig"]
+    assert kkv_records.sign_challenge(dsk, token).hex() == V["token_sig"]
     assert pow.solve_range(c.digest, 8, 0, 1 << 20) == 84
     cx, sx = b"\x11" * 32, b"\x22" * 32
     cxp, sxp = crypto.x25519_public(cx), crypto.x25519_public(sx)
     assert (cxp.hex(), sxp.hex()) == (V["client_x25519"], V["server_x25519"])
-    assert crypto.sign(csk, kkv.exchange_signed_bytes(token, 84, cxp)).hex() == V["exchange_sig"]
+    signed = kkv_records.exchange_signed_bytes(token, 84, cxp)
+    assert crypto.sign(csk, signed).hex() == V["exchange_sig"]
     session = b"\x33" * 16
     shared = crypto.x25519(cx, sxp)
     assert shared.hex() == V["shared"]
-    key, nonce = kkv.session_keys(shared, session, cxp, sxp)
+    key, nonce = kkv_records.session_keys(shared, session, cxp, sxp)
     assert (key.hex(), nonce.hex()) == (V["key"], V["nonce"])
     ct = crypto.aead_encrypt(key, nonce, b"envelope bytes", crypto.SIG_KKV_MESSAGE + session)
     assert ct.hex() == V["ciphertext"]
