@@ -30,6 +30,7 @@ from bridge.net.workers import WorkerPool
 from bridge.ports import check_port_free, port_error
 from bridge.service import Service
 from bridge.store.keystore import Keystore
+from bridge.tasks import TaskSet
 from bridge.xmpp.c2s import C2SServer
 
 DEMO_BITS = 6
@@ -43,7 +44,7 @@ class EchoBot:
     def __init__(self, service: Service, address: str) -> None:
         self.service = service
         self.address = address
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet("demo echo bot")
         service.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -51,9 +52,7 @@ class EchoBot:
                 event.contact is not None and event.contact.state is ContactState.PENDING_IN:
             self.service.accept_contact(self.address, event.contact.address)
         elif isinstance(event, MessageArrived) and event.to == self.address:
-            task = asyncio.ensure_future(self._answer(event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.tasks.spawn(self._answer(event), name="echo")
 
     async def _answer(self, ev: MessageArrived) -> None:
         if ev.receipt_wanted:
@@ -62,9 +61,7 @@ class EchoBot:
         await self.service.send_message(self.address, ev.sender, f"echo: {ev.text}")
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.close()
 
 
 async def _wait_peered(nodes: list[Node]) -> None:
