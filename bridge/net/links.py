@@ -1,0 +1,170 @@
+"""The node's peer links: accept them, drive each until it closes, and ban bad peers.
+
+Every link — accepted on ``/p2p`` here or dialled by ``bridge.net.dialer`` —
+runs in ``run_link``, which hands its gossip events to the node's relay. A peer
+is admitted at HELLO unless banned; of two links to the same node, both ends
+keep the one dialled by the smaller node id. A peer that breaks the protocol is
+sent BYE and banned for ``ban_seconds`` by listen address, node id and (when
+not loopback) IP. A link whose two ends are this very node is dropped, and its
+address is never dialled again (see ``bridge.net.addresses``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from bridge.core import gossip as g
+from bridge.core.errors import RemoteProtocolError
+from bridge.core.gossip_wire import MAX_FRAME_SIZE, ByeReason, Hello
+from bridge.net.peerlink import PeerConnection, Socket
+
+if TYPE_CHECKING:
+    from bridge.net.node import Node
+
+log = logging.getLogger(__name__)
+
+
+class Links:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.conns: set[PeerConnection] = set()
+        self.bans: dict[str, float] = {}  # "host:port", "id:<hex>" or "ip:<addr>" -> until
+
+    # --- bans --------------------------------------------------------------------
+
+    def banned(self, *keys: str) -> bool:
+        now = time.monotonic()
+        return any(self.bans.get(k, 0) > now for k in keys if k)
+
+    def ban(self, conn: PeerConnection, why: str) -> None:
+        until = time.monotonic() + self.node.config.ban_seconds
+        peer = conn.link.peer
+        keys = [conn.address]
+        if peer is not None:
+            keys.append("id:" + peer.node_id.hex())
+        if conn.remote and not conn.remote.startswith("127.") and conn.remote != "::1":
+            keys.append("ip:" + conn.remote)  # loopback is shared by Tor and tests
+        for k in keys:
+            if k:
+                self.bans[k] = until
+        self.node.recent_errors.append(f"banned {conn.address or conn.remote}: {why}")
+
+    def expire_bans(self, now: float) -> None:
+        self.bans = {k: t for k, t in self.bans.items() if t > now}
+
+    # --- one link, from accept to close ------------------------------------------
+
+    async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        remote = request.remote or ""
+        if self.banned("ip:" + remote) or len(self.conns) >= self.node.config.max_peers:
+            raise web.HTTPForbidden()
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE, heartbeat=30.0)
+        await ws.prepare(request)
+        await self.run_link(
+            ws, outbound=False, remote=remote, dialled="", transport=request.transport
+        )
+        return ws
+
+    def make_link(self) -> g.Link:
+        node = self.node
+        cfg = node.config
+        local = g.LocalInfo(node.node_id, cfg.base_bits, cfg.light, node.advertise)
+        source = None if cfg.light else node.store.index
+        return g.Link(local, time.monotonic(), source=source, budgets=cfg.budgets)
+
+    async def run_link(
+        self,
+        ws: Socket,
+        *,
+        outbound: bool,
+        remote: str,
+        dialled: str,
+        transport: asyncio.BaseTransport | None,
+    ) -> None:
+        """Drive one peer link until it closes."""
+        node = self.node
+        conn = PeerConnection(
+            ws,
+            self.make_link(),
+            outbound=outbound,
+            remote=remote,
+            dialled=dialled,
+            transport=transport,
+            tasks=node.writers,
+        )
+        self.conns.add(conn)
+        if transport is not None:  # our own address, as this link's near end
+            sockname = transport.get_extra_info("sockname")
+            if isinstance(sockname, tuple) and sockname:
+                node.selves.note_local_ip(str(sockname[0]))
+        try:
+            conn.send(conn.link.hello(int(time.time())))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise RemoteProtocolError(f"unexpected WebSocket message {msg.type.name}")
+                for ev in conn.link.receive(msg.data, int(time.time())):
+                    node.relay.on_event(conn, ev)
+                if conn.link.state is g.State.CLOSED:
+                    break
+            exc = ws.exception()  # a broken WebSocket framing is the peer's fault; a reset is not
+            if ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG or isinstance(
+                exc, aiohttp.WebSocketError
+            ):
+                raise RemoteProtocolError(f"bad WebSocket framing: {exc or 'frame too big'}")
+        except g.HelloRefused as e:
+            if e.reason is ByeReason.SELF:
+                self._found_self(conn)
+            else:
+                node.recent_errors.append(f"refused {remote}: {e}")
+            await conn.close(conn.link.bye(e.reason, str(e)))
+        except RemoteProtocolError as e:
+            self.ban(conn, f"{type(e).__name__}: {e}")
+            reason = ByeReason.FLOOD if isinstance(e, g.FloodError) else ByeReason.PROTOCOL
+            bye = conn.link.bye(reason, str(e)) if conn.link.state is not g.State.CLOSED else None
+            await conn.close(bye)
+        except (TimeoutError, ConnectionError, aiohttp.ClientError):
+            pass
+        finally:
+            await conn.close()  # what is queued (a BYE) goes out first
+            self.conns.discard(conn)
+            node.relay.link_closed(conn)
+            node.notify_change()
+
+    def admit(self, conn: PeerConnection, hello: Hello) -> bool:
+        """At HELLO: refuse a banned peer, and the loser of two links to one node."""
+        if self.banned("id:" + hello.node_id.hex(), hello.listen, conn.dialled):
+            self.refuse(conn, ByeReason.BANNED, "banned for a while")
+            return False
+        for other in self.conns:
+            if other is not conn and other.link.peer and other.link.peer.node_id == hello.node_id:
+                # Both ends decide alike: keep the link dialled by the smaller node id.
+                def dialler(c: PeerConnection) -> bytes:
+                    return self.node.node_id if c.outbound else hello.node_id
+
+                loser = conn if dialler(other) < dialler(conn) else other
+                self.refuse(loser, ByeReason.DUPLICATE, "already linked")
+                if loser is conn:
+                    return False
+        return True
+
+    def refuse(self, conn: PeerConnection, reason: ByeReason, text: str) -> None:
+        if conn.link.state is g.State.CLOSED:
+            return
+        conn.send(conn.link.bye(reason, text))  # queued now, before the link's own close
+        if self.node.started:
+            self.node.tasks.spawn(conn.close(), name="close link")
+        else:
+            conn.abort()
+
+    def _found_self(self, conn: PeerConnection) -> None:
+        """The link's HELLO carried our own node id: both of its ends are this node."""
+        self.conns.discard(conn)  # never listed nor counted, not even while it closes
+        if conn.dialled and self.node.book.found_self(conn.dialled):  # the dialling end knows it
+            log.info("%s is this node's own address; not dialled again", conn.dialled)
+        self.node.notify_change()

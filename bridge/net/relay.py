@@ -1,0 +1,194 @@
+"""What the node does with its links' gossip events: fetch, check, store, serve, announce.
+
+An announced id is asked of one peer at a time, and of another only after
+``REQUEST_TIMEOUT``. A body is checked in cost order (size → header → expiry →
+PoW → duplicate) and stored; once the store has made it durable
+(``bridge.net.durable``) the subscribers hear of it, WANTs waiting for it are
+answered and it is announced — HAVEs batched for ``announce_delay`` — to every
+peer that accepts its PoW and, if light, watches its tag. A light node fetches
+only the tags it watches and announces only its own envelopes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from bridge.core import gossip as g
+from bridge.core.checks import MAX_CLOCK_SKEW, check_envelope, check_pow
+from bridge.core.envelope import Envelope, parse_envelope
+from bridge.core.errors import ExpiredError, RemoteProtocolError
+from bridge.core.gossip_wire import Hello
+from bridge.net.addresses import canonical
+from bridge.net.peerlink import PeerConnection
+
+if TYPE_CHECKING:
+    from bridge.net.node import Node
+
+log = logging.getLogger(__name__)
+Subscriber = Callable[[Envelope], None]
+REQUEST_TIMEOUT = 10.0  # a WANT not answered by then may be asked of another peer
+
+
+class Relay:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.subscribers: list[Subscriber] = []
+        self.pending: dict[bytes, tuple[PeerConnection, float]] = {}  # requested ids
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    def on_event(self, conn: PeerConnection, ev: g.Event) -> None:
+        node = self.node
+        link = conn.link
+        if isinstance(ev, g.PeerReady):
+            if node.links.admit(conn, ev.hello):
+                self._greet(conn, ev.hello)
+        elif isinstance(ev, g.Announced):
+            self._request(conn, ev.ids)
+        elif isinstance(ev, g.Requested):
+            for eid in ev.ids:
+                if eid in node.held:
+                    continue  # served once durable (``stored``); the link keeps the want
+                raw = node.store.get(eid)
+                frame = link.send_body(eid, raw) if raw is not None else None
+                if frame is None:
+                    link.peer_wants.discard(eid)
+                else:
+                    conn.send(frame)
+        elif isinstance(ev, g.BodyReceived):
+            self._on_body(conn, ev.envelope_id, ev.raw)
+        elif isinstance(ev, g.ReconcileDone):
+            self._queue_announce(conn, [i for i in ev.have if i not in node.held])
+            self._request(conn, ev.need)
+        elif isinstance(ev, g.PeersHeard):
+            if node.config.peer_exchange:
+                for a in ev.addrs:
+                    node.book.learn(a)
+        elif isinstance(ev, g.WatchSet):
+            ids = [r_id for r_id, tag in self._tagged() if tag in ev.tags and r_id not in node.held]
+            self._queue_announce(conn, ids)
+        elif isinstance(ev, g.Outgoing):
+            conn.send(ev.frame)
+        elif isinstance(ev, g.Closed):
+            node.recent_errors.append(f"peer {conn.address} said bye: {ev.reason.name} {ev.text}")
+
+    def _tagged(self) -> Iterator[tuple[bytes, bytes]]:
+        for raw in self.node.store.iter_raw():
+            env = parse_envelope(raw)
+            yield env.id, env.tag
+
+    def _greet(self, conn: PeerConnection, hello: Hello) -> None:
+        """An admitted peer: exchange addresses, then watch tags or catch up."""
+        node = self.node
+        cfg = node.config
+        if hello.listen and cfg.peer_exchange and not hello.light:
+            node.book.learn(hello.listen)
+        if cfg.peer_exchange:
+            conn.send(conn.link.peers(node.book.exchange(canonical(hello.listen) or "")))
+        if cfg.light:
+            if not hello.light and node.tags:
+                conn.send(conn.link.watch(node.tags))
+        elif conn.outbound and not hello.light:
+            conn.send(conn.link.start_reconcile())  # catch up at once after (re)connecting
+        node.notify_change()
+
+    # --- fetching ----------------------------------------------------------------
+
+    def _request(self, conn: PeerConnection, ids: tuple[bytes, ...]) -> None:
+        now = time.monotonic()
+        fresh = []
+        for eid in ids:
+            if eid in self.node.store:
+                continue
+            pend = self.pending.get(eid)
+            if pend is not None and now - pend[1] < REQUEST_TIMEOUT:
+                continue
+            fresh.append(eid)
+        frames, _left = conn.link.request(fresh, now)  # beyond budget: left to anti-entropy
+        for eid in fresh[: len(fresh) - len(_left)]:
+            self.pending[eid] = (conn, now)
+        conn.send_all(frames)
+
+    def link_closed(self, conn: PeerConnection) -> None:
+        """What was asked of ``conn`` may be asked of another peer at once."""
+        for eid in [i for i, (c, _) in self.pending.items() if c is conn]:
+            del self.pending[eid]
+
+    def expire_requests(self, now: float) -> None:
+        self.pending = {k: v for k, v in self.pending.items() if now - v[1] < 60}
+
+    def _on_body(self, conn: PeerConnection, eid: bytes, raw: bytes) -> None:
+        node = self.node
+        self.pending.pop(eid, None)
+        now = int(time.time())
+        try:
+            env = check_envelope(raw, now=now, base_bits=node.config.base_bits)
+        except ExpiredError:
+            if parse_envelope(raw).expiry > now - MAX_CLOCK_SKEW:
+                return  # expired in transit or by a slightly slow clock: drop, no blame
+            raise
+        if eid in node.store:
+            return
+        if node.config.light and env.tag not in node.tags:
+            return
+        self.accept(env, eid, conn, local=False)
+
+    # --- storing and spreading ---------------------------------------------------
+
+    def accept(
+        self, env: Envelope, eid: bytes, source: PeerConnection | None, *, local: bool
+    ) -> None:
+        if self.node.store.add(env, int(time.time())):
+            self.node.held.stored(env, source, local=local)
+
+    def stored(self, env: Envelope, eid: bytes, source: PeerConnection | None, local: bool) -> None:
+        """``env`` is durable: tell the subscribers, serve waiting wants, announce it."""
+        node = self.node
+        for c in node.conns:
+            if eid in c.link.peer_wants and c.link.active:
+                frame = c.link.send_body(eid, env.raw)
+                if frame is not None:
+                    c.send(frame)
+        for cb in list(self.subscribers):
+            try:
+                cb(env)
+            except Exception:
+                log.exception("envelope subscriber failed")
+        node.notify_change()
+        if node.config.light and not local:
+            return  # a light node relays nothing for others
+        for c in node.conns:
+            if c is source or not c.link.active or c.link.peer is None:
+                continue
+            peer = c.link.peer
+            if peer.light and (c.link.watch_tags is None or env.tag not in c.link.watch_tags):
+                continue
+            if peer.min_bits > node.config.base_bits and not self._strong_enough(
+                env, peer.min_bits
+            ):
+                continue
+            self._queue_announce(c, (eid,))
+        node.notify_change()
+
+    def _strong_enough(self, env: Envelope, bits: int) -> bool:
+        try:
+            check_pow(env, int(time.time()), bits)
+        except RemoteProtocolError:
+            return False
+        return True
+
+    def _queue_announce(self, conn: PeerConnection, ids: tuple[bytes, ...] | list[bytes]) -> None:
+        conn.pending_announce.extend(ids)
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.node.config.announce_delay, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        for c in self.node.conns:
+            if c.pending_announce and c.link.active:
+                c.send_all(c.link.announce(c.pending_announce))
+            c.pending_announce = []
