@@ -70,6 +70,17 @@ class ServiceAPI(Protocol):
         Blocking: Argon2id takes a second or so; call it off the event loop."""
         ...
 
+    # --- what the identity's clients keep on the server -----------------------------
+    def client_storage(self, owner: str) -> dict[str, str]:
+        """XEP-0049 private storage: element name -> serialised element."""
+        ...
+
+    def set_client_storage(self, owner: str, items: dict[str, str]) -> None:
+        """Store (replace) these elements; UserError past the per-identity bound
+        (``bridge.identities.MAX_CLIENT_STORAGE`` bytes, ``MAX_CLIENT_ITEMS`` elements).
+        Written with the keys, encrypted when they are."""
+        ...
+
     # --- vanity addresses ---------------------------------------------------
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:
         """(expected attempts, expected seconds on this machine); UserError if invalid."""

@@ -24,11 +24,17 @@ from bridge.store import transfer
 from bridge.store.keystore import IdentityRecord, Keystore, PrekeyRecord
 from bridge.tasks import TaskSet
 
+MAX_CLIENT_STORAGE = 64 * 1024  # bytes of clients' private storage per identity
+MAX_CLIENT_ITEMS = 32  # elements of it per identity
 RESERVED_USERNAMES = frozenset({"paranoim", "admin", "root"})
 _USERNAME_RE = re.compile(r"[^a-z0-9._-]+")
 
 
 class UnknownIdentityError(UserError):
+    pass
+
+
+class ClientStorageFullError(UserError):
     pass
 
 
@@ -152,6 +158,22 @@ class IdentityBook:
 
     def keys_encrypted(self) -> bool:
         return bool(self.keystore.passphrase)
+
+    # --- what the identity's clients keep -----------------------------------------------
+
+    def client_storage(self, owner: str) -> dict[str, str]:
+        return dict(self.rec(owner).client_storage)
+
+    def set_client_storage(self, owner: str, items: dict[str, str]) -> None:
+        rec = self.rec(owner)
+        merged = {**rec.client_storage, **items}
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in merged.items())
+        if len(merged) > MAX_CLIENT_ITEMS or size > MAX_CLIENT_STORAGE:
+            raise ClientStorageFullError(
+                f"private storage is full for this identity (at most {MAX_CLIENT_ITEMS} "
+                f"elements and {MAX_CLIENT_STORAGE // 1024} KiB)")
+        rec.client_storage = merged
+        self.save_soon()
 
     # --- saving what envelopes change ----------------------------------------------------
 

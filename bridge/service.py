@@ -149,6 +149,12 @@ class Service:
     def keys_encrypted(self) -> bool:
         return self.ids.keys_encrypted()
 
+    def client_storage(self, owner: str) -> dict[str, str]:
+        return self.ids.client_storage(owner)
+
+    def set_client_storage(self, owner: str, items: dict[str, str]) -> None:
+        self.ids.set_client_storage(owner, items)
+
     # --- vanity ------------------------------------------------------------------------
 
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:

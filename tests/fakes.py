@@ -46,6 +46,7 @@ from bridge.events import (
     NodeHealth,
     ReceiptArrived,
 )
+from bridge.identities import MAX_CLIENT_ITEMS, MAX_CLIENT_STORAGE
 
 KEYS_PER_SECOND = 50_000.0  # what vanity_estimate pretends this machine manages
 
@@ -94,6 +95,7 @@ class FakeService:
     chat_states_sent: list[tuple[str, str, str]] = field(default_factory=list)
     passphrase: str | None = None
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
+    client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- test helpers -------------------------------------------------------
@@ -211,7 +213,7 @@ class FakeService:
         self.identities_by_name[username] = info
         self.seeds[info.address] = seed
         self.contact_book.setdefault(info.address, {})
-        self._show(IdentitiesChanged())
+        self._show(IdentitiesChanged(identity=info))
         return info
 
     async def create_identity(self, nick: str, *, vanity_prefix: str = "") -> IdentityInfo:
@@ -222,7 +224,7 @@ class FakeService:
     def rename_identity(self, address: str, nick: str) -> IdentityInfo:
         info = replace(self.identity(address), nick=self._check_nick(nick))
         self.identities_by_name[info.username] = info
-        self._show(IdentitiesChanged())
+        self._show(IdentitiesChanged(identity=info))
         return info
 
     def delete_identity(self, address: str) -> None:
@@ -230,7 +232,8 @@ class FakeService:
         del self.identities_by_name[info.username]
         self.contact_book.pop(address, None)
         self.seeds.pop(address, None)
-        self._show(IdentitiesChanged())
+        self.client_store.pop(address, None)
+        self._show(IdentitiesChanged(removed=address))
 
     def _seal(self, data: bytes, passphrase: str) -> bytes:
         return hashlib.blake2b(data, key=passphrase.encode()[:64], digest_size=16).digest()
@@ -250,6 +253,18 @@ class FakeService:
 
     def keys_encrypted(self) -> bool:
         return bool(self.passphrase)
+
+    def client_storage(self, owner: str) -> dict[str, str]:
+        self.identity(owner)
+        return dict(self.client_store.get(owner, {}))
+
+    def set_client_storage(self, owner: str, items: dict[str, str]) -> None:
+        self.identity(owner)
+        merged = {**self.client_store.get(owner, {}), **items}
+        if (len(merged) > MAX_CLIENT_ITEMS or sum(len(k.encode()) + len(v.encode())
+                                                  for k, v in merged.items()) > MAX_CLIENT_STORAGE):
+            raise UserError("private storage is full for this identity")
+        self.client_store[owner] = merged
 
     def set_passphrase(self, passphrase: str | None) -> None:
         self.passphrase = passphrase or None

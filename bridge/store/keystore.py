@@ -81,6 +81,10 @@ class IdentityRecord:
     created_at: int
     prekeys: list[PrekeyRecord] = field(default_factory=list)
     contacts: list[ContactRecord] = field(default_factory=list)
+    # What the identity's XMPP clients keep on the server (XEP-0049 private storage:
+    # room bookmarks, roster notes), element name -> serialised element. Kept here so
+    # it is encrypted with the keys and leaves with the identity.
+    client_storage: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -63,7 +63,6 @@ class C2SServer:
         throttle: LoginThrottle | None = None,
         max_auth_failures: int = 3,
         max_connections: int = 1000,
-        data_dir: Path | str | None = None,
     ) -> None:
         register_stanza_plugins()
         self.service = service
@@ -79,9 +78,7 @@ class C2SServer:
         self.scram_secret = secrets.token_bytes(32)
         self.sessions = Sessions()
         self.gateway = Gateway(service, self.sessions, self.domains)
-        # clients' private storage (bookmarks) beside the certificate unless told otherwise
-        self.iq = ServerIq(service, self.sessions, self.domains, self.gateway,
-                           Path(data_dir) if data_dir is not None else self.cert_dir)
+        self.iq = ServerIq(service, self.sessions, self.domains, self.gateway)
         self.gateway.identity_deleted = self._identity_deleted
         self.certificate: Certificate | None = None
         self._connections: set[C2SConnection] = set()
@@ -171,7 +168,6 @@ class C2SServer:
 
     def _identity_deleted(self, owner: str) -> None:
         self.gateway.end_sessions(owner)
-        self.iq.private.forget(owner)
 
     def bind(self, conn: C2SConnection) -> None:
         old = self.sessions.add(conn)

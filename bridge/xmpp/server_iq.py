@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slixmpp import JID, Iq
@@ -64,7 +63,7 @@ _FEATURES = {
 
 class ServerIq:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains,
-                 gateway: Gateway, data_dir: Path | None = None) -> None:
+                 gateway: Gateway) -> None:
         self.service = service
         self.sessions = sessions
         self.domains = domains
@@ -78,7 +77,7 @@ class ServerIq:
             "server": [(domains.contacts, "P2P contacts"), (domains.rooms, "Rooms")],
             "rooms": [(domains.public_room, "Public room")],
         }
-        self.private = PrivateStorage(data_dir)
+        self.private = PrivateStorage(service)
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         for kind in _IDENTITIES:
             self._handlers[(kind, DISCO_INFO, "get")] = self._disco_info

@@ -113,7 +113,7 @@ def contact_of(service: ServiceAPI, owner: str, address: str) -> ContactInfo | N
 async def test_create_rename_and_delete_an_identity(service: ServiceAPI) -> None:
     events = Events(service)
     alice = await service.create_identity("Alice  Liddell ")
-    await events.take(IdentitiesChanged)
+    await events.take(IdentitiesChanged, identity=alice)
     assert alice.nick == "Alice Liddell"  # spaces collapsed, as typed names are
     assert len(decode_address(alice.address)) == 32
     assert alice.username and alice.username == alice.username.lower()
@@ -125,7 +125,7 @@ async def test_create_rename_and_delete_an_identity(service: ServiceAPI) -> None
     assert twin.username != alice.username and twin.address != alice.address
 
     renamed = service.rename_identity(alice.address, "Ally")
-    await events.take(IdentitiesChanged)
+    await events.take(IdentitiesChanged, identity=renamed)
     assert renamed == service.identity(alice.address)
     assert (renamed.nick, renamed.username, renamed.address) == (
         "Ally", alice.username, alice.address)
@@ -135,7 +135,7 @@ async def test_create_rename_and_delete_an_identity(service: ServiceAPI) -> None
         await service.create_identity("")
 
     service.delete_identity(twin.address)
-    await events.take(IdentitiesChanged)
+    await events.take(IdentitiesChanged, removed=twin.address, identity=None)
     assert [i.address for i in service.identities()] == [alice.address]
     with pytest.raises(UserError):
         service.identity(twin.address)
@@ -144,6 +144,26 @@ async def test_create_rename_and_delete_an_identity(service: ServiceAPI) -> None
     assert service.identity_by_username(twin.username) is None
     assert service.check_login(twin.username, twin.xmpp_password) is None
     assert not events.left(IdentitiesChanged)  # one event per change, no more
+
+
+async def test_client_storage_is_per_identity_bounded_and_goes_with_it(
+        service: ServiceAPI) -> None:
+    alice = await service.create_identity("Alice")
+    bob = await service.create_identity("Bob")
+    bookmarks = "<storage xmlns='storage:bookmarks'><conference jid='public@rooms'/></storage>"
+    service.set_client_storage(alice.address, {"{storage:bookmarks}storage": bookmarks})
+    service.set_client_storage(alice.address, {"{storage:rosternotes}storage": "<x/>"})
+    assert service.client_storage(alice.address) == {
+        "{storage:bookmarks}storage": bookmarks, "{storage:rosternotes}storage": "<x/>"}
+    assert service.client_storage(bob.address) == {}
+    with pytest.raises(UserError):  # past the bound: refused whole, nothing changed
+        service.set_client_storage(alice.address, {"{big}x": "y" * 70_000})
+    with pytest.raises(UserError):
+        service.set_client_storage(alice.address, {f"{{n{i}}}x": "<x/>" for i in range(40)})
+    assert len(service.client_storage(alice.address)) == 2
+    service.delete_identity(alice.address)
+    with pytest.raises(UserError):
+        service.client_storage(alice.address)
 
 
 async def test_login_by_username_and_password(service: ServiceAPI) -> None:

@@ -134,3 +134,21 @@ async def test_this_node_is_never_its_own_peer(tmp_path: Path, pool: WorkerPool)
     assert a.health().recent_errors == []  # its own address in a link is no error
     await asyncio.sleep(0)
     await a.stop()
+
+
+async def test_client_storage_is_kept_with_the_keys_encrypted(tmp_path: Path,
+                                                             pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    keys = Keystore(tmp_path / "a", "a long passphrase", kdf_ops=1, kdf_mem=8192)
+    a = Service(keys, node, pool, base_bits=BITS)
+    await a.start()
+    alice = await a.create_identity("Alice")
+    a.set_client_storage(alice.address, {"{storage:bookmarks}storage":
+                                         "<storage xmlns='storage:bookmarks'/>"})
+    await a.stop()  # written by then
+    assert b"storage:bookmarks" not in keys.path.read_bytes()
+    again = Service(Keystore(tmp_path / "a", "a long passphrase"), node, pool, base_bits=BITS)
+    await again.start()
+    assert again.client_storage(alice.address) == {
+        "{storage:bookmarks}storage": "<storage xmlns='storage:bookmarks'/>"}
+    await again.stop()
