@@ -38,6 +38,13 @@ def has_desktop() -> bool:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _run_icon(icon: Any) -> None:
+    try:
+        icon.run()
+    except Exception as exc:  # the display went away: the daemon does not need the icon
+        log.warning("the tray icon stopped: %s", exc or type(exc).__name__)
+
+
 def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], None] | None:
     """Show the icon; returns the function that removes it, or None if there is no tray."""
     if not has_desktop():
@@ -66,12 +73,14 @@ def start_tray(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Callable[[], 
                          checked=lambda item: daemon.network_paused),
         pystray.MenuItem("Quit", quit_),
     )
-    icon = pystray.Icon("paranoim", _icon_image(), "ParanoIM", menu)
-    thread = threading.Thread(target=icon.run, name="tray", daemon=True)
     try:
+        # Connecting to the display can fail (the X server went away, a reset
+        # connection): the daemon then runs on without its icon.
+        icon = pystray.Icon("paranoim", _icon_image(), "ParanoIM", menu)
+        thread = threading.Thread(target=_run_icon, args=(icon,), name="tray", daemon=True)
         thread.start()
-    except Exception:
-        log.exception("the tray icon failed to start")
+    except Exception as exc:
+        log.warning("no tray icon: %s", exc or type(exc).__name__)
         return None
     stop: Callable[[], None] = icon.stop
     return stop

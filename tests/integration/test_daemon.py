@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -309,13 +310,27 @@ def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
     assert d.stop() == 0
 
 
+def _wait_for_x(sock: Path, xvfb: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until the X server accepts a connection on its socket (its file appears first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert xvfb.poll() is None, f"Xvfb exited with {xvfb.returncode}"
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(str(sock))
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)  # polling a socket that is not there yet; no event to wait on
+    raise AssertionError(f"Xvfb did not listen on {sock} within {timeout} s")
+
+
 def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], int],
                                         tmp_path: Path) -> None:
     """With pystray and an X display (Xvfb) the daemon runs and stops the same, silently,
     even when no system tray takes the icon."""
     import importlib.util
     import shutil
-    import subprocess
 
     from tests.util import skip_or_fail
 
@@ -327,11 +342,7 @@ def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], i
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
-        for _ in range(250):
-            if sock.exists():
-                break
-            time.sleep(0.02)
+        _wait_for_x(Path(f"/tmp/.X11-unix/X{display[1:]}"), xvfb)
         d = pim.start_daemon("--tray", free_port=free_port, env={"DISPLAY": display})
         assert not any("no tray icon" in line for line in d.stdout)
         assert d.stop() == 0
