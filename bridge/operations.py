@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import DEFAULT_P2P_PORT, Config, ConfigError, host_port
+from bridge.config import Config
 from bridge.core.errors import UserError
 from bridge.events import ContactInfo, IdentityInfo
 from bridge.xmpp.jids import Domains
@@ -153,12 +153,7 @@ class Operations:
         return [dict(p) for p in self.service.health().peers]
 
     def add_peer(self, peer: str) -> Json:
-        try:
-            peer = host_port("peer", peer)
-        except ConfigError:
-            raise UserError(f"'{peer}' is not host:port, such as 192.0.2.7:"
-                            f"{DEFAULT_P2P_PORT}") from None
-        self.service.add_peer(peer)
+        self.service.add_peer(peer)  # the one peer parser says what is wrong with it
         return {}
 
     def remove_peer(self, peer: str) -> Json:

@@ -172,7 +172,8 @@ def test_peers_add_and_remove(pim: Paranoim, free_port: Callable[[], int]) -> No
     closed = f"127.0.0.1:{free_port()}"  # nobody listens: the dialler keeps trying
     assert "Added peer" in ok(pim.run("peers", "add", closed))
     assert "Removed peer" in ok(pim.run("peers", "remove", closed))
-    error(pim.run("peers", "add", "nonsense"), 1)
+    error(pim.run("peers", "add", "nonsense"), 1, "host:port", "192.0.2.7:45069")
+    error(pim.run("peers", "add", "http://x.org:1"), 1, "not a URL")
     res = pim.run("peers", "add")
     assert res.returncode == 2 and "HOST:PORT" in res.stderr
     assert d.stop() == 0
