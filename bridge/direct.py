@@ -25,6 +25,7 @@ from aiohttp import web
 from bridge.config import Config
 from bridge.core.envelope import envelope_id
 from bridge.core.errors import ParanoimError
+from bridge.core.peers import is_loopback_host
 from bridge.net.kkv import KkvInbox, KkvServer, KkvSettings, add_kkv_routes
 from bridge.net.kkv_client import DEFAULT_TIMEOUT, DirectDeliveryError, deliver_direct
 from bridge.net.node import Node
@@ -33,16 +34,6 @@ from bridge.net.workers import WorkerPool
 
 log = logging.getLogger("bridge.daemon")
 DIRECT_TIMEOUT = 20.0  # a whole delivery on a clear network; through Tor kkv_client's 120 s
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def points_here(url: str) -> bool:
@@ -131,8 +122,8 @@ class DirectSender:
         self.pool = pool
         self.session: aiohttp.ClientSession | None = None
         # A network on one machine listens on loopback itself, and may deliver there.
-        self._local_net = (is_loopback(cfg.p2p_listen)
-                           or is_loopback(cfg.announce.rpartition(":")[0]))
+        self._local_net = (is_loopback_host(cfg.p2p_listen)
+                           or is_loopback_host(cfg.announce.rpartition(":")[0]))
 
     async def start(self) -> None:
         cfg = self.cfg

@@ -52,6 +52,18 @@ def parse_peer(text: str) -> str:
     return f"{host.rstrip('.')}:{int(port)}"
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
+    machine's loopback: ``localhost`` or an address in 127.0.0.0/8 or ::1."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def peer_host(peer: str) -> str:
     """The host of a canonical peer, without IPv6 brackets."""
     return peer.rpartition(":")[0].strip("[]")

@@ -22,13 +22,12 @@ answering.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Final
 
 from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import MAX_PEERS
-from bridge.core.peers import parse_peer, peer_host
+from bridge.core.peers import is_loopback_host, parse_peer, peer_host
 
 MAX_KNOWN: Final = 1000  # addresses heard of through peer exchange
 MAX_FOUND: Final = 256  # addresses found to be this node (each one was dialled)
@@ -43,13 +42,6 @@ def canonical(addr: str) -> str | None:
         return parse_peer(addr)
     except BadPeerError:
         return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def dialable(peer: str) -> bool:
@@ -96,9 +88,9 @@ class SelfAddresses:
         if host == bind:
             return True
         if bind in _UNSPECIFIED:
-            return (host in _UNSPECIFIED or _is_loopback(host) or host == self._hostname
+            return (host in _UNSPECIFIED or is_loopback_host(host) or host == self._hostname
                     or host in self.local_ips)
-        if _is_loopback(bind):  # the kernel sends the unspecified address to loopback
+        if is_loopback_host(bind):  # the kernel sends the unspecified address to loopback
             return host == "localhost" or host == ("::" if ":" in bind else _ANY_V4)
         return False
 

@@ -65,7 +65,7 @@ class Dialer:
             and not self.connected_to(a)
             and a not in node.selves
             and now - self.tried.get(a, -1e9) > node.config.backoff_max
-            and not node.banned(a)
+            and not node.links.banned(a)
         ]
         for addr in random.sample(cands, min(missing, len(cands))):
             self.tried[addr] = now
@@ -75,7 +75,8 @@ class Dialer:
         """One connection attempt, run until the link closes; True if it ever opened."""
         node = self.node
         session = node._session
-        if session is None or node.banned(addr) or self.connected_to(addr) or addr in node.selves:
+        if (session is None or node.links.banned(addr) or self.connected_to(addr)
+                or addr in node.selves):
             return False
         try:
             ws = await session.ws_connect(
@@ -90,7 +91,7 @@ class Dialer:
         conn = ws._response.connection
         transport = conn.transport if conn is not None else None
         host = addr.rsplit(":", 1)[0]
-        await node.run_link(ws, outbound=True, remote=host, dialled=addr, transport=transport)
+        await node.links.run_link(ws, outbound=True, remote=host, dialled=addr, transport=transport)
         return True
 
     async def _keep_loop(self, addr: str) -> None:

@@ -40,6 +40,7 @@ from bridge.core.errors import (
     WeakKeyError,
     WeakProofOfWorkError,
 )
+from bridge.core.peers import is_loopback_host
 from bridge.net.kkv_client import DirectDeliveryError, deliver_direct
 from bridge.net.kkv_inbox import InboxFullError, InboxMessage, KkvInbox
 
@@ -123,13 +124,7 @@ def _host_is_local(request: web.Request) -> bool:
     # A page on a hostile site may resolve its own name to 127.0.0.1 (DNS
     # rebinding) and read the inbox same-origin; such requests carry its name.
     host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 class KkvServer:

@@ -44,7 +44,7 @@ from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
 from bridge.net.links import Links
-from bridge.net.peerlink import PeerConnection, Socket
+from bridge.net.peerlink import PeerConnection
 from bridge.net.relay import Relay, Subscriber
 from bridge.store.index import Store
 from bridge.store.memory import MemoryStore
@@ -248,29 +248,6 @@ class Node:
     @property
     def bans(self) -> dict[str, float]:
         return self.links.bans
-
-    def banned(self, *keys: str) -> bool:
-        return self.links.banned(*keys)
-
-    def ban(self, conn: PeerConnection, why: str) -> None:
-        self.links.ban(conn, why)
-
-    def make_link(self) -> g.Link:
-        return self.links.make_link()
-
-    async def run_link(
-        self,
-        ws: Socket,
-        *,
-        outbound: bool,
-        remote: str,
-        dialled: str,
-        transport: asyncio.BaseTransport | None,
-    ) -> None:
-        """Drive one peer link until it closes."""
-        await self.links.run_link(
-            ws, outbound=outbound, remote=remote, dialled=dialled, transport=transport
-        )
 
     # --- periodic work -----------------------------------------------------------
 

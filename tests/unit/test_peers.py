@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.core.errors import BadPeerError, UserError
-from bridge.core.peers import is_onion, parse_peer, peer_host
+from bridge.core.peers import is_loopback_host, is_onion, parse_peer, peer_host
 
 
 @pytest.mark.parametrize(("text", "canonical"), [
@@ -48,3 +48,10 @@ def test_refused_with_a_reason(text: str, words: str) -> None:
 def test_host_helpers() -> None:
     assert peer_host("[2001:db8::7]:9") == "2001:db8::7"
     assert is_onion(parse_peer("abc.onion:1")) and not is_onion("abc.org:1")
+
+
+def test_loopback_hosts() -> None:
+    for host in ("localhost", "LocalHost.", "127.0.0.1", "127.8.9.10", "::1", "[::1]"):
+        assert is_loopback_host(host), host
+    for host in ("0.0.0.0", "192.0.2.7", "[2001:db8::1]", "localhost.example", "", "::"):
+        assert not is_loopback_host(host), host
