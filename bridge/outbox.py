@@ -200,7 +200,7 @@ class Outbox:
                     await self._publish_chat_state(*key, step.state)
                 except (UserError, RemoteProtocolError) as exc:
                     self.chat_states.failed(key)
-                    log.info("chat state to %s not sent: %s", key[1][:8], exc)
+                    log.debug("chat state to %s not sent: %s", key[1][:8], exc)
         finally:
             self.chat_states.stopped(key)
 

@@ -166,5 +166,5 @@ class Links:
         """The link's HELLO carried our own node id: both of its ends are this node."""
         self.conns.discard(conn)  # never listed nor counted, not even while it closes
         if conn.dialled and self.node.book.found_self(conn.dialled):  # the dialling end knows it
-            log.info("%s is this node's own address; not dialled again", conn.dialled)
+            log.debug("%s is this node's own address; not dialled again", conn.dialled)
         self.node.notify_change()

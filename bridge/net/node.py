@@ -104,7 +104,8 @@ class Node:
         cfg = self.config
         connector = cfg.connector() if cfg.connector else None
         self._session = aiohttp.ClientSession(connector=connector)
-        self._runner = web.AppRunner(self.http_app, handle_signals=False)
+        # No access log: it would record every peer's IP address and request time.
+        self._runner = web.AppRunner(self.http_app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()

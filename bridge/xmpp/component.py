@@ -305,7 +305,7 @@ class Component:
             log.error("not sending a stanza from %r: not in %s", xml.get("from"), self.domain)
             return
         if self._writer is None or self._writer.is_closing():
-            log.info("component not connected; a %s to %s was dropped",
+            log.debug("component not connected; a %s to %s was dropped",
                      xml.tag.split("}")[-1], xml.get("to"))
             return
         self._writer.write(st.serialize(xml))

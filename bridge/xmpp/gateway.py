@@ -158,7 +158,7 @@ class Gateway:
         try:
             await self.service.send_chat_state(owner, address, state)
         except Exception as exc:  # a lost typing notification is not worth an error
-            log.info("chat state to %s not sent: %s", address[:8], exc)
+            log.debug("chat state to %s not sent: %s", address[:8], exc)
 
     async def _send(self, conn: Session, attrs: dict[str, str], address: str, body: str,
                     wants_receipt: bool, msg_id: str, state: str | None = None) -> None:
@@ -197,7 +197,7 @@ class Gateway:
             await self.service.send_receipt(owner, address, [envelope_id],
                                             [message_id] if message_id else [])
         except Exception as exc:  # a lost receipt is not worth bothering the person
-            log.info("receipt to %s not sent: %s", address[:8], exc)
+            log.debug("receipt to %s not sent: %s", address[:8], exc)
 
     def _carbon(self, conn: Session, el: ET.Element) -> None:
         if el.find(f"{{{CARBONS_NS}}}private") is not None:
