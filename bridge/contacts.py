@@ -1,21 +1,26 @@
 """The contact book: each identity's contacts, invitations and contact requests.
 
-A contact is accepted (both ways), pending (they wrote first; their messages
-wait until the person accepts) or blocked (nothing of theirs is shown). The
-book keeps what the network taught about a contact — their newest verified
-prekey, their direct endpoint — and tells the faces of every change.
+A contact is accepted (both ways) or blocked (nothing of theirs is shown); both
+are the person's choice and live in the key file. A stranger who writes first
+makes a contact request: held in RAM only, in a bounded queue per identity
+(``bridge.core.requests``), never written anywhere until the person accepts it,
+so strangers cost nothing durable. The book keeps what the network taught about
+a contact — their newest verified prekey, their direct endpoint — and tells the
+faces of every change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from bridge.core.address import decode_address, fingerprint
 from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.core.identity import SignedPrekey
 from bridge.core.invite import Invite, encode_invite, parse_invite
 from bridge.core.records import Announcement
-from bridge.events import ContactInfo, ContactsChanged, ContactState, EventBus
+from bridge.core.requests import Offered, Request, RequestQueue
+from bridge.events import ContactInfo, ContactsChanged, ContactState, EventBus, MessageArrived
 from bridge.identities import IdentityBook
 from bridge.store.keystore import ContactRecord, IdentityRecord
 
@@ -28,13 +33,28 @@ class UnknownContactError(UserError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A message of a contact request, with what accepting it teaches."""
+
+    event: MessageArrived
+    sender_key: bytes
+    prekey: SignedPrekey | None
+
+
+# Called with (owner, messages) when the person accepts a request: show them.
+Released = Callable[[str, list[MessageArrived]], None]
+
+
 class ContactBook:
     def __init__(self, ids: IdentityBook, bus: EventBus, clock: Callable[[], int],
-                 on_change: Callable[[], None]) -> None:
+                 on_contact: Callable[[str, str], None]) -> None:
         self.ids = ids
         self.bus = bus
         self.clock = clock
-        self.on_change = on_change  # the set of keys to watch changed
+        self.on_contact = on_contact  # (owner, address): watch that contact's tags anew
+        self.on_release: Released = lambda owner, events: None
+        self.requests: dict[str, RequestQueue[Waiting]] = {}  # per identity, RAM only
 
     # --- lookups ------------------------------------------------------------------
 
@@ -58,7 +78,19 @@ class ContactBook:
                            fingerprint=fingerprint(decode_address(c.address)))
 
     def contacts(self, owner: str) -> list[ContactInfo]:
-        return [self.info(owner, c) for c in self.ids.rec(owner).contacts]
+        rec = self.ids.rec(owner)
+        return [*(self.info(owner, c) for c in rec.contacts),
+                *(self._request_info(owner, r.sender) for r in self.requests.get(owner, ()))]
+
+    @staticmethod
+    def _request_info(owner: str, address: str) -> ContactInfo:
+        return ContactInfo(owner=owner, address=address, petname=address[:8],
+                           state=ContactState.PENDING_IN,
+                           fingerprint=fingerprint(decode_address(address)))
+
+    def pending(self, owner: str, address: str) -> bool:
+        queue = self.requests.get(owner)
+        return queue is not None and address in queue
 
     def accepted(self, owner: str, address: str) -> ContactRecord | None:
         c = self.find(self.ids.rec(owner), address)
@@ -71,7 +103,7 @@ class ContactBook:
             self.ids.save_soon()
         else:
             self.ids.keystore.save()
-        self.on_change()
+        self.on_contact(owner, c.address)
         info = self.info(owner, c)
         self.bus.emit(ContactsChanged(owner=owner, contact=info))
         return info
@@ -85,7 +117,7 @@ class ContactBook:
         if invite.address == owner:
             raise UserError("that is this identity's own address")
         petname = " ".join(petname.split())[:64] or invite.nick or invite.address[:8]
-        c = self.find(rec, invite.address)
+        c = self.find(rec, invite.address) or self._promote(rec, invite.address)
         if c is None:
             c = ContactRecord(address=invite.address, petname=petname, state=ACCEPTED,
                               added_at=self.clock())
@@ -96,13 +128,30 @@ class ContactBook:
         return self._changed(owner, c), invite
 
     def accept(self, owner: str, address: str) -> ContactInfo:
-        c = self.need(owner, address)
+        c = self._promote(self.ids.rec(owner), address) or self.need(owner, address)
         c.state = ACCEPTED
         return self._changed(owner, c)
+
+    def _promote(self, rec: IdentityRecord, address: str) -> ContactRecord | None:
+        """A request the person answers becomes a contact (they wrote to us: pair
+        tags are safe) and its messages are shown; None if there is no request."""
+        owner = self.ids.ident(rec).address
+        req = self.requests.get(owner, RequestQueue()).pop(address)
+        if req is None:
+            return None
+        c = ContactRecord(address=address, petname=address[:8], state=ACCEPTED,
+                          heard_from=True, added_at=self.clock())
+        for waiting in req.items:
+            if waiting.prekey is not None:
+                self.learn_prekeys(c, waiting.sender_key, [waiting.prekey])
+        rec.contacts.append(c)
+        self.on_release(owner, [w.event for w in req.items])
+        return c
 
     def block(self, owner: str, address: str) -> ContactInfo:
         rec = self.ids.rec(owner)
         decode_address(address)
+        self.requests.get(owner, RequestQueue()).pop(address)  # its messages are dropped
         c = self.find(rec, address)
         if c is None:
             c = ContactRecord(address=address, petname=address[:8], state=BLOCKED,
@@ -113,9 +162,12 @@ class ContactBook:
 
     def remove(self, owner: str, address: str) -> None:
         rec = self.ids.rec(owner)
+        if self.requests.get(owner, RequestQueue()).pop(address) is not None:
+            self.bus.emit(ContactsChanged(owner=owner, removed=address))  # dismissed
+            return
         rec.contacts.remove(self.need(owner, address))
         self.ids.keystore.save()
-        self.on_change()
+        self.on_contact(owner, address)
         self.bus.emit(ContactsChanged(owner=owner, removed=address))
 
     def writable(self, owner: str, address: str) -> ContactRecord | None:
@@ -127,9 +179,13 @@ class ContactBook:
         return c
 
     def written_to(self, owner: str, address: str) -> ContactRecord:
-        """Writing to an address makes it an accepted contact."""
+        """Writing to an address makes it an accepted contact (answering a request
+        accepts it)."""
         rec = self.ids.rec(owner)
         c = self.find(rec, address)
+        if c is None and self.pending(owner, address):
+            self.accept(owner, address)
+            return self.need(owner, address)
         if c is None:
             c = ContactRecord(address=address, petname=address[:8], state=ACCEPTED,
                               added_at=self.clock())
@@ -144,16 +200,30 @@ class ContactBook:
 
     # --- what the network teaches --------------------------------------------------------
 
-    def request(self, rec: IdentityRecord, sender: bytes, address: str,
-                prekey: SignedPrekey | None) -> ContactRecord:
-        """A stranger wrote first: a pending contact, shown to the person as a request."""
-        c = ContactRecord(address=address, petname=address[:8], state=PENDING_IN,
-                          heard_from=True, added_at=self.clock())
-        rec.contacts.append(c)
-        if prekey is not None:
-            self.learn_prekeys(c, sender, [prekey])
-        self._changed(self.ids.ident(rec).address, c, soon=True)
-        return c
+    def request(self, owner: str, waiting: Waiting, *, size: int, score: float) -> bool:
+        """A stranger wrote: hold the message in the identity's request queue (RAM
+        only) and show the request; False when the queue does not keep it."""
+        queue = self.requests.setdefault(owner, RequestQueue())
+        sender = waiting.event.sender
+        offered: Offered[Waiting] = queue.offer(sender, waiting, size=size,
+                                                expiry=waiting.event.expiry, score=score,
+                                                now=self.clock())
+        for gone in offered.evicted:
+            self.bus.emit(ContactsChanged(owner=owner, removed=gone.sender))
+        if offered.new:
+            self.bus.emit(ContactsChanged(owner=owner,
+                                          contact=self._request_info(owner, sender)))
+        return offered.kept
+
+    def purge_requests(self, now: int) -> None:
+        """Requests whose every message has left the network go too."""
+        for owner, queue in self.requests.items():
+            gone: list[Request[Waiting]] = queue.purge(now)
+            for req in gone:
+                self.bus.emit(ContactsChanged(owner=owner, removed=req.sender))
+
+    def forget_identity(self, owner: str) -> None:
+        self.requests.pop(owner, None)
 
     def heard(self, c: ContactRecord, sender: bytes, prekey: SignedPrekey | None) -> None:
         """A message from a known contact: they know us now (pair tags are safe), and
@@ -164,9 +234,8 @@ class ContactBook:
             old = c.prekey
             self.learn_prekeys(c, sender, [prekey])
             changed = changed or old != c.prekey
-        if changed:
+        if changed:  # what is watched does not depend on it
             self.ids.save_soon()
-            self.on_change()
 
     def announced(self, c: ContactRecord, their: bytes, ann: Announcement) -> None:
         before = (c.prekey, c.endpoint, c.announced_at)

@@ -15,14 +15,15 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook
-from bridge.core import crypto, tags
+from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
+from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address, encode_address
 from bridge.core.envelope import Envelope, Kind
 from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.core.records import Announcement, DirectMessage, Receipt, RoomMessage, parse_record
+from bridge.core.requests import work_per_byte
 from bridge.core.seal import Opened, open_envelope
-from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, watch_table
+from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
 from bridge.events import (
     ChatStateArrived,
     Event,
@@ -80,6 +81,7 @@ class Inbox:
         self.seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
         self.chat_states = chat_states
         self._watch: WatchTable = {}
+        self._pairs: dict[tuple[bytes, bytes], bytes] = {}  # (our key, theirs) -> pair secret
         self._opened = ExpiringIds()  # opened in this run (held ones included)
         self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
@@ -93,9 +95,55 @@ class Inbox:
             ident = self.ids.ident(rec)
             watchers.append(Watcher(ident.public, ident.x25519_secret, tuple(
                 decode_address(c.address) for c in rec.contacts if c.state != BLOCKED)))
-        self._watch = watch_table(watchers, ROOMS, tags.watch_epochs(self.clock()))
+        wanted = {(w.public, their) for w in watchers for their in w.contacts}
+        self._pairs = {k: v for k, v in self._pairs.items() if k in wanted}  # none kept stale
+        self._watch = watch_table(watchers, ROOMS, tags.watch_epochs(self.clock()),
+                                  pair_secret=self._pair_secret)
+
+    def watched(self) -> dict[bytes, frozenset[Watch]]:
+        """The watch table as it stands (order within a tag does not matter)."""
+        return {tag: frozenset(ws) for tag, ws in self._watch.items()}
+
+    def watch_contact(self, owner: str, address: str) -> None:
+        """One contact changed: add or drop its tags, leaving the rest of the table
+        alone (a full rebuild costs hashes for every contact of every identity)."""
+        self._unwatch(owner, address)
+        rec = self.ids.rec(owner)
+        c = self.contacts.find(rec, address)
+        if c is None or c.state == BLOCKED:
+            return
+        ident = self.ids.ident(rec)
+        w = Watcher(ident.public, ident.x25519_secret, ())
+        for tag, watch in contact_watches(w, decode_address(address),
+                                          tags.watch_epochs(self.clock()),
+                                          pair_secret=self._pair_secret):
+            self._watch[tag] = (*self._watch.get(tag, ()), watch)
+
+    def _unwatch(self, owner: str, address: str) -> None:
+        their = decode_address(address)
+        ident = self.ids.ident(self.ids.rec(owner))
+        secret = self._pairs.pop((ident.public, their), None)
+        epochs = tags.watch_epochs(self.clock())
+        candidates = [tags.announce_tag(their, e) for e in epochs]
+        if secret is not None:
+            candidates += [tags.pair_tag(secret, e) for e in epochs]
+        for tag in candidates:
+            kept = tuple(w for w in self._watch.get(tag, ())
+                         if not (w.owner == owner and w.subject == address))
+            if kept:
+                self._watch[tag] = kept
+            else:
+                self._watch.pop(tag, None)
+
+    def _pair_secret(self, x25519_secret: bytes, public: bytes, their: bytes) -> bytes:
+        secret = self._pairs.get((public, their))
+        if secret is None:
+            secret = self._pairs[(public, their)] = tags.pair_secret(x25519_secret, public,
+                                                                     their)
+        return secret
 
     def purge(self, now: int) -> None:
+        self.contacts.purge_requests(now)
         self.seen.purge(now)
         self._opened.purge(now)
         self._unconfirmed.purge(now)
@@ -195,9 +243,11 @@ class Inbox:
                                sent_at_ms=record.sent_at_ms, envelope_id=env.id,
                                receipt_wanted=record.receipt_wanted,
                                message_id=record.message_id)
-        if c is None:  # first contact: a request, held until the user accepts
-            self._hold(key, event)
-            self.contacts.request(rec, opened.sender, sender, record.prekey)
+        if c is None:  # a stranger: a contact request, in RAM until the person answers
+            worth = work_per_byte(pow.work_bits(env.pow_digest, env.nonce), env.size)
+            if not self.contacts.request(me, Waiting(event, opened.sender, record.prekey),
+                                         size=env.size, score=worth):
+                self._opened.pop(env.id, None)  # not kept: it may be offered again later
             return
         self.contacts.heard(c, opened.sender, record.prekey)
         if c.state == PENDING_IN:
@@ -225,8 +275,8 @@ class Inbox:
     # --- contact requests -------------------------------------------------------------------
 
     def _hold(self, key: tuple[str, str], event: MessageArrived) -> None:
-        """Keep a request's message until the person accepts; a stranger cannot fill
-        memory (later ones are dropped past the caps and stay in the network)."""
+        """Keep the message of a contact still pending in the key file (written so by
+        an earlier version) until the person accepts, within caps."""
         held = self._held.get(key)
         if held is None and len(self._held) >= MAX_HELD_SENDERS:
             held = []  # not kept
@@ -240,14 +290,19 @@ class Inbox:
 
     def release(self, owner: str, address: str) -> None:
         """The person accepted: show what the contact wrote while pending, in order."""
-        for event in sorted(self._held.pop((owner, address), []), key=lambda e: e.sent_at_ms):
+        self.show_released(owner, self._held.pop((owner, address), []))
+
+    def show_released(self, owner: str, events: list[MessageArrived]) -> None:
+        for event in sorted(events, key=lambda e: e.sent_at_ms):
             self._show(event, event.envelope_id, event.expiry)
 
     def drop_held(self, owner: str, address: str) -> None:
         self._held.pop((owner, address), None)
 
     def held_messages(self, owner: str, address: str) -> int:
-        return len(self._held.get((owner, address), []))
+        queue = self.contacts.requests.get(owner)
+        req = queue.get(address) if queue is not None else None
+        return len(self._held.get((owner, address), [])) + (len(req.held) if req else 0)
 
     def sizes(self) -> dict[str, int]:
         """How much the inbox remembers now, for the health page and tests."""
@@ -256,6 +311,7 @@ class Inbox:
                 "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms)}
 
     def forget_identity(self, address: str) -> None:
+        self.contacts.forget_identity(address)
         self._held = {k: v for k, v in self._held.items() if k[0] != address}
         self._heard_ms = {k: v for k, v in self._heard_ms.items() if k[0] != address}
 

@@ -51,11 +51,12 @@ class Service:
         self.errors = RecentErrors(logger=logging.getLogger(__name__))
         self.tasks = TaskSet("service", on_error=self.errors.add)
         self.ids = IdentityBook(keystore, self.bus, clock, self.tasks, self._rewatch)
-        self.book = ContactBook(self.ids, self.bus, clock, self._rewatch)
+        self.book = ContactBook(self.ids, self.bus, clock, self._watch_contact)
         self.outbox = Outbox(self.ids, self.book, node, pool, clock=clock, base_bits=base_bits,
                              ttl=min(ttl, MAX_TTL), errors=self.errors, tasks=self.tasks)
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
                            seen=seen, chat_states=chat_states)
+        self.book.on_release = self.inbox.show_released
         self.peerbook = PeerBook(node, self.errors)
         self.upkeep = Upkeep(self.ids, self.inbox, self.outbox, node, self.tasks, clock)
         self.vanity = VanityJobRunner(self)
@@ -63,6 +64,9 @@ class Service:
 
     def _rewatch(self) -> None:
         self.inbox.rewatch()
+
+    def _watch_contact(self, owner: str, address: str) -> None:
+        self.inbox.watch_contact(owner, address)
 
     # --- lifecycle ----------------------------------------------------------------------
 

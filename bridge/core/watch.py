@@ -12,7 +12,7 @@ the caller tell such an echo from a real refusal. Pure: keys in, table out.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bridge.core import crypto, tags
@@ -45,8 +45,25 @@ class Watcher:
 WatchTable = dict[bytes, tuple[Watch, ...]]
 
 
-def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str],
-                epochs: Iterable[int]) -> WatchTable:
+PairSecret = Callable[[bytes, bytes, bytes], bytes]  # as tags.pair_secret
+
+
+def contact_watches(w: Watcher, their: bytes, epochs: Iterable[int], *,
+                    pair_secret: PairSecret = tags.pair_secret) -> list[tuple[bytes, Watch]]:
+    """The tags one contact adds to the table: the pair tag and their announcements."""
+    me, them = encode_address(w.public), encode_address(their)
+    secret = pair_secret(w.x25519_secret, w.public, their)
+    out: list[tuple[bytes, Watch]] = []
+    for e in epochs:
+        out.append((tags.pair_tag(secret, e), Watch(me, Purpose.DIRECT, them, pair=True)))
+        out.append((tags.announce_tag(their, e), Watch(me, Purpose.ANNOUNCE, them)))
+    return out
+
+
+def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str], epochs: Iterable[int], *,
+                pair_secret: PairSecret = tags.pair_secret) -> WatchTable:
+    """The whole table. ``pair_secret`` may be a cache in front of the X25519 agreement
+    (the one costly step; everything else is a hash)."""
     table: dict[bytes, list[Watch]] = {}
     epochs = tuple(epochs)
     any_identity = False
@@ -57,13 +74,8 @@ def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str],
             table.setdefault(tags.address_tag(w.public, e), []).append(
                 Watch(me, Purpose.DIRECT))
         for their in w.contacts:
-            them = encode_address(their)
-            secret = tags.pair_secret(w.x25519_secret, w.public, their)
-            for e in epochs:
-                table.setdefault(tags.pair_tag(secret, e), []).append(
-                    Watch(me, Purpose.DIRECT, them, pair=True))
-                table.setdefault(tags.announce_tag(their, e), []).append(
-                    Watch(me, Purpose.ANNOUNCE, them))
+            for tag, watch in contact_watches(w, their, epochs, pair_secret=pair_secret):
+                table.setdefault(tag, []).append(watch)
     if any_identity:
         for room in rooms:
             room_pub = crypto.x25519_public(tags.room_secret(room))

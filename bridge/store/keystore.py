@@ -261,6 +261,11 @@ class Keystore:
             if self.passphrase and self._key
             else (MAGIC_PLAIN + plain)
         )
+        if len(data) > MAX_KEYFILE:
+            # Never write a file that load() would refuse: the person would be locked
+            # out of every identity. The change stays in memory only, and says so.
+            raise KeystoreError(f"the key file would be {len(data)} bytes, more than "
+                                f"{MAX_KEYFILE}; the last change is not saved")
         self._encoded += 1
         return self._encoded, data
 

@@ -152,3 +152,44 @@ async def test_client_storage_is_kept_with_the_keys_encrypted(tmp_path: Path,
     assert again.client_storage(alice.address) == {
         "{storage:bookmarks}storage": "<storage xmlns='storage:bookmarks'/>"}
     await again.stop()
+
+
+def test_a_key_file_too_large_to_load_is_never_written(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.store import keystore as ks
+    from bridge.store.keystore import IdentityRecord, KeystoreError
+
+    monkeypatch.setattr(ks, "MAX_KEYFILE", 4096)  # the bound, small enough to reach here
+    keys = Keystore(tmp_path)
+    with pytest.raises(KeystoreError, match="not saved"):
+        for i in range(100):
+            keys.doc.identities.append(IdentityRecord(seed=f"{i:064x}", nick=f"n{i}",
+                                                      username=f"u{i}", xmpp_password="p",
+                                                      created_at=0))
+            keys.save()
+    saved = len(Keystore(tmp_path).load().identities)  # what is on disk still loads
+    assert 0 < saved < len(keys.doc.identities)
+
+
+async def test_contact_changes_update_the_watch_table_as_a_rebuild_would(
+        tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    s = Service(Keystore(tmp_path), node, pool, base_bits=BITS)
+    await s.start()
+    alice = await s.create_identity("Alice")
+    bob = await s.create_identity("Bob")  # two local identities share pair tags
+    others = [Identity.from_seed(bytes([i]) * 32).address for i in range(1, 6)]
+    s.add_contact(alice.address, bob.address)
+    s.add_contact(bob.address, alice.address)
+    for a in others:
+        s.add_contact(alice.address, a)
+    s.block_contact(alice.address, others[0])
+    s.remove_contact(alice.address, others[1])
+    s.block_contact(bob.address, others[2])  # never a contact: blocked only
+    s.remove_contact(bob.address, alice.address)
+    s.accept_contact(alice.address, others[0])  # unblocked
+    incremental = s.inbox.watched()
+    s.inbox.rewatch()
+    assert incremental == s.inbox.watched()
+    assert len(incremental) > 20
+    await s.stop()
