@@ -2,10 +2,12 @@
 
 Receiving: the node's HTTP app also serves the kkv endpoints. Every envelope
 delivered there is handed to the node (which stores and spreads it as if it came
-by gossip) and then leaves the RAM inbox, so the inbox cap bounds what is in
-transit, not a mailbox. The read endpoints answer this machine only; with Tor
-they are served on a loopback-only site of their own (``LocalInbox``), since the
-onion forwards every remote client from 127.0.0.1 to the node's port.
+by gossip) and then leaves the RAM inbox, taken or refused, so the inbox cap
+bounds what is in transit, not a mailbox. What is logged of it is at DEBUG: at
+the default level the log shows no single message. The read endpoints answer
+this machine only; with Tor they are served on a loopback-only site of their own
+(``LocalInbox``), since the onion forwards every remote client from 127.0.0.1 to
+the node's port.
 
 Sending: the service delivers to a contact's announced endpoint through one
 shared HTTP session (``DirectSender``; through Tor's SOCKS port with Tor on) and
@@ -64,20 +66,24 @@ class DirectInbox:
             self.kkv.mark_onion_port(cfg.p2p_port)
         self.kkv.inbox.on_envelope(self._handoff)
         self.received = 0  # envelopes delivered here directly and handed to the node
+        self.refused = 0  # delivered here but refused by the node (and dropped)
 
     async def _handoff(self, raw: bytes) -> None:
         eid = envelope_id(raw)
         try:
             await self.node.publish(raw)
         except ParanoimError as exc:
-            # Kept in the inbox, where the local read endpoints show it.
-            log.warning("a directly delivered envelope %s was refused by the node: %s",
-                        eid.hex()[:12], exc)
+            # Refused by the node (expired since the endpoint checked it, say): nothing
+            # will ever take it, so it must not hold one of the inbox's few slots.
+            self.refused += 1
+            log.debug("a directly delivered envelope %s was refused by the node: %s",
+                      eid.hex()[:12], exc)
             return
-        self.kkv.inbox.remove(eid)
+        finally:
+            self.kkv.inbox.remove(eid)
         self.received += 1
-        log.info("direct delivery: envelope %s received and handed to the node",
-                 eid.hex()[:12])
+        log.debug("direct delivery: envelope %s received and handed to the node",
+                  eid.hex()[:12])
 
 
 class LocalInbox:

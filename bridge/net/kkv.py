@@ -209,6 +209,7 @@ class KkvServer:
                         403,
                         "the Host header must name this machine (localhost or a loopback address)",
                     )
+            self.inbox.purge(self.now())  # expired envelopes free their slots first
             try:
                 return await handler(request)
             except _Refusal as exc:

@@ -2,7 +2,8 @@
 until its subscriber (the node) takes it or the local read endpoints delete it.
 
 Bounded by a message count; every envelope that arrives is handed to whoever
-subscribed with ``on_envelope``.
+subscribed with ``on_envelope``. An envelope leaves once it has expired, whether
+or not anyone took it, so an envelope nobody can take never holds a slot for good.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core import kkv_records
-from bridge.core.envelope import envelope_id
+from bridge.core.envelope import envelope_id, parse_envelope
 from bridge.core.errors import ParanoimError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class InboxMessage:
     id: bytes
     received: int
     sender_key: bytes  # the delivering client's transport key, not the author's identity
+    expiry: int  # the envelope's own expiry: the message leaves the inbox then
     read: bool = False
 
     def to_json(self, index: int) -> dict[str, Any]:
@@ -68,6 +70,13 @@ class KkvInbox:
     def full(self) -> bool:
         return len(self.messages) >= self.max_messages
 
+    def purge(self, now: int) -> int:
+        """Drop every message whose envelope has expired at ``now``; how many went."""
+        kept = [m for m in self.messages if m.expiry > now]
+        gone = len(self.messages) - len(kept)
+        self.messages[:] = kept
+        return gone
+
     def on_envelope(self, callback: EnvelopeCallback) -> Callable[[], None]:
         """Call ``callback(raw_envelope)`` (plain or async) for every new envelope.
 
@@ -79,6 +88,7 @@ class KkvInbox:
     def add(self, envelope: bytes, sender_key: bytes, now: int) -> bool:
         """Store a checked envelope; False when it is already here. Raises InboxFullError."""
         eid = envelope_id(envelope)
+        self.purge(now)
         if any(m.id == eid for m in self.messages):
             return False
         if self.full:
@@ -86,7 +96,8 @@ class KkvInbox:
                 f"the inbox is full ({self.max_messages} messages); try again later "
                 "or send through the network"
             )
-        self.messages.append(InboxMessage(envelope, eid, now, sender_key))
+        expiry = parse_envelope(envelope).expiry
+        self.messages.append(InboxMessage(envelope, eid, now, sender_key, expiry))
         return True
 
     def remove(self, envelope_id: bytes) -> bool:
