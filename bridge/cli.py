@@ -26,6 +26,7 @@ from bridge.commands import (
     cmd_id_list,
     cmd_id_new,
     cmd_invite,
+    cmd_open,
     cmd_passphrase,
     cmd_peers,
     cmd_run,
@@ -36,6 +37,7 @@ from bridge.commands import (
 )
 from bridge.config import ENV_COMPONENT_SECRET, LOG_LEVELS, STORAGES
 from bridge.exits import EXIT_BUG, EXIT_INTERRUPTED, EXIT_SIGPIPE, EXIT_USAGE, exit_code
+from bridge.logprivacy import PrivateFormatter
 
 # The worker processes import this module again as their main module. Ctrl-C in a
 # terminal reaches the whole process group, and only the daemon decides how to stop
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("status", cmd_status, "show whether the daemon runs, and its state")
     add("stop", cmd_stop, "stop the running daemon")
+    web = add("open", cmd_open, "open the running daemon's web UI in a browser")
+    web.add_argument("--print", action="store_true",
+                     help="print the link (it carries the access token) instead")
 
     pp = add("passphrase", cmd_passphrase, "encrypt the key file with a passphrase, "
              "change or remove it")
@@ -165,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = (args.log_level or ("info" if args.command == "run" else "warning")).upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrivateFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if args.command == "peers" and args.action in ("add", "remove") and not args.peer:
         parser.error(f"peers {args.action} needs HOST:PORT")
     try:

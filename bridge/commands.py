@@ -279,7 +279,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{d.get('received', 0)} received directly, "
                 f"{d.get('contacts_with_endpoint', 0)} contacts with an endpoint")
         if s.get("web_url"):
-            out(f"  Web UI:   {s['web_url']}")
+            out(f"  Web UI:   {s['web_url']} (open it with `paranoim open`)")
         out(f"  Identities: {s.get('identities', 0)}")
         for e in s.get("recent_errors", [])[-5:]:
             out(f"  recent error: {e}")
@@ -305,6 +305,28 @@ def cmd_stop(args: argparse.Namespace) -> int:
         time.sleep(0.1)
     out(f"Stopped ParanoIM (pid {status['pid']}).")
     return EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """Open the web UI with the running daemon's access token (or print that link)."""
+    import webbrowser
+
+    from bridge.backend import daemon_status, not_running
+    from bridge.control import DaemonNotRunningError
+
+    _, data_dir = _setup(args)
+    if daemon_status(data_dir) is None:
+        raise DaemonNotRunningError(not_running(data_dir))
+
+    async def body(b: Backend) -> int:
+        link = str((await b.call("web_link"))["link"])
+        if args.print:
+            out(link)
+        elif not webbrowser.open(link):
+            out("No browser could be started here; open this link in a browser on this "
+                f"machine (it is a secret: anyone with it controls your keys):\n{link}")
+        return EXIT_OK
+    return asyncio.run(_with_backend(args, body))
 
 
 def _new_passphrase() -> str | None:

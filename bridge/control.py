@@ -2,7 +2,9 @@
 
 ``serve_control`` publishes ``bridge.operations.Operations`` as JSON over HTTP
 on a 0600 Unix socket in the data directory (127.0.0.1 TCP when the path is too
-long for a socket), each request carrying the daemon's per-start access token.
+long for a socket), each request carrying the daemon's per-start control token
+(its own secret: the web UI's access token does not open this channel, nor this
+token the web UI).
 ``ControlClient`` is the other end. Both read the one table of verbs
 (``bridge.operations.VERBS``): which method, path and arguments each verb has.
 
@@ -13,7 +15,7 @@ same exit code and message whether the daemon runs or not. Only the classes in
 else (an unknown one is a plain ``UserError``), so the socket cannot name code
 to run. An error the daemon did not expect comes back as ``DaemonFailedError``.
 
-Which daemon runs is told by the runtime file (pid, ports, access token; 0600)
+Which daemon runs is told by the runtime file (pid, ports, control token; 0600)
 together with the data directory's lock, held by the daemon for its lifetime:
 a runtime file whose pid is dead or whose lock is free is stale and ignored.
 """
@@ -114,7 +116,7 @@ class Runtime:
         """The runtime file's content, or None when absent, unreadable or stale."""
         try:
             doc = json.loads(runtime_file(data_dir).read_text(encoding="utf-8"))
-            rt = cls(pid=int(doc["pid"]), token=str(doc["access_token"]),
+            rt = cls(pid=int(doc["pid"]), token=str(doc["control_token"]),
                      control=str(doc["control"]), doc=doc)
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -238,7 +240,7 @@ def _handler(verb: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 async def _token_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     given = request.headers.get(TOKEN_HEADER, "").removeprefix("Bearer ").encode()
     if not hmac.compare_digest(given, request.app[_TOKEN].encode()):
-        return web.json_response({"error": "wrong or missing access token"}, status=403)
+        return web.json_response({"error": "wrong or missing control token"}, status=403)
     response: web.StreamResponse = await handler(request)
     return response
 

@@ -155,7 +155,8 @@ class Daemon:
         self.open_browser = open_browser
         self.tray = tray
         self.pool_workers = pool_workers
-        self.access_token = ""
+        self.access_token = ""  # the web UI's
+        self.control_token = ""  # the control channel's: a different secret
         self.started_at = 0.0
         self.notes: list[str] = []
         # the parts, each set once it is started (None: not running, or not configured)
@@ -202,6 +203,7 @@ class Daemon:
         check_port_free("127.0.0.1", cfg.web_port, "web UI", "--web-port")
         check_port_free(cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port")
         self.access_token = secrets.token_urlsafe(24)
+        self.control_token = secrets.token_urlsafe(24)
 
         keystore = self.keystore = OnceKeystore(self.data_dir, self.passphrase)
         await parts.step("key file loaded", asyncio.to_thread(keystore.load))
@@ -252,12 +254,13 @@ class Daemon:
         await parts.step("worker pool warm", pool.warm)
 
         ops = Operations(service, naming=Naming(cfg, self.data_dir), status=self.status,
-                         stop=self.request_stop)
-        control = ControlServer(ops, self.access_token, self.data_dir)
+                         stop=self.request_stop, web_link=lambda: self.web_url)
+        control = ControlServer(ops, self.control_token, self.data_dir)
         await parts.enter(control)
+        # The web UI's token is not in the file: `paranoim open` asks the daemon for it.
         await parts.enter(Step("runtime file", lambda: write_runtime(
             self.data_dir, {**self.status(), "control": control.address,
-                            "access_token": self.access_token}),
+                            "control_token": self.control_token}),
             lambda: remove_runtime(self.data_dir)))
 
     def _lock_part(self) -> Step:
@@ -317,7 +320,12 @@ class Daemon:
 
     @property
     def web_url(self) -> str:
+        """The link that opens the web UI, token and all: for a browser, never for output."""
         return self.web.url if self.web is not None else ""
+
+    @property
+    def web_address(self) -> str:
+        return self.web.address if self.web is not None else ""
 
     @property
     def network_paused(self) -> bool:

@@ -84,8 +84,14 @@ class WebFace:
         self._runner: web.AppRunner | None = None
 
     @property
+    def address(self) -> str:
+        """Where the web UI listens; opens nothing without the token."""
+        return f"http://{HOST}:{self.port}/" if self.port else ""
+
+    @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/?token={self.access_token}" if self.port else ""
+        """The link that opens a session: a secret, never printed or logged."""
+        return f"{self.address}?token={self.access_token}" if self.port else ""
 
     async def start(self) -> None:
         # Bind first: the app must know its port (for the Host allowlist) before it exists.

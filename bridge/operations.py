@@ -75,11 +75,13 @@ class Operations:
 
     def __init__(self, service: Service, *, naming: Naming | None = None,
                  status: Callable[[], Json] | None = None,
-                 stop: Callable[[], None] | None = None) -> None:
+                 stop: Callable[[], None] | None = None,
+                 web_link: Callable[[], str] | None = None) -> None:
         self.service = service
         self.naming = naming or Naming()
         self._status = status or (lambda: {})
         self._stop = stop
+        self._web_link = web_link
 
     def pick(self, who: str) -> IdentityInfo:
         """An identity by address, username, nickname or address prefix; "" = the first."""
@@ -165,6 +167,13 @@ class Operations:
         await asyncio.to_thread(self.service.set_passphrase, passphrase or None)
         return {"encrypted": bool(passphrase)}
 
+    def web_link(self) -> Json:
+        """The link that opens the web UI with its access token (``paranoim open``)."""
+        link = self._web_link() if self._web_link is not None else ""
+        if not link:
+            raise UserError("this daemon has no web UI")
+        return {"link": link}
+
     def stop(self) -> Json:
         if self._stop is None:
             raise UserError("this daemon cannot be stopped from here")
@@ -200,6 +209,7 @@ VERBS: dict[str, Verb] = {
     "remove_peer": Verb("DELETE", "/peers", Operations.remove_peer, ("peer",),
                         daemon_only=True),
     "set_passphrase": Verb("POST", "/passphrase", Operations.set_passphrase, ("passphrase",)),
+    "web_link": Verb("GET", "/web-link", Operations.web_link, daemon_only=True),
     "stop": Verb("POST", "/stop", Operations.stop, daemon_only=True),
 }
 

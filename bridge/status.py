@@ -2,6 +2,10 @@
 file and ``paranoim status`` read it) and the lines ``paranoim run`` prints once
 it is ready. Both are read from the started parts, so a part that does not run
 (no listener in component mode, no onion without Tor) is never mentioned.
+
+Neither holds a secret: what ``paranoim run`` prints ends up in journald under
+``paranoim service install``. The web UI's address is shown without its access
+token; ``paranoim open`` asks the daemon for the link that carries it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ if TYPE_CHECKING:
 def status(d: Daemon) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "pid": os.getpid(), "version": __version__, "data_dir": str(d.data_dir),
-        "started": d.started_at or time.time(), "ports": d.ports, "web_url": d.web_url,
+        "started": d.started_at or time.time(), "ports": d.ports,
+        "web_url": d.web_address,
         "xmpp_domain": d.cfg.xmpp_domain,
         "fingerprint": d.xmpp.fingerprint if d.xmpp is not None else "",
         "paused": d.network_paused, "notes": list(d.notes), "direct": direct_status(d)}
@@ -38,6 +43,7 @@ def direct_status(d: Daemon) -> dict[str, Any]:
     return {"endpoint": d.endpoint, "sent": stats.get("direct", 0),
             "fallback": stats.get("fallback", 0),
             "received": inbox.received if inbox is not None else 0,
+            "refused": inbox.refused if inbox is not None else 0,
             "inbox": len(inbox.kkv.inbox) if inbox is not None else 0,
             "contacts_with_endpoint": known}
 
@@ -68,8 +74,9 @@ def ready_lines(d: Daemon) -> list[str]:
         c = d.component.component
         lines.append(f"  Component {c.domain} on {cfg.component_server}  users of "
                      f"{', '.join(c.server_domains)} register with it")
-    if d.web_url:
-        lines.append(f"  Web UI {d.web_url}")
+    if d.web_address:
+        lines.append(f"  Web UI {d.web_address}  open it with `paranoim open` (or --open, "
+                     "or the tray icon)")
     lines += [f"  note: {n}" for n in d.notes]
     lines.append("Ready. Press Ctrl-C to stop.")
     return lines

@@ -40,15 +40,22 @@ def test_run_serves_and_stops_cleanly(pim: Paranoim, free_port: Callable[[], int
                   "--p2p-port", str(p2p), "--difficulty", "8")
     assert _port(d.line("XMPP")) == xmpp and "certificate SHA-256" in d.line("XMPP")
     assert _port(d.line("P2P")) == p2p and "difficulty 8 bits" in d.line("P2P")
-    url = d.line("Web UI")
-    assert url.startswith(f"http://127.0.0.1:{web}/?token=")
+    shown = d.line("Web UI")
+    assert shown.startswith(f"http://127.0.0.1:{web}/ ") and "token" not in shown
+    assert "paranoim open" in shown
 
     # the runtime file: private, with what other commands need
     rt = pim.runtime()
     assert stat.S_IMODE(pim.runtime_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(pim.data_dir.stat().st_mode) == 0o700
     assert rt["pid"] == d.proc.pid and rt["ports"] == {"xmpp": xmpp, "web": web, "p2p": p2p}
-    assert url.endswith(str(rt["access_token"]))
+    # the web UI's token is not in the file; `paranoim open --print` asks the daemon
+    assert "access_token" not in rt and len(str(rt["control_token"])) >= 32
+    res = pim.run("open", "--print")
+    assert res.returncode == 0, res.stderr
+    url = res.stdout.strip()
+    assert url.startswith(f"http://127.0.0.1:{web}/?token=")
+    assert url.rsplit("=", 1)[1] != rt["control_token"]
     # every listener really listens; the web UI is on loopback and takes the token
     for port in (xmpp, web, p2p):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -70,9 +77,10 @@ def test_fresh_token_each_start(pim: Paranoim, free_port: Callable[[], int]) -> 
     tokens = []
     for _ in range(2):
         d = pim.start_daemon(free_port=free_port)
-        tokens.append(pim.runtime()["access_token"])
+        tokens.append(str(pim.runtime()["control_token"]))
+        tokens.append(pim.run("open", "--print").stdout.strip().rsplit("=", 1)[1])
         assert d.stop() == 0
-    assert tokens[0] != tokens[1]
+    assert len(set(tokens)) == 4
 
 
 def test_options_storage_peer_log_level(tmp_path: Path, free_port: Callable[[], int]) -> None:
@@ -120,7 +128,7 @@ def test_stale_runtime_file_is_ignored(pim: Paranoim, free_port: Callable[[], in
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    pim.runtime_file.write_text(json.dumps({"pid": dead, "access_token": "x" * 32,
+    pim.runtime_file.write_text(json.dumps({"pid": dead, "control_token": "x" * 32,
                                             "control": "unix:/nonexistent"}))
     res = pim.run("status")
     assert res.returncode == 5 and "not running" in res.stderr
@@ -246,8 +254,18 @@ def test_open_and_tray_without_desktop(pim: Paranoim, free_port: Callable[[], in
         if seen.exists() and seen.read_text().strip():
             break
         time.sleep(0.02)
-    assert seen.read_text().strip() == d.line("Web UI")
+    opened = seen.read_text().strip()
+    assert opened.startswith(d.line("Web UI").split()[0] + "?token=")
+    assert opened == pim.run("open", "--print").stdout.strip()
+    # `paranoim open` opens the same link in the browser
+    seen.unlink()
+    res = pim.run("open", env={"BROWSER": str(browser)})
+    assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+    assert seen.read_text().strip() == opened
     assert d.stop() == 0
+    # and says clearly when no daemon runs
+    res = pim.run("open")
+    assert res.returncode == 5 and "not running" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_long_data_dir_uses_loopback_control(tmp_path: Path,

@@ -60,7 +60,7 @@ async def test_no_access_token_gets_the_open_the_link_page() -> None:
             resp = await ui.client.get(path, allow_redirects=False)
             assert resp.status == 403, path
             text = await resp.text()
-            assert "Open the link the daemon printed" in text
+            assert "Open the web UI with paranoim open" in text
             assert "csrf_token" not in text  # nothing usable leaks to a stranger
         # static files are public so the refusal page is styled
         assert (await ui.client.get("/static/style.css")).status == 200

@@ -2,7 +2,7 @@
 
 Each daemon is the installed ``paranoim`` executable in its own sandbox (HOME,
 data directory, free ports; tests/daemonproc.py); the browser opens the link
-the daemon printed, token and all, and does what a person does. A slixmpp
+`paranoim open --print` gives, token and all, and does what a person does. A slixmpp
 client logged in to the first daemon's XMPP port shows that a contact added in
 the page reaches the Jabber roster. Async Playwright runs in the test's own
 event loop, beside the slixmpp client. Screenshots go to tests/artifacts/ (the
@@ -67,8 +67,10 @@ class Daemon:
 
     @property
     def link(self) -> str:
-        """The web UI link exactly as the daemon printed it (with its access token)."""
-        return self.proc.line("Web UI")
+        """The web UI link with its access token, as `paranoim open --print` gives it."""
+        res = self.sandbox.run("open", "--print")
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
 
     @property
     def url(self) -> str:
@@ -394,7 +396,7 @@ async def test_without_the_token_the_browser_gets_the_open_the_link_page(
     page = await (await browser.new_context(viewport=WIDE)).new_page()  # type: ignore[arg-type]
     resp = await page.goto(f"{a.url}/identities")
     assert resp is not None and resp.status == 403
-    assert "Open the link the daemon printed" in await page.content()
+    assert "Open the web UI with paranoim open" in await page.content()
     await shot(page, "no-token")
     resp = await page.goto(f"{a.url}/?token=wrong")
     assert resp is not None and resp.status == 403
@@ -442,6 +444,6 @@ async def test_cross_site_form_post_is_refused(
     # the SameSite=Strict cookie is not sent cross-site, so the request has no session
     response = await nav.value
     assert response is not None and response.status == 403
-    assert "Open the link" in await page.content()
+    assert "Open the web UI with paranoim open" in await page.content()
     await page.goto(f"{a.url}/identities")
     assert "Mallory" not in await page.content() and "Mallory" not in str(before)

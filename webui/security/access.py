@@ -1,11 +1,12 @@
 """Per-start access token and the session cookie it turns into.
 
-The daemon prints (and opens) ``http://127.0.0.1:PORT/?token=...``. The first
-visit with the right token starts a session: an HttpOnly, SameSite=Strict cookie
-holds a random session id, and the browser is redirected to the same URL without
-the token so it does not linger in the address bar or history. Every other
-request needs that cookie; without it the person gets a 403 page telling them
-to open the printed link. Static files (CSS, JS, icon) are public.
+The daemon opens ``http://127.0.0.1:PORT/?token=...`` (``--open``, the tray,
+``paranoim open``) and never prints or logs it. The first visit with the right
+token starts a session: an HttpOnly, SameSite=Strict cookie holds a random
+session id, and the browser is redirected to the same URL without the token so
+it does not linger in the address bar or history. Every other request needs that
+cookie; without it the person gets a 403 page telling them how to open the link.
+Static files (CSS, JS, icon) are public.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def _denied(request: web.Request) -> web.Response:
     return refuse(
         request,
         403,
-        "Open the link the daemon printed",
-        "This page controls your keys, so it only opens from the link ParanoIM printed "
-        "when it started (it ends in ?token=…). Find that line in ParanoIM's output, "
-        "or start ParanoIM again to get a fresh one, and open it in this browser.",
+        "Open the web UI with paranoim open",
+        "This page controls your keys, so it only opens from a link that carries this "
+        "start's access token. Run `paranoim open` (or use the tray icon's Open web UI, "
+        "or start ParanoIM with --open) and it opens in your browser; "
+        "`paranoim open --print` prints the link instead.",
     )
 
 

@@ -29,6 +29,6 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not host_allowed(request.headers.get("Host"), request.app[ALLOWED_HOSTS]):
         # plain text, and the foreign name is not echoed back
         raise web.HTTPMisdirectedRequest(
-            text="This address is not served here. Open the link the ParanoIM daemon printed.",
+            text="This address is not served here. Open the web UI with `paranoim open`.",
         )
     return await handler(request)
