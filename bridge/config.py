@@ -28,6 +28,7 @@ DEFAULT_P2P_PORT = 45069  # kkv's port
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STORAGES = ("memory", "sqlite")
 MIN_BITS, MAX_BITS = 1, 40
+DEFAULT_MEMORY_BUDGET_MB, MIN_MEMORY_MB = 512, 32
 ENV_COMPONENT_SECRET = "PARANOIM_COMPONENT_SECRET"  # noqa: S105 - the variable's name
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -77,6 +78,13 @@ DEFAULT_TEXT = f"""\
 # storage = "memory"
 # base proof-of-work difficulty in leading zero bits
 # difficulty = {DEFAULT_BASE_BITS}
+# memory the network may make the node use, in MiB: stored envelopes, queued
+# outbound bytes, requests in flight (the program itself comes on top)
+# memory_budget_mb = {DEFAULT_MEMORY_BUDGET_MB}
+# dial private, link-local and loopback addresses that other peers tell of: true,
+# false, or "auto": only in the ranges this node listens on, announces or has peers
+# configured in (a node on 127.0.0.1 dials loopback peers; one on 0.0.0.0 none)
+# dial_private = "auto"
 
 [tor]
 # Send every peer connection through Tor and publish an onion service.
@@ -121,6 +129,8 @@ class Config:
     peers: tuple[str, ...] = ()
     storage: str = "memory"
     difficulty: int = DEFAULT_BASE_BITS
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
+    dial_private: bool | None = None  # None: the ranges the node itself is in
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
     tor_control: str = "127.0.0.1:9051"
@@ -166,6 +176,14 @@ def _string(key: str, v: object) -> str:
 def _bool(key: str, v: object) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(f"{_what(key)} must be true or false; got {v!r}")
+    return v
+
+
+def _auto_bool(key: str, v: object) -> bool | None:
+    if v == "auto":
+        return None
+    if not isinstance(v, bool):
+        raise ConfigError(f'{_what(key)} must be true, false or "auto"; got {v!r}')
     return v
 
 
@@ -231,6 +249,13 @@ def _bits(key: str, v: object) -> int:
     return v
 
 
+def _mebibytes(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not MIN_MEMORY_MB <= v <= 1 << 20:
+        raise ConfigError(f"{_what(key)} must be a whole number of MiB from "
+                          f"{MIN_MEMORY_MB} to {1 << 20}; got {v!r}")
+    return v
+
+
 def _domain(key: str, v: object) -> str:
     s = _string(key, v).strip().lower()
     if not s or len(s) > 253 or any(c in s for c in "@/ \t"):
@@ -264,6 +289,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.peers": ("peers", _peers),
     "p2p.storage": ("storage", _choice(STORAGES)),
     "p2p.difficulty": ("difficulty", _bits),
+    "p2p.memory_budget_mb": ("memory_budget_mb", _mebibytes),
+    "p2p.dial_private": ("dial_private", _auto_bool),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),
     "tor.control": ("tor_control", host_port),

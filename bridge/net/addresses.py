@@ -2,7 +2,8 @@
 
 Every address learnt from the network goes through ``bridge.core.peers.parse_peer``
 and is kept in its canonical form; an invalid one, or the unspecified address,
-is dropped. The book is bounded.
+is dropped. The book is bounded and bucketed (``bridge.core.addrbook``), and
+strangers cannot make the node dial private ranges (``PeerBook``).
 
 Which addresses reach this very node. Known without dialling: the advertised
 address, and the listen port on this machine's own hosts — the bound host;
@@ -22,18 +23,22 @@ answering.
 
 from __future__ import annotations
 
+import os
+import random
 import socket
+import time
 from typing import Final
 
+from bridge.core.addrbook import LOCAL_SCOPES, AddrBook, Scope, scope_of
 from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import MAX_PEERS
 from bridge.core.peers import is_loopback_host, parse_peer, peer_host
 
-MAX_KNOWN: Final = 1000  # addresses heard of through peer exchange
 MAX_FOUND: Final = 256  # addresses found to be this node (each one was dialled)
 MAX_LOCAL_IPS: Final = 64
 _ANY_V4: Final = "0.0.0.0"  # noqa: S104 - recognised, never bound
 _UNSPECIFIED: Final = frozenset({"", _ANY_V4, "::"})
+_rng = random.SystemRandom()
 
 
 def canonical(addr: str) -> str | None:
@@ -96,32 +101,72 @@ class SelfAddresses:
 
 
 class PeerBook:
-    """Addresses heard of (insertion order: the latest last) and this node's own."""
+    """Addresses heard of (a bucketed ``AddrBook``), this node's own, and which ranges
+    strangers may make it dial.
 
-    def __init__(self) -> None:
-        self.known: dict[str, None] = {}
+    Scope rule. An address a stranger announces (PEERS, a HELLO's listen address)
+    is taken only if its scope is dialable: global addresses, DNS names (checked
+    again once resolved, at dial time) and onion names always; private,
+    link-local and loopback ranges only when ``dial_private`` is true, or — when
+    it is left unset — for the scopes this node itself lives in: that of the host
+    it binds (a node bound to 127.0.0.1 dials loopback peers, one bound to
+    192.168.1.5 private ones; one bound to every interface, none), of its
+    advertised address and of every peer configured by hand. Reserved ranges
+    (documentation, multicast, benchmarking, the unspecified address) never.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self.book = AddrBook(key or os.urandom(32))
         self.selves = SelfAddresses()
+        self.dial_private: bool | None = None  # None: the scopes this node lives in
+        self.local_scopes: set[Scope] = set()
 
-    def learn(self, addr: str) -> None:
-        """Remember an address heard of, in canonical form, if it is usable and not ours."""
+    @property
+    def known(self) -> dict[str, None]:
+        return dict.fromkeys(e.addr for e in self.book.entries())
+
+    def live_in(self, host: str) -> None:
+        """This node binds, advertises or was configured with ``host``: its scope is dialable."""
+        sc = scope_of(host)
+        if sc in LOCAL_SCOPES:
+            self.local_scopes.add(sc)
+
+    def may_dial(self, host: str) -> bool:
+        """Whether a stranger's announcement of ``host`` may be dialled."""
+        return self.scope_allowed(scope_of(host))
+
+    def scope_allowed(self, sc: Scope) -> bool:
+        if sc in (Scope.GLOBAL, Scope.NAME, Scope.ONION):
+            return True
+        if sc not in LOCAL_SCOPES or self.dial_private is False:
+            return False
+        return bool(self.dial_private) or sc in self.local_scopes
+
+    def learn(self, addr: str, source: str = "", *, first_hand: bool = False) -> bool:
+        """Remember an address a stranger announced, if usable, in scope and not ours."""
         peer = canonical(addr)
-        if peer and dialable(peer) and peer not in self.selves and len(self.known) < MAX_KNOWN:
-            self.known[peer] = None
+        if (not peer or not dialable(peer) or peer in self.selves
+                or not self.may_dial(peer_host(peer))):
+            return False
+        return self.book.add(peer, source, time.monotonic(), first_hand=first_hand)
+
+    def attempt(self, addr: str) -> None:
+        self.book.attempt(addr, time.monotonic())
+
+    def good(self, addr: str) -> None:
+        """``addr`` was dialled and answered with a valid HELLO."""
+        self.book.good(addr, time.monotonic())
 
     def found_self(self, peer: str) -> bool:
         """``peer`` was dialled and turned out to be this node; False if already known."""
         if peer in self.selves:
             return False
         self.selves.mark(peer)
-        self.known.pop(peer, None)
+        self.book.remove(peer)
         return True
 
     def exchange(self, exclude: str) -> list[str]:
-        """What to send in PEERS: the latest addresses heard of, never this node's own."""
-        out: list[str] = []
-        for a in reversed(self.known):
-            if len(out) == MAX_PEERS:
-                break
-            if a != exclude and a not in self.selves:
-                out.append(a)
-        return out[::-1]
+        """What to send in PEERS: tried addresses first, then ones their nodes announced
+        themselves; never second-hand ones this node has not reached, never its own."""
+        out = self.book.offer(MAX_PEERS, {exclude}, _rng)
+        return [a for a in out if a not in self.selves]

@@ -3,27 +3,41 @@
 Configured peers (bootstrap, ``add_peer``) are kept for good: a task per
 address reconnects after every loss, waiting ``backoff_min`` doubling to
 ``backoff_max`` (with jitter, so a restarted node is not hit by all its peers
-at once), and resets to the minimum after a link that lasted. Addresses heard
-through peer exchange are dialled once each while the node has fewer links
-than ``target_peers``. An address found to be this very node is dropped for
-good: its loop ends, and it is never dialled again.
+at once), and resets to the minimum after a link that lasted. Addresses from
+the address book (``bridge.core.addrbook``) are dialled while the node has
+fewer outbound links than ``target_peers`` — inbound links never take those
+slots — under limits: at most ``DIAL_BURST`` discovery dials at once, refilled
+at ``DIAL_RATE`` per second; one address at most once per ``backoff_max``,
+doubling with each failure; while a global address's /16 already has an
+outbound link, none other of it is dialled (an attacker's many addresses in one
+network cannot take all outbound slots); a DNS name is resolved first and not
+dialled if it points into a range a stranger may not make us dial. An address
+found to be this very node is dropped for good: its loop ends, and it is never
+dialled again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
+from bridge.core.addrbook import Scope, group, ip_scope, scope_of
 from bridge.core.gossip_wire import MAX_FRAME_SIZE
+from bridge.core.peers import peer_host
 
 if TYPE_CHECKING:
     from bridge.net.node import Node
 
 STABLE_AFTER = 10.0  # a link that lasted this long resets the backoff
+DIAL_RATE: Final = 0.5  # discovery dials per second, on average
+DIAL_BURST: Final = 4  # and at most this many at once
+DIAL_TIMEOUT: Final = 20.0  # to open a link (TCP, Tor, WebSocket handshake)
 
 
 class Dialer:
@@ -31,6 +45,10 @@ class Dialer:
         self.node = node
         self.kept: dict[str, asyncio.Task[None]] = {}
         self.tried: dict[str, float] = {}  # discovered address -> when last dialled
+        self.dialling: set[str] = set()  # discovery dials not yet open
+        self.tokens = float(DIAL_BURST)
+        self._refilled = time.monotonic()
+        self._rng = random.Random()
 
     def keep(self, addr: str) -> None:
         """Keep ``addr`` (canonical, not this node's own) linked, redialling after losses."""
@@ -52,26 +70,76 @@ class Dialer:
         return any(addr in (c.dialled, c.address) for c in self.node.conns)
 
     def discover(self) -> None:
-        """Dial heard-of addresses while below the target link count."""
+        """Dial addresses from the book while below the target of outbound links."""
         node = self.node
-        missing = node.config.target_peers - len(node.conns)
-        if missing <= 0 or not node.started:
+        if not node.started:
             return
         now = time.monotonic()
-        cands = [
-            a
-            for a in node.known
-            if a not in self.kept
-            and not self.connected_to(a)
-            and a not in node.selves
-            and now - self.tried.get(a, -1e9) > node.config.backoff_max
-            and not node.links.banned(a)
+        self.tokens = min(DIAL_BURST, self.tokens + (now - self._refilled) * DIAL_RATE)
+        self._refilled = now
+        outbound = [c for c in node.conns if c.outbound]
+        missing = node.config.target_peers - len(outbound) - len(self.dialling)
+        if missing <= 0:
+            return
+        self.tried = {a: t for a, t in self.tried.items() if now - t < self._retry_after(a)}
+        busy = {group(peer_host(a)) for a in [*(c.dialled for c in outbound), *self.dialling]
+                if scope_of(peer_host(a)) is Scope.GLOBAL}
+        eligible = [
+            e
+            for e in node.book.book.entries()
+            if e.addr not in self.kept
+            and e.addr not in self.tried
+            and e.addr not in self.dialling
+            and now - e.last_try > self._retry_after(e.addr)
+            and not self.connected_to(e.addr)
+            and e.addr not in node.selves
+            and not node.links.banned(e.addr)
+            and node.book.may_dial(peer_host(e.addr))
+            and group(peer_host(e.addr)) not in busy
         ]
-        for addr in random.sample(cands, min(missing, len(cands))):
+        while missing > 0 and self.tokens >= 1 and eligible:
+            entry = node.book.book.select(eligible, self._rng)
+            if entry is None:
+                break
+            addr = entry.addr
+            g = group(peer_host(addr))
+            eligible = [e for e in eligible if e is not entry
+                        and (scope_of(peer_host(e.addr)) is not Scope.GLOBAL
+                             or group(peer_host(e.addr)) != g)]
+            self.tokens -= 1
+            missing -= 1
             self.tried[addr] = now
-            node.tasks.spawn(self.dial(addr), name=f"dial {addr}")
+            node.book.attempt(addr)
+            self.dialling.add(addr)
+            node.tasks.spawn(self._discovered(addr), name="dial a discovered peer")
 
-    async def dial(self, addr: str) -> bool:
+    def _retry_after(self, addr: str) -> float:
+        e = self.node.book.book.entry(addr)
+        failures = e.attempts if e is not None else 0
+        return float(self.node.config.backoff_max * 2 ** min(max(failures - 1, 0), 6))
+
+    async def _discovered(self, addr: str) -> None:
+        try:
+            if await self._in_scope(addr):
+                await self.dial(addr, on_open=lambda: self.dialling.discard(addr))
+        finally:
+            self.dialling.discard(addr)
+
+    async def _in_scope(self, addr: str) -> bool:
+        """A stranger's DNS name: dialled only if every address it resolves to may be."""
+        host = peer_host(addr)
+        if scope_of(host) is not Scope.NAME or self.node.config.connector is not None:
+            return True  # through Tor the exit resolves it, and reaches no private range
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return False
+        ips = {str(info[4][0]) for info in infos}
+        return bool(ips) and all(
+            self.node.book.scope_allowed(ip_scope(ipaddress.ip_address(ip.split("%")[0])))
+            for ip in ips)
+
+    async def dial(self, addr: str, on_open: Callable[[], None] | None = None) -> bool:
         """One connection attempt, run until the link closes; True if it ever opened."""
         node = self.node
         session = node._session
@@ -79,15 +147,18 @@ class Dialer:
                 or addr in node.selves):
             return False
         try:
-            ws = await session.ws_connect(
-                f"http://{addr}/p2p",
-                max_msg_size=MAX_FRAME_SIZE,
-                heartbeat=30.0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-            )
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                ws = await session.ws_connect(
+                    f"http://{addr}/p2p",
+                    max_msg_size=MAX_FRAME_SIZE,
+                    heartbeat=30.0,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                )
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             node.recent_errors.append(f"dial {addr}: {type(e).__name__}")
             return False
+        if on_open is not None:
+            on_open()
         conn = ws._response.connection
         transport = conn.transport if conn is not None else None
         host = addr.rsplit(":", 1)[0]

@@ -1,12 +1,17 @@
 """The node's peer links: accept them, drive each until it closes, and ban bad peers.
 
 Every link — accepted on ``/p2p`` here or dialled by ``bridge.net.dialer`` —
-runs in ``run_link``, which hands its gossip events to the node's relay. A peer
-is admitted at HELLO unless banned; of two links to the same node, both ends
-keep the one dialled by the smaller node id. A peer that breaks the protocol is
-sent BYE and banned for ``ban_seconds`` by listen address, node id and (when
-not loopback) IP. A link whose two ends are this very node is dropped, and its
-address is never dialled again (see ``bridge.net.addresses``).
+runs in ``run_link``, which hands its gossip events to the node's relay. An
+inbound link needs a slot (``bridge.net.slots``: caps per host and prefix,
+eviction of the least useful link when full); every link must finish HELLO
+within ``hello_timeout`` seconds. A peer is admitted at HELLO unless banned; of
+two links to the same node, both ends keep the one dialled by the smaller node
+id. The addresses a link tells of go to the address book with the link's IP as
+their source; a dialled address that answers with a valid HELLO is *tried*. A
+peer that breaks the protocol is sent BYE and banned for ``ban_seconds`` by
+listen address, node id and (when not loopback) IP. A link whose two ends are
+this very node is dropped, and its address is never dialled again (see
+``bridge.net.addresses``).
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from bridge.core import gossip as g
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import MAX_FRAME_SIZE, ByeReason, Hello
 from bridge.net.peerlink import PeerConnection, Socket
+from bridge.net.slots import InboundSlots, Slot
 
 if TYPE_CHECKING:
     from bridge.net.node import Node
 
 log = logging.getLogger(__name__)
+_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
 class Links:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.conns: set[PeerConnection] = set()
+        self.slots = InboundSlots(node)
         self.bans: dict[str, float] = {}  # "host:port", "id:<hex>" or "ip:<addr>" -> until
 
     # --- bans --------------------------------------------------------------------
@@ -62,13 +70,18 @@ class Links:
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
         remote = request.remote or ""
-        if self.banned("ip:" + remote) or len(self.conns) >= self.node.config.max_peers:
+        if self.banned("ip:" + remote):
             raise web.HTTPForbidden()
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE, heartbeat=30.0)
-        await ws.prepare(request)
-        await self.run_link(
-            ws, outbound=False, remote=remote, dialled="", transport=request.transport
-        )
+        slot = self.slots.take(remote, request.transport)
+        if slot is None:
+            raise web.HTTPForbidden()
+        try:
+            ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE, heartbeat=30.0)
+            await ws.prepare(request)
+            await self.run_link(ws, outbound=False, remote=remote, dialled="",
+                                transport=request.transport, slot=slot)
+        finally:
+            self.slots.release(slot)
         return ws
 
     def make_link(self) -> g.Link:
@@ -86,9 +99,12 @@ class Links:
         remote: str,
         dialled: str,
         transport: asyncio.BaseTransport | None,
+        slot: Slot | None = None,
     ) -> None:
-        """Drive one peer link until it closes."""
+        """Drive one peer link until it closes; it must finish HELLO within ``hello_timeout``."""
         node = self.node
+        loop = asyncio.get_running_loop()
+        hello_by = loop.time() + node.config.hello_timeout
         conn = PeerConnection(
             ws,
             self.make_link(),
@@ -99,17 +115,25 @@ class Links:
             tasks=node.writers,
         )
         self.conns.add(conn)
+        if slot is not None:
+            slot.conn = conn
         if transport is not None:  # our own address, as this link's near end
             sockname = transport.get_extra_info("sockname")
             if isinstance(sockname, tuple) and sockname:
                 node.selves.note_local_ip(str(sockname[0]))
         try:
             conn.send(conn.link.hello(int(time.time())))
-            async for msg in ws:
+            while True:
+                waiting = conn.link.peer is None
+                msg = await ws.receive(max(0.0, hello_by - loop.time()) if waiting else None)
+                if msg.type in _CLOSING:
+                    break
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise RemoteProtocolError(f"unexpected WebSocket message {msg.type.name}")
                 for ev in conn.link.receive(msg.data, int(time.time())):
-                    node.relay.on_event(conn, ev)
+                    self._on_event(conn, ev, slot)
+                if waiting and conn.link.peer is not None:
+                    self._hello_done(conn, slot)
                 if conn.link.state is g.State.CLOSED:
                     break
             exc = ws.exception()  # a broken WebSocket framing is the peer's fault; a reset is not
@@ -135,6 +159,32 @@ class Links:
             self.conns.discard(conn)
             node.relay.link_closed(conn)
             node.notify_change()
+
+    def _on_event(self, conn: PeerConnection, ev: g.Event, slot: Slot | None) -> None:
+        """Hand ``ev`` to the relay, noting what the address book and eviction need."""
+        node = self.node
+        if isinstance(ev, g.PeersHeard):  # addresses a stranger tells of, with their source
+            if node.config.peer_exchange:
+                for a in ev.addrs:
+                    node.book.learn(a, conn.remote)
+            return
+        if isinstance(ev, g.PeerReady):  # a peer's own address, first-hand
+            hello = ev.hello
+            if hello.listen and node.config.peer_exchange and not hello.light and not (
+                    self.banned("id:" + hello.node_id.hex(), hello.listen)):
+                node.book.learn(hello.listen, conn.remote, first_hand=True)
+        novel = (slot is not None and isinstance(ev, g.BodyReceived)
+                 and ev.envelope_id not in node.store)
+        node.relay.on_event(conn, ev)
+        if novel and isinstance(ev, g.BodyReceived) and ev.envelope_id in node.store:
+            slot.last_novel = time.monotonic()  # type: ignore[union-attr]
+
+    def _hello_done(self, conn: PeerConnection, slot: Slot | None) -> None:
+        now = time.monotonic()
+        if slot is not None:
+            slot.hello_at = now
+        if conn.outbound and conn.dialled and conn in self.conns and conn.link.active:
+            self.node.book.good(conn.dialled)  # it answered: tried
 
     def admit(self, conn: PeerConnection, hello: Hello) -> bool:
         """At HELLO: refuse a banned peer, and the loser of two links to one node."""

@@ -61,8 +61,14 @@ class NodeConfig:
     base_bits: int = DEFAULT_BASE_BITS  # least PoW difficulty accepted
     light: bool = False  # store nothing for others; fetch only watched tags
     bootstrap: list[str] = field(default_factory=list)
-    target_peers: int = 8  # dial discovered peers while fewer links than this
-    max_peers: int = 64
+    target_peers: int = 8  # dial discovered peers while fewer outbound links than this
+    max_peers: int = 64  # inbound links: at most max_peers - target_peers
+    max_inbound_per_host: int = 4  # an IPv4 address or an IPv6 /64
+    max_inbound_per_prefix: int = 8  # an IPv4 /24 or an IPv6 /48
+    hello_timeout: float = 10.0  # a link that has not finished HELLO by then is closed
+    # dial private, link-local and loopback addresses strangers announce? None: only
+    # in the scopes this node binds, advertises or was given peers in (see PeerBook)
+    dial_private: bool | None = None
     peer_exchange: bool = True
     anti_entropy_interval: float = 5.0
     announce_delay: float = 0.01  # batch HAVEs for this long (fewer frames)
@@ -112,6 +118,10 @@ class Node:
         if not self.port:
             self.port = int(self._runner.addresses[0][1])
         self.selves.configure(cfg.host, self.port, self.advertise)
+        self.book.dial_private = cfg.dial_private
+        self.book.live_in(self.advertise.rpartition(":")[0])
+        if cfg.connector is None:  # not the loopback Tor forwards to: Tor reaches none
+            self.book.live_in(cfg.host)
         self.started = True
         for addr in cfg.bootstrap:
             try:
@@ -201,6 +211,7 @@ class Node:
         """Keep a link to ``host_port`` (BadPeerError if malformed); this node's own: nothing."""
         peer = parse_peer(host_port)
         if peer not in self.selves:
+            self.book.live_in(peer.rpartition(":")[0])
             self.dialer.keep(peer)
 
     def remove_peer(self, host_port: str) -> None:
