@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -57,15 +58,32 @@ def find_program(program: str, package: str | None = None) -> str:
 # --- ports -----------------------------------------------------------------------------
 
 _handed_out: set[int] = set()
+# Ports are handed out below the kernel's ephemeral range (32768-60999 here), where no
+# outgoing connection ever takes one: a port from bind(0) is an ephemeral one, and a
+# client socket of another test run could hold it by the time a daemon binds it. Each
+# process starts at its own random place in the range, so runs side by side (the suite
+# on several Pythons) rarely meet.
+_PORT_RANGE = range(20000, 32000)
+_cursor = random.randrange(len(_PORT_RANGE))
+
+
+def _bindable(port: int, host: str) -> bool:
+    for where in {host, "0.0.0.0"}:  # daemons bind their P2P port on every address
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((where, port))
+            except OSError:
+                return False
+    return True
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on now, never the same one twice in this process."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port: int = s.getsockname()[1]
-        if port not in _handed_out:
+    global _cursor
+    for _ in range(len(_PORT_RANGE)):
+        port = _PORT_RANGE[_cursor]
+        _cursor = (_cursor + 1) % len(_PORT_RANGE)
+        if port not in _handed_out and _bindable(port, host):
             _handed_out.add(port)
             return port
     raise DriverError("no free TCP port found")
