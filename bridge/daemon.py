@@ -288,6 +288,7 @@ class Daemon:
         host = "127.0.0.1" if cfg.tor else cfg.p2p_listen  # with Tor, only the onion reaches it
         node = Node(NodeConfig(host=host, port=cfg.p2p_port, advertise=advertise,
                                base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
+                               memory_budget=cfg.memory_budget_mb * 1024 * 1024,
                                dial_private=cfg.dial_private,
                                connector=onion.connector if onion is not None else None),
                     store=store)

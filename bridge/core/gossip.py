@@ -12,8 +12,17 @@ Rules, as the transition table below encodes them:
   * BYE, sent or received, closes the link for good.
 
 Time is passed in (``now``); the link owns no socket, task or clock. Budgets are
-token buckets: bytes received (exceeding it is a flood: ``FloodError``) and
-envelopes requested (the link never asks a peer for more than its budget).
+token buckets: bytes and frames received (exceeding either is a flood: ``FloodError``),
+envelopes requested (the link never asks a peer for more than its budget), and
+one allowance per kind of cheap frame (HAVE and WANT ids, WATCH, PEERS and
+reconciliation requests): what exceeds it is ignored, and a peer that keeps on
+exceeding it is a flood. What the link remembers is bounded and ages: ids asked
+of the peer (``max_wanted``, forgotten after ``want_ttl``), ids the peer asked
+for (``max_peer_wants``), ids the peer has (``peer_has_ids``); a body goes to a
+peer at most once per ``resend_after`` seconds however often it asks.
+
+A frame that arrives after the link closed (the peer had not yet heard our BYE,
+or its own BYE crossed ours) is ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.core.budget import Allowance, TokenBucket
 from bridge.core.checks import MAX_CLOCK_SKEW
 from bridge.core.envelope import check_size, envelope_id
 from bridge.core.errors import LocalProtocolError, RemoteProtocolError
@@ -46,7 +56,8 @@ from bridge.core.gossip_wire import (
 )
 from bridge.core.reconcile import RangeSource, Reconciler
 
-PEER_HAS_MEMORY: Final = 50_000  # ids remembered per link (oldest forgotten first)
+PEER_HAS_MEMORY: Final = 50_000  # ids remembered per link by default (oldest forgotten first)
+__all__ = ["TokenBucket"]  # re-exported: the budgets live in bridge.core.budget
 
 
 class State(enum.Enum):
@@ -93,32 +104,6 @@ class UnrequestedError(RemoteProtocolError):
     """The peer sent an envelope body we never asked it for."""
 
 
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; time is passed in."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, now
-
-    def _refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-
-    def available(self, now: float) -> int:
-        self._refill(now)
-        return int(self.tokens)
-
-    def take(self, n: float, now: float) -> bool:
-        """Spend ``n`` tokens if there are that many; False (nothing spent) if not."""
-        self._refill(now)
-        if self.tokens < n:
-            return False
-        self.tokens -= n
-        return True
-
-
 @dataclass(frozen=True, slots=True)
 class LocalInfo:
     node_id: bytes
@@ -131,8 +116,29 @@ class LocalInfo:
 class Budgets:
     bytes_rate: float = 4 * 1024 * 1024  # per second
     bytes_burst: float = 16 * 1024 * 1024
+    frames_rate: float = 2000.0  # frames of any kind, per second (exceeding it is a flood)
+    frames_burst: float = 20000.0
     envelopes_rate: float = 200.0  # bodies we ask one peer for, per second
     envelopes_burst: float = 2000.0
+    # What one peer may make us do, per second and in a burst; the excess is ignored, and
+    # a peer owing more than ``drop_factor`` bursts is a flood.
+    have_rate: float = 2000.0  # announced ids looked at
+    have_burst: float = 8192.0
+    want_rate: float = 1000.0  # requested ids looked at
+    want_burst: float = 8192.0
+    watch_rate: float = 0.5  # WATCH frames (each up to 256 tags)
+    watch_burst: float = 8.0
+    peers_rate: float = 0.5  # PEERS frames
+    peers_burst: float = 8.0
+    reconcile_rate: float = 20.0  # reconciliation requests answered
+    reconcile_burst: float = 256.0
+    drop_factor: float = 2.0
+    # What one link remembers.
+    max_wanted: int = 2048  # ids asked of the peer, not yet received
+    want_ttl: float = 300.0  # after which an unanswered request is forgotten
+    max_peer_wants: int = 1024  # ids the peer asked for that wait for a commit
+    peer_has_ids: int = PEER_HAS_MEMORY
+    resend_after: float = 60.0  # a body goes to one peer at most once in this window
 
 
 # --- events the shell acts on ---------------------------------------------------
@@ -218,12 +224,26 @@ class Link:
         self.source = source  # our sorted index, to answer reconciliation (None: light)
         self.state = State.IDLE
         self.peer: Hello | None = None
+        self.budgets = b = budgets
         self.peer_has: dict[bytes, None] = {}  # insertion-ordered set, bounded
         self.peer_wants: set[bytes] = set()  # ids the peer asked for, not yet sent
-        self.wanted: set[bytes] = set()  # ids we asked the peer for, not yet received
+        self.wanted: dict[bytes, float] = {}  # ids we asked the peer for -> when (oldest first)
+        self.sent: dict[bytes, float] = {}  # bodies sent -> when (oldest first)
         self.watch_tags: frozenset[bytes] | None = None  # a light peer's tags
-        self._bytes = TokenBucket(budgets.bytes_rate, budgets.bytes_burst, now)
-        self._envelopes = TokenBucket(budgets.envelopes_rate, budgets.envelopes_burst, now)
+        self.throttled = 0  # items of cheap frames ignored for want of budget
+        self._bytes = TokenBucket(b.bytes_rate, b.bytes_burst, now)
+        self._frames = TokenBucket(b.frames_rate, b.frames_burst, now)
+        self._envelopes = TokenBucket(b.envelopes_rate, b.envelopes_burst, now)
+        self._allow: dict[type, Allowance] = {
+            kind: Allowance(rate, burst, now, burst * b.drop_factor)
+            for kind, rate, burst in (
+                (Have, b.have_rate, b.have_burst),
+                (Want, b.want_rate, b.want_burst),
+                (Watch, b.watch_rate, b.watch_burst),
+                (Peers, b.peers_rate, b.peers_burst),
+                (Reconcile, b.reconcile_rate, b.reconcile_burst),
+            )
+        }
         self._session: Reconciler | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -276,12 +296,14 @@ class Link:
         """WANT frames for as many ids as the envelope budget allows, and the ids left over."""
         asked: list[bytes] = []
         left: list[bytes] = []
+        self.expire_wanted(now)
+        wanted, cap = self.wanted, self.budgets.max_wanted
         for i in ids:
-            if i in self.wanted:
+            if i in wanted:
                 continue
-            if self._envelopes.take(1, now):
+            if len(wanted) < cap and self._envelopes.take(1, now):
                 asked.append(i)
-                self.wanted.add(i)
+                wanted[i] = now
             else:
                 left.append(i)
         frames = [
@@ -289,13 +311,36 @@ class Link:
         ]
         return frames, left
 
-    def send_body(self, eid: bytes, raw: bytes) -> bytes | None:
+    def expire_wanted(self, now: float) -> None:
+        """Forget requests older than ``want_ttl`` (a body for one of them is then unrequested)."""
+        wanted, limit = self.wanted, now - self.budgets.want_ttl
+        while wanted:
+            first = next(iter(wanted))
+            if wanted[first] > limit:
+                break
+            del wanted[first]
+
+    def send_body(self, eid: bytes, raw: bytes, now: float) -> bytes | None:
         """The ENVELOPE frame if the peer asked for this body; None otherwise."""
         if eid not in self.peer_wants:
             return None
         self.peer_wants.discard(eid)
         self._remember(eid)
+        sent = self.sent
+        sent.pop(eid, None)
+        sent[eid] = now
+        if len(sent) > self.budgets.peer_has_ids:
+            del sent[next(iter(sent))]
         return self._out(EnvelopeBody(raw))
+
+    def _sent_recently(self, eid: bytes, now: float) -> bool:
+        sent, limit = self.sent, now - self.budgets.resend_after
+        while sent:  # age out the front first: the window slides
+            first = next(iter(sent))
+            if sent[first] > limit:
+                break
+            del sent[first]
+        return eid in sent
 
     def start_reconcile(self) -> bytes:
         if self.source is None or self._session is not None or not self.active:
@@ -313,34 +358,61 @@ class Link:
 
     # --- receiving -------------------------------------------------------------
 
-    def receive(self, frame: bytes, now: int) -> list[Event]:
-        """Parse one frame and apply it; raises ``RemoteProtocolError`` subclasses."""
+    def receive(self, frame: bytes, now: float, *, wall: int | None = None) -> list[Event]:
+        """Parse one frame and apply it; raises ``RemoteProtocolError`` subclasses.
+
+        ``now`` is the clock of the budgets (the one the link was made with); ``wall``
+        the unix time a HELLO's clock is checked against (``now`` if not given).
+        """
         self.bytes_in += len(frame)
+        if self.state is State.CLOSED:
+            return []  # sent before the peer heard our BYE, or its BYE crossing ours
         if not self._bytes.take(len(frame), now):
             raise FloodError("peer exceeded its byte budget")
+        if not self._frames.take(1, now):  # tiny frames: each costs more than its bytes say
+            raise FloodError("peer exceeded its frame budget")
         msg = parse(frame)
         if isinstance(msg, Hello):
             self._step(Step.RECV_HELLO)
-            self._check_hello(msg, now)
+            self._check_hello(msg, int(now) if wall is None else wall)
             self.peer = msg
             return [PeerReady(msg)]
         if isinstance(msg, Bye):
             self._step(Step.RECV_BYE)
             return [Closed(msg.reason, msg.text)]
         self._step(Step.RECV)
+        replying = isinstance(msg, Reconcile) and msg.reply  # to our own session: not charged
+        allowance = None if replying else self._allow.get(type(msg))
+        if allowance is not None:
+            cost = len(msg.ids) if isinstance(msg, Have | Want) else 1
+            allowed = allowance.spend(cost, now)
+            if allowance.flooded:
+                raise FloodError(f"peer keeps exceeding its {type(msg).__name__} budget")
+            self.throttled += cost - allowed
+            if allowed == 0:
+                return []
+            if isinstance(msg, Have | Want) and allowed < cost:
+                msg = type(msg)(msg.ids[:allowed])
         if isinstance(msg, Have):
             for i in msg.ids:
                 self._remember(i)
             return [Announced(msg.ids)]
         if isinstance(msg, Want):
-            self.peer_wants.update(msg.ids)
-            return [Requested(msg.ids)]
+            wants, cap = self.peer_wants, self.budgets.max_peer_wants
+            asked = []
+            for i in msg.ids:
+                if len(wants) >= cap:
+                    break
+                if i not in wants and not self._sent_recently(i, now):
+                    wants.add(i)
+                    asked.append(i)
+            return [Requested(tuple(asked))] if asked else []
         if isinstance(msg, EnvelopeBody):
             check_size(msg.raw)  # cheapest first: a wrong length is not worth a hash
             eid = envelope_id(msg.raw)
             if eid not in self.wanted:
                 raise UnrequestedError("envelope body that was never requested")
-            self.wanted.discard(eid)
+            del self.wanted[eid]
             self._remember(eid)
             return [BodyReceived(eid, msg.raw)]
         if isinstance(msg, Reconcile):
@@ -376,8 +448,15 @@ class Link:
         self._session = None
         return [ReconcileDone(tuple(session.have), tuple(session.need))]
 
+    def forget(self) -> None:
+        """Drop what the link remembers of the peer (it has closed; the ids go at once)."""
+        self.peer_has.clear()
+        self.peer_wants.clear()
+        self.wanted.clear()
+        self.sent.clear()
+
     def _remember(self, eid: bytes) -> None:
         has = self.peer_has
         has[eid] = None
-        if len(has) > PEER_HAS_MEMORY:
+        if len(has) > self.budgets.peer_has_ids:
             del has[next(iter(has))]

@@ -27,7 +27,7 @@ from aiohttp import web
 from bridge.core import gossip as g
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import MAX_FRAME_SIZE, ByeReason, Hello
-from bridge.net.peerlink import PeerConnection, Socket
+from bridge.net.peerlink import VIOLATOR_GRACE, PeerConnection, Socket
 from bridge.net.slots import InboundSlots, Slot
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Links:
         cfg = node.config
         local = g.LocalInfo(node.node_id, cfg.base_bits, cfg.light, node.advertise)
         source = None if cfg.light else node.store.index
-        return g.Link(local, time.monotonic(), source=source, budgets=cfg.budgets)
+        return g.Link(local, time.monotonic(), source=source, budgets=node.link_budgets)
 
     async def run_link(
         self,
@@ -113,6 +113,8 @@ class Links:
             dialled=dialled,
             transport=transport,
             tasks=node.writers,
+            queue_limit=node.memory.link_queue_bytes,
+            budget=node.outbound,
         )
         self.conns.add(conn)
         if slot is not None:
@@ -130,7 +132,8 @@ class Links:
                     break
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise RemoteProtocolError(f"unexpected WebSocket message {msg.type.name}")
-                for ev in conn.link.receive(msg.data, int(time.time())):
+                await conn.turn()  # fair to other links; paused while our queue is full
+                for ev in conn.link.receive(msg.data, time.monotonic(), wall=int(time.time())):
                     self._on_event(conn, ev, slot)
                 if waiting and conn.link.peer is not None:
                     self._hello_done(conn, slot)
@@ -151,7 +154,7 @@ class Links:
             self.ban(conn, f"{type(e).__name__}: {e}")
             reason = ByeReason.FLOOD if isinstance(e, g.FloodError) else ByeReason.PROTOCOL
             bye = conn.link.bye(reason, str(e)) if conn.link.state is not g.State.CLOSED else None
-            await conn.close(bye)
+            await conn.close(bye, grace=VIOLATOR_GRACE)  # no more of its frames read
         except (TimeoutError, ConnectionError, aiohttp.ClientError):
             pass
         finally:

@@ -44,6 +44,7 @@ from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
 from bridge.net.links import Links
+from bridge.net.memory import apply_budget, give_back, usage
 from bridge.net.peerlink import PeerConnection
 from bridge.net.relay import Relay, Subscriber
 from bridge.store.index import Store
@@ -51,6 +52,7 @@ from bridge.store.memory import MemoryStore
 from bridge.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024
 
 
 @dataclass
@@ -76,6 +78,9 @@ class NodeConfig:
     backoff_min: float = 1.0
     backoff_max: float = 60.0
     budgets: g.Budgets = field(default_factory=g.Budgets)
+    # What peers can make this node hold, in bytes (see ``bridge.net.memory``).
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    max_light_peers: int = 16  # light peers fetch by tag; each may cost a WATCH a second
     # Hook for Tor: a factory of the connector outbound links use.
     connector: Callable[[], aiohttp.BaseConnector] | None = None
 
@@ -85,6 +90,7 @@ class Node:
         self.config = cfg = config or NodeConfig()
         self.store: Store = store if store is not None else MemoryStore()
         self.node_id = os.urandom(16)
+        self.memory, self.link_budgets, self.outbound = apply_budget(cfg, self.store)
         self.port = cfg.port
         self.book = PeerBook()  # addresses heard of (peer exchange) and our own
         self.tags: set[bytes] = set()  # light mode: the tags we fetch
@@ -230,6 +236,7 @@ class Node:
             "light": self.config.light,
             "peers": len([c for c in self.conns if c.link.active]),
             "banned": len(self.bans),
+            "memory": usage(self),
             "recent_errors": list(self.recent_errors),
         }
 
@@ -270,6 +277,7 @@ class Node:
             now = time.monotonic()
             self.links.expire_bans(now)
             self.relay.expire_requests(now)
+            give_back()
             if self.store.purge(int(time.time())):
                 self.notify_change()
             self.dialer.discover()

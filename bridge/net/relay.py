@@ -7,6 +7,12 @@ PoW → duplicate) and stored; once the store has made it durable
 answered and it is announced — HAVEs batched for ``announce_delay`` — to every
 peer that accepts its PoW and, if light, watches its tag. A light node fetches
 only the tags it watches and announces only its own envelopes.
+
+Bounds: requests in flight are capped node-wide (``MemoryBudget.request_ids``)
+and expire; a WATCH is answered from the store's tag index, one lookup per tag;
+at most ``max_light_peers`` light peers are admitted; after a reconciliation at
+most ``RECONCILE_ANNOUNCE`` ids are announced at once (the peer finds the rest
+as its own ``need`` in its next round, within its budgets, not ours).
 """
 
 from __future__ import annotations
@@ -14,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from bridge.core import gossip as g
 from bridge.core.checks import MAX_CLOCK_SKEW, check_envelope, check_pow
 from bridge.core.envelope import Envelope, parse_envelope
 from bridge.core.errors import ExpiredError, RemoteProtocolError
-from bridge.core.gossip_wire import Hello
+from bridge.core.gossip_wire import MAX_IDS, ByeReason, Hello
 from bridge.net.addresses import canonical
 from bridge.net.peerlink import PeerConnection
 
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Subscriber = Callable[[Envelope], None]
 REQUEST_TIMEOUT = 10.0  # a WANT not answered by then may be asked of another peer
+REQUEST_FORGET = 60.0  # an unanswered request is forgotten after this
+RECONCILE_ANNOUNCE: Final = 4 * MAX_IDS  # ids announced at once after a reconciliation (half
+# the have_burst a peer allows us)
 
 
 class Relay:
@@ -42,43 +51,61 @@ class Relay:
 
     def on_event(self, conn: PeerConnection, ev: g.Event) -> None:
         node = self.node
-        link = conn.link
         if isinstance(ev, g.PeerReady):
-            if node.links.admit(conn, ev.hello):
+            conn.on_room = self.serve
+            # this link counts already: it is active since its HELLO
+            if ev.hello.light and self._light_peers() > node.config.max_light_peers:
+                node.links.refuse(conn, ByeReason.NORMAL, "no room for another light peer")
+            elif node.links.admit(conn, ev.hello):
                 self._greet(conn, ev.hello)
         elif isinstance(ev, g.Announced):
             self._request(conn, ev.ids)
         elif isinstance(ev, g.Requested):
-            for eid in ev.ids:
-                if eid in node.held:
-                    continue  # served once durable (``stored``); the link keeps the want
-                raw = node.store.get(eid)
-                frame = link.send_body(eid, raw) if raw is not None else None
-                if frame is None:
-                    link.peer_wants.discard(eid)
-                else:
-                    conn.send(frame)
+            self.serve(conn)
         elif isinstance(ev, g.BodyReceived):
             self._on_body(conn, ev.envelope_id, ev.raw)
         elif isinstance(ev, g.ReconcileDone):
-            self._queue_announce(conn, [i for i in ev.have if i not in node.held])
+            have = [i for i in ev.have if i not in node.held]
+            self._queue_announce(conn, have[:RECONCILE_ANNOUNCE])
             self._request(conn, ev.need)
         elif isinstance(ev, g.PeersHeard):
             if node.config.peer_exchange:
                 for a in ev.addrs:
                     node.book.learn(a)
         elif isinstance(ev, g.WatchSet):
-            ids = [r_id for r_id, tag in self._tagged() if tag in ev.tags and r_id not in node.held]
+            ids = [i for i in node.store.tags.ids(ev.tags) if i not in node.held]
             self._queue_announce(conn, ids)
         elif isinstance(ev, g.Outgoing):
             conn.send(ev.frame)
         elif isinstance(ev, g.Closed):
             node.recent_errors.append(f"peer {conn.address} said bye: {ev.reason.name} {ev.text}")
 
-    def _tagged(self) -> Iterator[tuple[bytes, bytes]]:
-        for raw in self.node.store.iter_raw():
-            env = parse_envelope(raw)
-            yield env.id, env.tag
+    def serve(self, conn: PeerConnection) -> None:
+        """Send the bodies ``conn``'s peer asked for, as far as its queue has room.
+
+        What does not fit stays in ``peer_wants`` and goes when the queue drains
+        (``PeerConnection.on_room``); what is still being committed goes once durable.
+        """
+        link, node = conn.link, self.node
+        if not link.active:
+            return
+        now = time.monotonic()
+        for eid in list(link.peer_wants):
+            if eid in node.held:
+                continue  # served once durable (``stored``); the link keeps the want
+            raw = node.store.get(eid)
+            if raw is None:
+                link.peer_wants.discard(eid)
+                continue
+            if not conn.room_for(len(raw) + 1):
+                return
+            frame = link.send_body(eid, raw, now)
+            if frame is not None:
+                conn.send(frame)
+
+    def _light_peers(self) -> int:
+        return sum(1 for c in self.node.conns if c.link.peer is not None and c.link.peer.light
+                   and c.link.active)
 
     def _greet(self, conn: PeerConnection, hello: Hello) -> None:
         """An admitted peer: exchange addresses, then watch tags or catch up."""
@@ -99,8 +126,12 @@ class Relay:
 
     def _request(self, conn: PeerConnection, ids: tuple[bytes, ...]) -> None:
         now = time.monotonic()
-        fresh = []
+        fresh: list[bytes] = []
+        asked = max(len(self.pending), sum(len(c.link.wanted) for c in self.node.conns))
+        room = self.node.memory.request_ids - asked
         for eid in ids:
+            if len(fresh) >= room:
+                break  # the rest are left to anti-entropy
             if eid in self.node.store:
                 continue
             pend = self.pending.get(eid)
@@ -116,9 +147,13 @@ class Relay:
         """What was asked of ``conn`` may be asked of another peer at once."""
         for eid in [i for i, (c, _) in self.pending.items() if c is conn]:
             del self.pending[eid]
+        conn.link.forget()  # now, not when the collector finds the link's cycles
+        conn.drop_unread()
 
     def expire_requests(self, now: float) -> None:
-        self.pending = {k: v for k, v in self.pending.items() if now - v[1] < 60}
+        self.pending = {k: v for k, v in self.pending.items() if now - v[1] < REQUEST_FORGET}
+        for c in self.node.conns:
+            c.link.expire_wanted(now)
 
     def _on_body(self, conn: PeerConnection, eid: bytes, raw: bytes) -> None:
         node = self.node
@@ -149,9 +184,7 @@ class Relay:
         node = self.node
         for c in node.conns:
             if eid in c.link.peer_wants and c.link.active:
-                frame = c.link.send_body(eid, env.raw)
-                if frame is not None:
-                    c.send(frame)
+                self.serve(c)
         for cb in list(self.subscribers):
             try:
                 cb(env)

@@ -1,4 +1,4 @@
-"""The sorted (expiry, id) index every store keeps, and the store interface.
+"""The sorted (expiry, id) index every store keeps, the tag index, and the store interface.
 
 The index is a Python list of 40-byte keys ``expiry ‖ id`` in sorted order plus
 prefix sums of the ids (as little-endian integers) for reconciliation's
@@ -7,6 +7,9 @@ the end and the prefix sums stay valid for almost the whole list; they are
 rebuilt lazily, only up to the highest index a fingerprint asks for. Removing
 from the front (purging or evicting the earliest expiry) drops the first sums
 without touching the rest, since a range fingerprint only uses differences.
+
+``TagIndex`` maps each recipient tag to the ids stored under it, so a light
+peer's WATCH costs one lookup per tag, not a pass over the store.
 """
 
 from __future__ import annotations
@@ -110,10 +113,54 @@ class SortedIndex:
         return fingerprint_of(sums[hi] - sums[lo], hi - lo)
 
 
+TAG_OFFSET = 2  # the recipient tag's place in an envelope's header (envelope.md)
+TAG_SIZE = 16
+
+
+class TagIndex:
+    """Recipient tag -> ids stored under it, kept as envelopes come and go."""
+
+    __slots__ = ("_ids", "_tag")
+
+    def __init__(self) -> None:
+        self._ids: dict[bytes, set[bytes]] = {}
+        self._tag: dict[bytes, bytes] = {}  # id -> its tag, to remove by id alone
+
+    def __len__(self) -> int:
+        return len(self._tag)
+
+    def add(self, tag: bytes, item_id: bytes) -> None:
+        if item_id in self._tag:
+            return
+        self._tag[item_id] = tag
+        self._ids.setdefault(tag, set()).add(item_id)
+
+    def remove(self, item_id: bytes) -> None:
+        tag = self._tag.pop(item_id, None)
+        if tag is None:
+            return
+        ids = self._ids[tag]
+        ids.discard(item_id)
+        if not ids:
+            del self._ids[tag]
+
+    def ids(self, tags: Iterable[bytes]) -> list[bytes]:
+        """The ids stored under any of ``tags`` (in no particular order)."""
+        out: list[bytes] = []
+        for t in tags:
+            out.extend(self._ids.get(t, ()))
+        return out
+
+    def clear(self) -> None:
+        self._ids.clear()
+        self._tag.clear()
+
+
 class Store(Protocol):
     """What the node needs from a store (memory or SQLite)."""
 
     index: SortedIndex
+    tags: TagIndex
     max_bytes: int
     max_count: int
 

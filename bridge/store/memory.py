@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from bridge.core.envelope import Envelope
-from bridge.store.index import SortedIndex
+from bridge.store.index import SortedIndex, TagIndex
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_COUNT = 500_000
@@ -26,6 +26,7 @@ class MemoryStore:
         self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_count: int = DEFAULT_MAX_COUNT
     ) -> None:
         self.index = SortedIndex()
+        self.tags = TagIndex()
         self.max_bytes = max_bytes
         self.max_count = max_count
         self._bodies: dict[bytes, bytes] = {}
@@ -62,6 +63,7 @@ class MemoryStore:
             self._evict(1)
         self._bodies[eid] = env.raw
         self.index.add(env.expiry, eid)
+        self.tags.add(env.tag, eid)
         self._bytes += size
         return True
 
@@ -83,10 +85,12 @@ class MemoryStore:
     def close(self) -> None:
         self._bodies.clear()
         self.index = SortedIndex()
+        self.tags.clear()
         self._bytes = 0
 
     def _evict(self, count: int) -> None:
         for key in self.index.pop_front(count):
             raw = self._bodies.pop(key[8:], None)
+            self.tags.remove(key[8:])
             if raw is not None:
                 self._bytes -= len(raw)

@@ -27,8 +27,8 @@ writes what is staged on the caller's thread, and ``group_commit=False`` makes
 every ``add`` commit before it returns, the per-envelope behaviour. ``close()``
 commits whatever is still staged.
 
-The sorted (expiry, id) index for reconciliation is rebuilt in memory at open
-from the table's expiry index; bodies stay on disk.
+The sorted (expiry, id) index for reconciliation and the tag index for light
+peers are rebuilt in memory at open from the table; bodies stay on disk.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from collections.abc import Iterator
 
 from bridge.core.envelope import Envelope
 from bridge.core.reconcile import make_key
-from bridge.store.index import SortedIndex
+from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex
 from bridge.store.memory import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT
 
 _SCHEMA = """
@@ -84,8 +84,13 @@ class SQLiteStore:
         self._wdb.executescript(_SCHEMA)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        rows = self._db.execute("SELECT expiry, id FROM envelopes").fetchall()
-        self.index = SortedIndex(make_key(e, i) for e, i in rows)
+        rows = self._db.execute(
+            "SELECT expiry, id, substr(raw, ?, ?) FROM envelopes", (TAG_OFFSET + 1, TAG_SIZE)
+        ).fetchall()
+        self.index = SortedIndex(make_key(e, i) for e, i, _ in rows)
+        self.tags = TagIndex()
+        for _, i, tag in rows:
+            self.tags.add(bytes(tag), bytes(i))
         total_sql = "SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM envelopes"
         (total,) = self._db.execute(total_sql).fetchone()
         self._bytes = int(total)
@@ -142,6 +147,7 @@ class SQLiteStore:
         self._gone.pop(eid, None)
         self.index.pop_front(len(victims))
         self.index.add(env.expiry, eid)
+        self.tags.add(env.tag, eid)
         self._bytes = used + size
         if not self.group_commit:
             self.commit()  # fsynced here, before add returns
@@ -269,6 +275,7 @@ class SQLiteStore:
             raise
 
     def _stage_delete(self, eid: bytes) -> None:
+        self.tags.remove(eid)
         self._seq += 1
         self._ops.append((self._seq, eid, 0, None))
         self._staged.pop(eid, None)

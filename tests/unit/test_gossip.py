@@ -36,8 +36,8 @@ def test_announce_want_body_and_no_body_twice():
     assert left == []
     (req,) = a.receive(frames[0], now)
     assert req == g.Requested((env.id,))
-    body = a.send_body(env.id, env.raw)
-    assert body is not None and a.send_body(env.id, env.raw) is None
+    body = a.send_body(env.id, env.raw, now)
+    assert body is not None and a.send_body(env.id, env.raw, now) is None
     (got,) = b.receive(body, now)
     assert got == g.BodyReceived(env.id, env.raw)
     with pytest.raises(g.UnrequestedError):
