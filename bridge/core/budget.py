@@ -51,6 +51,7 @@ class Allowance(TokenBucket):
 
     def __init__(self, rate: float, burst: float, now: float, drop_after: float) -> None:
         super().__init__(rate, burst, now)
+        self.tokens = burst / 2  # a new link has earned half a burst: a reconnect buys less
         self.drop_after = drop_after
 
     def spend(self, n: int, now: float) -> int:

@@ -28,6 +28,7 @@ or its own BYE crossed ours) is ignored.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -37,6 +38,7 @@ from bridge.core.checks import MAX_CLOCK_SKEW
 from bridge.core.envelope import check_size, envelope_id
 from bridge.core.errors import LocalProtocolError, RemoteProtocolError
 from bridge.core.gossip_wire import (
+    ID_SIZE,
     MAX_IDS,
     MAX_PEERS,
     MAX_TAGS,
@@ -44,6 +46,7 @@ from bridge.core.gossip_wire import (
     Bye,
     ByeReason,
     EnvelopeBody,
+    FrameType,
     Have,
     Hello,
     Message,
@@ -225,23 +228,25 @@ class Link:
         self.state = State.IDLE
         self.peer: Hello | None = None
         self.budgets = b = budgets
-        self.peer_has: dict[bytes, None] = {}  # insertion-ordered set, bounded
+        # Ordered so the oldest goes first in O(1) (a dict slows down as its front empties).
+        self.peer_has: OrderedDict[bytes, None] = OrderedDict()  # bounded
         self.peer_wants: set[bytes] = set()  # ids the peer asked for, not yet sent
-        self.wanted: dict[bytes, float] = {}  # ids we asked the peer for -> when (oldest first)
-        self.sent: dict[bytes, float] = {}  # bodies sent -> when (oldest first)
+        self.wanted: OrderedDict[bytes, float] = OrderedDict()  # ids asked of the peer -> when
+        self.sent: OrderedDict[bytes, float] = OrderedDict()  # bodies sent -> when
         self.watch_tags: frozenset[bytes] | None = None  # a light peer's tags
         self.throttled = 0  # items of cheap frames ignored for want of budget
         self._bytes = TokenBucket(b.bytes_rate, b.bytes_burst, now)
         self._frames = TokenBucket(b.frames_rate, b.frames_burst, now)
         self._envelopes = TokenBucket(b.envelopes_rate, b.envelopes_burst, now)
-        self._allow: dict[type, Allowance] = {
+        # Keyed by frame type; reconciliation replies (to our own sessions) are not charged.
+        self._allow: dict[int, Allowance] = {
             kind: Allowance(rate, burst, now, burst * b.drop_factor)
             for kind, rate, burst in (
-                (Have, b.have_rate, b.have_burst),
-                (Want, b.want_rate, b.want_burst),
-                (Watch, b.watch_rate, b.watch_burst),
-                (Peers, b.peers_rate, b.peers_burst),
-                (Reconcile, b.reconcile_rate, b.reconcile_burst),
+                (FrameType.HAVE, b.have_rate, b.have_burst),
+                (FrameType.WANT, b.want_rate, b.want_burst),
+                (FrameType.WATCH, b.watch_rate, b.watch_burst),
+                (FrameType.PEERS, b.peers_rate, b.peers_burst),
+                (FrameType.RECONCILE, b.reconcile_rate, b.reconcile_burst),
             )
         }
         self._session: Reconciler | None = None
@@ -311,14 +316,19 @@ class Link:
         ]
         return frames, left
 
+    def can_request(self, now: float) -> int:
+        """How many more ids ``request`` would ask for now (room and budget)."""
+        room = self.budgets.max_wanted - len(self.wanted)
+        return max(0, min(room, self._envelopes.available(now)))
+
     def expire_wanted(self, now: float) -> None:
         """Forget requests older than ``want_ttl`` (a body for one of them is then unrequested)."""
         wanted, limit = self.wanted, now - self.budgets.want_ttl
         while wanted:
-            first = next(iter(wanted))
-            if wanted[first] > limit:
+            _, when = next(iter(wanted.items()))
+            if when > limit:
                 break
-            del wanted[first]
+            wanted.popitem(last=False)
 
     def send_body(self, eid: bytes, raw: bytes, now: float) -> bytes | None:
         """The ENVELOPE frame if the peer asked for this body; None otherwise."""
@@ -327,19 +337,19 @@ class Link:
         self.peer_wants.discard(eid)
         self._remember(eid)
         sent = self.sent
-        sent.pop(eid, None)
         sent[eid] = now
+        sent.move_to_end(eid)
         if len(sent) > self.budgets.peer_has_ids:
-            del sent[next(iter(sent))]
+            sent.popitem(last=False)
         return self._out(EnvelopeBody(raw))
 
     def _sent_recently(self, eid: bytes, now: float) -> bool:
         sent, limit = self.sent, now - self.budgets.resend_after
         while sent:  # age out the front first: the window slides
-            first = next(iter(sent))
-            if sent[first] > limit:
+            _, when = next(iter(sent.items()))
+            if when > limit:
                 break
-            del sent[first]
+            sent.popitem(last=False)
         return eid in sent
 
     def start_reconcile(self) -> bytes:
@@ -371,6 +381,18 @@ class Link:
             raise FloodError("peer exceeded its byte budget")
         if not self._frames.take(1, now):  # tiny frames: each costs more than its bytes say
             raise FloodError("peer exceeded its frame budget")
+        allowance = self._allow.get(frame[0]) if frame and self.state is State.ACTIVE else None
+        if allowance is not None:  # charged before parsing: a throttled frame costs no parse
+            listing = frame[0] in (FrameType.HAVE, FrameType.WANT)
+            cost = min(int.from_bytes(frame[1:3], "big"), MAX_IDS) if listing else 1
+            allowed = allowance.spend(cost, now)
+            if allowance.flooded:
+                raise FloodError(f"peer keeps exceeding its {FrameType(frame[0]).name} budget")
+            self.throttled += cost - allowed
+            if allowed == 0:
+                return []
+            if listing and allowed < cost and len(frame) == 3 + cost * ID_SIZE:
+                frame = frame[:1] + allowed.to_bytes(2, "big") + frame[3 : 3 + allowed * ID_SIZE]
         msg = parse(frame)
         if isinstance(msg, Hello):
             self._step(Step.RECV_HELLO)
@@ -381,18 +403,6 @@ class Link:
             self._step(Step.RECV_BYE)
             return [Closed(msg.reason, msg.text)]
         self._step(Step.RECV)
-        replying = isinstance(msg, Reconcile) and msg.reply  # to our own session: not charged
-        allowance = None if replying else self._allow.get(type(msg))
-        if allowance is not None:
-            cost = len(msg.ids) if isinstance(msg, Have | Want) else 1
-            allowed = allowance.spend(cost, now)
-            if allowance.flooded:
-                raise FloodError(f"peer keeps exceeding its {type(msg).__name__} budget")
-            self.throttled += cost - allowed
-            if allowed == 0:
-                return []
-            if isinstance(msg, Have | Want) and allowed < cost:
-                msg = type(msg)(msg.ids[:allowed])
         if isinstance(msg, Have):
             for i in msg.ids:
                 self._remember(i)
@@ -459,4 +469,4 @@ class Link:
         has = self.peer_has
         has[eid] = None
         if len(has) > self.budgets.peer_has_ids:
-            del has[next(iter(has))]
+            has.popitem(last=False)

@@ -154,7 +154,7 @@ class Links:
             self.ban(conn, f"{type(e).__name__}: {e}")
             reason = ByeReason.FLOOD if isinstance(e, g.FloodError) else ByeReason.PROTOCOL
             bye = conn.link.bye(reason, str(e)) if conn.link.state is not g.State.CLOSED else None
-            await conn.close(bye, grace=VIOLATOR_GRACE)  # no more of its frames read
+            await conn.close(bye, grace=VIOLATOR_GRACE, handshake=False)  # read no more
         except (TimeoutError, ConnectionError, aiohttp.ClientError):
             pass
         finally:

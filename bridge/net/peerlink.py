@@ -87,6 +87,7 @@ class PeerConnection:
         self._drained = asyncio.Event()  # queue under half the cap: read the peer
         self._drained.set()
         self._closing = False
+        self._handshake = True
         self._reads = 0
         self.on_room: Callable[[PeerConnection], None] | None = None  # queue fell to low water
         self.closed = asyncio.Event()
@@ -167,10 +168,11 @@ class PeerConnection:
             pass
         finally:
             self._release()
-            if self.transport is not None and not self.closed.is_set():
+            if self._handshake:
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+            if self.transport is not None:
                 self.transport.abort()  # type: ignore[attr-defined]  # the reader must see it
-            with contextlib.suppress(Exception):
-                await self.ws.close()
             self.closed.set()
 
     def _release(self) -> None:
@@ -194,14 +196,18 @@ class PeerConnection:
         if buffer is not None and hasattr(buffer, "clear"):
             buffer.clear()
 
-    async def close(self, last: bytes | None = None, *, grace: float = 2.0) -> None:
+    async def close(
+        self, last: bytes | None = None, *, grace: float = 2.0, handshake: bool = True
+    ) -> None:
         """Send ``last`` (a BYE) after what is queued, then close (abort after ``grace`` s).
 
-        While a WebSocket closes it reads, and drops, whatever the peer still sends: a
-        flooding peer gets a short ``grace``, not the close handshake's full timeout.
+        While a WebSocket closes it reads, and drops, whatever the peer still sends
+        until the peer answers the close: a flooding peer gets no ``handshake`` (the
+        connection is cut once the BYE is written) and a short ``grace``.
         """
         if last is not None:
             self.send(last)
+        self._handshake = handshake
         self._closing = True
         self._ready.set()
         with contextlib.suppress(asyncio.TimeoutError):

@@ -128,7 +128,8 @@ class Relay:
         now = time.monotonic()
         fresh: list[bytes] = []
         asked = max(len(self.pending), sum(len(c.link.wanted) for c in self.node.conns))
-        room = self.node.memory.request_ids - asked
+        conn.link.expire_wanted(now)
+        room = min(self.node.memory.request_ids - asked, conn.link.can_request(now))
         for eid in ids:
             if len(fresh) >= room:
                 break  # the rest are left to anti-entropy

@@ -19,12 +19,16 @@ MiB = 1024 * 1024
 
 def test_allowance_throttles_then_floods_and_repays_with_time():
     al = Allowance(rate=10, burst=20, now=0, drop_after=40)
+    assert al.spend(15, 0) == 10  # a new link starts with half a burst
+    al = Allowance(rate=10, burst=20, now=0, drop_after=40)
+    al.tokens = 20
     assert al.spend(15, 0) == 15
     assert al.spend(15, 0) == 5  # 5 left: the other 10 are ignored, and owed
     assert not al.flooded
     assert al.spend(30, 0) == 0 and not al.flooded  # owes 40: at the limit
     assert al.spend(1, 0) == 0 and al.flooded
     al2 = Allowance(rate=10, burst=20, now=0, drop_after=40)
+    al2.tokens = 20
     al2.spend(50, 0)  # owes 30
     assert al2.spend(1, 3.0) == 0  # 3 s repaid 30 of it: back to 0 tokens, nothing to spend
     assert al2.spend(4, 3.5) == 4 and not al2.flooded  # 3.5 s: 5 more, less the 1 owed
@@ -81,9 +85,9 @@ def _active(budgets: g.Budgets | None = None) -> tuple[g.Link, g.Link]:
 
 
 def test_cheap_frames_are_throttled_then_a_flood():
-    a, _ = _active(g.Budgets(watch_rate=1, watch_burst=2, drop_factor=2))
+    a, _ = _active(g.Budgets(watch_rate=1, watch_burst=4, drop_factor=1))
     watch = encode(Watch((os.urandom(16),)))
-    assert a.receive(watch, 0) and a.receive(watch, 0)  # within the burst
+    assert a.receive(watch, 0) and a.receive(watch, 0)  # half the burst, to start with
     assert a.receive(watch, 0) == [] and a.throttled == 1  # throttled: ignored
     assert a.receive(watch, 0) == [] and a.receive(watch, 0) == []  # owes 3, limit 4
     a.receive(watch, 0)  # owes 4
@@ -92,7 +96,7 @@ def test_cheap_frames_are_throttled_then_a_flood():
 
 
 def test_have_and_want_are_charged_by_id_and_trimmed():
-    a, _ = _active(g.Budgets(have_rate=1, have_burst=10, want_rate=1, want_burst=5,
+    a, _ = _active(g.Budgets(have_rate=1, have_burst=20, want_rate=1, want_burst=10,
                              drop_factor=8))
     ids = tuple(os.urandom(32) for _ in range(30))
     (ev,) = a.receive(encode(Have(ids)), 0)
@@ -100,8 +104,11 @@ def test_have_and_want_are_charged_by_id_and_trimmed():
     (ev,) = a.receive(encode(Want(ids)), 0)
     assert ev == g.Requested(ids[:5])
     assert len(a.peer_wants) == 5
+    assert a.receive(encode(Have(ids)), 0) == []  # all owed: not even parsed
+    assert a.throttled == 20 + 25 + 30
     peers = encode(Peers(("127.0.0.1:1",)))
-    assert all(a.receive(peers, 0) for _ in range(8))
+    assert all(a.receive(peers, 0) for _ in range(4))
+    assert a.receive(peers, 0) == []
 
 
 def test_a_body_goes_once_per_window_whatever_the_number_of_wants():
