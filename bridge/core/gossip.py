@@ -258,9 +258,8 @@ class Link:
     def _step(self, step: Step) -> None:
         nxt = TRANSITIONS[self.state].get(step)
         if nxt is None:
-            err = (
-                RemoteProtocolError if step in (Step.RECV, Step.RECV_HELLO) else LocalProtocolError
-            )
+            received = step in (Step.RECV, Step.RECV_HELLO, Step.RECV_BYE)
+            err = RemoteProtocolError if received else LocalProtocolError
             raise err(f"{step.value} is not allowed in state {self.state.value}")
         self.state = nxt
 
