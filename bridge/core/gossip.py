@@ -139,7 +139,7 @@ class Budgets:
     # What one link remembers.
     max_wanted: int = 2048  # ids asked of the peer, not yet received
     want_ttl: float = 300.0  # after which an unanswered request is forgotten
-    max_peer_wants: int = 1024  # ids the peer asked for that wait for a commit
+    max_peer_wants: int = 2048  # ids the peer asked for, not yet sent (its max_wanted)
     peer_has_ids: int = PEER_HAS_MEMORY
     resend_after: float = 60.0  # a body goes to one peer at most once in this window
 

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Final
 
 from bridge.core import gossip as g
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[Envelope], None]
 REQUEST_TIMEOUT = 10.0  # a WANT not answered by then may be asked of another peer
 REQUEST_FORGET = 60.0  # an unanswered request is forgotten after this
+SERVE_CHUNK: Final = 256  # wants looked at per pass while a queue has room
 RECONCILE_ANNOUNCE: Final = 4 * MAX_IDS  # ids announced at once after a reconciliation (half
 # the have_burst a peer allows us)
 
@@ -87,21 +89,25 @@ class Relay:
         (``PeerConnection.on_room``); what is still being committed goes once durable.
         """
         link, node = conn.link, self.node
-        if not link.active:
-            return
         now = time.monotonic()
-        for eid in list(link.peer_wants):
-            if eid in node.held:
-                continue  # served once durable (``stored``); the link keeps the want
-            raw = node.store.get(eid)
-            if raw is None:
-                link.peer_wants.discard(eid)
-                continue
-            if not conn.room_for(len(raw) + 1):
+        wants = link.peer_wants
+        while link.active and wants:
+            progressed = False
+            for eid in list(islice(wants, SERVE_CHUNK)):  # not a copy of all: this runs often
+                if eid in node.held:
+                    continue  # served once durable (``stored``); the link keeps the want
+                raw = node.store.get(eid)
+                progressed = True
+                if raw is None:
+                    wants.discard(eid)
+                    continue
+                if not conn.room_for(len(raw) + 1):
+                    return
+                frame = link.send_body(eid, raw, now)
+                if frame is not None:
+                    conn.send(frame)
+            if not progressed:
                 return
-            frame = link.send_body(eid, raw, now)
-            if frame is not None:
-                conn.send(frame)
 
     def _light_peers(self) -> int:
         return sum(1 for c in self.node.conns if c.link.peer is not None and c.link.peer.light
