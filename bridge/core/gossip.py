@@ -376,7 +376,10 @@ class Link:
         self.bytes_in += len(frame)
         if self.state is State.CLOSED:
             return []  # sent before the peer heard our BYE, or its BYE crossing ours
-        if not self._bytes.take(len(frame), now):
+        # Bodies are not charged: we asked for each (an unasked one is a violation, found
+        # with one hash), within our envelope budget; a large catch-up is not a flood.
+        body = bool(frame) and frame[0] == FrameType.ENVELOPE
+        if not body and not self._bytes.take(len(frame), now):
             raise FloodError("peer exceeded its byte budget")
         if not self._frames.take(1, now):  # tiny frames: each costs more than its bytes say
             raise FloodError("peer exceeded its frame budget")

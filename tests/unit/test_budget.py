@@ -9,7 +9,16 @@ import pytest
 
 from bridge.core import gossip as g
 from bridge.core.budget import Allowance, ByteQueue, MemoryBudget
-from bridge.core.gossip_wire import Bye, ByeReason, Have, Peers, Want, Watch, encode
+from bridge.core.gossip_wire import (
+    Bye,
+    ByeReason,
+    EnvelopeBody,
+    Have,
+    Peers,
+    Want,
+    Watch,
+    encode,
+)
 from bridge.store.index import TagIndex
 from bridge.store.memory import MemoryStore
 from tests.gossip_support import make_envelope
@@ -158,3 +167,17 @@ def test_many_tiny_frames_are_a_flood_whatever_their_bytes():
         a.receive(want, 0)
     with pytest.raises(g.FloodError, match="frame budget"):
         a.receive(want, 0)
+
+
+def test_bodies_we_asked_for_are_not_charged_as_bytes():
+    a, b = _active(g.Budgets(bytes_rate=1, bytes_burst=2000))
+    envs = [make_envelope(1000, bucket=1024) for _ in range(4)]  # ~4.5 KB, past the burst
+    frames, _ = a.request([e.id for e in envs], 0)
+    for ev in b.receive(frames[0], 0):
+        assert isinstance(ev, g.Requested)
+    for e in envs:
+        (ev,) = a.receive(b.send_body(e.id, e.raw, 0), 0)
+        assert ev == g.BodyReceived(e.id, e.raw)
+    unasked = make_envelope(1000)
+    with pytest.raises(g.UnrequestedError):
+        a.receive(encode(EnvelopeBody(unasked.raw)), 0)
