@@ -132,7 +132,7 @@ class Budgets:
     watch_rate: float = 0.5  # WATCH frames (each up to 256 tags)
     watch_burst: float = 8.0
     peers_rate: float = 0.5  # PEERS frames
-    peers_burst: float = 8.0
+    peers_burst: float = 32.0  # one address book's worth (1,024 addresses) at once
     reconcile_rate: float = 20.0  # reconciliation requests answered
     reconcile_burst: float = 256.0
     drop_factor: float = 2.0

@@ -106,7 +106,7 @@ def test_cheap_frames_are_throttled_then_a_flood():
 
 def test_have_and_want_are_charged_by_id_and_trimmed():
     a, _ = _active(g.Budgets(have_rate=1, have_burst=20, want_rate=1, want_burst=10,
-                             drop_factor=8))
+                             peers_burst=8, drop_factor=8))
     ids = tuple(os.urandom(32) for _ in range(30))
     (ev,) = a.receive(encode(Have(ids)), 0)
     assert ev == g.Announced(ids[:10])
