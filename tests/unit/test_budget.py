@@ -181,3 +181,13 @@ def test_bodies_we_asked_for_are_not_charged_as_bytes():
     unasked = make_envelope(1000)
     with pytest.raises(g.UnrequestedError):
         a.receive(encode(EnvelopeBody(unasked.raw)), 0)
+
+
+def test_the_memory_budget_is_a_config_key_in_mebibytes():
+    from bridge.config import ConfigError, parse
+
+    assert parse("[p2p]\nmemory_budget_mb = 64\n").memory_budget_mb == 64
+    assert parse("").memory_budget_mb == 512
+    for bad in ("8", '"64"', "true"):
+        with pytest.raises(ConfigError, match="memory_budget_mb"):
+            parse(f"[p2p]\nmemory_budget_mb = {bad}\n")
