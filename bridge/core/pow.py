@@ -10,7 +10,10 @@ Python node runs within a small factor of native code instead of two orders of
 magnitude behind it (a per-nonce loop pays Python's call overhead per hash).
 
 Difficulty grows with size and remaining lifetime (Bitmessage: cost ∝ size ×
-TTL): one more bit for every doubling of KiB × hours above the base.
+TTL): one more bit for every doubling of KiB × hours above the base. Beyond two
+days the lifetime counts once more per started two days (cost ∝ size × TTL²
+there), so the long-lived envelopes that hold a store's space longest pay more
+than linearly for it; up to two days nothing changes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CHUNK_BLOCKS: Final = 4096  # 256 KiB per blake3 call: stays in L2, measured fas
 
 SIZE_UNIT: Final = 1024  # bytes
 TTL_UNIT: Final = 3600  # seconds
+LONG_LIFE: Final = 2 * 24 * 3600  # lifetimes beyond this cost more than linearly
 
 
 _SEED_PREFIX: Final = crypto.CTX_POW_INPUT.encode() + b"\x00"
@@ -66,8 +70,18 @@ def verify(digest: bytes, nonce: int, bits: int) -> bool:
 
 def required_bits(size: int, ttl: int, base_bits: int) -> int:
     """Difficulty for an envelope of ``size`` bytes living ``ttl`` more seconds."""
-    units = max(1, -(-size // SIZE_UNIT)) * max(1, -(-ttl // TTL_UNIT))
-    return min(MAX_BITS, base_bits + (units - 1).bit_length())
+    return min(MAX_BITS, base_bits + price_bits(size, ttl))
+
+
+def price_bits(size: int, ttl: int) -> int:
+    """Bits above the base for ``size`` bytes kept ``ttl`` seconds: log2 of the price units.
+
+    units = KiB × hours × ⌈ttl / 2 days⌉ (each at least 1): linear in the
+    lifetime up to two days, quadratic beyond.
+    """
+    hours = max(1, -(-ttl // TTL_UNIT))
+    units = max(1, -(-size // SIZE_UNIT)) * hours * max(1, -(-ttl // LONG_LIFE))
+    return (units - 1).bit_length()
 
 
 def expected_attempts(bits: int) -> float:

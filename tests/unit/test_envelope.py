@@ -15,6 +15,7 @@ from bridge.core.checks import (
     MAX_CLOCK_SKEW,
     MAX_TTL,
     check_envelope,
+    pow_bits_required,
     stamp_inline,
     work_needed,
 )
@@ -154,6 +155,17 @@ def test_stamp_inline_solves_required_bits() -> None:
     assert pow.work_bits(digest, E.parse_envelope(raw).nonce) >= bits
     restamped = stamp_inline(E.with_nonce(raw, 0), now=NOW, base_bits=6)
     check_envelope(restamped, now=NOW, base_bits=6)
+
+
+@pytest.mark.parametrize("ttl", [3600, 2 * 86400, 2 * 86400 + 1, 5 * 86400, MAX_TTL])
+def test_what_the_sender_solves_every_receiver_accepts(ttl: int) -> None:
+    """work_needed (the outbox) asks at least what check_pow requires, over the skew window."""
+    raw = make_envelope(now=NOW, ttl=ttl, base_bits=0)
+    _digest, bits = work_needed(raw, now=NOW, base_bits=4)
+    env = E.parse_envelope(raw)
+    for behind in (-MAX_CLOCK_SKEW, 0, 1, MAX_CLOCK_SKEW):
+        assert pow_bits_required(env, NOW + behind, 4) <= bits
+    assert bits == pow.required_bits(env.size, ttl, 4)
 
 
 def test_restamping_does_not_make_a_new_envelope(raw: bytes) -> None:

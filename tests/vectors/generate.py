@@ -151,7 +151,7 @@ def pow_vectors() -> dict[str, Any]:
                       "work_bits": pow.work_bits(POW_DIGEST, nonce)})
     required = []
     for size in (338, 1106, 4178, 16466, 65618):  # the five envelope sizes
-        for ttl in (600, 3600, 86400, MAX_TTL):
+        for ttl in (600, 3600, 86400, 2 * 86400, 2 * 86400 + 1, 4 * 86400 + 1, MAX_TTL):
             required.append({"size": size, "ttl": ttl, "base_bits": BASE_BITS,
                              "bits": pow.required_bits(size, ttl, BASE_BITS)})
     return {"digest": h(POW_DIGEST), "seed": h(seed), "block0": h(stream[:64]),
