@@ -1,19 +1,19 @@
 """The RAM store (the default): nothing of it ever touches disk.
 
-Bounded by bytes and by count; when full, the envelope that expires first is
-evicted (it has the least time left to be useful), and a newcomer that would
-itself be the first to go is refused instead. Per envelope it holds the raw
-bytes, one dict entry keyed by the id and one 40-byte index key, so a stored
-1 KiB envelope costs little more than its own size (measured in
-tests/bench/bench_gossip.py).
+Bounded by bytes and by count, and per recipient tag by a share of the bytes;
+when full, the envelope whose work buys the least per byte per second of its
+remaining life is evicted, and a newcomer worth less than it is refused instead
+(``bridge.store.index.ValueQueue``). Per envelope it holds the raw bytes, one
+dict entry keyed by the id, one 40-byte index key and one eviction entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from bridge.core import pow
 from bridge.core.envelope import Envelope
-from bridge.store.index import SortedIndex, TagIndex
+from bridge.store.index import SortedIndex, TagIndex, ValueQueue
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_COUNT = 500_000
@@ -27,6 +27,7 @@ class MemoryStore:
     ) -> None:
         self.index = SortedIndex()
         self.tags = TagIndex()
+        self.values = ValueQueue()
         self.max_bytes = max_bytes
         self.max_count = max_count
         self._bodies: dict[bytes, bytes] = {}
@@ -53,17 +54,23 @@ class MemoryStore:
         eid = env.id
         if eid in self._bodies or env.expiry <= now:
             return False
-        size = len(env.raw)
+        raw = env.raw
+        size = len(raw)
         if size > self.max_bytes or self.max_count < 1:
             return False
-        while len(self._bodies) >= self.max_count or self._bytes + size > self.max_bytes:
-            first = self.index.first()
-            if first is None or int.from_bytes(first[:8], "big") >= env.expiry:
-                return False  # the newcomer would be the first to be evicted
-            self._evict(1)
-        self._bodies[eid] = env.raw
+        tag = env.tag
+        work = pow.work_bits(env.pow_digest, env.nonce)
+        new = self.values.entry(eid, tag, size, env.expiry, work, now)
+        victims = self.values.plan(new, used=self._bytes, count=len(self._bodies),
+                                   max_bytes=self.max_bytes, max_count=self.max_count, now=now)
+        if victims is None:
+            return False  # worth less than what it would push out
+        for v in victims:
+            self._drop(v[3], v[1])
+        self._bodies[eid] = raw
         self.index.add(env.expiry, eid)
-        self.tags.add(env.tag, eid)
+        self.tags.add(tag, eid)
+        self.values.add(new)
         self._bytes += size
         return True
 
@@ -86,11 +93,23 @@ class MemoryStore:
         self._bodies.clear()
         self.index = SortedIndex()
         self.tags.clear()
+        self.values.clear()
         self._bytes = 0
 
     def _evict(self, count: int) -> None:
+        """Drop the ``count`` earliest-expiring (the expired ones, when purging)."""
         for key in self.index.pop_front(count):
-            raw = self._bodies.pop(key[8:], None)
-            self.tags.remove(key[8:])
+            eid = key[8:]
+            raw = self._bodies.pop(eid, None)
+            self.tags.remove(eid)
+            self.values.remove(eid)
             if raw is not None:
                 self._bytes -= len(raw)
+
+    def _drop(self, eid: bytes, expiry: int) -> None:
+        raw = self._bodies.pop(eid, None)
+        self.index.remove(expiry, eid)
+        self.tags.remove(eid)
+        self.values.remove(eid)
+        if raw is not None:
+            self._bytes -= len(raw)

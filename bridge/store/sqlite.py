@@ -27,8 +27,10 @@ writes what is staged on the caller's thread, and ``group_commit=False`` makes
 every ``add`` commit before it returns, the per-envelope behaviour. ``close()``
 commits whatever is still staged.
 
-The sorted (expiry, id) index for reconciliation and the tag index for light
-peers are rebuilt in memory at open from the table; bodies stay on disk.
+The sorted (expiry, id) index for reconciliation, the tag index for light
+peers and the eviction order (``ValueQueue``: the least work per byte per second
+of remaining life goes first, and no tag holds more than its share) are rebuilt
+in memory at open from the table; bodies stay on disk.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ import concurrent.futures
 import contextlib
 import heapq
 import sqlite3
+import time
 from collections.abc import Iterator
 
-from bridge.core.envelope import Envelope
+from bridge.core import pow
+from bridge.core.envelope import HEADER_SIZE, SIGNED_HEADER_SIZE, Envelope, pow_digest
 from bridge.core.reconcile import make_key
-from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex
+from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex, ValueQueue
 from bridge.store.memory import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT
 
 _SCHEMA = """
@@ -84,16 +88,26 @@ class SQLiteStore:
         self._wdb.executescript(_SCHEMA)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        rows = self._db.execute(
-            "SELECT expiry, id, substr(raw, ?, ?) FROM envelopes", (TAG_OFFSET + 1, TAG_SIZE)
-        ).fetchall()
-        self.index = SortedIndex(make_key(e, i) for e, i, _ in rows)
+        self.index = SortedIndex()
         self.tags = TagIndex()
-        for _, i, tag in rows:
-            self.tags.add(bytes(tag), bytes(i))
-        total_sql = "SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM envelopes"
-        (total,) = self._db.execute(total_sql).fetchone()
-        self._bytes = int(total)
+        self.values = ValueQueue()
+        keys: list[bytes] = []
+        now = int(time.time())
+        total = 0
+        # One pass over the table, earliest expiry first (the arrival order is lost).
+        for expiry, i, raw in self._db.execute(
+            "SELECT expiry, id, raw FROM envelopes ORDER BY expiry, id"
+        ):
+            eid, raw = bytes(i), bytes(raw)
+            tag = raw[TAG_OFFSET : TAG_OFFSET + TAG_SIZE]
+            nonce = int.from_bytes(raw[SIGNED_HEADER_SIZE:HEADER_SIZE], "big")
+            work = pow.work_bits(pow_digest(raw), nonce)
+            keys.append(make_key(expiry, eid))
+            self.tags.add(tag, eid)
+            self.values.add(self.values.entry(eid, tag, len(raw), expiry, work, now))
+            total += len(raw)
+        self.index = SortedIndex(keys)
+        self._bytes = total
         self._ops: list[_Op] = []  # staged, not yet taken by a commit, in order
         self._staged: dict[bytes, _Op] = {}  # id -> its put, until committed
         self._gone: dict[bytes, int] = {}  # id -> sequence of its delete, until committed
@@ -127,27 +141,26 @@ class SQLiteStore:
         eid, size = env.id, len(env.raw)
         if env.expiry <= now or size > self.max_bytes or eid in self:
             return False
-        evict = 0
-        count, used = len(self.index), self._bytes
-        keys = self.index.iter_keys()
-        victims: list[bytes] = []
-        while count - evict >= self.max_count or used + size > self.max_bytes:
-            key = next(keys, None)
-            if key is None or int.from_bytes(key[:8], "big") >= env.expiry:
-                return False
-            victims.append(key)
-            evict += 1
-            used -= self._size_of(key[8:])
-        for key in victims:
-            self._stage_delete(key[8:])
+        tag = env.tag
+        work = pow.work_bits(env.pow_digest, env.nonce)
+        new = self.values.entry(eid, tag, size, env.expiry, work, now)
+        victims = self.values.plan(new, used=self._bytes, count=len(self.index),
+                                   max_bytes=self.max_bytes, max_count=self.max_count, now=now)
+        if victims is None:
+            return False  # worth less than what it would push out
+        used = self._bytes
+        for v in victims:
+            self.index.remove(v[1], v[3])
+            self._stage_delete(v[3])
+            used -= v[5]
         self._seq += 1
         op = (self._seq, eid, env.expiry, env.raw)
         self._ops.append(op)
         self._staged[eid] = op
         self._gone.pop(eid, None)
-        self.index.pop_front(len(victims))
         self.index.add(env.expiry, eid)
-        self.tags.add(env.tag, eid)
+        self.tags.add(tag, eid)
+        self.values.add(new)
         self._bytes = used + size
         if not self.group_commit:
             self.commit()  # fsynced here, before add returns
@@ -276,6 +289,7 @@ class SQLiteStore:
 
     def _stage_delete(self, eid: bytes) -> None:
         self.tags.remove(eid)
+        self.values.remove(eid)
         self._seq += 1
         self._ops.append((self._seq, eid, 0, None))
         self._staged.pop(eid, None)

@@ -19,6 +19,7 @@ import pytest
 from bridge.store.memory import MemoryStore
 from bridge.store.sqlite import SQLiteStore
 from tests.gossip_support import make_envelope
+from tests.store_support import priced
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,17 +46,73 @@ def test_add_get_duplicate_and_order(make_store):
     assert s.total_bytes == sum(len(e.raw) for e in envs)
 
 
-def test_bounded_by_count_evicts_earliest_expiring(make_store):
+def test_bounded_by_count_evicts_the_least_work_per_byte_second(make_store):
     s = make_store(max_count=3)
     now = int(time.time())
-    envs = [make_envelope(now, ttl=100 * (i + 1)) for i in range(5)]
+    envs = [priced(now, ttl=3600, extra=i) for i in range(5)]  # each worth twice the one before
     for e in envs[1:4]:
-        s.add(e, now)
-    assert not s.add(envs[0], now)  # would be the first to go: refused
+        assert s.add(e, now)
+    assert not s.add(envs[0], now)  # worth less than the cheapest stored: refused
     assert s.add(envs[4], now)
     assert envs[1].id not in s and {envs[2].id, envs[3].id, envs[4].id} <= {
         k[8:] for k in s.index.iter_keys()
     }
+
+
+def test_at_equal_value_the_older_arrival_goes(make_store):
+    s = make_store(max_count=2)
+    now = int(time.time())
+    envs = [priced(now, ttl=7200) for _ in range(3)]  # same size, life and work
+    for e in envs:
+        assert s.add(e, now)
+    assert envs[0].id not in s and envs[1].id in s and envs[2].id in s
+
+
+def test_a_two_day_message_outranks_week_long_envelopes_of_the_same_price(make_store):
+    """Each paid exactly what a node requires; the week-long ones hold their bytes
+    3.5 times as long (and paid the surcharge past two days, which buys nothing)."""
+    now = int(time.time())
+    week = [priced(now, ttl=7 * 86400) for _ in range(4)]
+    s = make_store(max_bytes=4 * len(week[0].raw))
+    for e in week:
+        assert s.add(e, now)
+    honest = priced(now, ttl=2 * 86400)
+    assert s.add(honest, now) and honest.id in s and len(s) == 4
+    # paying more per byte-second outranks it, but the cheaper week-long ones go first
+    assert s.add(priced(now, ttl=7 * 86400, extra=1), now)
+    assert s.add(priced(now, ttl=7 * 86400, extra=2), now)
+    assert honest.id in s and sum(e.id in s for e in week) == 1
+
+
+def test_one_tag_holds_at_most_its_share(make_store):
+    """A flood to one recipient tag competes only with itself beyond its share."""
+    now = int(time.time())
+    tag = os.urandom(16)
+    first = priced(now, ttl=3600, tag=tag, bucket=16384)
+    size = len(first.raw)
+    s = make_store(max_bytes=16 * 5 * size)  # a tag's share is 5 such envelopes
+    other = priced(now, ttl=3600)
+    assert s.add(other, now) and s.add(first, now)
+    flood = [priced(now, ttl=3600, tag=tag, bucket=16384, extra=1) for _ in range(8)]
+    assert all(s.add(e, now) for e in flood)  # each worth more than the tag's cheapest
+    held = [e for e in flood if e.id in s]
+    assert held == flood[3:] and first.id not in s  # within the tag: cheapest, then oldest
+    assert other.id in s and s.total_bytes == len(other.raw) + 5 * size
+    assert not s.add(priced(now, ttl=3600, tag=tag, bucket=16384), now)  # worth less
+    assert s.add(priced(now, ttl=3600, tag=os.urandom(16), bucket=16384), now)
+
+
+def test_sqlite_reopens_with_its_eviction_order(tmp_path):
+    now = int(time.time())
+    envs = [priced(now, ttl=3600, extra=i) for i in (2, 0, 1)]
+    s = SQLiteStore(str(tmp_path / "v.db"), max_count=3)
+    for e in envs:
+        s.add(e, now)
+    s.close()
+    s2 = SQLiteStore(str(tmp_path / "v.db"), max_count=3)
+    assert s2.add(priced(now, ttl=3600, extra=3), int(time.time()))
+    assert envs[1].id not in s2 and envs[0].id in s2 and envs[2].id in s2
+    s2.close()
 
 
 def test_bounded_by_bytes(make_store):

@@ -22,6 +22,7 @@ from bridge.core.gossip_wire import (
 from bridge.store.index import TagIndex
 from bridge.store.memory import MemoryStore
 from tests.gossip_support import make_envelope
+from tests.store_support import priced
 
 MiB = 1024 * 1024
 
@@ -68,12 +69,12 @@ def test_memory_budget_splits_one_number():
 def test_tag_index_follows_adds_and_evictions():
     store = MemoryStore(max_count=3)
     t1, t2 = os.urandom(16), os.urandom(16)
-    envs = [make_envelope(1000, tag=t1, ttl=100 + k) for k in range(3)]
-    envs.append(make_envelope(1000, tag=t2, ttl=200))
+    envs = [priced(1000, tag=t1, ttl=100 + 50 * k) for k in range(3)]
+    envs.append(priced(1000, tag=t2, ttl=200, extra=1))
     for e in envs:
         assert store.add(e, 1000)
-    # the fourth evicted the earliest-expiring first
-    assert sorted(store.tags.ids([t1])) == sorted(e.id for e in envs[1:3])
+    # the fourth evicted what its work buys least per byte-second: same work, longest life
+    assert sorted(store.tags.ids([t1])) == sorted(e.id for e in envs[0:2])
     assert store.tags.ids([t2]) == [envs[3].id]
     assert store.purge(1000 + 150) == 2
     assert store.tags.ids([t1]) == [] and store.tags.ids([t2]) == [envs[3].id]
