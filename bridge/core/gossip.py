@@ -162,7 +162,9 @@ class Link:
         self.budgets = b = budgets
         # Ordered so the oldest goes first in O(1) (a dict slows down as its front empties).
         self.peer_has: OrderedDict[bytes, None] = OrderedDict()  # bounded
-        self.peer_wants: set[bytes] = set()  # ids the peer asked for, not yet sent
+        # ids the peer asked for, not yet sent, in the order asked: bodies go in that order
+        # (a sender's messages arrive in the order they were announced)
+        self.peer_wants: OrderedDict[bytes, None] = OrderedDict()
         self.wanted: OrderedDict[bytes, float] = OrderedDict()  # ids asked of the peer -> when
         self.sent: OrderedDict[bytes, float] = OrderedDict()  # bodies sent -> when
         self.watch_tags: frozenset[bytes] | None = None  # a light peer's tags
@@ -265,7 +267,7 @@ class Link:
         """The ENVELOPE frame if the peer asked for this body; None otherwise."""
         if eid not in self.peer_wants:
             return None
-        self.peer_wants.discard(eid)
+        self.peer_wants.pop(eid, None)
         self._remember(eid)
         sent = self.sent
         sent[eid] = now
@@ -348,7 +350,7 @@ class Link:
                 if len(wants) >= cap:
                     break
                 if i not in wants and not self._sent_recently(i, now):
-                    wants.add(i)
+                    wants[i] = None
                     asked.append(i)
             return [Requested(tuple(asked))] if asked else []
         if isinstance(msg, EnvelopeBody):

@@ -99,7 +99,7 @@ class Relay:
                 raw = node.store.get(eid)
                 progressed = True
                 if raw is None:
-                    wants.discard(eid)
+                    wants.pop(eid, None)
                     continue
                 if not conn.room_for(len(raw) + 1):
                     return

@@ -44,6 +44,17 @@ def test_announce_want_body_and_no_body_twice():
         b.receive(body, now)  # the same body again: never asked twice
 
 
+def test_bodies_are_owed_in_the_order_asked():
+    """A sender's messages go out in the order they were announced and asked for."""
+    a, b, now = pair()
+    ids = [os.urandom(32) for _ in range(200)]
+    frames, left = b.request(ids, now)
+    assert left == []
+    for frame in frames:
+        a.receive(frame, now)
+    assert list(a.peer_wants) == ids
+
+
 def test_nothing_before_hello_and_unknown_type():
     now = int(time.time())
     a = g.Link(g.LocalInfo(os.urandom(16), 4), now)
