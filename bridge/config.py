@@ -81,6 +81,9 @@ DEFAULT_TEXT = f"""\
 # memory the network may make the node use, in MiB: stored envelopes, queued
 # outbound bytes, requests in flight (the program itself comes on top)
 # memory_budget_mb = {DEFAULT_MEMORY_BUDGET_MB}
+# the most stored envelopes may take, in MiB; 0 = the memory budget's share
+# (a RAM store never takes more than that share, whatever this says)
+# store_mb = 0
 # dial private, link-local and loopback addresses that other peers tell of: true,
 # false, or "auto": only in the ranges this node listens on, announces or has peers
 # configured in (a node on 127.0.0.1 dials loopback peers; one on 0.0.0.0 none)
@@ -130,6 +133,7 @@ class Config:
     storage: str = "memory"
     difficulty: int = DEFAULT_BASE_BITS
     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
+    store_mb: int = 0  # 0: the memory budget's share
     dial_private: bool | None = None  # None: the ranges the node itself is in
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
@@ -256,6 +260,13 @@ def _mebibytes(key: str, v: object) -> int:
     return v
 
 
+def _store_mebibytes(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1 << 20:
+        raise ConfigError(f"{_what(key)} must be a whole number of MiB from 0 (the memory "
+                          f"budget's share) to {1 << 20}; got {v!r}")
+    return v
+
+
 def _domain(key: str, v: object) -> str:
     s = _string(key, v).strip().lower()
     if not s or len(s) > 253 or any(c in s for c in "@/ \t"):
@@ -290,6 +301,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.storage": ("storage", _choice(STORAGES)),
     "p2p.difficulty": ("difficulty", _bits),
     "p2p.memory_budget_mb": ("memory_budget_mb", _mebibytes),
+    "p2p.store_mb": ("store_mb", _store_mebibytes),
     "p2p.dial_private": ("dial_private", _auto_bool),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),

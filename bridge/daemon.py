@@ -59,6 +59,7 @@ from bridge.ports import check_port_free, port_error
 from bridge.service import Service
 from bridge.store.index import Store
 from bridge.store.keystore import OnceKeystore, write_private
+from bridge.store.memory import DEFAULT_MAX_BYTES as DEFAULT_STORE_BYTES
 from bridge.store.memory import MemoryStore
 from bridge.store.seen import SQLiteSeen
 from bridge.store.sqlite import SQLiteStore
@@ -279,10 +280,12 @@ class Daemon:
                           onion: Onion | None) -> tuple[Node, DirectInbox]:
         cfg = self.cfg
         store: Store
+        # store_mb caps the store below the memory budget's share (which the node applies)
+        limit = cfg.store_mb * 1024 * 1024 if cfg.store_mb else DEFAULT_STORE_BYTES
         if cfg.storage == "sqlite":
-            store = SQLiteStore(str(self.data_dir / "envelopes.db"))
+            store = SQLiteStore(str(self.data_dir / "envelopes.db"), max_bytes=limit)
         else:
-            store = MemoryStore()
+            store = MemoryStore(max_bytes=limit)
         # the node has stopped writing by the time this runs: checkpoint and close
         await parts.enter(Step("envelope store", stop=store.close))
         host = "127.0.0.1" if cfg.tor else cfg.p2p_listen  # with Tor, only the onion reaches it

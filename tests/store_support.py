@@ -20,10 +20,12 @@ def with_work(env: Envelope, bits: int) -> Envelope:
     digest, start = env.pow_digest, 0
     while True:
         n = pow.solve_range(digest, bits, start, 1 << 24)
-        assert n is not None
-        if pow.work_bits(digest, n) == bits:
+        if n is None:
+            start += 1 << 24
+        elif pow.work_bits(digest, n) == bits:
             return parse_envelope(with_nonce(env.raw, n))
-        start = n + 1
+        else:
+            start = n + 1
 
 
 def priced(
