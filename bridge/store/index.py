@@ -173,10 +173,11 @@ VALUE_STEPS = 64  # densities are kept in 1/64 bits: a key changes at most ~1,30
 
 # An envelope's value: (bits of work above its price, -life class, density in 1/64 bits).
 Value = tuple[int, int, int]
-# An entry: (value, expiry, seq, id, tag, size, work bits). The first three order the
-# heaps, cheapest first (at equal value, the earlier expiry, then the older arrival);
-# seq makes every key unique.
-Entry = tuple[Value, int, int, bytes, bytes, int, int]
+# An entry, flat to keep it small: (*value, expiry, seq, id, tag, size, work bits). The
+# first five order the heaps, cheapest first (at equal value, the earlier expiry, then
+# the older arrival); seq makes every key unique.
+Entry = tuple[int, int, int, int, int, bytes, bytes, int, int]
+KEY = 5
 
 
 def value_of(work_bits: int, size: int, expiry: int, now: int) -> Value:
@@ -245,7 +246,7 @@ class ValueQueue:
         self, item_id: bytes, tag: bytes, size: int, expiry: int, work_bits: int, now: int
     ) -> Entry:
         self._seq += 1
-        return (value_of(work_bits, size, expiry, now), expiry, self._seq, item_id, tag, size,
+        return (*value_of(work_bits, size, expiry, now), expiry, self._seq, item_id, tag, size,
                 work_bits)
 
     def plan(
@@ -256,7 +257,7 @@ class ValueQueue:
         Nothing changes when it refuses (beyond keys brought up to date); the
         caller removes the victims it is given, then adds ``new``.
         """
-        size, tag = new[5], new[4]
+        size, tag = new[7], new[6]
         popped: list[tuple[list[Entry], Entry]] = []
         victims: dict[bytes, Entry] = {}
         # Within its tag first: a flood to one recipient competes only with itself.
@@ -264,28 +265,28 @@ class ValueQueue:
         quota = self.tag_quota(max_bytes)
         while tag_used + size > quota:
             e = self._cheapest(self._tag_heaps.get(tag), now, popped, victims)
-            if e is None or e[:3] >= new[:3]:
+            if e is None or e[:KEY] >= new[:KEY]:
                 self._undo(popped)
                 self._tidy()
                 return None
-            victims[e[3]] = e
-            tag_used -= e[5]
-            used -= e[5]
+            victims[e[5]] = e
+            tag_used -= e[7]
+            used -= e[7]
             count -= 1
         while count >= max_count or used + size > max_bytes:
             e = self._cheapest(self._heap, now, popped, victims)
-            if e is None or e[:3] >= new[:3]:
+            if e is None or e[:KEY] >= new[:KEY]:
                 self._undo(popped)
                 self._tidy()
                 return None
-            victims[e[3]] = e
-            used -= e[5]
+            victims[e[5]] = e
+            used -= e[7]
             count -= 1
         self._tidy()
         return list(victims.values())
 
     def add(self, e: Entry) -> None:
-        item_id, tag, size = e[3], e[4], e[5]
+        item_id, tag, size = e[5], e[6], e[7]
         if item_id in self._live:
             return
         self._live[item_id] = e
@@ -298,11 +299,11 @@ class ValueQueue:
         e = self._live.pop(item_id, None)
         if e is None:
             return None
-        tag = e[4]
+        tag = e[6]
         left = self._tag_count[tag] - 1
         if left:
             self._tag_count[tag] = left
-            self._tag_bytes[tag] -= e[5]
+            self._tag_bytes[tag] -= e[7]
             theap = self._tag_heaps[tag]
             if len(theap) > 2 * left + 8:
                 self._tag_heaps[tag] = self._current(theap)
@@ -337,7 +338,7 @@ class ValueQueue:
     def _current(self, heap: list[Entry]) -> list[Entry]:
         """``heap`` without its stale entries (amortised: runs once per as many removals)."""
         live = self._live
-        out = [e for e in heap if live.get(e[3]) is e]
+        out = [e for e in heap if live.get(e[5]) is e]
         heapify(out)
         return out
 
@@ -353,7 +354,7 @@ class ValueQueue:
         live = self._live
         while heap:
             e = heap[0]
-            item_id = e[3]
+            item_id = e[5]
             if live.get(item_id) is not e:
                 heappop(heap)  # stale: removed, or re-keyed into a newer entry
                 continue
@@ -361,17 +362,17 @@ class ValueQueue:
             if item_id in skip:
                 popped.append((heap, e))
                 continue
-            value = value_of(e[6], e[5], e[1], now)
-            if value != e[0]:
-                e = (value, *e[1:])
+            value = value_of(e[8], e[7], e[3], now)
+            if value != e[:3]:
+                e = (*value, *e[3:])
                 live[item_id] = e
                 if heap is self._heap:
-                    self._push_tag(e[4], e)
+                    self._push_tag(e[6], e)
                 else:
                     heappush(self._heap, e)
                 # Every other key is a lower bound of its value: if ours now exceeds
                 # the next one's, that one may be cheaper; look again.
-                if rekeys < MAX_REKEYS and heap and e[:3] > heap[0][:3]:
+                if rekeys < MAX_REKEYS and heap and e[:KEY] > heap[0][:KEY]:
                     heappush(heap, e)
                     rekeys += 1
                     continue

@@ -66,7 +66,7 @@ class MemoryStore:
         if victims is None:
             return False  # worth less than what it would push out
         for v in victims:
-            self._drop(v[3], v[1])
+            self._drop(v[5], v[3])
         self._bodies[eid] = raw
         self.index.add(env.expiry, eid)
         self.tags.add(tag, eid)

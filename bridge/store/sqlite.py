@@ -150,9 +150,9 @@ class SQLiteStore:
             return False  # worth less than what it would push out
         used = self._bytes
         for v in victims:
-            self.index.remove(v[1], v[3])
-            self._stage_delete(v[3])
-            used -= v[5]
+            self.index.remove(v[3], v[5])
+            self._stage_delete(v[5])
+            used -= v[7]
         self._seq += 1
         op = (self._seq, eid, env.expiry, env.raw)
         self._ops.append(op)
