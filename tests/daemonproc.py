@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +145,16 @@ class Paranoim:
             self.write_config('[p2p]\nlisten = "127.0.0.1"\n')
         return self.start(*args, **kw)  # type: ignore[arg-type]
 
+    def new_identity(self, nick: str) -> dict[str, str]:
+        """``paranoim id new``: its Address, JID and Password (fails on an error)."""
+        res = self.run("id", "new", nick)
+        assert res.returncode == 0, res.stderr
+        return dict(re.findall(r"^\s+(Address|JID|Password):\s+(\S+)", res.stdout, re.M))
+
+    def add_contact(self, address: str, name: str) -> None:
+        res = self.run("contact", "add", address, "--name", name)
+        assert res.returncode == 0, res.stderr
+
     def write_config(self, text: str) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(text)
@@ -152,3 +164,19 @@ class Paranoim:
             if r.proc.poll() is None:
                 r.proc.kill()
                 r.proc.wait()
+
+
+def sandboxes(root: Path) -> Iterator[Callable[[str], Paranoim]]:
+    """Make named sandboxes below ``root`` whose P2P node listens on loopback only;
+    all are cleaned up when the generator ends (use it as a fixture's body)."""
+    made: list[Paranoim] = []
+
+    def make(name: str) -> Paranoim:
+        p = Paranoim(root / name)
+        p.write_config('[p2p]\nlisten = "127.0.0.1"\n')
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.cleanup()

@@ -27,6 +27,7 @@ import pytest
 from bridge.control import ControlClient, running_daemon
 from bridge.core.errors import UserError
 from tests.daemonproc import READY, Paranoim, Running
+from tests.daemonproc import sandboxes as make_sandboxes
 from tests.interop.drivers import SlixClient
 from tests.util import wait_until
 
@@ -35,28 +36,7 @@ HEX_RUN = re.compile(r"[0-9a-f]{12,}", re.I)
 
 @pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
-    made: list[Paranoim] = []
-
-    def make(name: str) -> Paranoim:
-        p = Paranoim(tmp_path / name)
-        p.write_config('[p2p]\nlisten = "127.0.0.1"\n')
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.cleanup()
-
-
-def new_identity(pim: Paranoim, nick: str) -> dict[str, str]:
-    res = pim.run("id", "new", nick)
-    assert res.returncode == 0, res.stderr
-    return dict(re.findall(r"^\s+(Address|JID|Password):\s+(\S+)", res.stdout, re.M))
-
-
-def add_contact(pim: Paranoim, address: str, name: str) -> None:
-    res = pim.run("contact", "add", address, "--name", name)
-    assert res.returncode == 0, res.stderr
+    yield from make_sandboxes(tmp_path)
 
 
 def run_daemon(pim: Paranoim, free_port: Callable[[], int], *extra: str) -> Running:
@@ -88,9 +68,9 @@ def web_link(pim: Paranoim) -> str:
 async def test_default_log_names_no_peer_no_message_no_token(
         sandboxes: Callable[[str], Paranoim], free_port: Callable[[], int]) -> None:
     a, b = sandboxes("a"), sandboxes("b")
-    alice, bob = new_identity(a, "Alice"), new_identity(b, "Bob")
-    add_contact(a, bob["Address"], "Bob")
-    add_contact(b, alice["Address"], "Alice")
+    alice, bob = a.new_identity("Alice"), b.new_identity("Bob")
+    a.add_contact(bob["Address"], "Bob")
+    b.add_contact(alice["Address"], "Alice")
     da = run_daemon(a, free_port)
     a_ports = a.runtime()["ports"]
     assert isinstance(a_ports, dict)

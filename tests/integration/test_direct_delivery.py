@@ -32,6 +32,7 @@ from bridge.control import ControlClient, running_daemon
 from bridge.direct import points_here
 from bridge.store.keystore import Keystore
 from tests.daemonproc import Paranoim, Running
+from tests.daemonproc import sandboxes as make_sandboxes
 from tests.interop.drivers import DriverError, SlixClient, Tor
 from tests.util import wait_until
 
@@ -43,28 +44,7 @@ STATUS_DIRECT = re.compile(
 
 @pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
-    made: list[Paranoim] = []
-
-    def make(name: str) -> Paranoim:
-        p = Paranoim(tmp_path / name)
-        p.write_config('[p2p]\nlisten = "127.0.0.1"\n')
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.cleanup()
-
-
-def new_identity(pim: Paranoim, nick: str) -> dict[str, str]:
-    res = pim.run("id", "new", nick)
-    assert res.returncode == 0, res.stderr
-    return dict(re.findall(r"^\s+(Address|JID|Password):\s+(\S+)", res.stdout, re.M))
-
-
-def add_contact(pim: Paranoim, address: str, name: str) -> None:
-    res = pim.run("contact", "add", address, "--name", name)
-    assert res.returncode == 0, res.stderr
+    yield from make_sandboxes(tmp_path)
 
 
 def run_daemon(pim: Paranoim, free_port: Callable[[], int], *extra: str,
@@ -100,11 +80,11 @@ async def client(pim: Paranoim, ident: dict[str, str]) -> SlixClient:
 async def test_direct_first_then_gossip_when_the_endpoint_is_dead(
         sandboxes: Callable[[str], Paranoim], free_port: Callable[[], int]) -> None:
     a, b, c = sandboxes("a"), sandboxes("b"), sandboxes("c")
-    alice, bob, carol = new_identity(a, "Alice"), new_identity(b, "Bob"), new_identity(c, "Carol")
-    add_contact(a, bob["Address"], "Bob")
-    add_contact(a, carol["Address"], "Carol")
-    add_contact(b, alice["Address"], "Alice")
-    add_contact(c, alice["Address"], "Alice")
+    alice, bob, carol = a.new_identity("Alice"), b.new_identity("Bob"), c.new_identity("Carol")
+    a.add_contact(bob["Address"], "Bob")
+    a.add_contact(carol["Address"], "Carol")
+    b.add_contact(alice["Address"], "Alice")
+    c.add_contact(alice["Address"], "Alice")
 
     da = run_daemon(a, free_port)
     assert da.line("Direct").startswith("not announced")  # nothing to announce: no address
@@ -171,9 +151,9 @@ async def test_tor_announces_the_onion_as_endpoint(
         sandboxes: Callable[[str], Paranoim], free_port: Callable[[], int], tor: Tor) -> None:
     a, b = sandboxes("a"), sandboxes("b")
     a.write_config(f'[tor]\ncontrol = "127.0.0.1:{tor.control_port}"\n')
-    olga = new_identity(a, "Olga")
-    new_identity(b, "Pia")
-    add_contact(b, olga["Address"], "Olga")
+    olga = a.new_identity("Olga")
+    b.new_identity("Pia")
+    b.add_contact(olga["Address"], "Olga")
 
     da = run_daemon(a, free_port, "--tor")
     onion = da.line("Onion")
