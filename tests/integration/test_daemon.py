@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import stat
@@ -328,19 +329,22 @@ def test_sqlite_keeps_envelopes_across_restarts(pim: Paranoim,
     assert d.stop() == 0
 
 
-def _wait_for_x(sock: Path, xvfb: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Until the X server accepts a connection on its socket (its file appears first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert xvfb.poll() is None, f"Xvfb exited with {xvfb.returncode}"
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-                return
-            except OSError:
-                pass
-        time.sleep(0.05)  # polling a socket that is not there yet; no event to wait on
-    raise AssertionError(f"Xvfb did not listen on {sock} within {timeout} s")
+def _start_xvfb(timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """An Xvfb on a display it picks itself (``-displayfd``: no two runs side by side
+    can share one), once it accepts connections; (process, ":N")."""
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
+                             "640x480x24"], pass_fds=(write_end,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        ready, _, _ = select.select([pipe], [], [], timeout)
+        number = pipe.readline().strip() if ready else ""
+    if not number.isdigit():
+        xvfb.kill()
+        xvfb.wait()
+        raise AssertionError(f"Xvfb named no display within {timeout} s")
+    return xvfb, f":{number}"  # it writes the number once it is ready for clients
 
 
 def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], int],
@@ -356,11 +360,8 @@ def test_tray_on_a_desktop_without_tray(pim: Paranoim, free_port: Callable[[], i
         skip_or_fail("pystray is not installed (pip install -e '.[test]')")
     if shutil.which("Xvfb") is None:
         skip_or_fail("Xvfb is not installed (apt-get install xvfb)")
-    display = f":{free_port() % 10000 + 100}"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    xvfb, display = _start_xvfb()
     try:
-        _wait_for_x(Path(f"/tmp/.X11-unix/X{display[1:]}"), xvfb)
         d = pim.start_daemon("--tray", free_port=free_port, env={"DISPLAY": display})
         assert not any("no tray icon" in line for line in d.stdout)
         assert d.stop() == 0
