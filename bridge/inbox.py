@@ -110,6 +110,8 @@ class Inbox:
         self._unwatch(owner, address)
         rec = self.ids.rec(owner)
         c = self.contacts.find(rec, address)
+        if c is None:
+            self._heard_ms.pop((owner, address), None)
         if c is None or c.state == BLOCKED:
             return
         ident = self.ids.ident(rec)
@@ -170,7 +172,9 @@ class Inbox:
             self.errors.add(f"envelope {env.id.hex()[:12]} refused: {failures[0]}")
 
     def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
-        if isinstance(event, MessageArrived):
+        if isinstance(event, MessageArrived):  # a chat state older than it is no news
+            key = (event.to, event.sender)
+            self._heard_ms[key] = max(self._heard_ms.get(key, -1), event.sent_at_ms)
             self._unconfirmed.put(env_id, expiry)
         else:
             self.seen.add(env_id, expiry)
@@ -238,7 +242,6 @@ class Inbox:
             self._chat_state(me, sender, c, env, record)
             return
         key = (me, sender)
-        self._heard_ms[key] = max(self._heard_ms.get(key, -1), record.sent_at_ms)
         event = MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
                                sent_at_ms=record.sent_at_ms, envelope_id=env.id,
                                receipt_wanted=record.receipt_wanted,

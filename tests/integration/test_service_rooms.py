@@ -193,3 +193,26 @@ async def test_contact_changes_update_the_watch_table_as_a_rebuild_would(
     assert incremental == s.inbox.watched()
     assert len(incremental) > 20
     await s.stop()
+
+
+async def test_strangers_leave_nothing_in_what_the_inbox_remembers_per_sender(
+        tmp_path: Path, pool: WorkerPool) -> None:
+    node = SharedNode(BITS)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
+    await a.start()
+    await b.start()
+    bob = await b.create_identity("Bob")
+    strangers = [await a.create_identity(f"S{i}") for i in range(5)]
+    for s in strangers:
+        await a.send_message(s.address, bob.address, "hello")
+    assert b.held_messages(bob.address, strangers[0].address) == 1
+    assert b.inbox.sizes()["senders_heard"] == 0  # nothing per stranger outside the queue
+    b_in = Inbox(b)
+    b.accept_contact(bob.address, strangers[0].address)
+    await b_in.wait(MessageArrived)
+    assert b.inbox.sizes()["senders_heard"] == 1
+    b.remove_contact(bob.address, strangers[0].address)
+    assert b.inbox.sizes()["senders_heard"] == 0
+    await a.stop()
+    await b.stop()
