@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.daemonproc import Paranoim
+from tests.daemonproc import sandboxes as make_sandboxes
 from tests.interop.drivers._common import ProgramMissing
 from tests.util import free_tcp_port, in_ci, skip_or_fail
 
@@ -69,6 +71,13 @@ def pytest_runtest_makereport(
 def free_port() -> Callable[[], int]:
     """Call it for a free 127.0.0.1 TCP port; never the same port twice in a run."""
     return free_tcp_port
+
+
+@pytest.fixture
+def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
+    """Named sandboxes (``paranoim`` with its own HOME, config and data dir) whose P2P
+    node listens on loopback only; their daemons are killed at the end of the test."""
+    yield from make_sandboxes(tmp_path)
 
 
 @pytest.fixture

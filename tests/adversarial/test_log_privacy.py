@@ -18,25 +18,18 @@ import asyncio
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from bridge.control import ControlClient, running_daemon
 from bridge.core.errors import UserError
 from tests.daemonproc import READY, Paranoim, Running
-from tests.daemonproc import sandboxes as make_sandboxes
 from tests.interop.drivers import SlixClient
 from tests.util import wait_until
 
 HEX_RUN = re.compile(r"[0-9a-f]{12,}", re.I)
-
-
-@pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
-    yield from make_sandboxes(tmp_path)
 
 
 def run_daemon(pim: Paranoim, free_port: Callable[[], int], *extra: str) -> Running:

@@ -23,8 +23,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -32,7 +31,6 @@ from bridge.control import ControlClient, running_daemon
 from bridge.direct import points_here
 from bridge.store.keystore import Keystore
 from tests.daemonproc import Paranoim, Running
-from tests.daemonproc import sandboxes as make_sandboxes
 from tests.interop.drivers import DriverError, SlixClient, Tor
 from tests.util import wait_until
 
@@ -40,11 +38,6 @@ STATUS_DIRECT = re.compile(
     r"Direct:\s+(?P<endpoint>\S+).*?; (?P<sent>\d+) sent directly, (?P<fallback>\d+) sent "
     r"by gossip after a failed direct attempt, (?P<received>\d+) received directly, "
     r"(?P<known>\d+) contacts with an endpoint")
-
-
-@pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
-    yield from make_sandboxes(tmp_path)
 
 
 def run_daemon(pim: Paranoim, free_port: Callable[[], int], *extra: str,

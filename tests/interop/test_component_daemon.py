@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from slixmpp import JID
 
 from tests.daemonproc import Paranoim
@@ -26,21 +25,6 @@ from tests.util import wait_until
 
 DOMAIN = "p2p.localhost"
 REGISTER = "{jabber:iq:register}"
-
-
-@pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
-    made: list[Paranoim] = []
-
-    def make(name: str) -> Paranoim:
-        p = Paranoim(tmp_path / name)
-        p.write_config('[p2p]\nlisten = "127.0.0.1"\n')
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.cleanup()
 
 
 def secret_file(pim: Paranoim, secret: str) -> Path:
