@@ -90,7 +90,10 @@ class WorkerPool:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            # Wait for the work in hand (one range at most) so the executor's management
+            # thread has ended before the interpreter exits: left running, Python 3.12's
+            # exit hook wrote to its closed wake-up pipe and the process never exited.
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def _run_ranges(
         self,
