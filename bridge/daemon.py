@@ -4,7 +4,7 @@ and the control channel.
 
 It is an ordered list of parts (``bridge.parts``) entered on one exit stack:
 the data directory's lock → worker pool → (Tor's onion) → store → node →
-(loopback inbox) → (delivered-ids file) → direct-delivery session → service →
+(loopback inbox) → direct-delivery session → service →
 XMPP listener → component → web UI → (arrivals handed over) → control channel →
 runtime file. Stopping is that list in reverse, by construction: the faces stop
 taking requests before the service and the node go, so nothing acknowledged to
@@ -61,7 +61,7 @@ from bridge.store.index import Store
 from bridge.store.keystore import OnceKeystore, write_private
 from bridge.store.memory import DEFAULT_MAX_BYTES as DEFAULT_STORE_BYTES
 from bridge.store.memory import MemoryStore
-from bridge.store.seen import SQLiteSeen
+from bridge.store.seen import import_delivered_db
 from bridge.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ class Daemon:
 
         keystore = self.keystore = OnceKeystore(self.data_dir, self.passphrase)
         await parts.step("key file loaded", asyncio.to_thread(keystore.load))
+        await asyncio.to_thread(import_delivered_db, self.data_dir, keystore, int(time.time()))
         pool = Pool(self.pool_workers)
         await parts.enter(pool)
 
@@ -223,16 +224,11 @@ class Daemon:
             self.local_inbox = LocalInbox(inbox)
             await parts.enter(self.local_inbox)
 
-        seen: SQLiteSeen | None = None  # delivered-message ids survive restarts with SQLite
-        if cfg.storage == "sqlite":
-            seen = SQLiteSeen(self.data_dir / "delivered.db")
-            # closed after the service: it records deliveries until it stops
-            await parts.enter(Step("delivered-ids file", stop=seen.close))
         sender = DirectSender(cfg, pool.pool)
         await parts.enter(sender)
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
-                          chat_states=cfg.chat_states, seen=seen)
+                          chat_states=cfg.chat_states)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]

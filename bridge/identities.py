@@ -10,6 +10,7 @@ one write and does the fsync in a thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import unicodedata
@@ -60,6 +61,7 @@ class IdentityBook:
         self._keys: dict[str, Identity] = {}
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
 
     # --- records ------------------------------------------------------------------
 
@@ -188,11 +190,17 @@ class IdentityBook:
         while self._dirty:
             await asyncio.sleep(0)  # let the rest of this burst of changes in
             self._dirty = False
-            await self.keystore.save_async()
+            # A write already in a thread finishes even if this task is cancelled
+            # (stop): flush() waits for it, so nothing reads the file half-saved.
+            self._writing = asyncio.ensure_future(self.keystore.save_async())
+            await asyncio.shield(self._writing)
 
     async def flush(self) -> None:
         if self._saving is not None and not self._saving.done():
-            await asyncio.shield(self._saving)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._saving)
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])  # its error, if any, was reported
         if self._dirty:  # the save task was cancelled before it wrote
             self._dirty = False
             await self.keystore.save_async()

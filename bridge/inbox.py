@@ -36,7 +36,7 @@ from bridge.events import (
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
 from bridge.store.keystore import ContactRecord, IdentityRecord
-from bridge.store.seen import MemorySeen, SeenIds
+from bridge.store.seen import SeenIds
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,13 @@ class ExpiringIds(OrderedDict[bytes, int]):
 class Inbox:
     def __init__(self, ids: IdentityBook, contacts: ContactBook, bus: EventBus, *,
                  clock: Callable[[], int], errors: RecentErrors,
-                 seen: SeenIds | None = None, chat_states: bool = False) -> None:
+                 seen: SeenIds, chat_states: bool = False) -> None:
         self.ids = ids
         self.contacts = contacts
         self.bus = bus
         self.clock = clock
         self.errors = errors
-        self.seen: SeenIds = seen if seen is not None else MemorySeen()  # shown to the user
+        self.seen = seen  # shown to the user: kept in the key file, across restarts
         self.chat_states = chat_states
         self._watch: WatchTable = {}
         self._pairs: dict[tuple[bytes, bytes], bytes] = {}  # (our key, theirs) -> pair secret
@@ -176,7 +176,7 @@ class Inbox:
             key = (event.to, event.sender)
             self._heard_ms[key] = max(self._heard_ms.get(key, -1), event.sent_at_ms)
             self._unconfirmed.put(env_id, expiry)
-        else:
+        elif not isinstance(event, ChatStateArrived):  # typing is not worth a disk write
             self.seen.add(env_id, expiry)
         self.bus.emit(event)
 

@@ -26,7 +26,7 @@ from bridge.net.workers import WorkerPool
 from bridge.outbox import CHAT_STATE_TTL, MessageTooLargeError, Outbox
 from bridge.peerbook import NodeLike, PeerBook
 from bridge.store.keystore import Keystore
-from bridge.store.seen import SeenIds
+from bridge.store.seen import KeyfileSeen
 from bridge.tasks import TaskSet
 from bridge.upkeep import Upkeep
 from bridge.vanityjobs import VanityJob, VanityJobRunner
@@ -42,8 +42,7 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off", seen: SeenIds | None = None,
-                 chat_states: bool = False) -> None:
+                 tor: str = "off", chat_states: bool = False) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
         self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
@@ -55,7 +54,8 @@ class Service:
         self.outbox = Outbox(self.ids, self.book, node, pool, clock=clock, base_bits=base_bits,
                              ttl=min(ttl, MAX_TTL), errors=self.errors, tasks=self.tasks)
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
-                           seen=seen, chat_states=chat_states)
+                           seen=KeyfileSeen(keystore, self.ids.save_soon),
+                           chat_states=chat_states)
         self.book.on_release = self.inbox.show_released
         self.peerbook = PeerBook(node, self.errors)
         self.upkeep = Upkeep(self.ids, self.inbox, self.outbox, node, self.tasks, clock)

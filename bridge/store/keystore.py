@@ -16,7 +16,10 @@ On-disk framing (the document inside is JSON, local only, never on the wire):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -31,6 +34,9 @@ import nacl.secret
 import nacl.utils
 
 from bridge.core.errors import UserError
+from bridge.core.seenset import SeenSet, SeenSetError
+
+log = logging.getLogger(__name__)
 
 MAGIC_PLAIN = b"PIMK0\n"
 MAGIC_SEALED = b"PIMK1\n"
@@ -91,6 +97,9 @@ class IdentityRecord:
 class KeyDocument:
     identities: list[IdentityRecord] = field(default_factory=list)
     version: int = 1
+    # Envelopes already shown to the user (``core.seenset``), base64; kept here so a
+    # restart in either storage mode shows nothing twice, and encrypted with the keys.
+    seen: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
@@ -106,7 +115,8 @@ class KeyDocument:
             i["prekeys"] = [PrekeyRecord(**p) for p in i.get("prekeys", [])]
             i["contacts"] = [ContactRecord(**c) for c in i.get("contacts", [])]
             idents.append(IdentityRecord(**i))
-        return cls(identities=idents)
+        seen = raw.get("seen", "")
+        return cls(identities=idents, seen=seen if isinstance(seen, str) else "?")
 
 
 def _kdf(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
@@ -210,6 +220,7 @@ class Keystore:
         self._kdf = (kdf_ops, kdf_mem)
         self._key: SealKey | None = None
         self.doc = KeyDocument()
+        self.seen = SeenSet()  # encoded into doc.seen at each save
         # Writes may run in a thread (save_async) while the loop saves again: each
         # encoding gets a number, and a write older than the last one written is dropped.
         self._write_lock = threading.Lock()
@@ -231,6 +242,7 @@ class Keystore:
     def load(self) -> KeyDocument:
         if not self.path.exists():
             self.doc = KeyDocument()
+            self.seen.clear()
             return self.doc
         size = self.path.stat().st_size
         if size > MAX_KEYFILE:
@@ -241,7 +253,17 @@ class Keystore:
             self.doc = KeyDocument.from_json(plain)
         except (ValueError, TypeError, KeyError) as exc:
             raise KeystoreError(f"{self.path} is damaged: {exc}") from None
+        self._load_seen()
         return self.doc
+
+    def _load_seen(self) -> None:
+        """A damaged seen-set costs only duplicate suppression, never the keys."""
+        try:
+            self.seen.load(base64.b64decode(self.doc.seen, validate=True))
+        except (binascii.Error, SeenSetError) as exc:
+            log.warning("the key file's record of shown messages is unreadable (%s); "
+                        "starting it afresh", exc)
+            self.seen.clear()
 
     def save(self) -> None:
         """Write the document now (an fsync: not for the event loop's hot paths)."""
@@ -253,6 +275,7 @@ class Keystore:
         await asyncio.to_thread(self._write, seq, data)
 
     def _encode(self) -> tuple[int, bytes]:
+        self.doc.seen = base64.b64encode(self.seen.to_bytes()).decode() if len(self.seen) else ""
         plain = self.doc.to_json()
         if self.passphrase and self._key is None:
             self._key = SealKey.derive(self.passphrase, ops=self._kdf[0], mem=self._kdf[1])

@@ -1,18 +1,29 @@
-"""Which envelopes were already handed to the user, so each is delivered once.
+"""Which envelopes were already handed to the user, so each is shown once.
 
-In RAM mode this is a set that dies with the daemon, as the envelopes do. In
-SQLite mode the node's store survives restarts and replays its envelopes at
-start, so the delivered ids must survive too: a small table beside it, purged
-of ids whose envelopes have expired. Only envelopes that were *shown* are
-recorded — a message held as a contact request is opened again at the next
-start and held again, so it is never lost.
+The record lives in the key file (``Keystore.seen``, a ``core.seenset.SeenSet``),
+in both storage modes: with the RAM store, peers still hold what was shown before a
+restart and offer it again; with SQLite, the node replays its own store at start;
+and any relay may replay an envelope it kept until the envelope expires. Only
+envelopes that were *shown* are recorded — a message held as a contact request is
+opened again at the next start and held again, so it is never lost.
+
+Earlier versions kept the record in ``delivered.db`` beside the SQLite store, in the
+clear; ``import_delivered_db`` moves it into the key file once and deletes it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from bridge.store.keystore import Keystore
+
+log = logging.getLogger(__name__)
+
+LEGACY_FILE = "delivered.db"
 
 
 class SeenIds(Protocol):
@@ -21,40 +32,51 @@ class SeenIds(Protocol):
     def purge(self, now: int) -> None: ...
 
 
-class MemorySeen:
-    def __init__(self) -> None:
-        self._ids: dict[bytes, int] = {}
+class KeyfileSeen:
+    """The key store's seen-set; each new entry asks for a (coalesced) save."""
+
+    def __init__(self, keystore: Keystore, save_soon: Callable[[], None]) -> None:
+        self.keystore = keystore
+        self.save_soon = save_soon
 
     def __contains__(self, envelope_id: object) -> bool:
-        return envelope_id in self._ids
+        return envelope_id in self.keystore.seen
+
+    def __len__(self) -> int:
+        return len(self.keystore.seen)
 
     def add(self, envelope_id: bytes, expiry: int) -> None:
-        self._ids[envelope_id] = expiry
+        if self.keystore.seen.add(envelope_id, expiry):
+            self.save_soon()
 
     def purge(self, now: int) -> None:
-        self._ids = {i: e for i, e in self._ids.items() if e > now}
+        if self.keystore.seen.purge(now):
+            self.save_soon()
 
 
-class SQLiteSeen:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        path.chmod(0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS delivered (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)"
-        )
-
-    def __contains__(self, envelope_id: object) -> bool:
-        row = self._db.execute("SELECT 1 FROM delivered WHERE id = ?", (envelope_id,))
-        return row.fetchone() is not None
-
-    def add(self, envelope_id: bytes, expiry: int) -> None:
-        self._db.execute("INSERT OR IGNORE INTO delivered VALUES (?, ?)", (envelope_id, expiry))
-
-    def purge(self, now: int) -> None:
-        self._db.execute("DELETE FROM delivered WHERE expiry <= ?", (now,))
-
-    def close(self) -> None:
-        self._db.close()
+def import_delivered_db(data_dir: Path, keystore: Keystore, now: int) -> int:
+    """Move an old ``delivered.db``'s live ids into the key file (saved before the
+    old file is deleted). Returns how many were taken; an unreadable file is left
+    where it is."""
+    path = data_dir / LEGACY_FILE
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT id, expiry FROM delivered WHERE expiry > ?",
+                              (now,)).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        log.warning("%s could not be read (%s); it is left as it is", path, exc)
+        return 0
+    taken = 0
+    for envelope_id, expiry in rows:
+        if isinstance(envelope_id, bytes) and len(envelope_id) >= 16 and isinstance(expiry, int):
+            taken += keystore.seen.add(envelope_id, expiry)
+    if taken:
+        keystore.save()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return taken

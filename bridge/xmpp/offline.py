@@ -6,8 +6,9 @@ queue holds at most ``max_events`` events and ``max_bytes`` (message text plus
 a fixed overhead per event). What does not fit is not kept, and that is never
 silent:
 
-- the gateway does not tell the service the message was delivered, so with
-  ``--storage sqlite`` it is shown again after the daemon restarts;
+- the gateway does not tell the service the message was delivered, so it is
+  shown again after the daemon restarts (peers, or the SQLite store, offer it
+  again, and it was never recorded as shown);
 - the log says so at the first message not kept, and again with the count when
   a client comes back;
 - the person is told how many were not kept, by the bot, when they log in.

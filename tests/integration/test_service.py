@@ -215,14 +215,12 @@ async def test_vanity_identity(tmp_path: Path, pool: WorkerPool) -> None:
 
 
 async def test_each_message_shown_once_across_restarts(tmp_path: Path, pool: WorkerPool) -> None:
-    """With a persistent store the node replays its envelopes at start: what was
-    shown is not shown again, what was held as a request is held again."""
-    from bridge.store.seen import SQLiteSeen
-
+    """The node (a relay, or a persistent store) offers its envelopes again at each
+    start: what was shown is not shown again (the key file remembers it), what was
+    held as a request is held again."""
     node = SharedNode(BITS)
     a = await _service(tmp_path / "a", node, pool)
-    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS,
-                seen=SQLiteSeen(tmp_path / "b" / "seen.db"))
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
     await b.start()
     alice = await a.create_identity("Alice")
     carol = await a.create_identity("Carol")
@@ -235,8 +233,7 @@ async def test_each_message_shown_once_across_restarts(tmp_path: Path, pool: Wor
     await b_in.wait(ContactsChanged, owner=bob.address)
     await b.stop()
 
-    again = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS,
-                    seen=SQLiteSeen(tmp_path / "b" / "seen.db"))
+    again = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
     again_in = Inbox(again, confirm=False)
     await again.start()
     assert not [e for e in again_in.events if isinstance(e, MessageArrived)]
@@ -246,8 +243,7 @@ async def test_each_message_shown_once_across_restarts(tmp_path: Path, pool: Wor
     await again.stop()
 
     # "held" was emitted but no face confirmed it reached a client: shown again
-    third = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS,
-                    seen=SQLiteSeen(tmp_path / "b" / "seen.db"))
+    third = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS)
     third_in = Inbox(third)
     await third.start()
     assert [e.text for e in third_in.events if isinstance(e, MessageArrived)] == ["held"]
