@@ -51,6 +51,24 @@ CTX_EXPORT_KEY: Final = "ParanoIM 2026-11 identity export key"
 CTX_KKV_POW: Final = "ParanoIM 2026-11 kkv challenge work"
 CTX_KKV_SESSION_KEY: Final = "ParanoIM 2026-11 kkv session key"
 CTX_KKV_SESSION_NONCE: Final = "ParanoIM 2026-11 kkv session nonce"
+# Sessions: hybrid handshake and double ratchet (docs/sessions.md).
+CTX_PREKEY_ID: Final = "ParanoIM 2026-12 prekey id"
+CTX_HANDSHAKE_IDENTITY_KEY: Final = "ParanoIM 2026-12 handshake identity key"
+CTX_HANDSHAKE_IDENTITY_NONCE: Final = "ParanoIM 2026-12 handshake identity nonce"
+CTX_HANDSHAKE_TRANSCRIPT: Final = "ParanoIM 2026-12 handshake transcript"
+CTX_HANDSHAKE_SECRET: Final = "ParanoIM 2026-12 handshake secret"  # noqa: S105 (a context label)
+CTX_SESSION_ID: Final = "ParanoIM 2026-12 session id"
+CTX_SESSION_ROOT: Final = "ParanoIM 2026-12 session first root key"
+CTX_SESSION_HEADER_INITIATOR: Final = "ParanoIM 2026-12 session initiator header key"
+CTX_SESSION_HEADER_RESPONDER: Final = "ParanoIM 2026-12 session responder header key"
+CTX_RATCHET_ROOT: Final = "ParanoIM 2026-12 ratchet root step"
+CTX_RATCHET_CHAIN: Final = "ParanoIM 2026-12 ratchet chain key"
+CTX_RATCHET_MESSAGE: Final = "ParanoIM 2026-12 ratchet message key"
+CTX_RATCHET_BODY_NONCE: Final = "ParanoIM 2026-12 ratchet body nonce"
+CTX_RATCHET_HEADER_NONCE: Final = "ParanoIM 2026-12 ratchet header nonce"
+# Stamps: proof of work minted before the text is written (docs/stamps.md).
+CTX_STAMP_DIGEST: Final = "ParanoIM 2026-12 stamp digest"
+CTX_STAMP_ID: Final = "ParanoIM 2026-12 stamped envelope id"
 
 # Domain tags that prefix signed messages (not key derivation contexts).
 SIG_ENVELOPE: Final = b"ParanoIM 2026-11 envelope signature\x00"
@@ -59,6 +77,8 @@ SIG_KKV_CHALLENGE: Final = b"ParanoIM 2026-11 kkv challenge\x00"
 SIG_KKV_EXCHANGE: Final = b"ParanoIM 2026-11 kkv exchange request\x00"
 SIG_KKV_SESSION: Final = b"ParanoIM 2026-11 kkv session offer\x00"
 SIG_KKV_MESSAGE: Final = b"ParanoIM 2026-11 kkv message\x00"
+SIG_HYBRID_PREKEY: Final = b"ParanoIM 2026-12 signed hybrid prekey\x00"
+SIG_ONE_TIME_PREKEY: Final = b"ParanoIM 2026-12 one-time prekey\x00"
 
 
 def _need(value: bytes, size: int, what: str) -> None:

@@ -132,3 +132,32 @@ class ReaddressedError(BadSignatureError):
 
 class BadInviteError(MalformedError, UserError):
     """An invitation link that cannot be used; the message says why."""
+
+
+# --- sessions (docs/sessions.md) -------------------------------------------------
+
+
+class SessionError(RemoteProtocolError):
+    """A session message that cannot be used; the subclass says why."""
+
+
+class UnknownSessionError(SessionError, DecryptionError):
+    """The header opens with none of the session's header keys: another session (the
+    contact started over, or we lost ours), or not for us."""
+
+
+class DuplicateMessageError(SessionError):
+    """The message's key is gone: it was opened before (a duplicate or a replay), or
+    given up as lost. It is never opened twice."""
+
+
+class TooFarAheadError(SessionError):
+    """The message number is further ahead than the session will skip in one step."""
+
+
+class UnknownPrekeyError(SessionError):
+    """A handshake names a prekey or one-time prekey we do not hold (used up or deleted)."""
+
+
+class HandshakeError(SessionError, DecryptionError):
+    """A handshake whose sealed identity does not open: tampered with, or not for us."""
