@@ -27,6 +27,7 @@ from aiohttp import web
 from bridge.core import gossip as g
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import MAX_FRAME_SIZE, ByeReason, Hello
+from bridge.core.slots import Admission
 from bridge.net.peerlink import VIOLATOR_GRACE, PeerConnection, Socket
 from bridge.net.slots import InboundSlots, Slot
 
@@ -42,6 +43,7 @@ class Links:
         self.node = node
         self.conns: set[PeerConnection] = set()
         self.slots = InboundSlots(node)
+        self.admission = Admission(node.config.admission, time.monotonic())
         self.bans: dict[str, float] = {}  # "host:port", "id:<hex>" or "ip:<addr>" -> until
 
     # --- bans --------------------------------------------------------------------
@@ -70,11 +72,11 @@ class Links:
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
         remote = request.remote or ""
-        if self.banned("ip:" + remote):
-            raise web.HTTPForbidden()
-        slot = self.slots.take(remote, request.transport)
+        slot = None if self.banned("ip:" + remote) else self.slots.take(remote, request.transport)
         if slot is None:
-            raise web.HTTPForbidden()
+            refused = web.HTTPForbidden()
+            refused.force_close()  # one refusal per connection: no keep-alive to try again on
+            raise refused
         try:
             ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE, heartbeat=30.0)
             await ws.prepare(request)

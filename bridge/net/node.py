@@ -40,6 +40,7 @@ from bridge.core.envelope import Envelope, parse_envelope
 from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import ByeReason
 from bridge.core.peers import parse_peer
+from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
@@ -47,6 +48,7 @@ from bridge.net.links import Links
 from bridge.net.memory import apply_budget, give_back, usage
 from bridge.net.peerlink import PeerConnection
 from bridge.net.relay import Relay, Subscriber
+from bridge.net.slots import AdmittingListener
 from bridge.store.index import Store
 from bridge.store.memory import MemoryStore
 from bridge.tasks import TaskSet
@@ -68,6 +70,8 @@ class NodeConfig:
     max_inbound_per_host: int = 4  # an IPv4 address or an IPv6 /64
     max_inbound_per_prefix: int = 8  # an IPv4 /24 or an IPv6 /48
     hello_timeout: float = 10.0  # a link that has not finished HELLO by then is closed
+    # new inbound connections a second per prefix and node-wide (``bridge.core.slots``)
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     # dial private, link-local and loopback addresses strangers announce? None: only
     # in the scopes this node binds, advertises or was given peers in (see PeerBook)
     dial_private: bool | None = None
@@ -106,6 +110,7 @@ class Node:
         self.http_app = web.Application()
         self.http_app.router.add_get("/p2p", self.links.handle_inbound)
         self._runner: web.AppRunner | None = None
+        self._listener: AdmittingListener | None = None
         self._session: aiohttp.ClientSession | None = None
         self.dialer = Dialer(self)
         self.started = False
@@ -119,10 +124,12 @@ class Node:
         # No access log: it would record every peer's IP address and request time.
         self._runner = web.AppRunner(self.http_app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
-        if not self.port:
-            self.port = int(self._runner.addresses[0][1])
+        handler = self._runner.server
+        assert handler is not None
+        # Our own listener, not a TCPSite: it admits or resets each connection at
+        # accept, before asyncio or aiohttp spend anything on it (``bridge.net.slots``).
+        self._listener = AdmittingListener(self.links.admission, handler)
+        self.port = await self._listener.start(cfg.host, cfg.port)
         self.selves.configure(cfg.host, self.port, self.advertise)
         self.book.dial_private = cfg.dial_private
         self.book.live_in(self.advertise.rpartition(":")[0])
@@ -160,6 +167,8 @@ class Node:
         for c in conns:
             c.abort()
         self.conns.clear()
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:

@@ -2,11 +2,14 @@
 
     python -m tests.adversarial.slots_attacker idle  PORT N one|spread
     python -m tests.adversarial.slots_attacker hello PORT N one|spread
+    python -m tests.adversarial.slots_attacker churn PORT N one|spread
     python -m tests.adversarial.slots_attacker flood PORT N
 
 ``idle``: N WebSockets to ``/p2p`` that never send a frame, each reopened as
 soon as the node closes it. ``hello``: the same, but each sends a valid HELLO
-first and then nothing. ``one`` connects from 127.0.0.1 (the address Tor and
+first and then nothing. ``churn``: as ``hello``, but a refused connection is
+tried again at once, never after a pause: reconnecting as fast as it can, with
+more sockets than the node has slots. ``one`` connects from 127.0.0.1 (the address Tor and
 local programs share), ``spread`` from N different /24s (127.50.i.1).
 ``flood``: one link that sends N junk addresses in PEERS frames — all loopback
 addresses 127.77.x.y:port on which this process listens, counting every
@@ -14,7 +17,7 @@ connection the node makes to them — and answers reconciliation, printing
 ``round`` each time the node starts one (its maintenance ran).
 
 Prints ``ready`` once the attack is in place; on end of stdin prints
-``stats key=value ...`` (connects made, attacker CPU seconds, peak RSS in KiB,
+``stats key=value ...`` (connects made, attempts refused, attacker CPU seconds, peak RSS in KiB,
 connections the node made to the junk) and exits.
 """
 
@@ -47,11 +50,12 @@ class Attack:
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/p2p"
         self.connects = 0
+        self.refused = 0
         self.open = 0
         self.dialled = 0
         self.ready = asyncio.Event()
 
-    async def hold(self, src: str, send_hello: bool, n: int) -> None:
+    async def hold(self, src: str, send_hello: bool, n: int, pause: float = 0.05) -> None:
         """Keep one WebSocket open from ``src``, reopening it whenever it is closed."""
         conn = aiohttp.TCPConnector(local_addr=(src, 0), force_close=True)
         async with aiohttp.ClientSession(connector=conn) as s:
@@ -60,7 +64,10 @@ class Attack:
                     ws = await s.ws_connect(self.url, max_msg_size=w.MAX_FRAME_SIZE,
                                             autoping=True)
                 except (aiohttp.ClientError, OSError):
-                    await asyncio.sleep(0.05)  # refused (403): try again soon
+                    self.refused += 1
+                    if n >= 0 and self.refused >= n:
+                        self.ready.set()  # the node has begun refusing: the attack is on
+                    await asyncio.sleep(pause)  # refused (403, or cut at accept): again
                     continue
                 self.connects += 1
                 self.open += 1
@@ -117,7 +124,9 @@ async def main(argv: list[str]) -> None:
     else:
         srcs = (["127.0.0.1"] * n if argv[3] == "one"
                 else [f"127.50.{i}.1" for i in range(n)])
-        tasks = [asyncio.create_task(attack.hold(src, mode == "hello", n)) for src in srcs]
+        pause = 0.0 if mode == "churn" else 0.05
+        tasks = [asyncio.create_task(attack.hold(src, mode != "idle", n, pause))
+                 for src in srcs]
     await attack.ready.wait()
     out("ready")
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -125,7 +134,8 @@ async def main(argv: list[str]) -> None:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    out(f"stats connects={attack.connects} cpu={ru.ru_utime + ru.ru_stime:.2f} "
+    out(f"stats connects={attack.connects} refused={attack.refused} "
+        f"cpu={ru.ru_utime + ru.ru_stime:.2f} "
         f"rss_kib={ru.ru_maxrss} dialled={attack.dialled}")
 
 

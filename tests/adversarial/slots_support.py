@@ -48,8 +48,9 @@ async def honest_connect(port: int, src: str = "127.9.9.9",
             try:
                 ws = await s.ws_connect(f"http://127.0.0.1:{port}/p2p",
                                         max_msg_size=w.MAX_FRAME_SIZE)
-            except aiohttp.WSServerHandshakeError:
-                continue  # 403: no slot for us (what must not last)
+            except aiohttp.ClientError:  # 403 (no slot), or cut at accept (no admission):
+                await asyncio.sleep(0.05)  # what must not last; a retry's pause, as a dialler's
+                continue
             async with ws:
                 await ws.send_bytes(w.encode(w.Hello(w.PROTOCOL_VERSION, 8, int(time.time()),
                                                      os.urandom(16), False, "")))
