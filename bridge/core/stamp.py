@@ -1,0 +1,196 @@
+"""Stamps: proof of work minted before the message is written (``docs/stamps.md``).
+
+A stamp is a one-time Ed25519 key pair plus a proof of work over what is known
+before any text is typed — the envelope format version, its size class and its
+expiry — and the stamp's public key:
+
+    stamp digest = derive(CTX_STAMP_DIGEST, version u8 ‖ bucket index u8 ‖
+                          expiry u64 ‖ stamp public key[32])
+    proof        = pow.work_bits(stamp digest, nonce) ≥ required bits (pow.md §2)
+
+The envelope that spends the stamp carries the public key, the nonce and a
+signature by the stamp key over every other byte of the envelope, so nobody but
+the minter can attach the stamp to other content; and its id is derived from the
+stamp key alone, so every store keeps at most one envelope per stamp. A relay's
+cost per stored envelope is therefore one proof of work, exactly as when the
+work covers the envelope's own bytes — only *when* the sender does the work
+changes.
+
+Pure: randomness and the clock are arguments; solving is the caller's (the
+daemon mints in its worker pool, in idle time).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
+
+from bridge.core import crypto, pow
+from bridge.core.checks import MAX_CLOCK_SKEW
+from bridge.core.errors import BadSignatureError, LocalProtocolError, WeakProofOfWorkError
+
+FORMAT_VERSION: Final = 2  # the envelope version that carries stamps
+BUCKETS: Final = (256, 1024, 4096, 16384, 65536)  # padded plaintext sizes (envelope.md §4)
+SIG_STAMP: Final = b"ParanoIM 2026-12 stamp signature\x00"
+_DIGEST_INPUT: Final = struct.Struct(">BBQ32s")
+
+# The pool: stamps kept ready per size class, minted for DEFAULT_LIFE and spent
+# while at least MIN_LIFE remains (an envelope's life is its stamp's).
+DEFAULT_LIFE: Final = 2 * 24 * 3600
+MIN_LIFE: Final = 36 * 3600
+POOL_TARGET: Final = {0: 3, 1: 2}  # bucket index -> stamps kept ready (256 B, 1 KiB)
+
+
+def bucket_index(bucket: int) -> int:
+    try:
+        return BUCKETS.index(bucket)
+    except ValueError:
+        raise LocalProtocolError(f"{bucket} is not a padding bucket") from None
+
+
+def stamp_digest(public: bytes, bucket: int, expiry: int) -> bytes:
+    """What the stamp's proof of work covers."""
+    if len(public) != 32:
+        raise LocalProtocolError("a stamp key is 32 bytes")
+    if not 0 <= expiry < 2**64:
+        raise LocalProtocolError("expiry out of range")
+    return crypto.derive(crypto.CTX_STAMP_DIGEST,
+                         _DIGEST_INPUT.pack(FORMAT_VERSION, bucket_index(bucket), expiry, public))
+
+
+def stamp_id(public: bytes) -> bytes:
+    """The id of the envelope that spends this stamp (one envelope per stamp)."""
+    return crypto.derive(crypto.CTX_STAMP_ID, bytes([FORMAT_VERSION]) + public)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A minted stamp, ready to spend once. ``seed`` is the Ed25519 seed."""
+
+    seed: bytes = field(repr=False)
+    public: bytes
+    bucket: int
+    expiry: int
+    nonce: int
+    bits: int  # the work found (≥ what was asked)
+
+    def sign(self, message: bytes) -> bytes:
+        """The stamp signature over ``SIG_STAMP ‖ message`` (the envelope's other bytes)."""
+        _, secret = nacl.bindings.crypto_sign_seed_keypair(self.seed)
+        signed: bytes = nacl.bindings.crypto_sign(SIG_STAMP + message, secret)
+        return signed[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class StampOrder:
+    """What to mint: a fresh key for one size class and expiry, at ``bits``."""
+
+    seed: bytes = field(repr=False)
+    public: bytes
+    bucket: int
+    expiry: int
+    bits: int
+
+    @property
+    def digest(self) -> bytes:
+        return stamp_digest(self.public, self.bucket, self.expiry)
+
+    def minted(self, nonce: int) -> Stamp:
+        have = pow.work_bits(self.digest, nonce)
+        if have < self.bits:
+            raise WeakProofOfWorkError(f"nonce gives {have} bits; {self.bits} were asked")
+        return Stamp(self.seed, self.public, self.bucket, self.expiry, nonce, have)
+
+
+def order(bucket: int, expiry: int, now: int, base_bits: int,
+          random: Callable[[int], bytes]) -> StampOrder:
+    """A stamp to mint for ``bucket`` expiring at ``expiry``, priced as a relay will
+    price it at ``now`` (pow.md §2; spent later, it only has more work than needed)."""
+    seed = random(32)
+    public, _ = nacl.bindings.crypto_sign_seed_keypair(seed)
+    size = envelope_size(bucket)
+    return StampOrder(seed, public, bucket, expiry,
+                      pow.required_bits(size, max(0, expiry - now), base_bits))
+
+
+# The version-2 envelope's fixed part: header 26 ‖ nonce 8 ‖ stamp key 32 ‖
+# stamp signature 64, then the body (bucket + 16 bytes of AEAD tag).
+FIXED_SIZE: Final = 26 + 8 + 32 + 64
+
+
+def envelope_size(bucket: int) -> int:
+    """Length of a version-2 envelope whose body pads to ``bucket``."""
+    return FIXED_SIZE + BUCKETS[bucket_index(bucket)] + crypto.AEAD_TAG_SIZE
+
+
+def bits_to_spend(stamp: Stamp, now: int, base_bits: int) -> int:
+    """What a relay asks of this stamp's envelope at ``now`` (checks.pow_bits_required)."""
+    return pow.required_bits(envelope_size(stamp.bucket),
+                             max(0, stamp.expiry - now - MAX_CLOCK_SKEW), base_bits)
+
+
+def verify_signature(public: bytes, signature: bytes, message: bytes) -> None:
+    """Check a stamp signature (after the proof of work: it costs ~50 µs)."""
+    try:
+        nacl.bindings.crypto_sign_open(signature + SIG_STAMP + message, public)
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        raise BadSignatureError("the stamp signature does not verify") from None
+
+
+class StampPool:
+    """Stamps minted ahead, in RAM only (a stamp on disk would be a record of
+    when the person was about to write). Pure: the daemon asks ``wanted()`` for
+    orders to mint in idle time, gives back ``add()``, and spends with ``take()``."""
+
+    def __init__(self, target: dict[int, int] | None = None, *, life: int = DEFAULT_LIFE,
+                 min_life: int = MIN_LIFE) -> None:
+        self.target = dict(POOL_TARGET if target is None else target)
+        self.life, self.min_life = life, min_life
+        self._ready: dict[int, list[Stamp]] = {i: [] for i in range(len(BUCKETS))}
+        self._minting: dict[int, int] = {i: 0 for i in range(len(BUCKETS))}
+
+    def purge(self, now: int) -> None:
+        """Forget stamps with too little life left to be worth spending."""
+        for i, stamps in self._ready.items():
+            self._ready[i] = [s for s in stamps if s.expiry - now >= self.min_life]
+
+    def wanted(self, now: int, base_bits: int,
+               random: Callable[[int], bytes]) -> list[StampOrder]:
+        """Orders to mint so each size class reaches its target (counted as in
+        progress until ``add`` or ``cancel``)."""
+        self.purge(now)
+        orders = []
+        for i, want in self.target.items():
+            missing = want - len(self._ready[i]) - self._minting[i]
+            for _ in range(max(0, missing)):
+                orders.append(order(BUCKETS[i], now + self.life, now, base_bits, random))
+                self._minting[i] += 1
+        return orders
+
+    def add(self, stamp: Stamp) -> None:
+        i = bucket_index(stamp.bucket)
+        self._minting[i] = max(0, self._minting[i] - 1)
+        self._ready[i].append(stamp)
+        self._ready[i].sort(key=lambda s: s.expiry)  # spend the oldest first
+
+    def cancel(self, minted_order: StampOrder) -> None:
+        i = bucket_index(minted_order.bucket)
+        self._minting[i] = max(0, self._minting[i] - 1)
+
+    def take(self, bucket: int, now: int, base_bits: int) -> Stamp | None:
+        """The oldest ready stamp for ``bucket`` with at least ``min_life`` left and
+        enough work for ``base_bits`` (the network's minimum may have risen since it
+        was minted), or None."""
+        stamps = self._ready[bucket_index(bucket)]
+        for k, s in enumerate(stamps):
+            if s.expiry - now >= self.min_life and s.bits >= bits_to_spend(s, now, base_bits):
+                return stamps.pop(k)
+        return None
+
+    def ready(self) -> dict[int, int]:
+        return {BUCKETS[i]: len(s) for i, s in self._ready.items()}
