@@ -1,0 +1,177 @@
+"""Every session with one contact, and the rules that keep both sides on one of them
+(docs/sessions.md §10).
+
+A contact has at most one *active* session (the one we send in) and a few *retired*
+ones, kept only to open messages still travelling when they were replaced, until
+those messages' envelopes must have expired.
+
+- **Simultaneous initiation.** If both sides start a session before hearing from the
+  other, each ends up holding both; the one whose initiator's Ed25519 key is lower
+  (bytewise) stays active on both sides, the other is retired.
+- **Session reset.** A new handshake from the contact while our active session has
+  heard from it (or was started by it) means the contact started over (lost its
+  state, restored a backup, moved its identity): the new session becomes active and
+  the event is ``Outcome.RESET``, for the person to see.
+- **Starting over ourselves.** ``begin`` puts a session we initiated in front; the
+  contact sees a reset.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from bridge.core import crypto
+from bridge.core.errors import (
+    LocalProtocolError,
+    MalformedError,
+    NonCanonicalError,
+    OversizeError,
+    UnknownSessionError,
+    UnknownVersionError,
+)
+from bridge.core.ratchet import (
+    MAX_KEY_AGE,
+    MAX_STATE_SIZE,
+    Decrypted,
+    Encrypted,
+    Session,
+    decrypt,
+    encrypt,
+)
+from bridge.core.reader import Reader
+
+MAX_RETIRED: Final = 4
+PEER_VERSION: Final = 1
+MAX_PEER_SIZE: Final = 2 + 4 + (MAX_RETIRED + 1) * (8 + 4 + MAX_STATE_SIZE)
+
+
+class Outcome(enum.Enum):
+    NEW = "new"  # the first session with this contact
+    SAME = "same"  # the handshake belongs to a session we already hold
+    KEPT_OURS = "kept ours"  # simultaneous initiation: ours wins, theirs is retired
+    TOOK_THEIRS = "took theirs"  # simultaneous initiation: theirs wins, ours is retired
+    RESET = "reset"  # the contact started over: show it to the person
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    session: Session
+    until: int  # unix time after which nothing sent in it can still arrive
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    active: Session | None = None
+    retired: tuple[Retired, ...] = ()  # oldest first
+
+    def find(self, session_id: bytes) -> Session | None:
+        for s in self.sessions():
+            if crypto.equal(s.session_id, session_id):
+                return s
+        return None
+
+    def sessions(self) -> tuple[Session, ...]:
+        """Active first, then retired, newest first: the order messages are tried in."""
+        head = (self.active,) if self.active is not None else ()
+        return (*head, *(r.session for r in reversed(self.retired)))
+
+    def to_bytes(self) -> bytes:
+        out = [bytes([PEER_VERSION, 1 if self.active is not None else 0])]
+        if self.active is not None:
+            blob = self.active.to_bytes()
+            out += [struct.pack(">I", len(blob)), blob]
+        out.append(bytes([len(self.retired)]))
+        for r in self.retired:
+            blob = r.session.to_bytes()
+            out += [struct.pack(">QI", r.until, len(blob)), blob]
+        return b"".join(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Peer:
+        if len(data) > MAX_PEER_SIZE:
+            raise OversizeError(f"a stored contact's sessions are at most {MAX_PEER_SIZE} bytes")
+        r = Reader(data)
+        if r.u8() != PEER_VERSION:
+            raise UnknownVersionError("stored sessions of an unknown version")
+        has_active = r.u8()
+        if has_active > 1:
+            raise NonCanonicalError("unknown stored-sessions flag")
+        active = Session.from_bytes(r.take(int.from_bytes(r.take(4), "big"))) \
+            if has_active else None
+        count = r.u8()
+        if count > MAX_RETIRED:
+            raise MalformedError(f"{count} retired sessions; at most {MAX_RETIRED}")
+        retired = []
+        for _ in range(count):
+            until, size = struct.unpack(">QI", r.take(12))
+            retired.append(Retired(session=Session.from_bytes(r.take(size)), until=until))
+        r.end()
+        return cls(active=active, retired=tuple(retired))
+
+
+def _retire(peer: Peer, session: Session | None, now: int) -> tuple[Retired, ...]:
+    kept = tuple(r for r in peer.retired if r.until > now)
+    if session is not None:
+        kept = (*kept, Retired(session=session, until=now + MAX_KEY_AGE))
+    return kept[-MAX_RETIRED:]
+
+
+def _replace(peer: Peer, session: Session) -> Peer:
+    if peer.active is not None and crypto.equal(peer.active.session_id, session.session_id):
+        return Peer(active=session, retired=peer.retired)
+    retired = tuple(Retired(session=session, until=r.until)
+                    if crypto.equal(r.session.session_id, session.session_id) else r
+                    for r in peer.retired)
+    return Peer(active=peer.active, retired=retired)
+
+
+def begin(peer: Peer, session: Session, now: int) -> Peer:
+    """Make a session we just initiated the active one (first contact, or starting over)."""
+    if not session.initiator:
+        raise LocalProtocolError("begin() takes a session we initiated")
+    return Peer(active=session, retired=_retire(peer, peer.active, now))
+
+
+def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
+    """Take in a session the contact initiated, after its first message opened in it."""
+    if incoming.initiator:
+        raise LocalProtocolError("adopt() takes a session the contact initiated")
+    if peer.find(incoming.session_id) is not None:
+        return _replace(peer, incoming), Outcome.SAME
+    active = peer.active
+    if active is None:
+        return Peer(active=incoming, retired=_retire(peer, None, now)), Outcome.NEW
+    if active.initiator and not active.confirmed:
+        # Both started. The session whose initiator has the lower key wins, on both sides.
+        if active.ad[:32] < incoming.ad[:32]:
+            return Peer(active=active, retired=_retire(peer, incoming, now)), Outcome.KEPT_OURS
+        return Peer(active=incoming, retired=_retire(peer, active, now)), Outcome.TOOK_THEIRS
+    return Peer(active=incoming, retired=_retire(peer, active, now)), Outcome.RESET
+
+
+def send(peer: Peer, plaintext: bytes, ad: bytes, ratchet_secret: bytes) -> tuple[Peer, Encrypted]:
+    if peer.active is None:
+        raise LocalProtocolError("no session with this contact: start one")
+    out = encrypt(peer.active, plaintext, ad, ratchet_secret)
+    return Peer(active=out.state, retired=peer.retired), out
+
+
+def receive(peer: Peer, header: bytes, body: bytes, ad: bytes,
+            now: int) -> tuple[Peer, Decrypted]:
+    """Open a message in whichever of the contact's sessions its header opens in.
+    UnknownSessionError if none: the contact is in a session we do not have."""
+    for session in peer.sessions():
+        try:
+            out = decrypt(session, header, body, ad, now)
+        except UnknownSessionError:
+            continue
+        return _replace(peer, out.state), out
+    raise UnknownSessionError("no session with this contact opens the message")
+
+
+def tidy(peer: Peer, now: int) -> Peer:
+    """Drop retired sessions whose messages can no longer arrive."""
+    return Peer(active=peer.active, retired=_retire(peer, None, now))
