@@ -3,7 +3,7 @@ process (``tests.adversarial.gossip_attacker``): the victim's memory stays withi
 budget, it keeps answering ``/status``, an honest peer gets in during the attack and
 every honest envelope sent during it is delivered through the victim.
 
-The figures each run measures are printed (``-s``); ``tests/bench/bench_attack_gossip.py``
+The figures each run measures are printed (``-s``); ``tests/bench/bench_attack.py``
 runs the same attacks for longer and prints them as one table.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.adversarial.gossip_harness import HEADER, Outcome, row, run_attack
+from tests.adversarial.gossip_harness import HEADER, Outcome, gossip_attack, row, run_attack
 
 BUDGET_MB = 64
 LIGHT_PEERS = 16  # NodeConfig.max_light_peers
@@ -32,38 +32,37 @@ async def test_wants_from_peers_that_never_read_cost_their_queue_not_our_memory(
         tmp_path: Path) -> None:
     # 128 bodies of 64 KiB asked for again and again on 4 links that never read: each
     # link holds at most half its queue cap; the rest wait in a bounded want set.
-    o = await run_attack(tmp_path, "want", seconds=8, links=4, budget_mb=BUDGET_MB)
+    o = await run_attack(tmp_path, gossip_attack("want", 8, 4), budget_mb=BUDGET_MB)
     _holds(o)
     assert o.attacker["links"] == 4
 
 
 async def test_announcing_ids_never_delivered_is_throttled_then_dropped(tmp_path: Path) -> None:
-    o = await run_attack(tmp_path, "have", seconds=6, links=8, budget_mb=BUDGET_MB)
+    o = await run_attack(tmp_path, gossip_attack("have", 6, 8), budget_mb=BUDGET_MB)
     _holds(o)
     assert o.attacker["byes"].get("FLOOD", 0) >= 8, o.attacker
 
 
 async def test_watch_frames_cost_a_lookup_per_tag_not_a_pass_over_the_store(
         tmp_path: Path) -> None:
-    o = await run_attack(tmp_path, "watch", seconds=5, links=4, budget_mb=BUDGET_MB,
-                         prefill=2000)
+    o = await run_attack(tmp_path, gossip_attack("watch", 5, 4, prefill=2000), budget_mb=BUDGET_MB)
     _holds(o)
     assert o.attacker["byes"].get("FLOOD", 0) >= 4, o.attacker
     # A pass over the 2,000 stored envelopes per WATCH would be ~20 ms each: minutes of
     # CPU for the thousands of WATCH frames read here; a lookup per tag costs next to
     # nothing, and the victim spends about what the attacker does on its links.
-    assert o.victim_cpu_s < 2 * o.attacker["cpu_s"] + 1, f"victim CPU {o.victim_cpu_s:.1f} s"
+    assert o.victim_cpu_s < 2 * o.attacker_cpu_s + 1, f"victim CPU {o.victim_cpu_s:.1f} s"
 
 
 async def test_peer_exchange_floods_are_throttled_then_dropped(tmp_path: Path) -> None:
-    o = await run_attack(tmp_path, "peers", seconds=5, links=4, budget_mb=BUDGET_MB)
+    o = await run_attack(tmp_path, gossip_attack("peers", 5, 4), budget_mb=BUDGET_MB)
     _holds(o)
     assert o.attacker["byes"].get("FLOOD", 0) >= 4, o.attacker
 
 
 @pytest.mark.parametrize("links", [40])
 async def test_light_peers_are_bounded(tmp_path: Path, links: int) -> None:
-    o = await run_attack(tmp_path, "light", seconds=4, links=links, budget_mb=BUDGET_MB)
+    o = await run_attack(tmp_path, gossip_attack("light", 4, links), budget_mb=BUDGET_MB)
     _holds(o)
     assert o.attacker["open_at_end"] <= LIGHT_PEERS, o.attacker
     assert o.attacker["byes"].get("NORMAL", 0) >= links - LIGHT_PEERS, o.attacker
