@@ -15,7 +15,9 @@ twice. With ``--storage sqlite`` on both, B keeps its envelopes too.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import signal
 import time
 import xml.etree.ElementTree as ET
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import pytest
 import slixmpp
 
+from bridge.core.seenset import ENTRY
+from bridge.store.keystore import MAGIC_PLAIN
 from tests.integration.e2e_support import (
     MUC_NS,
     ROOM,
@@ -260,5 +264,62 @@ async def test_a_client_finds_its_room_again_after_a_restart(
         alice.make_message(mto=slixmpp.JID(ROOM), mbody=text, mtype="groupchat").send()
         await bob.wait(lambda: any(m["type"] == "groupchat" and m["body"] == text
                                    for m in bob.messages), 30, "the room message at Bob")
+    finally:
+        await bob.close()
+
+
+def _shown_recorded(daemon: Daemon) -> int:
+    """How many shown envelopes the daemon's key file records (plain key file)."""
+    raw = (daemon.data_dir / "keys.pim").read_bytes()
+    assert raw.startswith(MAGIC_PLAIN)
+    seen = base64.b64decode(json.loads(raw[len(MAGIC_PLAIN):]).get("seen", ""))
+    return (len(seen) - 1) // ENTRY.size if seen else 0
+
+
+async def test_after_a_kill_9_a_peer_replaying_everything_shows_nothing_twice(
+        memory_pair: Pair, alice_on_memory: Client) -> None:
+    """The receiver's daemon dies by SIGKILL mid-conversation; its peer still holds
+    and offers again every envelope (as any relay may, until they expire). Chat and
+    room messages shown before the kill are not shown again; those sent while it was
+    down are shown once each, in order."""
+    pair, alice, run = memory_pair, alice_on_memory, _run()
+    a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
+    before = _shown_recorded(pair.b)
+    bob = await pair.client("Bob").login()
+    await _join(alice, "alice")
+    await _join(bob, "bob")
+    shown = [f"before the kill {run} #{n}" for n in range(3)]
+    for text in shown:
+        alice.chat(bob_jid, text)
+    alice.make_message(mto=slixmpp.JID(ROOM), mbody=f"room {run}", mtype="groupchat").send()
+    await _wait_for_all(bob, a_jid, run, len(shown))
+    await bob.wait(lambda: [m for m in bob.messages if m["type"] == "groupchat"
+                            and m["body"] == f"room {run}"], 30, "the room message at Bob")
+    # What reached the client is on disk before the kill: wait for the key file to say so.
+    await bob.wait(lambda: _shown_recorded(pair.b) >= before + len(shown) + 1, 20,
+                   "B's key file records what Bob was shown")
+    assert pair.b.stop(signal.SIGKILL) == -signal.SIGKILL
+    await bob.close()
+
+    down = [f"while B is dead {run} #{n}" for n in range(2)]
+    for text in down:
+        alice.chat(bob_jid, text)
+    pair.b.start("--peer", pair.a.p2p, "--storage", "memory")
+    bob = await pair.client("Bob").login()
+    try:
+        await _join(bob, "bob")
+        await _wait_for_all(bob, a_jid, run, len(down))
+        alice.make_message(mto=slixmpp.JID(ROOM), mbody=f"room again {run}",
+                           mtype="groupchat").send()
+        alice.chat(bob_jid, f"after the restart {run}")
+        await bob.wait_body(a_jid, f"after the restart {run}")
+        await bob.wait(lambda: [m for m in bob.messages if m["type"] == "groupchat"
+                                and m["body"] == f"room again {run}"], 30, "the new room message")
+        await bob.ping_server()
+        assert [t for t in bob.bodies(a_jid) if run in t] == [*down, f"after the restart {run}"]
+        room = [str(m["body"]) for m in bob.messages
+                if m["type"] == "groupchat" and run in str(m["body"])]
+        assert room == [f"room again {run}"], "the room message shown before is not repeated"
+        assert bob.errors() == []
     finally:
         await bob.close()
