@@ -2,10 +2,17 @@
 states and announcements.
 
 Each goes the same way: route (the contact's key, their prekey if it is still
-fresh, a pair tag once they have written to us), seal, stamp with proof of work
-in the worker pool (never on the event loop), then deliver directly to the
-contact's announced endpoint when there is one, or publish to the node for
-gossip.
+fresh, a pair tag once they have written to us), seal and stamp with proof of
+work off the event loop (sealing and small proofs on the worker pool's crypto
+thread, larger proofs in its processes), then deliver directly to the contact's
+announced endpoint when there is one, or publish to the node for gossip.
+
+Messages to one contact are pipelined: the next is sealed and its proof of work
+solved while the one before is still being solved or delivered, but they leave
+(are published or delivered) strictly in the order they were written. The order
+is fixed when ``send_message`` is called: everything before its first ``await``
+runs at once, in call order, and takes the message's place in its contact's
+queue (``InOrder``) and its ``sent_at_ms``.
 """
 
 from __future__ import annotations
@@ -14,11 +21,11 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 from bridge.contacts import ContactBook
-from bridge.core import crypto, tags
+from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address
 from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
 from bridge.core.checks import work_needed
@@ -29,7 +36,7 @@ from bridge.core.records import Announcement, ChatState, DirectMessage, Receipt,
 from bridge.core.seal import MAX_PAYLOAD, seal
 from bridge.events import RecentErrors
 from bridge.identities import IdentityBook
-from bridge.net.workers import WorkerPool
+from bridge.net.workers import INLINE_BITS, WorkerPool
 from bridge.store.keystore import IdentityRecord
 from bridge.tasks import TaskSet
 
@@ -53,6 +60,72 @@ class Publisher(Protocol):
     async def publish(self, raw: bytes) -> Envelope: ...
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Turn:
+    """One message's place in its contact's queue: ``wait()`` returns once every
+    message queued before it has left (or failed); ``done()`` lets the next go."""
+
+    __slots__ = ("_key", "_mine", "_order", "_prev")
+
+    def __init__(self, order: InOrder[Any], key: Hashable, prev: asyncio.Future[None] | None,
+                 mine: asyncio.Future[None]) -> None:
+        self._order = order
+        self._key = key
+        self._prev = prev
+        self._mine = mine
+
+    async def wait(self) -> None:
+        if self._prev is not None and not self._prev.done():
+            await asyncio.wait((self._prev,))  # never cancels the one before, if we are
+
+    def done(self) -> None:
+        prev = self._prev
+        if prev is None or prev.done():
+            self._release()
+        else:  # cancelled or failed before its turn: the next still waits for ours
+            prev.add_done_callback(lambda _: self._release())
+
+    def _release(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+        self._order.forget(self._key, self._mine)
+
+
+class InOrder(Generic[K]):
+    """Per-key FIFO of turns: work for one key may overlap, its last step may not."""
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, asyncio.Future[None]] = {}
+
+    def turn(self, key: K) -> Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        prev = self._last.get(key)
+        self._last[key] = mine
+        return Turn(self, key, prev, mine)
+
+    def forget(self, key: Hashable, fut: asyncio.Future[None]) -> None:
+        if self._last.get(key) is fut:
+            del self._last[key]
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+def _seal_and_stamp(seal_args: dict[str, Any], now: int, base_bits: int) -> tuple[bytes, bytes,
+                                                                                  int]:
+    """On the crypto thread: the sealed envelope, stamped when its proof is small.
+    (envelope, digest, bits still to solve: 0 when stamped here)."""
+    raw = seal(**seal_args)
+    digest, bits = work_needed(raw, now=now, base_bits=base_bits)
+    if bits <= INLINE_BITS:
+        nonce = pow.solve_range(digest, bits, 0, 1 << 20)
+        if nonce is not None:
+            return with_nonce(raw, nonce), digest, 0
+    return raw, digest, bits
+
+
 class Outbox:
     def __init__(self, ids: IdentityBook, contacts: ContactBook, node: Publisher,
                  pool: WorkerPool, *, clock: Callable[[], int], base_bits: int, ttl: int,
@@ -70,13 +143,31 @@ class Outbox:
         self.direct: DirectSender | None = None  # delivery to a contact's endpoint
         self.direct_stats = {"direct": 0, "fallback": 0}
         self.chat_states = ChatStateThrottle[tuple[str, str]](CHAT_STATE_INTERVAL)
+        self.in_order = InOrder[tuple[str, str]]()  # (owner, contact): what leaves in order
         self._last_sent_ms = 0
 
     # --- the one way out -------------------------------------------------------------
 
-    async def _stamp_and_publish(self, raw: bytes, endpoint: str = "") -> bytes:
-        digest, bits = work_needed(raw, now=self.clock(), base_bits=self.base_bits)
-        stamped = with_nonce(raw, await self.pool.solve_pow(digest, bits))
+    async def _stamp(self, seal_args: dict[str, Any]) -> bytes:
+        """Seal and solve off the event loop; the stamped envelope."""
+        raw, digest, bits = await self.pool.run_crypto(
+            _seal_and_stamp, seal_args, self.clock(), self.base_bits)
+        if bits:
+            raw = with_nonce(raw, await self.pool.solve_pow(digest, bits))
+        return raw
+
+    async def _stamp_and_publish(self, seal_args: dict[str, Any], endpoint: str = "",
+                                 turn: Turn | None = None) -> bytes:
+        try:
+            stamped = await self._stamp(seal_args)
+            if turn is not None:
+                await turn.wait()
+            return await self._deliver(stamped, endpoint)
+        finally:
+            if turn is not None:
+                turn.done()
+
+    async def _deliver(self, stamped: bytes, endpoint: str) -> bytes:
         if endpoint and self.direct is not None:
             # The contact announced a direct endpoint: try it first (the recipient's
             # node spreads the envelope on by gossip); fall back to gossip here.
@@ -91,14 +182,15 @@ class Outbox:
         return (await self.node.publish(stamped)).id
 
     def _sealed(self, ident: Identity, *, recipient: bytes, kex: bytes, kind: Kind,
-                tag: bytes, payload: bytes, ttl: int | None = None) -> bytes:
+                tag: bytes, payload: bytes, ttl: int | None = None) -> dict[str, Any]:
+        """What ``seal`` is given (it runs on the crypto thread); checked here."""
         if len(payload) > MAX_PAYLOAD:
             raise MessageTooLargeError(
                 f"the message is {len(payload)} bytes; at most {MAX_PAYLOAD} fit in one envelope")
-        return seal(sender_secret_key=ident.secret_key, sender=ident.public, recipient=recipient,
-                    kex_public=kex, kind=kind, tag=tag,
-                    expiry=self.clock() + min(self.ttl, ttl or self.ttl),
-                    payload=payload, ephemeral_secret=secrets.token_bytes(32))
+        return {"sender_secret_key": ident.secret_key, "sender": ident.public,
+                "recipient": recipient, "kex_public": kex, "kind": kind, "tag": tag,
+                "expiry": self.clock() + min(self.ttl, ttl or self.ttl),
+                "payload": payload, "ephemeral_secret": secrets.token_bytes(32)}
 
     def _route(self, rec: IdentityRecord, to: str) -> tuple[Identity, bytes, bytes, bytes]:
         """(sender identity, recipient key, X25519 key to seal to, tag) for a contact."""
@@ -138,7 +230,9 @@ class Outbox:
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode())
         c = self.contacts.written_to(owner, to)
-        return await self._stamp_and_publish(raw, c.endpoint)
+        # Taken before the first await: the message's place is the order of the calls.
+        turn = self.in_order.turn((owner, to))
+        return await self._stamp_and_publish(raw, c.endpoint, turn)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:
@@ -213,4 +307,4 @@ class Outbox:
         msg = DirectMessage.state(self._sent_at_ms(), state)
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode(), ttl=CHAT_STATE_TTL)
-        await self._stamp_and_publish(raw, c.endpoint)
+        await self._stamp_and_publish(raw, c.endpoint, self.in_order.turn((owner, to)))

@@ -103,6 +103,15 @@ def hash32(data: bytes) -> bytes:
 def check_ed25519_public(pub: bytes) -> None:
     """Refuse small-order, non-canonical and off-curve Ed25519 public keys."""
     _need(pub, KEY_SIZE, "Ed25519 public key")
+    _check_point(bytes(pub))
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_point(pub: bytes) -> None:
+    # The full point check costs about 30 µs, as much as a signature check, and the
+    # same few keys (our identities, our contacts) are checked on every message.
+    # Only keys that pass are remembered: a failure raises, and lru_cache keeps no
+    # exception.
     if not sodium.crypto_core_ed25519_is_valid_point(pub):
         raise WeakKeyError("Ed25519 public key is small-order, non-canonical or not on the curve")
 

@@ -13,6 +13,7 @@ form of the identity key.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Final
@@ -76,8 +77,7 @@ class SignedPrekey:
 
     def verify(self, identity_public: bytes, now: int) -> None:
         """Raise unless the identity signed this prekey and it is still valid."""
-        crypto.verify(identity_public, _prekey_message(identity_public, self.public,
-                                                       self.expires), self.signature)
+        _check_prekey_signature(bytes(identity_public), self)
         if self.expires <= now:
             raise ExpiredError("the contact's prekey has expired")
 
@@ -86,8 +86,20 @@ def _prekey_message(identity_public: bytes, public: bytes, expires: int) -> byte
     return crypto.SIG_PREKEY + identity_public + public + struct.pack(">Q", expires)
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_prekey_signature(identity_public: bytes, prekey: SignedPrekey) -> None:
+    # Every message carries the sender's current prekey, the same one for days: its
+    # signature is checked once. Only signatures that verify are remembered.
+    crypto.verify(identity_public, _prekey_message(identity_public, prekey.public,
+                                                   prekey.expires), prekey.signature)
+
+
+@functools.lru_cache(maxsize=256)
 def make_prekey(identity: Identity, secret: bytes, expires: int) -> SignedPrekey:
-    """Sign the X25519 key made from ``secret`` (32 random bytes from the caller)."""
+    """Sign the X25519 key made from ``secret`` (32 random bytes from the caller).
+
+    Remembered: the current prekey goes inside every message, and Ed25519 signing is
+    deterministic, so a cached answer is the one signing again would give."""
     public = crypto.x25519_public(secret)
     sig = identity.sign(_prekey_message(identity.public, public, expires))
     return SignedPrekey(public=public, expires=expires, signature=sig)

@@ -4,7 +4,7 @@ An announced id is asked of one peer at a time, and of another only after
 ``REQUEST_TIMEOUT``. A body is checked in cost order (size → header → expiry →
 PoW → duplicate) and stored; once the store has made it durable
 (``bridge.net.durable``) the subscribers hear of it, WANTs waiting for it are
-answered and it is announced — HAVEs batched for ``announce_delay`` — to every
+answered and it is announced — HAVEs at most once per ``announce_delay`` — to every
 peer that accepts its PoW and, if light, watches its tag. A light node fetches
 only the tags it watches and announces only its own envelopes.
 
@@ -49,7 +49,8 @@ class Relay:
         self.node = node
         self.subscribers: list[Subscriber] = []
         self.pending: dict[bytes, tuple[PeerConnection, float]] = {}  # requested ids
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = float("-inf")  # loop time of the last HAVE flush
 
     def on_event(self, conn: PeerConnection, ev: g.Event) -> None:
         node = self.node
@@ -223,11 +224,18 @@ class Relay:
     def _queue_announce(self, conn: PeerConnection, ids: tuple[bytes, ...] | list[bytes]) -> None:
         conn.pending_announce.extend(ids)
         if self._flush_handle is None:
+            # Batched on the leading edge: after a quiet ``announce_delay`` the HAVE
+            # leaves at the end of this loop turn (a message waits no timer), and what
+            # comes within ``announce_delay`` of a flush waits for the next one: still at
+            # most one HAVE per link per ``announce_delay``.
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(self.node.config.announce_delay, self._flush)
+            wait = self._last_flush + self.node.config.announce_delay - loop.time()
+            self._flush_handle = (loop.call_later(wait, self._flush) if wait > 0
+                                  else loop.call_soon(self._flush))
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._last_flush = asyncio.get_running_loop().time()
         for c in self.node.conns:
             if c.pending_announce and c.link.active:
                 c.send_all(c.link.announce(c.pending_announce))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import secrets
@@ -19,12 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from bridge.core import pow, vanity
 from bridge.core.errors import PowCancelledError
 
 POW_RANGE = 1 << 22  # ~0.05–0.1 s of blocks per task
+INLINE_BITS = 12  # solved on the crypto thread: faster there than a round trip to a worker
 VANITY_RANGE = 1 << 12  # ~0.1 s of key generations per task
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _ready() -> int:
@@ -66,16 +72,29 @@ class Progress:
 
 
 class WorkerPool:
-    """A fixed set of warm processes shared by every CPU-heavy job of the daemon."""
+    """A fixed set of warm processes shared by every CPU-heavy job of the daemon, and
+    one thread for the short cryptography of each message (sealing, signing, a
+    proof of work of ``INLINE_BITS`` or fewer) that needs the daemon's keys: those
+    stay in this process, and libsodium and blake3 let the event loop run while
+    they compute."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.pow_range = POW_RANGE  # nonces per task
         # forkserver/spawn: forking a process that runs an event loop and
         # threads is unsafe; spawn also keeps secrets of the parent out.
         ctx = multiprocessing.get_context("spawn")
         self._executor = concurrent.futures.ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        # One thread: jobs run in the order they were handed in.
+        self._crypto = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="paranoim-crypto")
         self._closed = False
+
+    async def run_crypto(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``func(*args, **kwargs)`` on the crypto thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._crypto, functools.partial(func, *args, **kwargs))
 
     async def warm_up(self) -> None:
         """Return once every worker process is up, imported and initialised."""
@@ -94,6 +113,7 @@ class WorkerPool:
             # thread has ended before the interpreter exits: left running, Python 3.12's
             # exit hook wrote to its closed wake-up pipe and the process never exited.
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self._crypto.shutdown(wait=True, cancel_futures=True)
 
     async def _run_ranges(
         self,
@@ -148,15 +168,15 @@ class WorkerPool:
         progress: Progress | None = None,
     ) -> int:
         """A nonce giving ``bits`` leading zero bits. Raises PowCancelledError."""
-        if bits <= 12:  # faster here than a round trip to a worker
-            nonce = pow.solve_range(digest, bits, 0, 1 << 20)
+        if bits <= INLINE_BITS:  # faster on the crypto thread than a round trip to a worker
+            nonce = await self.run_crypto(pow.solve_range, digest, bits, 0, 1 << 20)
             if nonce is not None:
                 return nonce
         # A random start keeps two solvers of the same digest from duplicating work
         # and makes the nonce reveal nothing about how many tries were needed.
         start = secrets.randbelow(1 << 40)
         result = await self._run_ranges(
-            pow.solve_range, lambda s, n: (digest, bits, s, n), POW_RANGE,
+            pow.solve_range, lambda s, n: (digest, bits, s, n), self.pow_range,
             progress or Progress(), cancelled, start)
         assert isinstance(result, int)
         return result

@@ -310,6 +310,14 @@ class Component:
             return
         self._writer.write(st.serialize(xml))
 
+    def write(self, data: bytes) -> None:
+        """Write one stanza already serialised, from a contact of this component's
+        domain (``stanzas.chat_message``)."""
+        if self._writer is None or self._writer.is_closing():
+            log.debug("component not connected; a message was dropped")
+            return
+        self._writer.write(data)
+
     def request(self, iq: ET.Element, what: str) -> asyncio.Future[ET.Element]:
         """Send an IQ get/set; the future gets the server's result or error."""
         ident = f"{what}-{next(self._ids)}"

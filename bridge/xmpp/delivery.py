@@ -22,6 +22,7 @@ from bridge.xmpp.jids import Domains
 from bridge.xmpp.offline import OfflineQueues, notice
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_message
+from bridge.xmpp.stanzas import chat_message
 
 if TYPE_CHECKING:
     from bridge.xmpp.sessions import Session
@@ -95,17 +96,21 @@ class Delivery:
         if event.receipt_wanted:
             self.asked.remember((event.to, event.sender, stanza_id),
                                      (event.envelope_id, event.message_id))
+        sender = self.domains.contact(event.sender)
+        active = not delayed and self.service.chat_states_enabled()  # XEP-0085 §5.1
         for conn in targets:
+            if not delayed:  # the common case, serialised directly
+                conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
+                                        request_receipt=event.receipt_wanted, active=active))
+                continue
             msg = new_message()
             msg["to"] = conn.jid.full
-            msg["from"] = self.domains.contact(event.sender)
+            msg["from"] = sender
             msg["type"] = "chat"
             msg["id"] = stanza_id
             msg["body"] = event.text
             if event.receipt_wanted:
                 msg["request_receipt"] = True
-            if not delayed and self.service.chat_states_enabled():
-                ET.SubElement(msg.xml, f"{{{CHATSTATES_NS}}}active")  # XEP-0085 §5.1
             if delayed:
                 stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
                 ET.SubElement(msg.xml, f"{{{DELAY_NS}}}delay", {

@@ -5,9 +5,12 @@ XMPP client and goes to the network; ``send_*`` handles what the service's
 event stream reports and goes to XMPP clients.
 
 - ``<message type=chat to=ADDRESS@p2p.D>`` -> ``service.send_message`` as a task
-  (PoW runs inside it; the client is never frozen). Sends to one contact are
-  serialised so they leave in the order they were typed. A failure comes back
-  as ``<message type=error>`` with the error's text (``errors.py``).
+  (PoW runs inside it; the client is never frozen). Tasks start in the order the
+  stanzas came, and the service fixes a message's place in its contact's queue
+  before its first ``await``, so sends to one contact are pipelined (the next is
+  sealed and stamped while one is still on its way) and still leave in the order
+  they were typed. A failure comes back as ``<message type=error>`` with the
+  error's text (``errors.py``).
 - XEP-0184: a ``<request/>`` asks the network for a delivery ack; a client's
   ``<received id=.../>`` for a message we delivered becomes ``send_receipt``.
 - XEP-0085 chat states stay local (dropped) unless the user turned them on
@@ -93,7 +96,6 @@ class Gateway:
         self.delivery = Delivery(service, sessions, domains)
         # what ends the sessions of a deleted identity (the component unlinks its user)
         self.identity_deleted: Callable[[str], None] = self.end_sessions
-        self._send_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -164,21 +166,17 @@ class Gateway:
                     wants_receipt: bool, msg_id: str, state: str | None = None) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
-        key = (owner, address)
-        lock = self._send_locks.setdefault(key, asyncio.Lock())
         try:
-            async with lock:  # FIFO: messages to one contact leave in typing order
-                envelope_id = await self.service.send_message(
-                    owner, address, body, receipt=wants_receipt, message_id=msg_id
-                )
+            # No await before this call: the service takes the message's place in
+            # its contact's queue at once, in the order the stanzas came.
+            envelope_id = await self.service.send_message(
+                owner, address, body, receipt=wants_receipt, message_id=msg_id
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             conn.send(error_reply_to("message", attrs, conn.jid.full, exc, body))
             return
-        finally:
-            if not lock.locked() and self._send_locks.get(key) is lock:
-                del self._send_locks[key]
         if wants_receipt:
             self.delivery.sent.remember(envelope_id, msg_id)
         if state is not None:  # after the message: its <active/> is implied, others are news

@@ -38,6 +38,10 @@ class Session(Protocol):
 
     def send(self, stanza: ElementBase | ET.Element) -> None: ...
 
+    def write(self, data: bytes) -> None:
+        """One stanza already serialised (``stanzas.chat_message``)."""
+        ...
+
     def close(self, err: StreamError | None = None) -> None: ...
 
 

@@ -58,6 +58,33 @@ def stream_error(err: StreamError) -> bytes:
 
 STREAM_CLOSE = b"</stream:stream>"
 
+_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("'", "&apos;"), ('"', "&quot;"))
+
+
+def escape(text: str) -> str:
+    """XML-escape text or an attribute value: the same five escapes as slixmpp's
+    ``tostring``, as C-speed replacements instead of a generator per character."""
+    for char, entity in _ESCAPES:
+        if char in text:
+            text = text.replace(char, entity)
+    return text
+
+
+def chat_message(to: str, sender: str, stanza_id: str, body: str, *,
+                 request_receipt: bool = False, active: bool = False) -> bytes:
+    """A ``<message type='chat'>`` with a body, serialised directly: what the network
+    hands to clients on every message, built in a few µs instead of a slixmpp stanza
+    object and its serialiser (~20 µs, growing with the text). The same bytes
+    ``serialize`` gives for the equivalent stanza."""
+    parts = [f'<message to="{escape(to)}" from="{escape(sender)}" type="chat" '
+             f'id="{escape(stanza_id)}"><body>{escape(body)}</body>']
+    if request_receipt:
+        parts.append('<request xmlns="urn:xmpp:receipts" />')
+    if active:
+        parts.append('<active xmlns="http://jabber.org/protocol/chatstates" />')
+    parts.append("</message>")
+    return "".join(parts).encode("utf-8")
+
 
 def element(tag: str, text: str = "", **attrs: str) -> ET.Element:
     el = ET.Element(tag, attrs)

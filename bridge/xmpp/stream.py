@@ -145,6 +145,10 @@ class C2SConnection(asyncio.Protocol):
     def send(self, stanza: ElementBase | ET.Element) -> None:
         self._write(st.serialize(stanza))
 
+    def write(self, data: bytes) -> None:
+        """One stanza already serialised (``stanzas.chat_message``)."""
+        self._write(data)
+
     def close(self, err: StreamError | None = None) -> None:
         """End the stream, with an error if given (conflict, system-shutdown ...)."""
         if self.phase is Phase.CLOSED:

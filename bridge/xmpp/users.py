@@ -61,6 +61,9 @@ class ComponentSession:
     def send(self, stanza: ElementBase | ET.Element) -> None:
         self.component.send(stanza)
 
+    def write(self, data: bytes) -> None:
+        self.component.write(data)
+
     def close(self, err: StreamError | None = None) -> None:
         """Nothing to close: the user's connection belongs to their server."""
 
