@@ -8,24 +8,30 @@ runs 30 s behind the node's, so every such envelope is one that "expired between
 the check and the hand-off": the endpoint accepts it, the node refuses it. More
 of them than the inbox has slots arrive, and an honest envelope after them still
 gets in. And an inbox nobody takes from lets an envelope go once it expires.
+Last, the race itself against a real ``paranoim run`` over its real port.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 
 from bridge.config import Config
-from bridge.core import kkv_records
+from bridge.control import ControlClient, running_daemon
+from bridge.core import kkv, kkv_records
 from bridge.core.envelope import envelope_id
+from bridge.core.identity import Identity
 from bridge.direct import DirectInbox
 from bridge.net.kkv import KkvInbox, KkvServer, KkvSettings
-from bridge.net.kkv_client import DirectDeliveryError, deliver_direct
+from bridge.net.kkv_client import DirectDeliveryError, deliver_direct, solve_in_thread
 from bridge.net.node import Node, NodeConfig
 from bridge.store.memory import MemoryStore
+from tests.daemonproc import Paranoim
 from tests.envelopes import make_envelope
 
 BITS = 8
@@ -99,3 +105,71 @@ async def test_an_untaken_envelope_leaves_when_it_expires() -> None:
             assert envelope_id(late) in {m.id for m in server.inbox.messages}
     finally:
         await runner.cleanup()
+
+
+# --- the same against a real daemon ---------------------------------------------------
+
+SESSIONS = 24  # deliveries fired together at each second boundary
+BOUNDARY_LEAD = 0.012  # s before the boundary they are fired: it falls amid their handling
+
+
+async def _session(s: aiohttp.ClientSession, base: str,
+                   domain_pk: bytes) -> tuple[Identity, bytes, kkv_records.SessionOffer]:
+    """A kkv session opened on the endpoint (challenge solved, keys exchanged), unused."""
+    me = Identity.from_seed(secrets.token_bytes(32))
+    async with s.post(f"{base}/pow", json={"client_pk": kkv_records.b64(me.public)}) as r:
+        resp, challenge = kkv_records.ChallengeResponse.from_json(await r.read())
+    nonce = await solve_in_thread(challenge.digest, challenge.bits)
+    x_secret = secrets.token_bytes(32)
+    req = kkv.make_exchange(resp, nonce, me.secret_key, x_secret)
+    async with s.post(f"{base}/exchange_keys", json=req.to_json()) as r:
+        offer = kkv_records.SessionOffer.from_json(await r.read())
+    return me, x_secret, offer
+
+
+async def test_envelopes_expiring_in_the_hand_off_leave_a_real_daemons_inbox(
+        sandboxes: Callable[[str], Paranoim], free_port: Callable[[], int]) -> None:
+    """A real ``paranoim run`` over its real port: envelopes that expire on a second's
+    boundary are delivered, many at once, just before it, until the daemon reports one
+    that its endpoint accepted and its node then refused (the second turned between the
+    two checks). Its slot is free again; an honest delivery afterwards is received."""
+    pim = sandboxes("victim")
+    pim.start_daemon(free_port=free_port)
+    rt = running_daemon(pim.data_dir)
+    assert rt is not None
+    control = ControlClient(rt)
+    base = f"http://127.0.0.1:{pim.runtime()['ports']['p2p']}"  # type: ignore[index]
+    bits = 8  # start_daemon's difficulty
+    rounds = 0
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/get_domain_pk") as r:
+            domain_pk = kkv_records.unb64((await r.json())["domain_pk"], 32, "domain_pk")
+        deadline = time.monotonic() + 120
+        while (direct := (await control.call("status"))["direct"])["refused"] == 0:
+            assert time.monotonic() < deadline, f"no delivery straddled a boundary in {rounds}"
+            rounds += 1
+            sessions = await asyncio.gather(*(_session(s, base, domain_pk)
+                                              for _ in range(SESSIONS)))
+            boundary = int(time.time()) + 2
+            msgs = [kkv.make_message(offer, domain_pk=domain_pk, client_pk=me.public,
+                                     client_sk=me.secret_key, client_x25519_secret=x,
+                                     envelope=make_envelope(now=boundary - 2, ttl=2,
+                                                            base_bits=bits, text=str(i)),
+                                     now=int(time.time()))
+                    for i, (me, x, offer) in enumerate(sessions)]
+            await asyncio.sleep(boundary - BOUNDARY_LEAD - time.time())  # aim at the boundary
+
+            async def post(m: kkv_records.MessageRequest) -> int:
+                async with s.post(f"{base}/msg", json=m.to_json()) as r:
+                    return r.status  # 200 taken, 422 expired at the endpoint's check
+
+            assert set(await asyncio.gather(*map(post, msgs))) <= {200, 422}
+        assert direct["inbox"] == 0, direct  # the refused left the inbox with the rest
+        async with s.get(f"{base}/status") as r:
+            assert (await r.json())["inbox"]["count"] == 0
+        honest = make_envelope(now=int(time.time()), ttl=3600, base_bits=bits)
+        await deliver_direct(s, base, honest)
+    after = (await control.call("status"))["direct"]
+    assert after["received"] == direct["received"] + 1 and after["inbox"] == 0, after
+    print(f"\n{rounds} rounds of {SESSIONS} deliveries at a boundary: {direct['refused']} "
+          f"accepted by the endpoint and refused by the node, {direct['received']} received")
