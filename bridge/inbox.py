@@ -204,6 +204,9 @@ class Inbox:
             raise UserError(f"a {env.kind.name.lower()} envelope under a room's tag was ignored")
         msg = parse_record(Kind.ROOM, opened.payload)
         assert isinstance(msg, RoomMessage)
+        if msg.room != room:  # the key that opened it names the room (envelope.md §9)
+            raise UserError(f"a message that names room '{msg.room[:64]}' under the key of "
+                            f"'{room}' was ignored")
         for rec in self.ids.records():
             self._show(RoomMessageArrived(
                 to=self.ids.ident(rec).address, room=room, sender=encode_address(opened.sender),

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core import crypto, tags
+from bridge.core.envelope import Kind
 from bridge.core.errors import BadInviteError, UserError
+from bridge.core.records import RoomMessage
 from bridge.events import (
     ContactsChanged,
     ContactState,
@@ -140,6 +143,19 @@ async def test_public_room(tmp_path: Path, pool: WorkerPool) -> None:
         bob.address, alice.address, "Alice", "hello room")
     with pytest.raises(UserError, match="no room"):
         await a.send_room_message(alice.address, "secret", "x")
+
+    # A record naming another room, sealed under this room's key, is refused (envelope.md §9).
+    room_pub = crypto.x25519_public(tags.room_secret("public"))
+    forged = RoomMessage(a.clock() * 1000, "elsewhere", "Alice", "which room?")
+    raw = a.outbox._sealed(a.ids.ident(a.ids.rec(alice.address)), recipient=room_pub,
+                           kex=room_pub, kind=Kind.ROOM,
+                           tag=tags.room_tag(room_pub, tags.epoch_of(a.clock())),
+                           payload=forged.encode())
+    await a.outbox._stamp_and_publish(raw)
+    await a.send_room_message(alice.address, "public", "after the forgery")
+    assert (await b_in.wait(RoomMessageArrived, text="after the forgery")).room == "public"
+    assert not [e for e in b_in.events if isinstance(e, RoomMessageArrived)]
+    assert any("names room 'elsewhere'" in line for line in b.errors.lines())
 
 
 async def test_user_errors(tmp_path: Path, pool: WorkerPool) -> None:
