@@ -103,7 +103,7 @@ class ByteQueue:
 
 
 # What one item costs in RAM beyond its own bytes, measured with tracemalloc
-# (tests/bench/bench_attack_gossip.py prints the node's own figures):
+# (Node.health()["memory"] shows the node's own figures):
 STORE_OVERHEAD: Final = 1.45  # per stored byte of a RAM store: dict, index, prefix sums, tags
 SQLITE_ITEM_BYTES: Final = 260  # per envelope of an SQLite store: its index key and tag entry
 ID_ENTRY_BYTES: Final = 160  # per remembered 32-byte id (bytes object + dict/set slot)

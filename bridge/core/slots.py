@@ -175,8 +175,8 @@ class Admission:
         if bucket is None:
             rate, burst = ((lim.loopback_rate, lim.loopback_burst) if prefix == LOOPBACK_GROUP
                            else (lim.prefix_rate, lim.prefix_burst))
+            self._prune(now, room=1)
             bucket = self.prefixes[prefix] = TokenBucket(rate, burst, now)
-            self._prune(now)
         quiet = self.last_admitted.get(group, -math.inf) <= now - lim.quiet
         if bucket.available(now) < 1 or not (
                 self.node.take(1, now) or (quiet and self.lane.take(1, now))):
@@ -190,13 +190,13 @@ class Admission:
         self.admitted += 1
         return True
 
-    def _prune(self, now: float) -> None:
+    def _prune(self, now: float, room: int = 0) -> None:
         """Forget what tells nothing (full buckets, quiet groups), then the stalest."""
-        limit = self.limits.max_tracked
-        if len(self.prefixes) > limit:
+        limit = self.limits.max_tracked - room
+        if len(self.prefixes) > limit:  # down to 3/4: a pass over them once in n/4 newcomers
             for k in [k for k, b in self.prefixes.items() if b.available(now) >= b.burst]:
                 del self.prefixes[k]
-            while len(self.prefixes) > limit:
+            while len(self.prefixes) > limit * 3 // 4:
                 self.prefixes.popitem(last=False)
         if len(self.last_admitted) > limit:
             stale = now - self.limits.quiet

@@ -15,7 +15,7 @@ directly), each from a /24 of its own on loopback (127.8.x.1: an honest peer on
 the open network is not in the attacker's network): one publishes a small
 envelope every ``HONEST_EVERY`` seconds during the attack, the other must
 receive each through the victim. A third honest node connects in the middle of
-the attack. ``GET /status`` on the victim's P2P port is probed all along from
+the attack, from a network (/16) the victim has not heard from: a newcomer. ``GET /status`` on the victim's P2P port is probed all along from
 its own address; its latency stands for the victim's event-loop lag. The same
 harness serves the tests (which assert) and the benchmark (which prints).
 """
@@ -43,7 +43,7 @@ from tests.integration.e2e_support import Daemon
 HONEST_EVERY = 0.25  # s between honest envelopes during an attack
 DELIVERED_WITHIN = 5.0  # an honest envelope counts as delivered if it arrives this soon
 PROBE_EVERY = 0.1  # s between /status probes and RSS samples
-HONEST_SOURCES = ("127.8.1.1", "127.8.2.1", "127.8.3.1")  # sender, receiver, latecomer
+HONEST_SOURCES = ("127.8.1.1", "127.8.2.1", "127.9.3.1")  # sender, receiver, latecomer
 PROBE_SOURCE = "127.8.4.1"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,8 +151,9 @@ async def run_attack(root: Path, attack: Attack, *, budget_mb: int | None = 64) 
     dst.subscribe(on_arrival)
     attacker: asyncio.subprocess.Process | None = None
     out = Outcome(attack.name, budget_mb or 512, {})
-    argv = [a.format(p2p=victim.p2p, port=victim.p2p_port, address=address,
-                     seconds=attack.seconds) for a in attack.argv]
+    fill = {"{p2p}": victim.p2p, "{port}": str(victim.p2p_port), "{address}": address,
+            "{seconds}": str(attack.seconds)}
+    argv = [fill.get(a, a) for a in attack.argv]  # whole arguments: other braces stay
     seconds = attack.seconds
     try:
         await src.start()
