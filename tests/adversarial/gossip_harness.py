@@ -249,7 +249,7 @@ HEADER = ("| attack | attacker CPU s | victim CPU s | victim/attacker | victim R
 
 def row(o: Outcome) -> str:
     connect = f"{o.honest_connect_s:.2f} s" if o.honest_connect_s is not None else "never"
-    ratio = f"{o.victim_cpu_s / o.attacker_cpu_s:.2f}" if o.attacker_cpu_s else "–"
+    ratio = f"{o.victim_cpu_s / o.attacker_cpu_s:.2f}" if o.attacker_cpu_s >= 0.05 else "–"
     return (f"| {o.attack} | {o.attacker_cpu_s:.1f} | {o.victim_cpu_s:.1f} | {ratio} | "
             f"{o.rss0_mb:.0f} → {o.rss_peak_mb:.0f} MiB ({o.budget_mb} MiB) | "
             f"{o.lag_p99_ms:.0f} ms | {o.delivery:.0%} of {o.honest_sent} | {connect} |")
