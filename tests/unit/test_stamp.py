@@ -13,14 +13,13 @@ from bridge.core.stamp import (
     BUCKETS,
     Stamp,
     StampOrder,
-    StampPool,
-    bits_to_spend,
     envelope_size,
     order,
     stamp_digest,
     stamp_id,
     verify_signature,
 )
+from bridge.core.stamppool import StampPool, bits_to_spend
 
 NOW = 1_800_000_000
 DAY = 86_400
