@@ -99,6 +99,9 @@ def solve_range(digest: bytes, bits: int, start: int, count: int) -> int | None:
     end = min(start + count, MAX_NONCE + 1)
     hasher = blake3.blake3(pow_seed(digest))
     zero_bytes = bits // 8
+    # A block holds when its first 8 bytes, read big-endian, are below this.
+    below = 1 << (MAX_BITS - bits)
+    second = 1 if zero_bytes >= 2 else 0  # a second zero byte is needed too
     pos = start
     while pos < end:
         n = min(CHUNK_BLOCKS, end - pos)
@@ -109,11 +112,15 @@ def solve_range(digest: bytes, bits: int, start: int, count: int) -> int | None:
                 if leading_zero_bits(buf[BLOCK * j : BLOCK * j + 8]) >= bits:
                     return pos + j
         else:
-            # First bytes of all blocks as one string; C-speed search for a zero.
+            # First bytes of all blocks as one string; C-speed search for a zero. One
+            # block in 256 is a hit: each costs an index, a second-byte test and,
+            # rarely, one integer of 8 bytes, with no function call (a call per hit
+            # was a third of the time of a chunk).
             heads = buf[::BLOCK]
             j = heads.find(0)
             while j >= 0:
-                if leading_zero_bits(buf[BLOCK * j : BLOCK * j + 8]) >= bits:
+                o = BLOCK * j
+                if buf[o + second] == 0 and int.from_bytes(buf[o : o + 8], "big") < below:
                     return pos + j
                 j = heads.find(0, j + 1)
         pos += n
