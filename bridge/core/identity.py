@@ -94,14 +94,24 @@ def _check_prekey_signature(identity_public: bytes, prekey: SignedPrekey) -> Non
                                                    prekey.expires), prekey.signature)
 
 
-@functools.lru_cache(maxsize=256)
+_SIGNED: dict[tuple[bytes, bytes, int], bytes] = {}  # (identity, prekey, expires) -> signature
+_SIGNED_MAX = 256
+
+
 def make_prekey(identity: Identity, secret: bytes, expires: int) -> SignedPrekey:
     """Sign the X25519 key made from ``secret`` (32 random bytes from the caller).
 
-    Remembered: the current prekey goes inside every message, and Ed25519 signing is
-    deterministic, so a cached answer is the one signing again would give."""
+    The signature is remembered: the current prekey goes inside every message, and
+    Ed25519 signing is deterministic, so a remembered signature is the one signing
+    again would give. Only public values are kept (no identity, no secret)."""
     public = crypto.x25519_public(secret)
-    sig = identity.sign(_prekey_message(identity.public, public, expires))
+    key = (identity.public, public, expires)
+    sig = _SIGNED.get(key)
+    if sig is None:
+        sig = identity.sign(_prekey_message(identity.public, public, expires))
+        if len(_SIGNED) >= _SIGNED_MAX:
+            del _SIGNED[next(iter(_SIGNED))]
+        _SIGNED[key] = sig
     return SignedPrekey(public=public, expires=expires, signature=sig)
 
 
