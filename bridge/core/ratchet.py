@@ -43,7 +43,7 @@ from bridge.core.reader import Reader
 RESERVE: Final = 32
 MAX_SKIP: Final = 1000
 MAX_STORED_KEYS: Final = 2000
-MAX_SKIPPED_CHAINS: Final = 16
+MAX_SKIPPED_CHAINS: Final = 32
 MAX_KEY_AGE: Final = 7 * 24 * 3600 + 300  # checks.MAX_TTL + checks.MAX_CLOCK_SKEW
 MAX_NUMBER: Final = 2**32 - 1
 HEADER_PLAIN_SIZE: Final = 32 + 4 + 4
@@ -61,21 +61,24 @@ _F_DHR: Final = 16
 _F_SEND: Final = 32
 _F_RECV: Final = 64
 _KEY_ENTRY: Final = 4 + 8 + 32
-_CHAIN_HEAD: Final = 32 + 2
+_CHAIN_HEAD: Final = 32 + 8 + 2
 MAX_STATE_SIZE: Final = (2 + 32 + AD_SIZE + 32 + INIT_SIZE + 32 + 32 + 32 + 4 + 64 + 32 + 68 + 1
                          + MAX_SKIPPED_CHAINS * _CHAIN_HEAD + MAX_STORED_KEYS * _KEY_ENTRY)
 
 
 @dataclass(frozen=True, slots=True)
 class SkippedChain:
-    """Message keys skipped in one of the peer's sending chains, by header key.
+    """One of the peer's past sending chains (or the current one's skipped keys).
 
     ``keys`` maps a message number to (message key, unix time it was stored); it is
-    never changed in place, only replaced.
+    never changed in place, only replaced. A chain whose keys are all used or gone is
+    kept, empty, until ``ended + MAX_KEY_AGE``: its header key recognises a replay of
+    one of its messages as a duplicate rather than as a message of an unknown session.
     """
 
     header_key: bytes = field(repr=False)
     keys: Mapping[int, tuple[bytes, int]] = field(repr=False)
+    ended: int  # when we last stepped past this chain (or first stored keys in it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,19 +279,21 @@ def _find(skipped: tuple[SkippedChain, ...], hk: bytes) -> int:
     return -1
 
 
-def _add(skipped: tuple[SkippedChain, ...], hk: bytes,
-         keys: dict[int, tuple[bytes, int]]) -> tuple[SkippedChain, ...]:
-    if not keys:
-        return skipped
+def _add(skipped: tuple[SkippedChain, ...], hk: bytes, keys: dict[int, tuple[bytes, int]],
+         now: int) -> tuple[SkippedChain, ...]:
     i = _find(skipped, hk)
     if i < 0:
-        return (*skipped, SkippedChain(header_key=hk, keys=keys))
+        return (*skipped, SkippedChain(header_key=hk, keys=keys, ended=now))
     merged = {**skipped[i].keys, **keys}
-    return (*skipped[:i], SkippedChain(header_key=hk, keys=merged), *skipped[i + 1:])
+    return (*skipped[:i], SkippedChain(header_key=hk, keys=merged, ended=now),
+            *skipped[i + 1:])
 
 
 def _oldest(skipped: tuple[SkippedChain, ...]) -> int:
-    return min((t for c in skipped for _, t in c.keys.values()), default=0)
+    """When the next expiry is due: the oldest key, or the oldest end of an empty chain."""
+    times = [t for c in skipped for _, t in c.keys.values()]
+    times += [c.ended for c in skipped if not c.keys]
+    return min(times, default=0)
 
 
 def _bound(skipped: tuple[SkippedChain, ...]) -> tuple[tuple[SkippedChain, ...], int, int]:
@@ -302,12 +307,10 @@ def _bound(skipped: tuple[SkippedChain, ...]) -> tuple[tuple[SkippedChain, ...],
         order = sorted((t, i, n) for i, c in enumerate(skipped) for n, (_, t) in c.keys.items())
         gone = {(i, n) for _, i, n in order[:total - MAX_STORED_KEYS]}
         dropped += len(gone)
-        kept = []
-        for i, c in enumerate(skipped):
-            keys = {n: v for n, v in c.keys.items() if (i, n) not in gone}
-            if keys:
-                kept.append(SkippedChain(header_key=c.header_key, keys=keys))
-        skipped = tuple(kept)
+        skipped = tuple(
+            SkippedChain(header_key=c.header_key, ended=c.ended,
+                         keys={n: v for n, v in c.keys.items() if (i, n) not in gone})
+            for i, c in enumerate(skipped))
     return skipped, dropped, _oldest(skipped)
 
 
@@ -320,8 +323,8 @@ def expire(state: Session, now: int) -> tuple[Session, int]:
     for c in state.skipped:
         keys = {n: v for n, v in c.keys.items() if v[1] + MAX_KEY_AGE > now}
         dropped += len(c.keys) - len(keys)
-        if keys:
-            kept.append(SkippedChain(header_key=c.header_key, keys=keys))
+        if keys or c.ended + MAX_KEY_AGE > now:
+            kept.append(SkippedChain(header_key=c.header_key, keys=keys, ended=c.ended))
     skipped = tuple(kept)
     return replace(state, skipped=skipped, oldest=_oldest(skipped)), dropped
 
@@ -341,9 +344,10 @@ def _from_skipped(s: Session, hk: bytes, n: int, header: bytes, body: bytes, ad:
         raise DuplicateMessageError(
             f"message {n} of this chain was opened before, or given up as lost")
     plaintext = _open_body(entry[0], body, s.ad + header + ad)
-    keys = {k: v for k, v in s.skipped[i].keys.items() if k != n}
-    rest = (SkippedChain(header_key=hk, keys=keys),) if keys else ()
-    skipped = (*s.skipped[:i], *rest, *s.skipped[i + 1:])
+    chain = s.skipped[i]
+    keys = {k: v for k, v in chain.keys.items() if k != n}
+    skipped = (*s.skipped[:i], SkippedChain(header_key=hk, keys=keys, ended=chain.ended),
+               *s.skipped[i + 1:])
     new = replace(s, skipped=skipped, oldest=_oldest(skipped), confirmed=True, init=None)
     return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False, dropped=dropped)
 
@@ -379,7 +383,8 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
             keys, ck = _skip(s.ckr, s.nr, n, now)
             mk, ck = chain_step(ck)
             plaintext = _open_body(mk, body, body_ad)
-            skipped, d, oldest = _bound(_add(s.skipped, s.hkr, keys))
+            skipped, d, oldest = _bound(_add(s.skipped, s.hkr, keys, now) if keys
+                                        else s.skipped)
             new = replace(s, ckr=ck, nr=n + 1, skipped=skipped, oldest=oldest, confirmed=True,
                           init=None)
             return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False,
@@ -403,8 +408,11 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
         keys, ck = _skip(ckr, 0, n, now)
         mk, ck = chain_step(ck)
         plaintext = _open_body(mk, body, body_ad)
-        skipped = _add(s.skipped, s.hkr, old) if s.hkr is not None else s.skipped
-        skipped, d, oldest = _bound(_add(skipped, s.nhkr, keys))
+        # the chain we step past is remembered, with its skipped keys if any
+        skipped = _add(s.skipped, s.hkr, old, now) if s.hkr is not None else s.skipped
+        if keys:
+            skipped = _add(skipped, s.nhkr, keys, now)
+        skipped, d, oldest = _bound(skipped)
         new = replace(s, root=root, dhr=dh, ckr=ck, nr=n + 1, hkr=s.nhkr, nhkr=nhkr,
                       dhs_secret=None, dhs_public=None, cks=None, ck_reserved=None,
                       skipped=skipped, oldest=oldest, confirmed=True, init=None)
@@ -447,7 +455,7 @@ def _encode(s: Session) -> bytes:
         out += [s.ckr, s.hkr, struct.pack(">I", s.nr)]
     out.append(bytes([len(s.skipped)]))
     for c in s.skipped:
-        out += [c.header_key, struct.pack(">H", len(c.keys))]
+        out += [c.header_key, struct.pack(">QH", c.ended, len(c.keys))]
         for n in sorted(c.keys):
             mk, t = c.keys[n]
             out += [struct.pack(">IQ", n, t), mk]
@@ -491,10 +499,10 @@ def _decode(data: bytes) -> Session:
     total = 0
     for _ in range(count):
         hk = r.take(32)
-        size = r.u16()
+        ended, size = struct.unpack(">QH", r.take(10))
         total += size
-        if size == 0 or total > MAX_STORED_KEYS:
-            raise MalformedError("a skipped chain is empty, or too many skipped keys")
+        if total > MAX_STORED_KEYS:
+            raise MalformedError(f"more than {MAX_STORED_KEYS} skipped keys")
         keys: dict[int, tuple[bytes, int]] = {}
         last = -1
         for _ in range(size):
@@ -505,7 +513,7 @@ def _decode(data: bytes) -> Session:
             keys[n] = (r.take(32), t)
         if _find(tuple(chains), hk) >= 0:
             raise NonCanonicalError("two skipped chains under one header key")
-        chains.append(SkippedChain(header_key=hk, keys=keys))
+        chains.append(SkippedChain(header_key=hk, keys=keys, ended=ended))
     r.end()
     skipped = tuple(chains)
     return Session(session_id=session_id, ad=ad, initiator=initiator, confirmed=confirmed,
