@@ -411,7 +411,11 @@ def _run(steps: list[tuple[str, int, int]]) -> Iterator[None]:
             side.state = out.state
             sent.append(Sent(to=1 - who, text=b"%d" % len(sent), enc=out, at=now))
         elif action == "deliver" and sent:
-            msg = sent[pick % len(sent)]
+            waiting = [m for m in sent if not m.opened]
+            if pick % 3 == 0 or not waiting:
+                msg = sent[pick // 3 % len(sent)]  # any message: reordered or a duplicate
+            else:  # the oldest or the newest still unopened
+                msg = waiting[0] if pick % 3 == 1 else waiting[-1]
             if now >= msg.at + MAX_TTL + MAX_CLOCK_SKEW:
                 continue  # the envelope has expired: no node passes it on
             dest = sides[msg.to]
