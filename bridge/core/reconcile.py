@@ -255,14 +255,18 @@ class Reconciler:
                 count = r.varint()
                 if count * ID_SIZE > len(message):
                     raise TruncatedError("id list longer than the message")
-                theirs_ids = {r.take(ID_SIZE) for _ in range(count)}
+                listed = [r.take(ID_SIZE) for _ in range(count)]
                 if self.initiator:
-                    for i in src.ids(lo, hi):
-                        if i in theirs_ids:
-                            theirs_ids.discard(i)
-                        else:
-                            self.have.append(i)
-                    self.need.extend(theirs_ids)
+                    # Both lists keep the order of the sets (expiry, then id), not of a hash
+                    # set's iteration, so a run is the same in every process.
+                    theirs_ids = set(listed)
+                    mine = src.ids(lo, hi)
+                    self.have.extend(i for i in mine if i not in theirs_ids)
+                    ours = set(mine)
+                    for i in listed:
+                        if i not in ours:
+                            ours.add(i)  # a repeated id is needed once
+                            self.need.append(i)
                     skipping = True
                 else:
                     if skipping:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from bridge.core import gossip as g
 from bridge.core.errors import RemoteProtocolError
-from bridge.core.gossip_wire import MAX_IDS, ByeReason, FrameType
+from bridge.core.gossip_wire import MAX_IDS, ByeReason, FrameType, Hello
 from bridge.store.index import SortedIndex
 from tests.sim.engine import Channel
 
@@ -47,7 +47,8 @@ _PER_ENVELOPE: Final = frozenset((FrameType.HAVE, FrameType.WANT, FrameType.ENVE
 class Conn:
     """One end of a connection: a channel towards the peer and one Link per shard."""
 
-    __slots__ = ("ch", "links", "node", "open", "other", "outbound", "peer", "transient")
+    __slots__ = ("ch", "handoff", "links", "node", "open", "other", "outbound", "peer",
+                 "transient")
 
     def __init__(self, node: SimNode, peer: SimNode, ch: Channel, outbound: bool) -> None:
         self.node = node
@@ -58,6 +59,7 @@ class Conn:
         self.links: dict[int, g.Link] = {}
         self.open = True
         self.transient = False  # a sender's hand-off connection, closed once done
+        self.handoff: tuple[bytes, int] | None = None  # (id, round) at the sender's end
 
 
 class SimNode:
@@ -226,7 +228,7 @@ class SimNode:
         elif isinstance(ev, g.Closed):
             self._drop(c)
 
-    def _greet(self, c: Conn, shard: int, link: g.Link, hello: g.Hello) -> None:
+    def _greet(self, c: Conn, shard: int, link: g.Link, hello: Hello) -> None:
         w = self.world
         if c.transient:
             w.on_handoff_ready(self, c, shard)

@@ -145,7 +145,6 @@ class World:
         self.gone: set[int] = set()
         self.online: set[int] = set()
         self.carriers: dict[int, set[int]] = {}
-        self.transient: dict[int, tuple[bytes, int]] = {}  # id(conn) -> (eid, round)
         self.round_wanted: dict[tuple[bytes, int], bool] = {}
         self.stats = Stats()
         self.send_end = cfg.warmup + cfg.minutes * 60
@@ -255,7 +254,7 @@ class World:
         ca.other, cb.other = cb, ca
         if transient is not None:
             ca.transient = cb.transient = True
-            self.transient[id(ca)] = transient
+            ca.handoff = transient
         a.conns[b.idx] = ca  # reserved while the socket and WebSocket handshakes run
         b.conns[a.idx] = cb
         # TCP + TLS-less WebSocket upgrade: 1.5 round trips, ~500 bytes each way
@@ -338,9 +337,8 @@ class World:
         self.sim.at(delay + 15.0, self._handoff_check, node, eid, rnd, gen)
 
     def _handoff_check(self, node: SimNode, eid: bytes, rnd: int, gen: int) -> None:
-        for c in [c for c in node.conns.values() if self.transient.get(id(c), (b"", -1))[0] == eid]:
+        for c in [c for c in node.conns.values() if c.handoff is not None and c.handoff[0] == eid]:
             node.close(c)
-            self.transient.pop(id(c), None)
         wanted = self.round_wanted.pop((eid, rnd), False)
         # Round 0 hands over; every later round asks one fresh carrier, whose WANT
         # says the envelope had not reached it, so it goes round again.
@@ -348,7 +346,7 @@ class World:
             self._handoff(node, eid, rnd + 1, gen)
 
     def on_handoff_ready(self, node: SimNode, c: Conn, shard: int) -> None:
-        info = self.transient.get(id(c))
+        info = c.handoff
         if info is None:
             return  # the carrier's end: it waits for the announcement
         link = c.links[shard]
@@ -356,11 +354,10 @@ class World:
             node.send(c, shard, f)
 
     def on_requested(self, node: SimNode, c: Conn, ids: tuple[bytes, ...]) -> None:
-        info = self.transient.get(id(c))
+        info = c.handoff
         if info is not None and info[0] in ids:
             self.round_wanted[info] = True
             node.close(c)  # the body went out first, on the same stream
-            self.transient.pop(id(c), None)
 
     def on_stored(self, node: SimNode, env: Env) -> None:
         if env.recipient == node.idx:
