@@ -32,7 +32,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import blake3
 
-from bridge.core import pow, seal, tags, vanity
+from bridge.core import crypto, kem, pow, ratchet, seal, tags, vanity
+from bridge.core import handshake as hs
 from bridge.core.checks import DEFAULT_BASE_BITS, check_envelope, stamp_inline
 from bridge.core.envelope import Kind, parse_envelope
 from bridge.core.errors import PowCancelledError
@@ -116,6 +117,99 @@ def seal_open_us(payload_size: int = 1024) -> tuple[float, float]:
 
     t_open = timed(run_open).cpu / n
     return t_seal * 1e6, t_open * 1e6
+
+
+@dataclass
+class SessionFigures:
+    initiate: float  # µs: verify the hybrid prekey, encapsulate, handshake, first ratchet step
+    respond: float  # µs: parse the block, decapsulate, handshake, start the ratchet
+    encrypt: float  # µs per 1 KiB message in a chain
+    decrypt: float  # µs per 1 KiB message in a chain, in order
+    decrypt_step: float  # µs per 1 KiB message that takes a DH step
+    open_signed: float  # µs: decrypt + the inner record's Ed25519 check (version 2's open)
+
+
+def session_figures(payload_size: int = 1024) -> SessionFigures:
+    """The session layer, 1 KiB messages, in CPU time (docs/sessions.md §13)."""
+    alice, bob = Identity.from_seed(b"a" * 32), Identity.from_seed(b"b" * 32)
+    now = NOW
+    spk, kem_seed = os.urandom(32), os.urandom(64)
+    prekey = hs.make_hybrid_prekey(bob, spk, kem_seed, now + 86400)
+    n = 200
+    results: list[hs.Handshake] = []
+
+    def run_initiate() -> None:
+        for _ in range(n):
+            h = hs.initiate(identity=alice, responder=bob.public, prekey=prekey, one_time=None,
+                            now=now, ephemeral_secret=os.urandom(32),
+                            encapsulated=kem.encapsulate(prekey.kem))
+            ratchet.start_initiator(secret=h.secret, ad=h.ad, session_id=h.session_id,
+                                    init=h.init, their_prekey=h.prekey_x25519,
+                                    ratchet_secret=os.urandom(32))
+            results.append(h)
+
+    t_init = timed(run_initiate).cpu / n
+    blocks = [r.init for r in results]
+
+    def run_respond() -> None:
+        for block in blocks:
+            h = hs.respond(identity=bob, block=hs.InitBlock.parse(block), prekey=prekey,
+                           prekey_secret=spk, kem_seed=kem_seed)
+            ratchet.start_responder(secret=h.secret, ad=h.ad, session_id=h.session_id,
+                                    prekey_secret=spk, prekey_public=prekey.x25519)
+
+    t_resp = timed(run_respond).cpu / n
+    h = results[0]
+    a = ratchet.start_initiator(secret=h.secret, ad=h.ad, session_id=h.session_id, init=h.init,
+                                their_prekey=h.prekey_x25519, ratchet_secret=os.urandom(32))
+    b = ratchet.start_responder(secret=h.secret, ad=h.ad, session_id=h.session_id,
+                                prekey_secret=spk, prekey_public=prekey.x25519)
+    ad = bytes(58)
+    payload = os.urandom(payload_size)
+    m = 2000
+    secrets = [os.urandom(32) for _ in range(m)]
+    sent: list[ratchet.Encrypted] = []
+    state = a
+
+    def run_encrypt() -> None:
+        nonlocal state
+        for sec in secrets:
+            out = ratchet.encrypt(state, payload, ad, sec)
+            state = out.state
+            sent.append(out)
+
+    t_enc = timed(run_encrypt).cpu / m
+    inner = payload[:-64]
+    sig = crypto.sign(alice.secret_key, crypto.SIG_ENVELOPE + bob.public + ad + inner)
+    rstate = b
+
+    def run_decrypt() -> None:
+        nonlocal rstate
+        for out in sent:
+            rstate = ratchet.decrypt(rstate, out.header, out.body, ad, now).state
+
+    t_dec = timed(run_decrypt).cpu / m
+
+    def run_open_signed() -> None:
+        s2 = b
+        for out in sent:
+            s2 = ratchet.decrypt(s2, out.header, out.body, ad, now).state
+            crypto.verify(alice.public, crypto.SIG_ENVELOPE + bob.public + ad + inner, sig)
+
+    t_open = timed(run_open_signed).cpu / m
+    # a conversation in turns: every message takes a DH step at both ends
+    turns = 300
+    pair = [state, rstate]
+    t_step = 0.0
+    for i in range(turns):
+        out = ratchet.encrypt(pair[i % 2], payload, ad, os.urandom(32))
+        pair[i % 2] = out.state
+        c0 = time.process_time()
+        pair[1 - i % 2] = ratchet.decrypt(pair[1 - i % 2], out.header, out.body, ad, now).state
+        t_step += time.process_time() - c0
+    t_step /= turns
+    return SessionFigures(t_init * 1e6, t_resp * 1e6, t_enc * 1e6, t_dec * 1e6, t_step * 1e6,
+                          t_open * 1e6)
 
 
 def make_envelopes(count: int, senders: int) -> tuple[Identity, list[bytes]]:
@@ -260,13 +354,52 @@ def print_table(rows: list[Row], repeat: int) -> None:
         print("\n".join(notes))
 
 
+def _session_rows(seal_us: list[float], open_us: list[float],
+                  figs: list[SessionFigures]) -> list[Row]:
+    """Version 1's seal and open, then the session layer's figures beside them."""
+    return [
+        Row("seal, 1 KiB payload", "µs", seal_us, higher_is_better=False),
+        Row("open, 1 KiB payload", "µs", open_us, higher_is_better=False),
+        Row("session: handshake, initiator", "µs", [f.initiate for f in figs],
+            higher_is_better=False,
+            note="verify the hybrid prekey, ML-KEM encapsulate, 4 X25519, first root step"),
+        Row("session: handshake, responder", "µs", [f.respond for f in figs],
+            higher_is_better=False, note="parse, ML-KEM decapsulate, 3 X25519, open identity"),
+        Row("session: encrypt, 1 KiB", "µs", [f.encrypt for f in figs], higher_is_better=False),
+        Row("session: decrypt, 1 KiB", "µs", [f.decrypt for f in figs], higher_is_better=False),
+        Row("session: decrypt with a DH step", "µs", [f.decrypt_step for f in figs],
+            higher_is_better=False, note="a conversation in turns: one X25519 per message"),
+        Row("session: decrypt + inner signature", "µs", [f.open_signed for f in figs],
+            higher_is_better=False, note="what version 2 adds to the stamp check"),
+        Row("  that / version 1 open", "×",
+            [f.open_signed / o for f, o in zip(figs, open_us, strict=True)], 1.5,
+            higher_is_better=False),
+        Row("  session opens per second", "msg/s", [1e6 / f.open_signed for f in figs], 5000,
+            note="decrypt + inner signature, one core (CPU time)"),
+        Row("  with a DH step / version 1 open", "×",
+            [(f.decrypt_step + f.open_signed - f.decrypt) / o
+             for f, o in zip(figs, open_us, strict=True)], higher_is_better=False,
+            note="every message a turn of the conversation: one X25519 more"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1, help="measure each figure N times")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each rate measurement")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--envelopes", type=int, default=200, help="pre-made envelopes to open")
+    ap.add_argument("--sessions", action="store_true",
+                    help="only version 1's seal/open and the session rows")
     args = ap.parse_args(argv)
+    if args.sessions:
+        runs = []
+        for _ in range(args.repeat):
+            s, o = seal_open_us()
+            runs.append((s, o, session_figures()))
+        print_table(_session_rows([r[0] for r in runs], [r[1] for r in runs],
+                                  [r[2] for r in runs]), args.repeat)
+        return 0
 
     cpus = os.cpu_count() or 1
     load = os.getloadavg()
@@ -281,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     one_cpu, one_wall, naive, ver, seal_us, open_us = [], [], [], [], [], []
     opened_warm, opened_cold, van_one, all_pow, all_van, speedup = [], [], [], [], [], []
     one_pool: list[float] = []
+    sessions: list[SessionFigures] = []
     for _ in range(args.repeat):
         cpu_rate, wall_rate = pow_one_core(args.seconds)
         one_cpu.append(cpu_rate)
@@ -290,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         s, o = seal_open_us()
         seal_us.append(s)
         open_us.append(o)
+        sessions.append(session_figures())
         opened_warm.append(opened_per_second(bob, raws, cold=False))
         opened_cold.append(opened_per_second(bob, raws_distinct, cold=True))
         van_one.append(vanity_one_core(args.seconds / 2))
@@ -319,12 +454,12 @@ def main(argv: list[str] | None = None) -> int:
             1.8 if args.workers == 2 else None,
             note="both pools in wall time; needs the cores to be otherwise idle"),
         Row("PoW verify (pow.work_bits)", "µs", ver, 1.5, higher_is_better=False),
-        Row("seal, 1 KiB payload", "µs", seal_us, higher_is_better=False),
-        Row("open, 1 KiB payload", "µs", open_us, higher_is_better=False),
+        *_session_rows(seal_us, open_us, sessions)[:2],
         Row("verified+opened, 16 senders", "env/s", opened_warm, 5000,
             note="check_envelope + open_envelope + parse_record, one core (CPU time)"),
         Row("verified+opened, all new senders", "env/s", opened_cold,
             note="every sender's key validated afresh (no cache hit)"),
+        *_session_rows(seal_us, open_us, sessions)[2:],
         Row("vanity, one core (CPU time)", "keys/s", van_one),
         Row(f"vanity, all cores ({args.workers} workers, wall)", "keys/s", all_van),
     ]
