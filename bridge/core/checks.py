@@ -1,19 +1,27 @@
 """The checks every node runs on an envelope, cheapest first.
 
     size → canonical header → expiry window → proof of work
+    → (version 2) stamp signature
 
 One blake3 call (the PoW check, about a microsecond) comes before anything that
 costs a signature verification or a Diffie-Hellman (tens of microseconds), so
-an attacker without work to show cannot make a node do expensive work. The
-duplicate check needs the store and is the caller's.
+an attacker without work to show cannot make a node do expensive work. A
+version-2 envelope's stamp signature (one Ed25519 verification) is checked only
+once its proof holds. The duplicate check needs the store and is the caller's.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from bridge.core import pow
-from bridge.core.envelope import Envelope, parse_envelope, with_nonce
+from bridge.core import pow, stamp
+from bridge.core.envelope import (
+    VERSION_STAMPED,
+    Envelope,
+    parse_envelope,
+    stamp_message,
+    with_nonce,
+)
 from bridge.core.errors import ExpiredError, FromFutureError, WeakProofOfWorkError
 
 MAX_TTL: Final = 7 * 24 * 3600
@@ -49,6 +57,8 @@ def check_envelope(data: bytes, *, now: int, base_bits: int = DEFAULT_BASE_BITS)
     env = parse_envelope(data)  # size first, then the fixed header
     check_expiry(env.expiry, now)
     check_pow(env, now, base_bits)
+    if env.version == VERSION_STAMPED:
+        stamp.verify_signature(env.stamp_key, env.stamp_signature, stamp_message(env.raw))
     return env
 
 

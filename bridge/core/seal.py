@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from bridge.core import crypto
 from bridge.core.envelope import (
     MAX_PLAINTEXT,
+    VERSION,
     Envelope,
     Kind,
     assemble,
@@ -39,6 +40,7 @@ from bridge.core.errors import (
     DecryptionError,
     LocalProtocolError,
     ReaddressedError,
+    UnknownVersionError,
 )
 from bridge.core.reader import Reader
 
@@ -142,8 +144,11 @@ def open_envelope(env: Envelope, recipient: bytes, kex_secrets: Sequence[KexKey]
     ``kex_secrets`` are the X25519 secrets that may have been sealed to (current
     and previous prekeys, then the identity's own), each either bare or as a
     (secret, public) pair from kex_key(); the first that authenticates wins. A
-    low-order ephemeral key is refused before any of them.
+    low-order ephemeral key is refused before any of them. Only version 1 is
+    sealed this way; a version-2 envelope is the session layer's to open.
     """
+    if env.version != VERSION:
+        raise UnknownVersionError(f"a version-{env.version} envelope is not opened here")
     aad = env.signed_header + env.ephemeral
     padded = None
     index = -1
