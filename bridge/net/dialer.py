@@ -10,8 +10,11 @@ slots — under limits: at most ``DIAL_BURST`` discovery dials at once, refilled
 at ``DIAL_RATE`` per second; one address at most once per ``backoff_max``,
 doubling with each failure; while a global address's /16 already has an
 outbound link, none other of it is dialled (an attacker's many addresses in one
-network cannot take all outbound slots); a DNS name is resolved first and not
-dialled if it points into a range a stranger may not make us dial. An address
+network cannot take all outbound slots); a stranger's DNS name is resolved once,
+not dialled if it points into a range a stranger may not make us dial, and
+otherwise dialled at the address that was checked (the name goes in the Host
+header), so a second answer from the name's server cannot point the connection
+elsewhere (DNS rebinding). An address
 found to be this very node is dropped for good: its loop ends, and it is never
 dialled again.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -49,6 +53,12 @@ class Dialer:
         self.tokens = float(DIAL_BURST)
         self._refilled = time.monotonic()
         self._rng = random.Random()
+        self.resolve = self._getaddrinfo  # host -> IP addresses (tests give their own)
+
+    @staticmethod
+    async def _getaddrinfo(host: str) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return [str(info[4][0]) for info in infos]
 
     def keep(self, addr: str) -> None:
         """Keep ``addr`` (canonical, not this node's own) linked, redialling after losses."""
@@ -120,36 +130,47 @@ class Dialer:
 
     async def _discovered(self, addr: str) -> None:
         try:
-            if await self._in_scope(addr):
-                await self.dial(addr, on_open=lambda: self.dialling.discard(addr))
+            target = await self._in_scope(addr)
+            if target is not None:
+                await self.dial(addr, on_open=lambda: self.dialling.discard(addr),
+                                at=target or None)
         finally:
             self.dialling.discard(addr)
 
-    async def _in_scope(self, addr: str) -> bool:
-        """A stranger's DNS name: dialled only if every address it resolves to may be."""
+    async def _in_scope(self, addr: str) -> str | None:
+        """Where to dial a stranger's address: "" for as it is, an IP address for a DNS
+        name whose every address may be dialled (the first of them), None for not at all."""
         host = peer_host(addr)
         if scope_of(host) is not Scope.NAME or self.node.config.connector is not None:
-            return True  # through Tor the exit resolves it, and reaches no private range
+            return ""  # through Tor the exit resolves it, and reaches no private range
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-        except OSError:
-            return False
-        ips = {str(info[4][0]) for info in infos}
-        return bool(ips) and all(
-            self.node.book.scope_allowed(ip_scope(ipaddress.ip_address(ip.split("%")[0])))
-            for ip in ips)
+            ips = list(dict.fromkeys(ip.split("%")[0] for ip in await self.resolve(host)))
+        except (OSError, UnicodeError):
+            return None
+        if not ips or not all(self.node.book.scope_allowed(ip_scope(ipaddress.ip_address(ip)))
+                              for ip in ips):
+            return None
+        return ips[0]
 
-    async def dial(self, addr: str, on_open: Callable[[], None] | None = None) -> bool:
-        """One connection attempt, run until the link closes; True if it ever opened."""
+    async def dial(self, addr: str, on_open: Callable[[], None] | None = None,
+                   at: str | None = None) -> bool:
+        """One connection attempt, run until the link closes; True if it ever opened.
+        ``at``: the IP address to connect to for a DNS name already checked."""
         node = self.node
         session = node._session
         if (session is None or node.links.banned(addr) or self.connected_to(addr)
                 or addr in node.selves):
             return False
         try:
+            url, headers = f"http://{addr}/p2p", None
+            if at is not None:
+                port = addr.rsplit(":", 1)[1]
+                url = f"http://{'[' + at + ']' if ':' in at else at}:{port}/p2p"
+                headers = {"Host": addr}
             async with asyncio.timeout(DIAL_TIMEOUT):
                 ws = await session.ws_connect(
-                    f"http://{addr}/p2p",
+                    url,
+                    headers=headers,
                     max_msg_size=MAX_FRAME_SIZE,
                     heartbeat=30.0,
                     timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
