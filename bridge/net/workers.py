@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
+import heapq
+import itertools
 import multiprocessing
 import os
 import secrets
@@ -86,6 +89,10 @@ class WorkerPool:
         ctx = multiprocessing.get_context("spawn")
         self._executor = concurrent.futures.ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        self._free = self.workers  # worker slots not holding a range (see _run_ranges)
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._job_numbers = itertools.count()
+        self._tiebreak = itertools.count()
         # One thread: jobs run in the order they were handed in.
         self._crypto = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="paranoim-crypto")
@@ -95,6 +102,47 @@ class WorkerPool:
         """``func(*args, **kwargs)`` on the crypto thread, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._crypto, functools.partial(func, *args, **kwargs))
+
+    async def _slot(self, priority: tuple[int, int]) -> None:
+        """Wait for a free worker slot; the lowest ``priority`` waiting gets it first."""
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._tiebreak), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # handed to us as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, fut = heapq.heappop(self._waiting)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    async def _range(self, priority: tuple[int, int], func: Callable[..., object],
+                     args: tuple[object, ...]) -> object:
+        """One range on a worker; its slot is free again when the worker is done with
+        it, even if the job stopped waiting for it."""
+        await self._slot(priority)
+        loop = asyncio.get_running_loop()
+        try:
+            cf = self._executor.submit(func, *args)
+        except BaseException:
+            self._release()
+            raise
+
+        def finished(_: concurrent.futures.Future[object]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to free
+                loop.call_soon_threadsafe(self._release)
+
+        cf.add_done_callback(finished)
+        return await asyncio.wrap_future(cf, loop=loop)
 
     async def warm_up(self) -> None:
         """Return once every worker process is up, imported and initialised."""
@@ -123,14 +171,23 @@ class WorkerPool:
         progress: Progress,
         cancelled: asyncio.Event | None,
         start: int = 0,
+        rank: int = 0,
     ) -> object:
-        loop = asyncio.get_running_loop()
+        """Hand ``func``'s ranges to the workers until one returns something.
+
+        The workers are shared by every job through ``workers`` slots: a free slot goes
+        to the waiting job of the lowest ``rank``, then the one that started first. So a
+        burst of proofs finishes one after another, the oldest first (not all together
+        at the end, as when their ranges took turns), and a long vanity search (rank 1)
+        never holds back a message for more than one range."""
         next_start = start
         pending: dict[asyncio.Future[object], int] = {}
+        priority = (rank, next(self._job_numbers))
 
         def submit() -> None:
             nonlocal next_start
-            fut = loop.run_in_executor(self._executor, func, *args_for(next_start, range_size))
+            fut = asyncio.ensure_future(
+                self._range(priority, func, args_for(next_start, range_size)))
             pending[fut] = next_start
             next_start += range_size
 
@@ -193,6 +250,6 @@ class WorkerPool:
         base = secrets.token_bytes(24)
         result = await self._run_ranges(
             vanity.search_range, lambda s, n: (p, base, s, n), VANITY_RANGE,
-            progress or Progress(), cancelled)
+            progress or Progress(), cancelled, rank=1)
         assert isinstance(result, bytes)
         return result
