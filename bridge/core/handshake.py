@@ -44,7 +44,8 @@ ONE_TIME_PREKEY_SIZE: Final = 32 + 8 + crypto.SIGNATURE_SIZE  # 104
 INIT_VERSION: Final = 1
 FLAG_ONE_TIME: Final = 1
 _SEALED_ID_SIZE: Final = 32 + crypto.AEAD_TAG_SIZE
-INIT_SIZE: Final = 1 + 1 + 2 * PREKEY_ID_SIZE + 32 + kem.CIPHERTEXT_SIZE + _SEALED_ID_SIZE  # 1186
+INIT_SIZE: Final = (1 + 1 + 2 * PREKEY_ID_SIZE + 32 + kem.CIPHERTEXT_SIZE + 8
+                    + _SEALED_ID_SIZE)  # 1194
 _INIT_PREFIX: Final = INIT_SIZE - _SEALED_ID_SIZE
 _NO_KEY: Final = bytes(32)
 _NO_ID: Final = bytes(PREKEY_ID_SIZE)
@@ -158,21 +159,25 @@ def make_one_time_prekey(identity: Identity, secret: bytes, expires: int) -> One
 
 @dataclass(frozen=True, slots=True)
 class InitBlock:
-    """What every message carries until the initiator has heard back (1186 bytes).
+    """What every message carries until the initiator has heard back (1194 bytes).
 
     version u8 ‖ flags u8 ‖ prekey id[8] ‖ one-time id[8] ‖ E[32] ‖ ML-KEM ct[1088]
-    ‖ sealed initiator identity[48]
+    ‖ created u64 ‖ sealed initiator identity[48]
+
+    ``created`` is the initiator's clock when it started the session; it tells a late
+    handshake of a simultaneous start from a contact starting over (sessions.py).
     """
 
     prekey_id: bytes
     one_time_id: bytes | None
     ephemeral: bytes
     kem_ciphertext: bytes = field(repr=False)
+    created: int
     sealed_identity: bytes = field(repr=False)
 
     def encode(self) -> bytes:
         return _init_prefix(self.prekey_id, self.one_time_id, self.ephemeral,
-                            self.kem_ciphertext) + self.sealed_identity
+                            self.kem_ciphertext, self.created) + self.sealed_identity
 
     @classmethod
     def parse(cls, data: bytes) -> InitBlock:
@@ -193,14 +198,15 @@ class InitBlock:
         return cls(prekey_id=data[2:10],
                    one_time_id=one_time_id if flags & FLAG_ONE_TIME else None,
                    ephemeral=data[18:50], kem_ciphertext=data[50:50 + kem.CIPHERTEXT_SIZE],
+                   created=int.from_bytes(data[_INIT_PREFIX - 8:_INIT_PREFIX], "big"),
                    sealed_identity=data[_INIT_PREFIX:])
 
 
 def _init_prefix(prekey_id: bytes, one_time_id: bytes | None, ephemeral: bytes,
-                 ciphertext: bytes) -> bytes:
+                 ciphertext: bytes, created: int) -> bytes:
     flags = FLAG_ONE_TIME if one_time_id is not None else 0
     return (bytes([INIT_VERSION, flags]) + prekey_id + (one_time_id or _NO_ID) + ephemeral
-            + ciphertext)
+            + ciphertext + struct.pack(">Q", created))
 
 
 def _identity_keys(ephemeral: bytes, spk: bytes, dh3: bytes, shared: bytes) -> tuple[bytes, bytes]:
@@ -221,6 +227,7 @@ class Handshake:
     responder: bytes
     prekey_x25519: bytes  # SPK_B: the responder's first ratchet key
     one_time_id: bytes | None
+    created: int  # the initiator's clock when it started the session
     # the values the known-answer vectors show
     dh: tuple[bytes, bytes, bytes, bytes] = field(repr=False)
     kem_shared: bytes = field(repr=False)
@@ -229,14 +236,15 @@ class Handshake:
 
 def _finish(initiator: bytes, responder: bytes, prekey: HybridPrekey, one_time_public: bytes,
             init: bytes, dh: tuple[bytes, bytes, bytes, bytes], shared: bytes,
-            one_time_id: bytes | None) -> Handshake:
+            one_time_id: bytes | None, created: int) -> Handshake:
     transcript = crypto.derive(crypto.CTX_HANDSHAKE_TRANSCRIPT, initiator + responder
                                + prekey.public_part() + one_time_public + init)
     secret = crypto.derive(crypto.CTX_HANDSHAKE_SECRET, b"".join(dh) + shared + transcript)
     return Handshake(secret=secret, ad=initiator + responder,
                      session_id=crypto.derive(crypto.CTX_SESSION_ID, init), init=init,
                      initiator=initiator, responder=responder, prekey_x25519=prekey.x25519,
-                     one_time_id=one_time_id, dh=dh, kem_shared=shared, transcript=transcript)
+                     one_time_id=one_time_id, created=created, dh=dh, kem_shared=shared,
+                     transcript=transcript)
 
 
 def initiate(*, identity: Identity, responder: bytes, prekey: HybridPrekey,
@@ -262,12 +270,12 @@ def initiate(*, identity: Identity, responder: bytes, prekey: HybridPrekey,
     dh2 = crypto.x25519(ephemeral_secret, responder_x)
     dh4 = crypto.x25519(ephemeral_secret, one_time.public) if one_time else _NO_KEY
     one_time_id = one_time.id if one_time else None
-    prefix = _init_prefix(prekey.id, one_time_id, e_pub, encapsulated.ciphertext)
+    prefix = _init_prefix(prekey.id, one_time_id, e_pub, encapsulated.ciphertext, now)
     key, nonce = _identity_keys(e_pub, prekey.x25519, dh3, encapsulated.shared)
     init = prefix + crypto.aead_encrypt(key, nonce, identity.public, prefix)
     return _finish(identity.public, responder, prekey,
                    one_time.public if one_time else _NO_KEY, init, (dh1, dh2, dh3, dh4),
-                   encapsulated.shared, one_time_id)
+                   encapsulated.shared, one_time_id, now)
 
 
 def respond(*, identity: Identity, block: InitBlock, prekey: HybridPrekey, prekey_secret: bytes,
@@ -289,7 +297,7 @@ def respond(*, identity: Identity, block: InitBlock, prekey: HybridPrekey, preke
     dh3 = crypto.x25519(prekey_secret, block.ephemeral)  # WeakKeyError on a low-order E
     shared = kem.decapsulate(kem_seed, block.kem_ciphertext)
     prefix = _init_prefix(block.prekey_id, block.one_time_id, block.ephemeral,
-                          block.kem_ciphertext)
+                          block.kem_ciphertext, block.created)
     key, nonce = _identity_keys(block.ephemeral, prekey.x25519, dh3, shared)
     try:
         initiator = crypto.aead_decrypt(key, nonce, block.sealed_identity, prefix)
@@ -306,4 +314,4 @@ def respond(*, identity: Identity, block: InitBlock, prekey: HybridPrekey, preke
     else:
         dh4 = one_time_public = _NO_KEY
     return _finish(initiator, identity.public, prekey, one_time_public, block.encode(),
-                   (dh1, dh2, dh3, dh4), shared, block.one_time_id)
+                   (dh1, dh2, dh3, dh4), shared, block.one_time_id, block.created)

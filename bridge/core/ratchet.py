@@ -44,14 +44,15 @@ RESERVE: Final = 32
 MAX_SKIP: Final = 1000
 MAX_STORED_KEYS: Final = 2000
 MAX_SKIPPED_CHAINS: Final = 32
-MAX_KEY_AGE: Final = 7 * 24 * 3600 + 300  # checks.MAX_TTL + checks.MAX_CLOCK_SKEW
+CLOCK_SKEW: Final = 300  # checks.MAX_CLOCK_SKEW
+MAX_KEY_AGE: Final = 7 * 24 * 3600 + CLOCK_SKEW  # checks.MAX_TTL + checks.MAX_CLOCK_SKEW
 MAX_NUMBER: Final = 2**32 - 1
 HEADER_PLAIN_SIZE: Final = 32 + 4 + 4
 HEADER_SIZE: Final = crypto.AEAD_NONCE_SIZE + HEADER_PLAIN_SIZE + crypto.AEAD_TAG_SIZE  # 80
 MAX_BODY: Final = 1 << 17
 AD_SIZE: Final = 64
 STATE_VERSION: Final = 1
-INIT_SIZE: Final = 1186  # handshake.INIT_SIZE; the ratchet carries it as opaque bytes
+INIT_SIZE: Final = 1194  # handshake.INIT_SIZE; the ratchet carries it as opaque bytes
 
 _F_INITIATOR: Final = 1
 _F_CONFIRMED: Final = 2
@@ -62,7 +63,8 @@ _F_SEND: Final = 32
 _F_RECV: Final = 64
 _KEY_ENTRY: Final = 4 + 8 + 32
 _CHAIN_HEAD: Final = 32 + 8 + 2
-MAX_STATE_SIZE: Final = (2 + 32 + AD_SIZE + 32 + INIT_SIZE + 32 + 32 + 32 + 4 + 64 + 32 + 68 + 1
+MAX_STATE_SIZE: Final = (2 + 16 + 32 + AD_SIZE + 32 + INIT_SIZE + 32 + 32 + 32 + 8 + 64 + 32
+                         + 68 + 1
                          + MAX_SKIPPED_CHAINS * _CHAIN_HEAD + MAX_STORED_KEYS * _KEY_ENTRY)
 
 
@@ -87,6 +89,8 @@ class Session:
     ad: bytes
     initiator: bool
     confirmed: bool  # a message from the other side has opened in this session
+    created: int  # when the initiator started it (its clock, from the handshake block)
+    confirmed_at: int  # when the first message from the other side opened (0: not yet)
     init: bytes | None = field(repr=False)  # sent with every message until confirmed
     root: bytes = field(repr=False)
     dhs_secret: bytes | None = field(repr=False)
@@ -195,7 +199,7 @@ def _check_start(secret: bytes, ad: bytes, session_id: bytes) -> None:
 
 
 def start_initiator(*, secret: bytes, ad: bytes, session_id: bytes, init: bytes,
-                    their_prekey: bytes, ratchet_secret: bytes) -> Session:
+                    their_prekey: bytes, ratchet_secret: bytes, created: int) -> Session:
     """The initiator's session: its first sending chain is ready at once."""
     _check_start(secret, ad, session_id)
     if len(init) != INIT_SIZE:
@@ -203,20 +207,22 @@ def start_initiator(*, secret: bytes, ad: bytes, session_id: bytes, init: bytes,
     rk, hk_initiator, hk_responder = session_keys(secret)
     root, cks, nhks = root_step(rk, crypto.x25519(ratchet_secret, their_prekey))
     return Session(session_id=bytes(session_id), ad=bytes(ad), initiator=True, confirmed=False,
-                   init=bytes(init), root=root, dhs_secret=bytes(ratchet_secret),
+                   created=created, confirmed_at=0, init=bytes(init), root=root,
+                   dhs_secret=bytes(ratchet_secret),
                    dhs_public=crypto.x25519_public(ratchet_secret), dhr=bytes(their_prekey),
                    cks=cks, ns=0, pn=0, reserved=0, ck_reserved=cks, hks=hk_initiator, nhks=nhks,
                    ckr=None, nr=0, hkr=None, nhkr=hk_responder, skipped=(), oldest=0)
 
 
 def start_responder(*, secret: bytes, ad: bytes, session_id: bytes, prekey_secret: bytes,
-                    prekey_public: bytes) -> Session:
+                    prekey_public: bytes, created: int) -> Session:
     """The responder's session: its signed prekey is its first ratchet key; it can send
     once the initiator's first message has opened."""
     _check_start(secret, ad, session_id)
     rk, hk_initiator, hk_responder = session_keys(secret)
     return Session(session_id=bytes(session_id), ad=bytes(ad), initiator=False, confirmed=False,
-                   init=None, root=rk, dhs_secret=bytes(prekey_secret),
+                   created=created, confirmed_at=0, init=None, root=rk,
+                   dhs_secret=bytes(prekey_secret),
                    dhs_public=bytes(prekey_public), dhr=None, cks=None, ns=0, pn=0, reserved=0,
                    ck_reserved=None, hks=None, nhks=hk_responder, ckr=None, nr=0, hkr=None,
                    nhkr=hk_initiator, skipped=(), oldest=0)
@@ -337,7 +343,7 @@ def _open_body(mk: bytes, body: bytes, ad: bytes) -> bytes:
 
 
 def _from_skipped(s: Session, hk: bytes, n: int, header: bytes, body: bytes, ad: bytes,
-                  dropped: int) -> Decrypted:
+                  dropped: int, now: int) -> Decrypted:
     i = _find(s.skipped, hk)
     entry = s.skipped[i].keys.get(n) if i >= 0 else None
     if entry is None:
@@ -348,7 +354,8 @@ def _from_skipped(s: Session, hk: bytes, n: int, header: bytes, body: bytes, ad:
     keys = {k: v for k, v in chain.keys.items() if k != n}
     skipped = (*s.skipped[:i], SkippedChain(header_key=hk, keys=keys, ended=chain.ended),
                *s.skipped[i + 1:])
-    new = replace(s, skipped=skipped, oldest=_oldest(skipped), confirmed=True, init=None)
+    new = replace(s, skipped=skipped, oldest=_oldest(skipped), confirmed=True,
+                  confirmed_at=s.confirmed_at or now, init=None)
     return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False, dropped=dropped)
 
 
@@ -377,7 +384,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
             if s.dhr is None or not crypto.equal(dh, s.dhr):
                 raise SessionError("a header of the current chain names another ratchet key")
             if n < s.nr:
-                return _from_skipped(s, s.hkr, n, header, body, ad, dropped)
+                return _from_skipped(s, s.hkr, n, header, body, ad, dropped, now)
             if n - s.nr > MAX_SKIP:
                 raise TooFarAheadError(f"message {n} is {n - s.nr} ahead; at most {MAX_SKIP}")
             keys, ck = _skip(s.ckr, s.nr, n, now)
@@ -386,7 +393,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
             skipped, d, oldest = _bound(_add(s.skipped, s.hkr, keys, now) if keys
                                         else s.skipped)
             new = replace(s, ckr=ck, nr=n + 1, skipped=skipped, oldest=oldest, confirmed=True,
-                          init=None)
+                          confirmed_at=s.confirmed_at or now, init=None)
             return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False,
                              dropped=dropped + d)
     plain = open_header(s.nhkr, header, header_ad)
@@ -415,7 +422,8 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
         skipped, d, oldest = _bound(skipped)
         new = replace(s, root=root, dhr=dh, ckr=ck, nr=n + 1, hkr=s.nhkr, nhkr=nhkr,
                       dhs_secret=None, dhs_public=None, cks=None, ck_reserved=None,
-                      skipped=skipped, oldest=oldest, confirmed=True, init=None)
+                      skipped=skipped, oldest=oldest, confirmed=True,
+                      confirmed_at=s.confirmed_at or now, init=None)
         return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=True,
                          dropped=dropped + d)
     for chain in s.skipped:
@@ -424,7 +432,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
         plain = open_header(chain.header_key, header, header_ad)
         if plain is not None:
             _dh, _pn, n = _split(plain)
-            return _from_skipped(s, chain.header_key, n, header, body, ad, dropped)
+            return _from_skipped(s, chain.header_key, n, header, body, ad, dropped, now)
     raise UnknownSessionError("the header opens with none of this session's keys")
 
 
@@ -436,7 +444,8 @@ def _encode(s: Session) -> bytes:
              | (_F_INIT if s.init is not None else 0) | (_F_DHS if s.dhs_secret else 0)
              | (_F_DHR if s.dhr is not None else 0) | (_F_SEND if s.cks is not None else 0)
              | (_F_RECV if s.ckr is not None else 0))
-    out = [bytes([STATE_VERSION, flags]), s.session_id, s.ad, s.root]
+    out = [bytes([STATE_VERSION, flags]), struct.pack(">QQ", s.created, s.confirmed_at),
+           s.session_id, s.ad, s.root]
     if s.init is not None:
         out.append(s.init)
     if s.dhs_secret is not None:
@@ -477,6 +486,9 @@ def _decode(data: bytes) -> Session:
     if (has[_F_INIT] and (confirmed or not initiator)) or (has[_F_SEND] and not has[_F_DHS]) \
             or ((has[_F_SEND] or has[_F_RECV]) and not has[_F_DHR]):
         raise MalformedError("inconsistent session flags")
+    created, confirmed_at = struct.unpack(">QQ", r.take(16))
+    if confirmed_at and not confirmed:
+        raise MalformedError("a confirmation time on an unconfirmed session")
     session_id, ad, root = r.take(32), r.take(AD_SIZE), r.take(32)
     init = r.take(INIT_SIZE) if has[_F_INIT] else None
     dhs_secret = r.take(32) if has[_F_DHS] else None
@@ -517,7 +529,8 @@ def _decode(data: bytes) -> Session:
     r.end()
     skipped = tuple(chains)
     return Session(session_id=session_id, ad=ad, initiator=initiator, confirmed=confirmed,
-                   init=init, root=root, dhs_secret=dhs_secret,
+                   created=created, confirmed_at=confirmed_at, init=init, root=root,
+                   dhs_secret=dhs_secret,
                    dhs_public=crypto.x25519_public(dhs_secret) if dhs_secret else None,
                    dhr=dhr, cks=cks, ns=ns, pn=pn, reserved=ns, ck_reserved=cks, hks=hks,
                    nhks=nhks, ckr=ckr, nr=nr, hkr=hkr, nhkr=nhkr, skipped=skipped,

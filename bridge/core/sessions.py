@@ -8,10 +8,12 @@ those messages' envelopes must have expired.
 - **Simultaneous initiation.** If both sides start a session before hearing from the
   other, each ends up holding both; the one whose initiator's Ed25519 key is lower
   (bytewise) stays active on both sides, the other is retired.
-- **Session reset.** A new handshake from the contact while our active session has
-  heard from it (or was started by it) means the contact started over (lost its
-  state, restored a backup, moved its identity): the new session becomes active and
-  the event is ``Outcome.RESET``, for the person to see.
+- **Session reset.** A new handshake from the contact, made after the contact's first
+  reply in our active session (or while the active one is the contact's own), means
+  the contact started over (lost its state, restored a backup, moved its identity):
+  the new session becomes active and the event is ``Outcome.RESET``, for the person
+  to see. A handshake made before that reply is the other half of a simultaneous
+  start that arrived late, and follows the first rule.
 - **Starting over ourselves.** ``begin`` puts a session we initiated in front; the
   contact sees a reset.
 """
@@ -32,7 +34,9 @@ from bridge.core.errors import (
     UnknownSessionError,
     UnknownVersionError,
 )
+from bridge.core.handshake import Handshake
 from bridge.core.ratchet import (
+    CLOCK_SKEW,
     MAX_KEY_AGE,
     MAX_STATE_SIZE,
     Decrypted,
@@ -40,6 +44,8 @@ from bridge.core.ratchet import (
     Session,
     decrypt,
     encrypt,
+    start_initiator,
+    start_responder,
 )
 from bridge.core.reader import Reader
 
@@ -144,8 +150,11 @@ def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
     active = peer.active
     if active is None:
         return Peer(active=incoming, retired=_retire(peer, None, now)), Outcome.NEW
-    if active.initiator and not active.confirmed:
-        # Both started. The session whose initiator has the lower key wins, on both sides.
+    if active.initiator and (not active.confirmed
+                             or incoming.created < active.confirmed_at + CLOCK_SKEW):
+        # Both started before hearing from the other (the contact's handshake is older
+        # than its first reply in ours, give or take the clock skew): the session whose
+        # initiator has the lower key wins, on both sides.
         if active.ad[:32] < incoming.ad[:32]:
             return Peer(active=active, retired=_retire(peer, incoming, now)), Outcome.KEPT_OURS
         return Peer(active=incoming, retired=_retire(peer, active, now)), Outcome.TOOK_THEIRS
@@ -175,3 +184,18 @@ def receive(peer: Peer, header: bytes, body: bytes, ad: bytes,
 def tidy(peer: Peer, now: int) -> Peer:
     """Drop retired sessions whose messages can no longer arrive."""
     return Peer(active=peer.active, retired=_retire(peer, None, now))
+
+
+def initiator_session(hs: Handshake, ratchet_secret: bytes) -> Session:
+    """The session a handshake we initiated starts (give it to ``begin``)."""
+    return start_initiator(secret=hs.secret, ad=hs.ad, session_id=hs.session_id, init=hs.init,
+                           their_prekey=hs.prekey_x25519, ratchet_secret=ratchet_secret,
+                           created=hs.created)
+
+
+def responder_session(hs: Handshake, prekey_secret: bytes) -> Session:
+    """The session a contact's handshake starts: decrypt its message, then ``adopt``."""
+    return start_responder(secret=hs.secret, ad=hs.ad, session_id=hs.session_id,
+                           prekey_secret=prekey_secret,
+                           prekey_public=crypto.x25519_public(prekey_secret),
+                           created=hs.created)

@@ -143,9 +143,9 @@ def session_figures(payload_size: int = 1024) -> SessionFigures:
             h = hs.initiate(identity=alice, responder=bob.public, prekey=prekey, one_time=None,
                             now=now, ephemeral_secret=os.urandom(32),
                             encapsulated=kem.encapsulate(prekey.kem))
-            ratchet.start_initiator(secret=h.secret, ad=h.ad, session_id=h.session_id,
-                                    init=h.init, their_prekey=h.prekey_x25519,
-                                    ratchet_secret=os.urandom(32))
+            ratchet.start_initiator(created=h.created, secret=h.secret, ad=h.ad,
+                                    session_id=h.session_id, init=h.init,
+                                    their_prekey=h.prekey_x25519, ratchet_secret=os.urandom(32))
             results.append(h)
 
     t_init = timed(run_initiate).cpu / n
@@ -155,15 +155,18 @@ def session_figures(payload_size: int = 1024) -> SessionFigures:
         for block in blocks:
             h = hs.respond(identity=bob, block=hs.InitBlock.parse(block), prekey=prekey,
                            prekey_secret=spk, kem_seed=kem_seed)
-            ratchet.start_responder(secret=h.secret, ad=h.ad, session_id=h.session_id,
-                                    prekey_secret=spk, prekey_public=prekey.x25519)
+            ratchet.start_responder(created=h.created, secret=h.secret, ad=h.ad,
+                                    session_id=h.session_id, prekey_secret=spk,
+                                    prekey_public=prekey.x25519)
 
     t_resp = timed(run_respond).cpu / n
     h = results[0]
-    a = ratchet.start_initiator(secret=h.secret, ad=h.ad, session_id=h.session_id, init=h.init,
+    a = ratchet.start_initiator(created=h.created, secret=h.secret, ad=h.ad,
+                                session_id=h.session_id, init=h.init,
                                 their_prekey=h.prekey_x25519, ratchet_secret=os.urandom(32))
-    b = ratchet.start_responder(secret=h.secret, ad=h.ad, session_id=h.session_id,
-                                prekey_secret=spk, prekey_public=prekey.x25519)
+    b = ratchet.start_responder(created=h.created, secret=h.secret, ad=h.ad,
+                                session_id=h.session_id, prekey_secret=spk,
+                                prekey_public=prekey.x25519)
     ad = bytes(58)
     payload = os.urandom(payload_size)
     m = 2000

@@ -55,7 +55,8 @@ def test_both_sides_agree(with_one_time: bool) -> None:
     a = _initiate(ONE_TIME if with_one_time else None)
     extra = {"one_time": ONE_TIME, "one_time_secret": OTK_SECRET} if with_one_time else {}
     b = _respond(a.init, **extra)
-    assert len(a.init) == H.INIT_SIZE == 1186
+    assert len(a.init) == H.INIT_SIZE == 1194
+    assert H.InitBlock.parse(a.init).created == NOW == b.created
     assert a.secret == b.secret and a.session_id == b.session_id and a.ad == b.ad
     assert a.ad == ALICE.public + BOB.public
     assert b.initiator == ALICE.public and a.transcript == b.transcript

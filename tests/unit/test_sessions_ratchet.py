@@ -56,11 +56,10 @@ def pair(initiator: Identity = ALICE, responder: Identity = BOB) -> tuple[R.Sess
     prekey = H.make_hybrid_prekey(responder, SPK_SECRET, KEM_SEED, NOW + 7 * 86400)
     hs = H.initiate(identity=initiator, responder=responder.public, prekey=prekey, one_time=None,
                     now=NOW, ephemeral_secret=fresh(), encapsulated=kem.encapsulate(prekey.kem))
-    a = R.start_initiator(secret=hs.secret, ad=hs.ad, session_id=hs.session_id, init=hs.init,
-                          their_prekey=hs.prekey_x25519, ratchet_secret=fresh())
+    a = S.initiator_session(hs, fresh())
     hb = H.respond(identity=responder, block=H.InitBlock.parse(hs.init), prekey=prekey,
                    prekey_secret=SPK_SECRET, kem_seed=KEM_SEED)
-    b = R.start_responder(secret=hb.secret, ad=hb.ad, session_id=hb.session_id,
+    b = R.start_responder(created=hb.created, secret=hb.secret, ad=hb.ad, session_id=hb.session_id,
                           prekey_secret=SPK_SECRET, prekey_public=prekey.x25519)
     return a, b
 
@@ -492,3 +491,102 @@ def test_session_reset_detected_not_confused_with_errors() -> None:
         R.decrypt(b2, m.header, m.body, AD, NOW)
     assert issubclass(UnknownSessionError, SessionError)
     assert issubclass(UnknownSessionError, DecryptionError)
+
+
+# --- both sides start at once, in any order of delivery ---------------------------------
+
+
+def _start(me: Identity, them: Identity, prekey: H.HybridPrekey) -> R.Session:
+    hs = H.initiate(identity=me, responder=them.public, prekey=prekey, one_time=None, now=NOW,
+                    ephemeral_secret=fresh(), encapsulated=kem.encapsulate(prekey.kem))
+    return S.initiator_session(hs, fresh())
+
+
+def _arrive(peer: S.Peer, me: Identity, prekey: H.HybridPrekey, msg: R.Encrypted
+            ) -> tuple[S.Peer, bytes]:
+    """What the daemon does with an arriving message (docs/sessions.md §11, step 3)."""
+    if msg.init is not None:
+        block = H.InitBlock.parse(msg.init)
+        if peer.find(crypto.derive(crypto.CTX_SESSION_ID, msg.init)) is None:
+            hs = H.respond(identity=me, block=block, prekey=prekey, prekey_secret=SPK_SECRET,
+                           kem_seed=KEM_SEED)
+            fresh_session = R.start_responder(created=hs.created, secret=hs.secret, ad=hs.ad,
+                                              session_id=hs.session_id,
+                                              prekey_secret=SPK_SECRET,
+                                              prekey_public=prekey.x25519)
+            d = R.decrypt(fresh_session, msg.header, msg.body, AD, NOW)
+            peer, _outcome = S.adopt(peer, d.state, NOW)
+            return peer, d.plaintext
+    peer, d = S.receive(peer, msg.header, msg.body, AD, NOW)
+    return peer, d.plaintext
+
+
+_PREKEYS = {who.public: H.make_hybrid_prekey(who, SPK_SECRET, KEM_SEED, NOW + 7 * 86400)
+            for who in (ALICE, BOB)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 1000)), min_size=2, max_size=30))
+def test_simultaneous_starts_converge_in_any_order(events: list[tuple[bool, int]]) -> None:
+    people = (ALICE, BOB)
+    peers = [S.begin(S.Peer(), _start(ALICE, BOB, _PREKEYS[BOB.public]), NOW),
+             S.begin(S.Peer(), _start(BOB, ALICE, _PREKEYS[ALICE.public]), NOW)]
+    in_flight: list[tuple[int, bytes, R.Encrypted]] = []
+    opened: list[bytes] = []
+    count = 0
+
+    def send_from(i: int) -> None:
+        nonlocal count
+        text = b"%d" % count
+        count += 1
+        peers[i], out = S.send(peers[i], text, AD, fresh())
+        in_flight.append((1 - i, text, out))
+
+    def deliver(k: int) -> None:
+        to, text, out = in_flight.pop(k)
+        peers[to], plain = _arrive(peers[to], people[to], _PREKEYS[people[to].public], out)
+        assert plain == text
+        opened.append(text)
+
+    send_from(0)
+    send_from(1)
+    for is_send, pick in events:
+        if is_send:
+            send_from(pick % 2)
+        elif in_flight:
+            deliver(pick % len(in_flight))
+    while in_flight:
+        deliver(0)
+    # one more message each way settles it: both send in the same session
+    for i in (0, 1, 0):
+        send_from(i)
+        deliver(0)
+    a, b = peers[0].active, peers[1].active
+    assert a is not None and b is not None and a.session_id == b.session_id
+    assert sorted(opened, key=int) == [b"%d" % i for i in range(count)]
+
+
+def test_a_late_handshake_of_a_simultaneous_start_is_not_a_reset() -> None:
+    """The contact's handshake made before its first reply in ours is the tie-break's,
+    even when it arrives after that reply; one made later is a reset."""
+    for created, expected in ((NOW, {S.Outcome.KEPT_OURS, S.Outcome.TOOK_THEIRS}),
+                              (NOW + 3600, {S.Outcome.RESET})):
+        ours, theirs_copy = pair(ALICE, BOB)
+        peer = S.begin(S.Peer(), ours, NOW)
+        peer, m = S.send(peer, b"hello", AD, fresh())
+        r_state = R.decrypt(theirs_copy, m.header, m.body, AD, NOW).state
+        r_state, reply = send(r_state, b"reply")
+        peer, _d = S.receive(peer, reply.header, reply.body, AD, NOW + 60)
+        assert peer.active is not None and peer.active.confirmed_at == NOW + 60
+        prekey = _PREKEYS[ALICE.public]
+        hs = H.initiate(identity=BOB, responder=ALICE.public, prekey=prekey, one_time=None,
+                        now=created, ephemeral_secret=fresh(),
+                        encapsulated=kem.encapsulate(prekey.kem))
+        theirs = S.initiator_session(hs, fresh())
+        theirs, late = send(theirs, b"late")
+        mine = S.responder_session(H.respond(identity=ALICE, block=H.InitBlock.parse(hs.init),
+                                             prekey=prekey, prekey_secret=SPK_SECRET,
+                                             kem_seed=KEM_SEED), SPK_SECRET)
+        d = R.decrypt(mine, late.header, late.body, AD, NOW + 7200)
+        _peer, outcome = S.adopt(peer, d.state, NOW + 7200)
+        assert outcome in expected

@@ -120,7 +120,8 @@ def build() -> dict[str, Any]:
     return out
 
 
-def _send(state: R.Session, text: bytes, secret: bytes, who: str) -> tuple[R.Session, dict[str, Any]]:
+def _send(state: R.Session, text: bytes, secret: bytes,
+          who: str) -> tuple[R.Session, dict[str, Any]]:
     if state.cks is None:
         assert state.dhr is not None
         dh = crypto.x25519(secret, state.dhr)
@@ -148,11 +149,12 @@ def _conversation(alice: Identity, bob: Identity, prekey: H.HybridPrekey,
     hs = H.initiate(identity=alice, responder=bob.public, prekey=prekey, one_time=None, now=NOW,
                     ephemeral_secret=E_SECRET, encapsulated=enc)
     rk, hka, hkb = R.session_keys(hs.secret)
-    a = R.start_initiator(secret=hs.secret, ad=hs.ad, session_id=hs.session_id, init=hs.init,
-                          their_prekey=prekey.x25519, ratchet_secret=RATCHET["alice_1"])
+    a = R.start_initiator(created=hs.created, secret=hs.secret, ad=hs.ad,
+                          session_id=hs.session_id, init=hs.init, their_prekey=prekey.x25519,
+                          ratchet_secret=RATCHET["alice_1"])
     first_dh = crypto.x25519(RATCHET["alice_1"], prekey.x25519)
     first = R.root_step(rk, first_dh)
-    b = R.start_responder(secret=hs.secret, ad=hs.ad, session_id=hs.session_id,
+    b = R.start_responder(created=hs.created, secret=hs.secret, ad=hs.ad, session_id=hs.session_id,
                           prekey_secret=SPK_SECRET, prekey_public=prekey.x25519)
     msgs = []
     a, m0 = _send(a, b"hello Bob", RATCHET["alice_1"], "alice")
@@ -238,9 +240,10 @@ def test_handshake_from_the_spec_alone(case: int) -> None:
     ctx = v["contexts"]
     bob = Identity.from_seed(b(v["identities"]["bob_seed"]))
     init = b(hs["init"])
-    assert len(init) == 1186 and init[0] == 1 and init[1] == case
+    assert len(init) == 1194 and init[0] == 1 and init[1] == case
     prekey_id, otk_id, e_pub = init[2:10], init[10:18], init[18:50]
-    ct, sealed = init[50:1138], init[1138:]
+    ct, created, sealed = init[50:1138], init[1138:1146], init[1146:]
+    assert int.from_bytes(created, "big") == v["now"]
     pre = v["prekey"]
     public_part = b(pre["x25519_public"]) + b(pre["kem_public"]) + struct.pack(">Q",
                                                                                pre["expires"])
@@ -254,7 +257,7 @@ def test_handshake_from_the_spec_alone(case: int) -> None:
     material = e_pub + b(pre["x25519_public"]) + dh3 + ss
     key = _derive(ctx["CTX_HANDSHAKE_IDENTITY_KEY"], material)
     nonce = _derive(ctx["CTX_HANDSHAKE_IDENTITY_NONCE"], material, 24)
-    initiator = crypto.aead_decrypt(key, nonce, sealed, init[:1138])
+    initiator = crypto.aead_decrypt(key, nonce, sealed, init[:1146])
     assert initiator.hex() == v["identities"]["alice_public"]
     dh1 = crypto.x25519(spk, crypto.ed25519_to_x25519_public(initiator))
     dh2 = crypto.x25519(bob.x25519_secret, e_pub)
