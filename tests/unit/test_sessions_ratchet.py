@@ -9,6 +9,7 @@ state reloaded from its bytes carries on the conversation.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -590,3 +591,49 @@ def test_a_late_handshake_of_a_simultaneous_start_is_not_a_reset() -> None:
         d = R.decrypt(mine, late.header, late.body, AD, NOW + 7200)
         _peer, outcome = S.adopt(peer, d.state, NOW + 7200)
         assert outcome in expected
+
+
+# --- hostile bytes ----------------------------------------------------------------------
+
+
+def _blobs() -> list[bytes]:
+    a, b = pair()
+    a, m = send(a, b"x")
+    for _ in range(3):
+        a, _m = send(a, b"skipped")
+    a, m2 = send(a, b"y")
+    b = R.decrypt(b, m.header, m.body, AD, NOW).state
+    b = R.decrypt(b, m2.header, m2.body, AD, NOW).state
+    return [a.to_bytes(), b.to_bytes()]
+
+
+_BLOBS = _blobs()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_BLOBS), st.integers(0, 10_000), st.integers(1, 255),
+       st.integers(0, 3))
+def test_a_damaged_stored_state_is_refused_cleanly(blob: bytes, at: int, xor: int,
+                                                   how: int) -> None:
+    """Any damage gives a MalformedError (or a state that encodes back the same), never
+    another exception."""
+    i = at % len(blob)
+    damaged = [blob[:i] + bytes([blob[i] ^ xor]) + blob[i + 1:], blob[:i], blob + blob[:i + 1],
+               blob[:i] + blob[i + 1:]][how]
+    try:
+        s = R.Session.from_bytes(damaged)
+    except MalformedError:
+        return
+    assert s.to_bytes() == damaged
+    peer = S.Peer(active=s)
+    assert S.Peer.from_bytes(peer.to_bytes()).to_bytes() == peer.to_bytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, 1300))
+def test_garbage_for_the_parsers(junk: bytes, size: int) -> None:
+    data = (junk * (size // max(1, len(junk)) + 1))[:size] if junk else bytes(size)
+    for parse in (H.InitBlock.parse, H.HybridPrekey.parse, H.OneTimePrekey.parse,
+                  R.Session.from_bytes, S.Peer.from_bytes):
+        with contextlib.suppress(MalformedError):
+            parse(data)
