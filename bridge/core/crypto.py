@@ -70,6 +70,9 @@ CTX_RATCHET_HEADER_NONCE: Final = "ParanoIM 2026-12 ratchet header nonce"
 CTX_STAMP_DIGEST: Final = "ParanoIM 2026-12 stamp digest"
 CTX_STAMP_ID: Final = "ParanoIM 2026-12 stamped envelope id"
 
+# The message archive kept on disk with --storage sqlite (bridge/store/archive.py).
+CTX_ARCHIVE_OWNER: Final = "ParanoIM 2026-12 archive owner"
+CTX_ARCHIVE_ROW: Final = "ParanoIM 2026-12 archive row"
 # Domain tags that prefix signed messages (not key derivation contexts).
 SIG_ENVELOPE: Final = b"ParanoIM 2026-11 envelope signature\x00"
 SIG_PREKEY: Final = b"ParanoIM 2026-11 signed prekey\x00"

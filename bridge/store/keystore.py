@@ -100,6 +100,9 @@ class KeyDocument:
     # Envelopes already shown to the user (``core.seenset``), base64; kept here so a
     # restart in either storage mode shows nothing twice, and encrypted with the keys.
     seen: str = ""
+    # The key that seals the message archive on disk (``store.archive``), hex; made
+    # the first time an archive is kept, and as safe as the rest of this file.
+    archive_key: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
@@ -116,7 +119,9 @@ class KeyDocument:
             i["contacts"] = [ContactRecord(**c) for c in i.get("contacts", [])]
             idents.append(IdentityRecord(**i))
         seen = raw.get("seen", "")
-        return cls(identities=idents, seen=seen if isinstance(seen, str) else "?")
+        archive_key = raw.get("archive_key", "")
+        return cls(identities=idents, seen=seen if isinstance(seen, str) else "?",
+                   archive_key=archive_key if isinstance(archive_key, str) else "")
 
 
 def _kdf(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
@@ -298,6 +303,18 @@ class Keystore:
                 return  # a newer encoding is already on disk
             write_private(self.path, data)
             self._written = seq
+
+    def archive_key(self) -> bytes:
+        """The archive's key, made (and saved) the first time it is asked for."""
+        try:
+            key = bytes.fromhex(self.doc.archive_key)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            key = nacl.utils.random(32)
+            self.doc.archive_key = key.hex()
+            self.save()
+        return key
 
     def change_passphrase(self, new: str | None) -> None:
         self.passphrase = new or None
