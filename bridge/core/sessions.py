@@ -145,6 +145,9 @@ def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
     """Take in a session the contact initiated, after its first message opened in it."""
     if incoming.initiator:
         raise LocalProtocolError("adopt() takes a session the contact initiated")
+    for known in peer.sessions():
+        if {known.ad[:32], known.ad[32:]} != {incoming.ad[:32], incoming.ad[32:]}:
+            raise LocalProtocolError("adopt() was given a session with another contact")
     if peer.find(incoming.session_id) is not None:
         return _replace(peer, incoming), Outcome.SAME
     active = peer.active

@@ -351,6 +351,18 @@ def test_we_lost_our_state() -> None:
     assert peer.active is a2 and peer.retired[0].session is a
     with pytest.raises(LocalProtocolError):
         S.adopt(peer, a2, NOW)
+    carol = Identity.from_seed(bytes([0xC0]) * 32)
+    c_own, b_from_c = pair(carol, BOB)
+    c_own, mc = send(c_own, b"from carol")
+    d = R.decrypt(b_from_c, mc.header, mc.body, AD, NOW)
+    with pytest.raises(LocalProtocolError):  # Carol's session in Alice's place
+        S.adopt(S.Peer(active=_b2_for_alice()), d.state, NOW)
+
+
+def _b2_for_alice() -> R.Session:
+    a, b = pair()
+    a, m = send(a, b"x")
+    return R.decrypt(b, m.header, m.body, AD, NOW).state
 
 
 # --- properties ------------------------------------------------------------------------------
