@@ -27,6 +27,7 @@ from typing import Final
 
 from bridge.core import crypto
 from bridge.core.errors import (
+    DuplicateMessageError,
     LocalProtocolError,
     MalformedError,
     NonCanonicalError,
@@ -50,8 +51,10 @@ from bridge.core.ratchet import (
 from bridge.core.reader import Reader
 
 MAX_RETIRED: Final = 4
+MAX_CLOSED: Final = 64
 PEER_VERSION: Final = 1
-MAX_PEER_SIZE: Final = 2 + 4 + (MAX_RETIRED + 1) * (8 + 4 + MAX_STATE_SIZE)
+MAX_PEER_SIZE: Final = (2 + 4 + (MAX_RETIRED + 1) * (8 + 4 + MAX_STATE_SIZE) + 1
+                        + MAX_CLOSED * 40)
 
 
 class Outcome(enum.Enum):
@@ -60,6 +63,7 @@ class Outcome(enum.Enum):
     KEPT_OURS = "kept ours"  # simultaneous initiation: ours wins, theirs is retired
     TOOK_THEIRS = "took theirs"  # simultaneous initiation: theirs wins, ours is retired
     RESET = "reset"  # the contact started over: show it to the person
+    STALE = "stale"  # an older handshake than the active session's, arriving late: retired
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +76,18 @@ class Retired:
 class Peer:
     active: Session | None = None
     retired: tuple[Retired, ...] = ()  # oldest first
+    # (session id, until) of sessions dropped before their messages had all expired
+    # (more than MAX_RETIRED at once): their handshakes are refused, not started again
+    closed: tuple[tuple[bytes, int], ...] = ()
 
     def find(self, session_id: bytes) -> Session | None:
         for s in self.sessions():
             if crypto.equal(s.session_id, session_id):
                 return s
         return None
+
+    def is_closed(self, session_id: bytes) -> bool:
+        return any(crypto.equal(sid, session_id) for sid, _ in self.closed)
 
     def sessions(self) -> tuple[Session, ...]:
         """Active first, then retired, newest first: the order messages are tried in."""
@@ -93,6 +103,9 @@ class Peer:
         for r in self.retired:
             blob = r.session.to_bytes()
             out += [struct.pack(">QI", r.until, len(blob)), blob]
+        out.append(bytes([len(self.closed)]))
+        for sid, until in self.closed:
+            out += [sid, struct.pack(">Q", until)]
         return b"".join(out)
 
     @classmethod
@@ -114,61 +127,83 @@ class Peer:
         for _ in range(count):
             until, size = struct.unpack(">QI", r.take(12))
             retired.append(Retired(session=Session.from_bytes(r.take(size)), until=until))
+        count = r.u8()
+        if count > MAX_CLOSED:
+            raise MalformedError(f"{count} closed sessions; at most {MAX_CLOSED}")
+        closed = tuple((r.take(32), r.u64()) for _ in range(count))
         r.end()
-        return cls(active=active, retired=tuple(retired))
+        return cls(active=active, retired=tuple(retired), closed=closed)
 
 
-def _retire(peer: Peer, session: Session | None, now: int) -> tuple[Retired, ...]:
+def _retire(peer: Peer, session: Session | None, now: int) -> Peer:
+    """``peer`` with ``session`` (if any) retired and everything expired dropped; the
+    active session is the caller's to set."""
     kept = tuple(r for r in peer.retired if r.until > now)
     if session is not None:
         kept = (*kept, Retired(session=session, until=now + MAX_KEY_AGE))
-    return kept[-MAX_RETIRED:]
+    overflow = kept[:-MAX_RETIRED] if len(kept) > MAX_RETIRED else ()
+    closed = tuple(c for c in peer.closed if c[1] > now)
+    closed = (*closed, *((r.session.session_id, r.until) for r in overflow))[-MAX_CLOSED:]
+    return Peer(active=peer.active, retired=kept[len(overflow):], closed=closed)
+
+
+def _with_active(peer: Peer, active: Session | None) -> Peer:
+    return Peer(active=active, retired=peer.retired, closed=peer.closed)
 
 
 def _replace(peer: Peer, session: Session) -> Peer:
     if peer.active is not None and crypto.equal(peer.active.session_id, session.session_id):
-        return Peer(active=session, retired=peer.retired)
+        return _with_active(peer, session)
     retired = tuple(Retired(session=session, until=r.until)
                     if crypto.equal(r.session.session_id, session.session_id) else r
                     for r in peer.retired)
-    return Peer(active=peer.active, retired=retired)
+    return Peer(active=peer.active, retired=retired, closed=peer.closed)
 
 
 def begin(peer: Peer, session: Session, now: int) -> Peer:
     """Make a session we just initiated the active one (first contact, or starting over)."""
     if not session.initiator:
         raise LocalProtocolError("begin() takes a session we initiated")
-    return Peer(active=session, retired=_retire(peer, peer.active, now))
+    return _with_active(_retire(peer, peer.active, now), session)
 
 
 def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
-    """Take in a session the contact initiated, after its first message opened in it."""
+    """Take in a session the contact initiated, after its first message opened in it.
+
+    The caller checks ``is_closed`` first (a handshake of a session dropped early is
+    a replay: DuplicateMessageError here too)."""
     if incoming.initiator:
         raise LocalProtocolError("adopt() takes a session the contact initiated")
     for known in peer.sessions():
         if {known.ad[:32], known.ad[32:]} != {incoming.ad[:32], incoming.ad[32:]}:
             raise LocalProtocolError("adopt() was given a session with another contact")
+    if peer.is_closed(incoming.session_id):
+        raise DuplicateMessageError("the handshake of a session closed before: a replay")
     if peer.find(incoming.session_id) is not None:
         return _replace(peer, incoming), Outcome.SAME
     active = peer.active
     if active is None:
-        return Peer(active=incoming, retired=_retire(peer, None, now)), Outcome.NEW
+        return _with_active(_retire(peer, None, now), incoming), Outcome.NEW
     if active.initiator and (not active.confirmed
                              or incoming.created < active.confirmed_at + CLOCK_SKEW):
         # Both started before hearing from the other (the contact's handshake is older
         # than its first reply in ours, give or take the clock skew): the session whose
         # initiator has the lower key wins, on both sides.
         if active.ad[:32] < incoming.ad[:32]:
-            return Peer(active=active, retired=_retire(peer, incoming, now)), Outcome.KEPT_OURS
-        return Peer(active=incoming, retired=_retire(peer, active, now)), Outcome.TOOK_THEIRS
-    return Peer(active=incoming, retired=_retire(peer, active, now)), Outcome.RESET
+            return _with_active(_retire(peer, incoming, now), active), Outcome.KEPT_OURS
+        return _with_active(_retire(peer, active, now), incoming), Outcome.TOOK_THEIRS
+    if incoming.created <= active.created:
+        # made before the session we have: an old handshake arriving late (its message
+        # is new to us, or the session would have been found); it never takes over
+        return _with_active(_retire(peer, incoming, now), active), Outcome.STALE
+    return _with_active(_retire(peer, active, now), incoming), Outcome.RESET
 
 
 def send(peer: Peer, plaintext: bytes, ad: bytes, ratchet_secret: bytes) -> tuple[Peer, Encrypted]:
     if peer.active is None:
         raise LocalProtocolError("no session with this contact: start one")
     out = encrypt(peer.active, plaintext, ad, ratchet_secret)
-    return Peer(active=out.state, retired=peer.retired), out
+    return _with_active(peer, out.state), out
 
 
 def receive(peer: Peer, header: bytes, body: bytes, ad: bytes,
@@ -185,8 +220,8 @@ def receive(peer: Peer, header: bytes, body: bytes, ad: bytes,
 
 
 def tidy(peer: Peer, now: int) -> Peer:
-    """Drop retired sessions whose messages can no longer arrive."""
-    return Peer(active=peer.active, retired=_retire(peer, None, now))
+    """Drop retired sessions and closed ids whose messages can no longer arrive."""
+    return _retire(peer, None, now)
 
 
 def initiator_session(hs: Handshake, ratchet_secret: bytes) -> Session:

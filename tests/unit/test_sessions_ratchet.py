@@ -53,10 +53,11 @@ def fresh() -> bytes:
     return crypto.derive("ParanoIM test secrets", next(_counter).to_bytes(8, "big"))
 
 
-def pair(initiator: Identity = ALICE, responder: Identity = BOB) -> tuple[R.Session, R.Session]:
+def pair(initiator: Identity = ALICE, responder: Identity = BOB,
+         now: int = NOW) -> tuple[R.Session, R.Session]:
     prekey = H.make_hybrid_prekey(responder, SPK_SECRET, KEM_SEED, NOW + 7 * 86400)
     hs = H.initiate(identity=initiator, responder=responder.public, prekey=prekey, one_time=None,
-                    now=NOW, ephemeral_secret=fresh(), encapsulated=kem.encapsulate(prekey.kem))
+                    now=now, ephemeral_secret=fresh(), encapsulated=kem.encapsulate(prekey.kem))
     a = S.initiator_session(hs, fresh())
     hb = H.respond(identity=responder, block=H.InitBlock.parse(hs.init), prekey=prekey,
                    prekey_secret=SPK_SECRET, kem_seed=KEM_SEED)
@@ -323,7 +324,7 @@ def test_a_contact_that_lost_its_state_is_a_reset() -> None:
     pb, _to_old = S.send(pb, b"to the old alice", AD, fresh())
     a, m_late = send(a, b"late from the old session")
     # Alice loses everything and starts over
-    a2, b2 = pair()
+    a2, b2 = pair(now=NOW + 5)
     a2, m2 = send(a2, b"I am back")
     d2 = R.decrypt(b2, m2.header, m2.body, AD, NOW)
     pb, outcome = S.adopt(pb, d2.state, NOW + 10)
@@ -520,7 +521,9 @@ def _arrive(peer: S.Peer, me: Identity, prekey: H.HybridPrekey, msg: R.Encrypted
     """What the daemon does with an arriving message (docs/sessions.md §11, step 3)."""
     if msg.init is not None:
         block = H.InitBlock.parse(msg.init)
-        if peer.find(crypto.derive(crypto.CTX_SESSION_ID, msg.init)) is None:
+        sid = crypto.derive(crypto.CTX_SESSION_ID, msg.init)
+        assert not peer.is_closed(sid)
+        if peer.find(sid) is None:
             hs = H.respond(identity=me, block=block, prekey=prekey, prekey_secret=SPK_SECRET,
                            kem_seed=KEM_SEED)
             fresh_session = R.start_responder(created=hs.created, secret=hs.secret, ad=hs.ad,
@@ -649,3 +652,40 @@ def test_garbage_for_the_parsers(junk: bytes, size: int) -> None:
                   R.Session.from_bytes, S.Peer.from_bytes):
         with contextlib.suppress(MalformedError):
             parse(data)
+
+
+def _contact_session(created: int) -> tuple[R.Session, R.Encrypted]:
+    """A session Alice started at ``created``, as Bob holds it after her first message."""
+    prekey = _PREKEYS[BOB.public]
+    hs = H.initiate(identity=ALICE, responder=BOB.public, prekey=prekey, one_time=None,
+                    now=created, ephemeral_secret=fresh(),
+                    encapsulated=kem.encapsulate(prekey.kem))
+    _own, first = send(S.initiator_session(hs, fresh()), b"first")
+    mine = S.responder_session(H.respond(identity=BOB, block=H.InitBlock.parse(hs.init),
+                                         prekey=prekey, prekey_secret=SPK_SECRET,
+                                         kem_seed=KEM_SEED), SPK_SECRET)
+    return R.decrypt(mine, first.header, first.body, AD, created).state, first
+
+
+def test_old_handshakes_never_take_over_and_closed_ones_are_refused() -> None:
+    peer = S.Peer()
+    made = [_contact_session(NOW + 100 * i) for i in range(7)]
+    outcomes = []
+    for i in (0, 1, 2, 3, 4, 6):
+        peer, outcome = S.adopt(peer, made[i][0], NOW + 100 * i)
+        outcomes.append(outcome)
+    assert outcomes == [S.Outcome.NEW] + [S.Outcome.RESET] * 5
+    assert peer.active is not None and peer.active.session_id == made[6][0].session_id
+    # six sessions, at most four retired: the first is closed, its handshake refused
+    assert len(peer.retired) == S.MAX_RETIRED and len(peer.closed) == 1
+    assert peer.is_closed(made[0][0].session_id)
+    with pytest.raises(DuplicateMessageError):
+        S.adopt(peer, made[0][0], NOW + 1000)
+    # a handshake older than the active session's, never seen before: opened, retired
+    peer2, outcome = S.adopt(peer, made[5][0], NOW + 1000)
+    assert outcome is S.Outcome.STALE
+    assert peer2.active is not None and peer2.active.session_id == made[6][0].session_id
+    blob = peer2.to_bytes()
+    assert S.Peer.from_bytes(blob).to_bytes() == blob
+    # once everything has expired, nothing is remembered
+    assert S.tidy(peer2, NOW + 1000 + R.MAX_KEY_AGE) == S.Peer(active=peer2.active)
