@@ -14,6 +14,10 @@ those messages' envelopes must have expired.
   the new session becomes active and the event is ``Outcome.RESET``, for the person
   to see. A handshake made before that reply is the other half of a simultaneous
   start that arrived late, and follows the first rule.
+- **Late handshakes.** One not newer than the active session's (``created``) is
+  retired at once (``Outcome.STALE``): a relay replaying it cannot switch sessions. The
+  ids of sessions dropped early (past ``MAX_RETIRED``) are kept until their messages
+  expire, and their handshakes refused.
 - **Starting over ourselves.** ``begin`` puts a session we initiated in front; the
   contact sees a reset.
 """
