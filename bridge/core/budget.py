@@ -104,8 +104,13 @@ class ByteQueue:
 
 # What one item costs in RAM beyond its own bytes, measured with tracemalloc
 # (Node.health()["memory"] shows the node's own figures):
-STORE_OVERHEAD: Final = 1.45  # per stored byte of a RAM store: dict, index, prefix sums, tags
-SQLITE_ITEM_BYTES: Final = 260  # per envelope of an SQLite store: its index key and tag entry
+STORE_OVERHEAD: Final = 1.45  # per stored byte of a RAM store: the cap on its raw bytes
+# Per envelope, whatever its size, with a recipient tag of its own (the worst case;
+# 631 B in a RAM store when tags are shared): the bytes object's header, the dict
+# entry, the 40-byte index key and its prefix sum, the tag index entry and the two
+# eviction-order entries (overall and per tag).
+STORE_ITEM_BYTES: Final = 1_152  # a RAM store: 1,110 B measured, and the bytes header
+SQLITE_ITEM_BYTES: Final = 1_100  # an SQLite store: 1,082 B measured (bodies on disk)
 ID_ENTRY_BYTES: Final = 160  # per remembered 32-byte id (bytes object + dict/set slot)
 MIN_LINK_QUEUE: Final = 512 * 1024  # at least a few of the largest frames
 MAX_LINK_QUEUE: Final = 8 * 1024 * 1024
@@ -132,6 +137,12 @@ class MemoryBudget:
     def store_bytes(self) -> int:
         """Raw envelope bytes a RAM store may hold."""
         return int(self.total * 0.60 / STORE_OVERHEAD)
+
+    @property
+    def store_ram(self) -> int:
+        """RAM a RAM store may use in all: its envelopes' bytes and ``STORE_ITEM_BYTES``
+        for each (a store of small envelopes is bounded by this, not by its bytes)."""
+        return int(self.total * 0.60)
 
     @property
     def store_count(self) -> int:

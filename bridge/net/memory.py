@@ -1,11 +1,13 @@
 """The node's one memory budget, applied to the parts that peers can make grow.
 
 ``NodeConfig.memory_budget`` (bytes) is split by ``bridge.core.budget.MemoryBudget``:
-the store is clamped to its share (RAM store: bytes; SQLite store: the number of
-envelopes indexed in RAM), every link's outbound queue and all of them together
-are capped in bytes (``bridge.net.peerlink``), requests in flight are capped per
-link and node-wide (``bridge.net.relay``), and each link remembers at most its
-share of peer-held ids. ``usage`` reports what is counted, for ``Node.health``;
+the store is clamped to its share (RAM store: its bytes, and its bytes plus the
+fixed cost of each envelope in RAM, about 1.1 KiB, which bounds a store of small
+envelopes; SQLite store: the number of envelopes indexed in RAM), every link's
+outbound queue and all of them together are capped in bytes
+(``bridge.net.peerlink``), requests in flight are capped per link and node-wide
+(``bridge.net.relay``), and each link remembers at most its share of peer-held
+ids. ``usage`` reports what is counted, for ``Node.health``;
 ``give_back`` returns freed heap pages to the system once a maintenance round, so
 the churn of an attack (thousands of short links) does not stay in the RSS.
 """
@@ -19,9 +21,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from bridge.core import gossip as g
-from bridge.core.budget import MemoryBudget
+from bridge.core.budget import STORE_ITEM_BYTES, MemoryBudget
 from bridge.net.peerlink import OutboundBudget
-from bridge.store.index import Store
+from bridge.store.index import Store, ValueQueue
 
 if TYPE_CHECKING:
     from bridge.net.node import Node, NodeConfig
@@ -32,6 +34,11 @@ def apply_budget(cfg: NodeConfig, store: Store) -> tuple[MemoryBudget, g.Budgets
     mem = MemoryBudget(cfg.memory_budget, cfg.max_peers)
     if getattr(store, "kind", "memory") == "memory":
         store.max_bytes = min(store.max_bytes, mem.store_bytes)
+        values = getattr(store, "values", None)  # the eviction order counts each envelope
+        if isinstance(values, ValueQueue):
+            values.item_bytes, values.ram_limit = STORE_ITEM_BYTES, mem.store_ram
+        else:  # a store without one: its count alone bounds what its envelopes cost
+            store.max_count = min(store.max_count, mem.store_ram // STORE_ITEM_BYTES)
     else:
         store.max_count = min(store.max_count, mem.store_count)
     b = cfg.budgets

@@ -218,7 +218,7 @@ class ValueQueue:
 
     __slots__ = (
         "_dirty", "_heap", "_live", "_seq", "_tag_bytes", "_tag_count", "_tag_heaps",
-        "min_tag_bytes", "tag_share",
+        "item_bytes", "min_tag_bytes", "ram_limit", "tag_share",
     )
 
     def __init__(self, tag_share: int = TAG_SHARE, min_tag_bytes: int = MAX_ENVELOPE_SIZE) -> None:
@@ -231,6 +231,10 @@ class ValueQueue:
         self._tag_count: dict[bytes, int] = {}
         self._dirty: set[bytes] = set()  # tags whose heaps gained stale entries in a decision
         self._seq = 0
+        # A memory budget (``bridge.net.memory``): the stored bytes plus ``item_bytes``
+        # for each envelope stay under ``ram_limit`` (0: no such limit).
+        self.item_bytes = 0
+        self.ram_limit = 0
 
     def __len__(self) -> int:
         return len(self._live)
@@ -273,7 +277,9 @@ class ValueQueue:
             tag_used -= e[7]
             used -= e[7]
             count -= 1
-        while count >= max_count or used + size > max_bytes:
+        ram, item = self.ram_limit, self.item_bytes
+        while (count >= max_count or used + size > max_bytes
+               or (ram and used + size + (count + 1) * item > ram)):
             e = self._cheapest(self._heap, now, popped, victims)
             if e is None or e[:KEY] >= new[:KEY]:
                 self._undo(popped)
