@@ -244,7 +244,8 @@ class SimNode:
         w = self.world
         now = w.sim.unix
         asked = len(self.pending)
-        bound = asked + sum(len(x.links) for x in self.conns.values()) * w.budgets.max_wanted
+        per_conn = 1 if self.shards is None else len(self.shards)
+        bound = asked + len(self.conns) * per_conn * w.budgets.max_wanted
         if bound > w.request_ids:  # as the relay counts; only summed when it can matter
             asked = max(asked, sum(len(lk.wanted) for x in self.conns.values()
                                    for lk in x.links.values()))
