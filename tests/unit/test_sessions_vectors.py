@@ -305,6 +305,51 @@ def test_ratchet_messages_from_the_spec_alone() -> None:
     assert ck1.hex() == m1["chain_key"]
 
 
+def test_dh_steps_from_the_spec_alone() -> None:
+    """Bob's reply (his sending half) and Alice's next message (her receiving and sending
+    halves), each opened with the derivations of §6–§7 and nothing else."""
+    v, r = VECTORS, VECTORS["ratchet"]
+    ctx = v["contexts"]
+    ad, outer = b(v["handshakes"][0]["ad"]), b(r["outer_ad"])
+    first = r["alice_first_step"]
+    a_pub1 = b(r["alice_first_ratchet_public"])
+    root1, a_nhks = b(first["root"]), b(first["next_header_key"])
+    yes, good = r["messages"][2], r["messages"][3]
+
+    def step(root: bytes, dh: bytes) -> tuple[bytes, bytes, bytes]:
+        out = _derive(ctx["CTX_RATCHET_ROOT"], root + dh, 96)
+        return out[:32], out[32:64], out[64:]
+
+    def open_message(hk: bytes, ck: bytes, m: dict[str, Any]) -> bytes:
+        header = b(m["header"])
+        plain = crypto.aead_decrypt(hk, header[:24], header[24:], ad + outer)
+        assert plain.hex() == m["header_plain"]
+        mk = _derive(ctx["CTX_RATCHET_MESSAGE"], ck)
+        nonce = _derive(ctx["CTX_RATCHET_BODY_NONCE"], mk, 24)
+        return crypto.aead_decrypt(mk, nonce, b(m["body"]), ad + header + outer)
+
+    # Bob's sending half: a fresh ratchet key against Alice's first one
+    b_secret = b(yes["ratchet_secret"])
+    b_pub = crypto.x25519_public(b_secret)
+    dh = crypto.x25519(b_secret, a_pub1)
+    assert dh.hex() == yes["dh_output"]
+    root2, ck_b, _b_nhks = step(root1, dh)
+    assert root2.hex() == yes["root_after"] and ck_b.hex() == yes["chain_key"]
+    # Alice opens it under NHKb, her next header key, after her receiving half
+    hkb = b(r["header_key_responder"])
+    a_secret1 = seq(0x01, 32)  # Alice's first ratchet secret, 0102…20 in the spec
+    assert crypto.x25519_public(a_secret1) == a_pub1
+    assert step(root1, crypto.x25519(a_secret1, b_pub))[1] == ck_b
+    assert open_message(hkb, ck_b, yes).decode() == "yes"
+    # Alice's sending half: her second ratchet key against Bob's, under her NHKs
+    a_secret = b(good["ratchet_secret"])
+    dh2 = crypto.x25519(a_secret, b_pub)
+    root3, ck_a2, _ = step(root2, dh2)
+    assert root3.hex() == good["root_after"] and ck_a2.hex() == good["chain_key"]
+    assert good["header_key"] == a_nhks.hex()
+    assert open_message(a_nhks, ck_a2, good).decode() == "good"
+
+
 def test_stored_states_parse_and_reencode() -> None:
     for who in ("state_alice", "state_bob"):
         blob = b(VECTORS["ratchet"][who])
