@@ -176,6 +176,7 @@ def _conversation(alice: Identity, bob: Identity, prekey: H.HybridPrekey,
     return {
         "outer_ad": h(OUTER_AD), "handshake": "without a one-time prekey",
         "first_root": h(rk), "header_key_initiator": h(hka), "header_key_responder": h(hkb),
+        "alice_first_ratchet_secret": h(RATCHET["alice_1"]),
         "alice_first_ratchet_public": h(crypto.x25519_public(RATCHET["alice_1"])),
         "alice_first_dh_output": h(first_dh),
         "alice_first_step": {"root": h(first[0]), "chain_key": h(first[1]),
@@ -337,7 +338,7 @@ def test_dh_steps_from_the_spec_alone() -> None:
     assert root2.hex() == yes["root_after"] and ck_b.hex() == yes["chain_key"]
     # Alice opens it under NHKb, her next header key, after her receiving half
     hkb = b(r["header_key_responder"])
-    a_secret1 = seq(0x01, 32)  # Alice's first ratchet secret, 0102…20 in the spec
+    a_secret1 = b(r["alice_first_ratchet_secret"])
     assert crypto.x25519_public(a_secret1) == a_pub1
     assert step(root1, crypto.x25519(a_secret1, b_pub))[1] == ck_b
     assert open_message(hkb, ck_b, yes).decode() == "yes"
