@@ -95,6 +95,7 @@ class C2SConnection(asyncio.Protocol):
         self.source = "?"
         self._xml = StreamReader(hub.limits)
         self._inbox: deque[bytes] = deque()
+        self._out: list[bytes] = []  # written this loop turn, not yet flushed
         self._events: deque[StreamOpened | StanzaReceived | StreamClosed] = deque()
         self._busy: asyncio.Task[None] | None = None
         self._first_byte = True
@@ -260,6 +261,7 @@ class C2SConnection(asyncio.Protocol):
 
     async def _upgrade(self) -> None:
         assert self.transport is not None
+        self._flush()  # <proceed/> goes out in plaintext, before the handshake
         loop = asyncio.get_running_loop()
         new_transport = await loop.start_tls(
             self.transport,
@@ -334,10 +336,24 @@ class C2SConnection(asyncio.Protocol):
     # --- output, errors, timers --------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        """Queue ``data``; what is queued within one turn of the event loop goes out as
+        one write (one TLS record and one system call for a burst of messages, not one
+        per stanza). Flushed at the end of the turn, and before STARTTLS and closing."""
         transport = self.transport
         if transport is None or self.phase is Phase.CLOSED or transport.is_closing():
             return
-        transport.write(data)
+        if self._out:
+            self._out.append(data)
+            return
+        self._out = [data]
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self.transport
+        if not out or transport is None or transport.is_closing():
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
         if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.info("%s is not reading; dropping the connection", self.source)
             transport.abort()
@@ -364,6 +380,7 @@ class C2SConnection(asyncio.Protocol):
         self._inbox.clear()
         self._events.clear()
         if self.transport is not None and not self.transport.is_closing():
+            self._flush()
             # close() flushes what is queued (the stream error); abort() would not
             self.transport.close()
         if not was_closed:
