@@ -6,7 +6,7 @@ XChaCha20-Poly1305 for headers and bodies. Adapted to a gossip network:
 
 - the sending half of a DH step is taken lazily, at the next ``encrypt``, so
   ``decrypt`` needs no randomness and the new key pair exists only once needed;
-- skipped message keys are bounded per step (``MAX_SKIP``), in all
+- skipped message keys are bounded per step and per chain (``MAX_SKIP``), in all
   (``MAX_STORED_KEYS``, ``MAX_SKIPPED_CHAINS``) and in age (``MAX_KEY_AGE``, the
   longest an envelope lives plus clock skew), and deleted when used;
 - the sender reserves message numbers ``RESERVE`` at a time: ``to_bytes`` writes the
@@ -308,6 +308,16 @@ def _bound(skipped: tuple[SkippedChain, ...]) -> tuple[tuple[SkippedChain, ...],
     while len(skipped) > MAX_SKIPPED_CHAINS:
         dropped += len(skipped[0].keys)
         skipped = skipped[1:]
+    if any(len(c.keys) > MAX_SKIP for c in skipped):  # per chain: the lowest numbers go
+        trimmed = []
+        for c in skipped:
+            if len(c.keys) > MAX_SKIP:
+                keep = sorted(c.keys)[-MAX_SKIP:]
+                dropped += len(c.keys) - MAX_SKIP
+                c = SkippedChain(header_key=c.header_key, ended=c.ended,
+                                 keys={n: c.keys[n] for n in keep})
+            trimmed.append(c)
+        skipped = tuple(trimmed)
     total = sum(len(c.keys) for c in skipped)
     if total > MAX_STORED_KEYS:
         order = sorted((t, i, n) for i, c in enumerate(skipped) for n, (_, t) in c.keys.items())

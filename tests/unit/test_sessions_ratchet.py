@@ -157,6 +157,22 @@ def test_skipped_keys_bounded_per_step() -> None:
     assert d.plaintext == b"edge" and d.state.stored_keys == R.MAX_SKIP
 
 
+def test_skipped_keys_bounded_per_chain() -> None:
+    """Two jumps of MAX_SKIP in one chain keep the newest MAX_SKIP keys of it."""
+    a, b = pair()
+    a, first = send(a, b"0")
+    b = R.decrypt(b, first.header, first.body, AD, NOW).state
+    dropped = 0
+    for _ in range(2):
+        for _ in range(R.MAX_SKIP):
+            a, _m = send(a, b"lost")
+        a, m = send(a, b"seen")
+        d = R.decrypt(b, m.header, m.body, AD, NOW)
+        b, dropped = d.state, dropped + d.dropped
+    assert b.stored_keys == R.MAX_SKIP and dropped == R.MAX_SKIP
+    assert min(b.skipped[0].keys) == R.MAX_SKIP + 2  # the first jump's keys went
+
+
 def test_skipped_keys_expire_with_the_longest_envelope_life() -> None:
     a, b = pair()
     msgs = []
