@@ -233,7 +233,7 @@ def start_responder(*, secret: bytes, ad: bytes, session_id: bytes, prekey_secre
 
 def encrypt(state: Session, plaintext: bytes, ad: bytes, ratchet_secret: bytes) -> Encrypted:
     """Encrypt one message. ``ratchet_secret`` (32 fresh random bytes) is used only
-    when a DH step is due; ``ad`` is what the envelope binds (docs/sessions.md §9)."""
+    when a DH step is due; ``ad`` is what the envelope binds (docs/sessions.md §11)."""
     if len(plaintext) > MAX_BODY - crypto.AEAD_TAG_SIZE:
         raise LocalProtocolError(f"a session message holds at most {MAX_BODY - 16} bytes")
     s = state
@@ -247,7 +247,8 @@ def encrypt(state: Session, plaintext: bytes, ad: bytes, ratchet_secret: bytes) 
                     nhks=nhks, ns=0, pn=state.ns, reserved=0, ck_reserved=first)
         persist = True
     cks, hks, dhs_public = s.cks, s.hks, s.dhs_public
-    assert cks is not None and hks is not None and dhs_public is not None
+    if cks is None or hks is None or dhs_public is None:
+        raise LocalProtocolError("an inconsistent session state")
     if s.ns >= s.reserved:
         if s.ns + RESERVE > MAX_NUMBER:
             raise LocalProtocolError("this sending chain is used up; the other side must reply")
@@ -451,7 +452,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
 
 def _encode(s: Session) -> bytes:
     flags = ((_F_INITIATOR if s.initiator else 0) | (_F_CONFIRMED if s.confirmed else 0)
-             | (_F_INIT if s.init is not None else 0) | (_F_DHS if s.dhs_secret else 0)
+             | (_F_INIT if s.init is not None else 0) | (_F_DHS if s.dhs_secret is not None else 0)
              | (_F_DHR if s.dhr is not None else 0) | (_F_SEND if s.cks is not None else 0)
              | (_F_RECV if s.ckr is not None else 0))
     out = [bytes([STATE_VERSION, flags]), struct.pack(">QQ", s.created, s.confirmed_at),
@@ -466,11 +467,13 @@ def _encode(s: Session) -> bytes:
     # ``reserved`` is ever used again after a reload.
     out += [s.nhks, struct.pack(">II", s.pn, max(s.ns, s.reserved))]
     if s.cks is not None:
-        assert s.ck_reserved is not None and s.hks is not None
+        if s.ck_reserved is None or s.hks is None:
+            raise LocalProtocolError("an inconsistent session state")
         out += [s.ck_reserved if s.reserved > s.ns else s.cks, s.hks]
     out.append(s.nhkr)
     if s.ckr is not None:
-        assert s.hkr is not None
+        if s.hkr is None:
+            raise LocalProtocolError("an inconsistent session state")
         out += [s.ckr, s.hkr, struct.pack(">I", s.nr)]
     out.append(bytes([len(s.skipped)]))
     for c in s.skipped:
