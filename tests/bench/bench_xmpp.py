@@ -10,13 +10,19 @@ The same load over two paths, printed as one table with the ratios:
 Load: ``--messages`` chat messages from Alice to Bob with at most ``--concurrency``
 in flight (a new one leaves when one arrives); a few warm-up messages first. Latency
 is send → arrival, both measured in this process; stanzas/s is messages over the
-time from the first send to the last arrival.
+time from the first send to the last arrival. The CPU time each side spent per
+message during the load is shown too (from /proc: the server processes with their
+children, and this process, which runs both clients): it says whether a path is
+bound by work or by waiting. With ``--rounds N`` the two paths are measured N times,
+alternately, and the table shows each path's median round by stanzas/s: on a shared
+machine one round can catch another program's burst.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -34,6 +40,25 @@ from tests.interop.test_clients import Daemon
 WARMUP = 5
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children (worker processes), from /proc."""
+    total = 0.0
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     path: str
@@ -41,6 +66,8 @@ class Result:
     concurrency: int
     seconds: float
     latencies: list[float]
+    server_cpu: float = 0.0  # seconds of CPU of the server processes during the load
+    client_cpu: float = 0.0  # seconds of CPU of this process (both clients) during it
 
     @property
     def rate(self) -> float:
@@ -52,7 +79,7 @@ class Result:
 
 
 async def run_load(path: str, sender: SlixClient, receiver: SlixClient, to: str,
-                   messages: int, concurrency: int) -> Result:
+                   messages: int, concurrency: int, servers: tuple[int, ...] = ()) -> Result:
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     slots = asyncio.Semaphore(concurrency)
@@ -83,13 +110,18 @@ async def run_load(path: str, sender: SlixClient, receiver: SlixClient, to: str,
         tags = [f"load-{path}-{n}" for n in range(messages)]
         expected.clear()
         expected.update(tags)
+        server0 = sum(cpu_seconds(p) for p in servers)
+        client0 = time.process_time()
         start = time.perf_counter()
         await send(tags)
         await asyncio.wait_for(done.wait(), 300)
         seconds = max(arrived[t] for t in tags) - start
+        client_cpu = time.process_time() - client0
+        server_cpu = sum(cpu_seconds(p) for p in servers) - server0
     finally:
         receiver.del_event_handler("message", on_message)
-    return Result(path, messages, concurrency, seconds, [arrived[t] - sent[t] for t in tags])
+    return Result(path, messages, concurrency, seconds, [arrived[t] - sent[t] for t in tags],
+                  server_cpu, client_cpu)
 
 
 async def paranoim_path(root: Path, messages: int, concurrency: int) -> Result:
@@ -110,8 +142,9 @@ async def paranoim_path(root: Path, messages: int, concurrency: int) -> Result:
         bob.send_chat("paranoim@localhost", "status")
         await bob.wait_for_message("peers connected: 1", sender="paranoim@localhost",
                                    timeout=30)
+        assert a.proc is not None and b.proc is not None
         return await run_load("paranoim", alice, bob, bob_acc.contact_jid, messages,
-                              concurrency)
+                              concurrency, (a.proc.pid, b.proc.pid))
     finally:
         await alice.stop()
         await bob.stop()
@@ -131,7 +164,9 @@ async def prosody_path(messages: int, concurrency: int) -> Result:
         await alice.start()
         await bob.start()
         try:
-            return await run_load("prosody", alice, bob, bob_jid, messages, concurrency)
+            assert server.proc is not None
+            return await run_load("prosody", alice, bob, bob_jid, messages, concurrency,
+                                  (server.proc.pid,))
         finally:
             await alice.stop()
             await bob.stop()
@@ -139,17 +174,27 @@ async def prosody_path(messages: int, concurrency: int) -> Result:
         server.cleanup()
 
 
+def median_round(results: list[Result]) -> Result:
+    """The round with the median stanzas/s (the lower one of an even count)."""
+    return sorted(results, key=lambda r: r.rate)[(len(results) - 1) // 2]
+
+
 def table(ours: Result, base: Result) -> str:
     rows = [
-        "| path | messages | in flight | stanzas/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| path | messages | in flight | stanzas/s | p50 ms | p99 ms | server CPU µs/msg "
+        "| clients CPU µs/msg |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r, name in ((ours, "ParanoIM: client → gateway → P2P (2 daemons) → gateway → client"),
                     (base, "Prosody c2s: client → server → client")):
         rows.append(f"| {name} | {r.messages} | {r.concurrency} | {r.rate:,.1f} | "
-                    f"{r.pct(0.50):.1f} | {r.pct(0.99):.1f} |")
+                    f"{r.pct(0.50):.1f} | {r.pct(0.99):.1f} | "
+                    f"{r.server_cpu / r.messages * 1e6:.0f} | "
+                    f"{r.client_cpu / r.messages * 1e6:.0f} |")
+    cpu_ratio = (ours.server_cpu / base.server_cpu) if base.server_cpu else float("nan")
     rows.append(f"| ratio ParanoIM / Prosody | | | {ours.rate / base.rate:.3f} | "
-                f"{ours.pct(0.50) / base.pct(0.50):.1f} | {ours.pct(0.99) / base.pct(0.99):.1f} |")
+                f"{ours.pct(0.50) / base.pct(0.50):.1f} | {ours.pct(0.99) / base.pct(0.99):.1f} "
+                f"| {cpu_ratio:.1f} | |")
     return "\n".join(rows)
 
 
@@ -157,15 +202,27 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure both paths N times, alternately; show the median")
     args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="paranoim-bench-xmpp-"))
-    try:
-        ours = await paranoim_path(root, args.messages, args.concurrency)
-        base = await prosody_path(args.messages, args.concurrency)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    mine: list[Result] = []
+    theirs: list[Result] = []
+    for n in range(args.rounds):
+        root = Path(tempfile.mkdtemp(prefix="paranoim-bench-xmpp-"))
+        try:
+            mine.append(await paranoim_path(root, args.messages, args.concurrency))
+            theirs.append(await prosody_path(args.messages, args.concurrency))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        if args.rounds > 1:
+            print(f"round {n + 1}: ParanoIM {mine[-1].rate:,.0f}/s p50 "
+                  f"{mine[-1].pct(0.5):.1f} ms, Prosody {theirs[-1].rate:,.0f}/s p50 "
+                  f"{theirs[-1].pct(0.5):.1f} ms")
+    ours, base = median_round(mine), median_round(theirs)
     print(f"\n## XMPP end to end on loopback ({args.messages} chat messages, "
-          f"{args.concurrency} in flight, PoW difficulty 1)\n")
+          f"{args.concurrency} in flight, PoW difficulty 1; {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}"
+          f"{f'; median of {args.rounds} rounds' if args.rounds > 1 else ''})\n")
     print(table(ours, base))
     print(f"\nmean latency: ParanoIM {statistics.mean(ours.latencies) * 1000:.1f} ms, "
           f"Prosody {statistics.mean(base.latencies) * 1000:.1f} ms")
