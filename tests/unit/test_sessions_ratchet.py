@@ -427,12 +427,12 @@ def _run(steps: list[tuple[str, int, int]]) -> Iterator[None]:
         if action == "send":
             if side.state.cks is None and side.state.dhr is None:
                 continue  # the responder has not heard yet
-            before = side.stored
+            before = side.state.to_bytes()
             out = R.encrypt(side.state, b"%d" % len(sent), AD, fresh())
             if out.persist:
                 side.stored = out.state.to_bytes()
-            else:
-                assert out.state.to_bytes() == before  # nothing to write
+            else:  # nothing new to write: the stored form is the one before the call
+                assert out.state.to_bytes() == before
             assert out.state.dhs_public is not None
             number = (out.state.dhs_public, out.state.ns - 1)
             assert number not in side.used, "a message key used twice"
