@@ -12,7 +12,7 @@ envelopes (one every 0.25 s) delivered through the victim within 5 s, and how
 long an honest node that connects mid-attack takes to get in. The honest nodes
 and the probe come from loopback /24s of their own; attackers "from 127.0.0.1"
 share the address every onion peer arrives from. ``--quick`` runs each attack
-6 s instead of 20 (about 2½ minutes for all, against about 6).
+6 s instead of 20 (about 3 minutes for all, against about 7 here).
 """
 
 from __future__ import annotations
