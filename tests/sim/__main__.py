@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from tests.sim.model import calibrate, predict
 from tests.sim.world import Config, Result, World
 
 DOC_ARGS = ["--sizes", "100,1000,10000", "--shards", "auto", "--model", "100000,1000000",
-            "--minutes", "10", "--drain", "10", "--full-max", "1000"]
+            "--minutes", "5", "--min-messages", "300", "--drain", "6", "--full-max", "1000"]
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sharding.md"
+BEGIN, END = "<!-- simulator table: python -m tests.sim --doc -->", "<!-- end of table -->"
 
 
 def auto_k(nodes: int, per_shard: int) -> int:
@@ -38,14 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="", help="sizes given by the model only")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--minutes", type=float, default=20.0, help="sending window")
+    p.add_argument("--min-messages", type=int, default=0,
+                   help="lengthen the window of small networks to send at least this many")
     p.add_argument("--drain", type=float, default=10.0, help="minutes after sending stops")
     p.add_argument("--rate", type=float, default=3.0, help="messages per user per hour")
     p.add_argument("--churn", type=float, default=0.10, help="share of nodes leaving per hour")
     p.add_argument("--hostile", type=float, default=0.05)
     p.add_argument("--carry", type=int, default=1, help="shards each node carries")
     p.add_argument("--doc", action="store_true", help="the run whose table docs/sharding.md shows")
-    a = p.parse_args(DOC_ARGS + (argv if argv is not None else sys.argv[1:]) if (
-        "--doc" in (argv if argv is not None else sys.argv[1:])) else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    a = p.parse_args(DOC_ARGS + args if "--doc" in args else args)
     sizes = [int(x) for x in a.sizes.split(",") if x]
     results: list[Result] = []
     print(f"seed {a.seed}; {a.rate:g} messages/user/hour for {a.minutes:g} min, then "
@@ -57,13 +62,25 @@ def main(argv: list[str] | None = None) -> int:
         if a.shards:
             modes.append(auto_k(n, a.shard_nodes) if a.shards == "auto" else int(a.shards))
         for k in modes:
-            cfg = Config(nodes=n, seed=a.seed, shards_k=k, carry=a.carry, minutes=a.minutes,
+            honest_per_minute = n * (1 - a.hostile) * a.rate / 60
+            minutes = max(a.minutes, a.min_messages / honest_per_minute)
+            cfg = Config(nodes=n, seed=a.seed, shards_k=k, carry=a.carry, minutes=minutes,
                          drain=a.drain, rate=a.rate, churn=a.churn, hostile=a.hostile)
             r = World(cfg).run()
             results.append(r)
             print(row(r), file=sys.stderr, flush=True)
     print()
-    print(table(results, a))
+    head = (f"Seed {a.seed}; {a.rate:g} messages of 1 KiB a user an hour for {a.minutes:g} "
+            f"minutes (longer for small networks: at least {a.min_messages} messages), then "
+            f"{a.drain:g} minutes of drain; churn {a.churn:.0%} an hour; {a.hostile:.0%} "
+            "hostile nodes.")
+    text = head + "\n\n" + table(results, a)
+    print(text)
+    if a.doc:
+        doc = DOC.read_text()
+        start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+        DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+        print(f"\nwritten to {DOC}")
     return 0
 
 

@@ -55,7 +55,7 @@ class Config:
     downtime: float = 600.0  # mean seconds away
     hostile: float = 0.05  # share of nodes that are hostile: half droppers, half flooders
     flood_rate: float = 0.02  # spam envelopes per flooder per second
-    junk_ids: int = 64  # ids a flooder announces and never serves, per link and round
+    junk_ids: int = 32  # ids a flooder announces and never serves, per link and round
     target_peers: int = 8
     max_inbound: int = 56
     latency: tuple[float, float] = (0.01, 0.15)  # one-way, seconds, uniform
@@ -417,8 +417,14 @@ class World:
     # --- the run ---------------------------------------------------------------------
 
     def run(self) -> Result:
-        cfg, sim = self.cfg, self.sim
         t0 = time.perf_counter()
+        self.setup()
+        self.sim.run(self.end)
+        return self._result(time.perf_counter() - t0)
+
+    def setup(self) -> None:
+        """Create the nodes and schedule their start, the traffic and the churn."""
+        cfg, sim = self.cfg, self.sim
         n_hostile = round(cfg.nodes * cfg.hostile)
         hostile = sorted(sim.rng.sample(range(cfg.nodes), n_hostile))
         kinds = {i: ("dropper" if j % 2 == 0 else "flooder") for j, i in enumerate(hostile)}
@@ -429,8 +435,6 @@ class World:
             sim.at(30.0 * i / cfg.nodes, self.bring_up, self.nodes[i], False)
         sim.at(cfg.warmup, self._next_message)
         sim.at(cfg.warmup, self._churn)
-        sim.run(self.end)
-        return self._result(time.perf_counter() - t0)
 
     def _result(self, wall: float) -> Result:
         cfg = self.cfg

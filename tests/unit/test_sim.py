@@ -13,7 +13,7 @@ from bridge.core.envelope import parse_envelope
 from tests.sim.node import ALL
 from tests.sim.world import Config, Result, World
 
-SMALL = Config(nodes=50, seed=7, minutes=6, drain=6, rate=40.0, churn=1.0, hostile=0.1)
+SMALL = Config(nodes=50, seed=7, minutes=5, drain=6, rate=40.0, churn=1.0, hostile=0.1)
 
 
 def _fingerprint(r: Result) -> tuple[object, ...]:
@@ -31,7 +31,7 @@ def full() -> tuple[World, Result]:
 
 def test_full_replication_delivers_through_churn_and_hostile_nodes(full):
     w, r = full
-    assert r.messages >= 150
+    assert r.messages >= 120
     assert r.eligible >= 100
     assert r.ratio >= 0.99, r
     assert len(w.gone) + sum(1 for n in w.nodes if n.kind != "honest") > 0  # it was tested
@@ -46,8 +46,10 @@ def test_same_seed_same_run(full):
     _, r = full
     again = World(SMALL).run()
     assert _fingerprint(again) == _fingerprint(r)
-    other = World(dataclasses.replace(SMALL, seed=8)).run()
-    assert _fingerprint(other) != _fingerprint(r)
+    tiny = dataclasses.replace(SMALL, nodes=20, minutes=2, drain=1)
+    assert _fingerprint(World(tiny).run()) == _fingerprint(World(tiny).run())
+    other = World(dataclasses.replace(tiny, seed=8)).run()
+    assert _fingerprint(other) != _fingerprint(World(tiny).run())
 
 
 def test_sharded_relays_store_only_their_shards_and_deliver():
