@@ -15,8 +15,9 @@ directly), each from a /24 of its own on loopback (127.8.x.1: an honest peer on
 the open network is not in the attacker's network): one publishes a small
 envelope every ``HONEST_EVERY`` seconds during the attack, the other must
 receive each through the victim. A third honest node connects in the middle of
-the attack, from a network (/16) the victim has not heard from: a newcomer. ``GET /status`` on the victim's P2P port is probed all along from
-its own address; its latency stands for the victim's event-loop lag. The same
+the attack, from a network (/16) the victim has not heard from: a newcomer.
+``GET /status`` on the victim's P2P port is probed all along from its own
+address; its latency stands for the victim's event-loop lag. The same
 harness serves the tests (which assert) and the benchmark (which prints).
 """
 
