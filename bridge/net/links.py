@@ -2,8 +2,10 @@
 
 Every link — accepted on ``/p2p`` here or dialled by ``bridge.net.dialer`` —
 runs in ``run_link``, which hands its gossip events to the node's relay. An
-inbound link needs a slot (``bridge.net.slots``: caps per host and prefix,
-eviction of the least useful link when full); every link must finish HELLO
+inbound connection is first admitted at accept (``admission``: new connections
+a second per prefix and per node, the rest reset before anything is read), then
+needs a slot (``bridge.net.slots``: caps per host and prefix, eviction of the
+least useful link when full); every link must finish HELLO
 within ``hello_timeout`` seconds. A peer is admitted at HELLO unless banned; of
 two links to the same node, both ends keep the one dialled by the smaller node
 id. The addresses a link tells of go to the address book with the link's IP as
