@@ -223,9 +223,11 @@ class Link:
 
     def announce(self, ids: Iterable[bytes]) -> list[bytes]:
         """HAVE frames for the ids the peer is not known to have (and remember them)."""
-        fresh = [i for i in ids if i not in self.peer_has]
-        for i in fresh:
-            self._remember(i)
+        fresh = []
+        for i in ids:  # an id queued twice (stored, then found by reconciliation) goes once
+            if i not in self.peer_has:
+                self._remember(i)
+                fresh.append(i)
         return [
             self._out(Have(tuple(fresh[k : k + MAX_IDS]))) for k in range(0, len(fresh), MAX_IDS)
         ]

@@ -44,6 +44,13 @@ def test_announce_want_body_and_no_body_twice():
         b.receive(body, now)  # the same body again: never asked twice
 
 
+def test_an_id_queued_twice_is_announced_once():
+    a, _, _ = pair()
+    eid, other = os.urandom(32), os.urandom(32)
+    (have,) = a.announce([eid, other, eid])
+    assert parse(have) == Have((eid, other))
+
+
 def test_bodies_are_owed_in_the_order_asked():
     """A sender's messages go out in the order they were announced and asked for."""
     a, b, now = pair()
