@@ -77,11 +77,15 @@ def chat_message(to: str, sender: str, stanza_id: str, body: str, *,
     object and its serialiser (~20 µs, growing with the text). The same bytes
     ``serialize`` gives for the equivalent stanza."""
     parts = [f'<message to="{escape(to)}" from="{escape(sender)}" type="chat" '
-             f'id="{escape(stanza_id)}"><body>{escape(body)}</body>']
+             f'id="{escape(stanza_id)}">']
+    if body:  # as slixmpp: an empty body is no <body/> at all
+        parts.append(f"<body>{escape(body)}</body>")
     if request_receipt:
         parts.append('<request xmlns="urn:xmpp:receipts" />')
     if active:
         parts.append('<active xmlns="http://jabber.org/protocol/chatstates" />')
+    if len(parts) == 1:  # no child: an empty element, as slixmpp writes it
+        return (parts[0][:-1] + " />").encode("utf-8")
     parts.append("</message>")
     return "".join(parts).encode("utf-8")
 
