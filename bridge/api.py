@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from bridge.core.archive import Page, Query
 from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth
 
 Listener = Callable[[Event], None]
@@ -110,6 +111,12 @@ class ServiceAPI(Protocol):
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None: ...
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes: ...
+
+    def archive_query(self, owner: str, query: Query) -> Page:
+        """What ``owner`` sent and was shown (chat, and room messages it saw), in
+        order, filtered and paged (XEP-0313, XEP-0059). Peers are addresses and room
+        names. ArchiveError (a UserError) for an id the archive does not hold."""
+        ...
 
     def chat_states_enabled(self) -> bool:
         """True when XEP-0085 chat states cross the network (``[xmpp] chat_states``)."""

@@ -16,15 +16,18 @@ from collections.abc import Callable
 
 from bridge.contacts import ContactBook, UnknownContactError
 from bridge.core import vanity
+from bridge.core.archive import Page, Query
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_TTL
 from bridge.core.errors import LocalProtocolError, PowCancelledError, UserError
 from bridge.core.records import ChatState
 from bridge.events import ContactInfo, Event, EventBus, IdentityInfo, NodeHealth, RecentErrors
+from bridge.history import History
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
 from bridge.inbox import Inbox
 from bridge.net.workers import WorkerPool
 from bridge.outbox import CHAT_STATE_TTL, MessageTooLargeError, Outbox
 from bridge.peerbook import NodeLike, PeerBook
+from bridge.store.archive import ArchiveFile
 from bridge.store.keystore import Keystore
 from bridge.store.seen import KeyfileSeen
 from bridge.tasks import TaskSet
@@ -42,7 +45,8 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off", chat_states: bool = False) -> None:
+                 tor: str = "off", chat_states: bool = False,
+                 archive_file: ArchiveFile | None = None) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
         self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
@@ -57,8 +61,12 @@ class Service:
                            seen=KeyfileSeen(keystore, self.ids.save_soon),
                            chat_states=chat_states)
         self.book.on_release = self.inbox.show_released
+        self.history = History(self.bus.subscribe, lambda: self.clock() * 1000,
+                               file=archive_file)
         self.peerbook = PeerBook(node, self.errors)
-        self.upkeep = Upkeep(self.ids, self.inbox, self.outbox, node, self.tasks, clock)
+        self.upkeep = Upkeep(self.ids, self.inbox, self.outbox, node, self.tasks, clock,
+                             loaded=lambda: self.history.load(
+                                 [self.ids.ident(r).address for r in self.ids.records()]))
         self.vanity = VanityJobRunner(self)
         self._xmpp: dict[str, object] = {}
 
@@ -209,8 +217,10 @@ class Service:
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "") -> bytes:
-        return await self.outbox.send_message(owner, to, text, receipt=receipt,
-                                              message_id=message_id)
+        envelope_id = await self.outbox.send_message(owner, to, text, receipt=receipt,
+                                                     message_id=message_id)
+        self.history.sent(owner, to, text, message_id)
+        return envelope_id
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:
@@ -221,6 +231,10 @@ class Service:
 
     def delivered(self, envelope_id: bytes) -> None:
         self.inbox.delivered(envelope_id)
+
+    def archive_query(self, owner: str, query: Query) -> Page:
+        self.ids.rec(owner)  # UnknownIdentityError for an address that is not ours
+        return self.history.query(owner, query)
 
     def chat_states_enabled(self) -> bool:
         return self.chat_states

@@ -19,14 +19,17 @@ MAINTENANCE_INTERVAL = 3600
 
 class Upkeep:
     def __init__(self, ids: IdentityBook, inbox: Inbox, outbox: Outbox, node: NodeLike,
-                 tasks: TaskSet, clock: Callable[[], int]) -> None:
+                 tasks: TaskSet, clock: Callable[[], int], *,
+                 loaded: Callable[[], None] = lambda: None) -> None:
         self.ids, self.inbox, self.outbox, self.node = ids, inbox, outbox, node
         self.tasks, self.clock = tasks, clock
+        self.loaded = loaded  # the keys are loaded: what depends on them may load now
         self._unsubscribe: Callable[[], None] | None = None
         self._announced_epoch = 0
 
     async def start(self, *, deliver: bool = True) -> None:
         self.ids.keystore.load()
+        self.loaded()
         self.ids.rotate_all()
         self.inbox.rewatch()
         if deliver:

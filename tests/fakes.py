@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 from bridge.api import ServiceAPI, VanityJob
 from bridge.core import vanity
 from bridge.core.address import decode_address, fingerprint
+from bridge.core.archive import Page, Query
 from bridge.core.errors import UserError
 from bridge.core.identity import Identity
 from bridge.core.invite import Invite, encode_invite, parse_invite
@@ -46,6 +48,7 @@ from bridge.events import (
     NodeHealth,
     ReceiptArrived,
 )
+from bridge.history import History
 from bridge.identities import MAX_CLIENT_ITEMS, MAX_CLIENT_STORAGE
 
 KEYS_PER_SECOND = 50_000.0  # what vanity_estimate pretends this machine manages
@@ -97,6 +100,10 @@ class FakeService:
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
+    history: History = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = History(self.subscribe, lambda: int(time.time() * 1000))
 
     # --- test helpers -------------------------------------------------------
 
@@ -368,6 +375,7 @@ class FakeService:
             raise err
         envelope_id = os.urandom(32)
         self.sent.append(SentMessage(owner, to, text, receipt, message_id, envelope_id))
+        self.history.sent(owner, to, text, message_id)
         if self._local(to) is not None:  # the network would bring it back to this daemon
             self.emit(MessageArrived(to=to, sender=owner, text=text, sent_at_ms=0,
                                      envelope_id=envelope_id, receipt_wanted=receipt,
@@ -410,6 +418,10 @@ class FakeService:
 
     def delivered(self, envelope_id: bytes) -> None:
         self.delivered_ids.append(envelope_id)
+
+    def archive_query(self, owner: str, query: Query) -> Page:
+        self.identity(owner)
+        return self.history.query(owner, query)
 
     # --- events and health --------------------------------------------------
 

@@ -51,6 +51,7 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class Query:
     peer: str | None = None  # XEP-0313 'with' (a bare JID)
+    groupchat: bool | None = None  # a user's archive (False) or a room's (True); None: both
     start_ms: int | None = None  # inclusive
     end_ms: int | None = None  # inclusive
     after: str | None = None  # RSM: items after this id
@@ -143,7 +144,8 @@ class Archive:
             return Page(found, len(found), True)
         lo = 0 if q.start_ms is None else bisect.bisect_left(keys, (q.start_ms, -1))
         hi = len(keys) if q.end_ms is None else bisect.bisect_right(keys, (q.end_ms, 1 << 62))
-        matches = [e for e in entries[lo:hi] if q.peer is None or e.peer == q.peer]
+        matches = [e for e in entries[lo:hi] if (q.peer is None or e.peer == q.peer)
+                   and (q.groupchat is None or e.groupchat == q.groupchat)]
         limit = max(0, min(q.max, MAX_PAGE))
         if q.after is not None and q.before is not None and q.before != "":
             raise ArchiveError("ask for a page after an id or before one, not both")

@@ -20,6 +20,7 @@ import pytest
 
 from bridge.api import ServiceAPI
 from bridge.core.address import decode_address, fingerprint
+from bridge.core.archive import Query
 from bridge.core.errors import UserError
 from bridge.events import (
     ContactInfo,
@@ -290,6 +291,30 @@ async def test_a_first_message_is_a_request_until_accepted(service: ServiceAPI) 
     reply = await events.take(MessageArrived, to=bob.address)
     assert (reply.sender, reply.text, reply.envelope_id, reply.receipt_wanted) == (
         alice.address, "hi Bob", again, False)
+
+
+async def test_what_was_sent_and_shown_is_archived_in_order_and_paged(
+        service: ServiceAPI) -> None:
+    alice = await service.create_identity("Alice")
+    bob = await service.create_identity("Bob")
+    service.add_contact(bob.address, alice.address, "alice")
+    events = Events(service)
+    for n in range(3):
+        await service.send_message(alice.address, bob.address, f"note {n}", message_id=f"n{n}")
+        await events.take(MessageArrived, to=bob.address, text=f"note {n}")
+    sent = service.archive_query(alice.address, Query(peer=bob.address))
+    assert [(e.body, e.outgoing, e.origin_id) for e in sent.items] == [
+        ("note 0", True, "n0"), ("note 1", True, "n1"), ("note 2", True, "n2")]
+    first = service.archive_query(bob.address, Query(peer=alice.address, max=2))
+    assert [(e.body, e.outgoing) for e in first.items] == [("note 0", False), ("note 1", False)]
+    assert first.count == 3 and not first.complete
+    rest = service.archive_query(bob.address, Query(peer=alice.address, after=first.last))
+    assert [e.body for e in rest.items] == ["note 2"] and rest.complete
+    assert service.archive_query(bob.address, Query(peer=make_address(b"x"))).items == ()
+    with pytest.raises(UserError):
+        service.archive_query(bob.address, Query(after="no such id"))
+    with pytest.raises(UserError):
+        service.archive_query(make_address(b"nobody here"), Query())
 
 
 async def test_writing_to_an_unknown_address_makes_it_an_accepted_contact(
