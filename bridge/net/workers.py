@@ -10,6 +10,7 @@ free again at once for the next job. Processes start once and stay warm.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from bridge.core import pow, vanity
 from bridge.core.errors import PowCancelledError
@@ -58,6 +59,74 @@ def _init_worker(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+class CryptoLane:
+    """One thread that runs short jobs in the order they are handed in.
+
+    Jobs handed in while the thread is busy wait in a queue and are taken together, and
+    their results go back to the event loop in one call: under load the hand-over (a
+    lock, waking the thread, the GIL, waking the loop) is paid once per batch, not once
+    per job as with a thread-pool executor, where it cost the loop as much as the
+    sealing it moved off it."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                            Callable[[], Any]]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the crypto thread has stopped")
+            self._jobs.append((loop, fut, job))
+            if len(self._jobs) == 1:
+                self._cond.notify()
+        return fut
+
+    def close(self) -> None:
+        """Stop taking jobs; return once those in hand are done and the thread has ended."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if not self._jobs:
+                    return
+                batch = list(self._jobs)
+                self._jobs.clear()
+            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any,
+                                                             BaseException | None]]] = {}
+            for loop, fut, job in batch:
+                try:
+                    outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
+                        fut, job(), None)
+                except BaseException as exc:  # handed to the waiting coroutine
+                    outcome = (fut, None, exc)
+                done.setdefault(loop, []).append(outcome)
+            for loop, results in done.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(_settle, results)
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, value, exc in results:
+        if fut.cancelled():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
 @dataclass
 class Progress:
     attempts: int = 0
@@ -90,26 +159,32 @@ class WorkerPool:
         self._executor = concurrent.futures.ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
         self._free = self.workers  # worker slots not holding a range (see _run_ranges)
-        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.AbstractEventLoop,
+                                  asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
         self._job_numbers = itertools.count()
         self._tiebreak = itertools.count()
-        # One thread: jobs run in the order they were handed in.
-        self._crypto = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="paranoim-crypto")
+        self._crypto = CryptoLane("paranoim-crypto")
         self._closed = False
 
     async def run_crypto(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``func(*args, **kwargs)`` on the crypto thread, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._crypto, functools.partial(func, *args, **kwargs))
+        return await self._crypto.submit(functools.partial(func, *args, **kwargs))
 
     async def _slot(self, priority: tuple[int, int]) -> None:
-        """Wait for a free worker slot; the lowest ``priority`` waiting gets it first."""
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, next(self._tiebreak), fut))
+        """Wait for a free worker slot; the lowest ``priority`` waiting gets it first.
+
+        The pool may serve several event loops (one per test, say) and a range may end
+        after the loop that asked for it has closed, so the slots are counted under a
+        lock, freed from whichever thread sees a range end, and a waiter is woken on
+        its own loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._waiting, (priority, next(self._tiebreak), loop, fut))
         try:
             await fut
         except asyncio.CancelledError:
@@ -118,12 +193,24 @@ class WorkerPool:
             raise
 
     def _release(self) -> None:
-        while self._waiting:
-            _, _, fut = heapq.heappop(self._waiting)
-            if not fut.done():
-                fut.set_result(None)
+        """A slot is free: to the first waiter still waiting, else counted free."""
+        with self._lock:
+            while self._waiting:
+                _, _, loop, fut = heapq.heappop(self._waiting)
+                if fut.done() or loop.is_closed():
+                    continue
+                try:
+                    loop.call_soon_threadsafe(self._grant, fut)
+                except RuntimeError:  # closed meanwhile
+                    continue
                 return
-        self._free += 1
+            self._free += 1
+
+    def _grant(self, fut: asyncio.Future[None]) -> None:
+        if fut.done():  # cancelled before the slot reached it
+            self._release()
+        else:
+            fut.set_result(None)
 
     async def _range(self, priority: tuple[int, int], func: Callable[..., object],
                      args: tuple[object, ...]) -> object:
@@ -137,11 +224,7 @@ class WorkerPool:
             self._release()
             raise
 
-        def finished(_: concurrent.futures.Future[object]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to free
-                loop.call_soon_threadsafe(self._release)
-
-        cf.add_done_callback(finished)
+        cf.add_done_callback(lambda _: self._release())
         return await asyncio.wrap_future(cf, loop=loop)
 
     async def warm_up(self) -> None:
@@ -161,7 +244,7 @@ class WorkerPool:
             # thread has ended before the interpreter exits: left running, Python 3.12's
             # exit hook wrote to its closed wake-up pipe and the process never exited.
             self._executor.shutdown(wait=True, cancel_futures=True)
-            self._crypto.shutdown(wait=True, cancel_futures=True)
+            self._crypto.close()
 
     async def _run_ranges(
         self,
