@@ -4,7 +4,7 @@ and the control channel.
 
 It is an ordered list of parts (``bridge.parts``) entered on one exit stack:
 the data directory's lock → worker pool → (Tor's onion) → store → node →
-(loopback inbox) → direct-delivery session → service →
+(loopback inbox) → (message archive) → direct-delivery session → service →
 XMPP listener → component → web UI → (arrivals handed over) → control channel →
 runtime file. Stopping is that list in reverse, by construction: the faces stop
 taking requests before the service and the node go, so nothing acknowledged to
@@ -57,6 +57,8 @@ from bridge.parts import Parts, Step
 from bridge.paths import ensure_private_dir
 from bridge.ports import check_port_free, port_error
 from bridge.service import Service
+from bridge.store.archive import FILENAME as ARCHIVE_FILE
+from bridge.store.archive import ArchiveFile
 from bridge.store.index import Store
 from bridge.store.keystore import OnceKeystore, write_private
 from bridge.store.memory import DEFAULT_MAX_BYTES as DEFAULT_STORE_BYTES
@@ -224,11 +226,16 @@ class Daemon:
             self.local_inbox = LocalInbox(inbox)
             await parts.enter(self.local_inbox)
 
+        archive: ArchiveFile | None = None  # what was said survives restarts with SQLite
+        if cfg.storage == "sqlite":
+            archive = ArchiveFile(self.data_dir / ARCHIVE_FILE, keystore.archive_key())
+            # closed after the service: it archives until it stops
+            await parts.enter(Step("message archive", stop=archive.close))
         sender = DirectSender(cfg, pool.pool)
         await parts.enter(sender)
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
-                          chat_states=cfg.chat_states)
+                          chat_states=cfg.chat_states, archive_file=archive)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]

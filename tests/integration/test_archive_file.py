@@ -79,3 +79,52 @@ def test_rows_under_another_key_are_left_out_and_said_so(
     db.close()
     assert ArchiveFile(tmp_path / FILENAME, bytes(32)).load(Archive(), [ME]) == 0
     assert "could not be read" in caplog.text
+
+
+async def test_a_service_keeps_its_archive_across_a_restart_with_the_file(tmp_path: Path) -> None:
+    """What Bob was shown and what he sent is there again after a restart (the
+    --storage sqlite case); the RAM-only service starts with nothing."""
+    from bridge.events import MessageArrived
+    from bridge.net.workers import WorkerPool
+    from bridge.service import Service
+    from tests.integration.test_service import Inbox
+    from tests.nodes import SharedNode
+
+    pool = WorkerPool(1)
+    node = SharedNode(6)
+    try:
+        a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=6)
+        await a.start()
+        ks = Keystore(tmp_path / "b")
+        ks.load()
+        file = ArchiveFile(tmp_path / "b" / FILENAME, ks.archive_key())
+        b = Service(ks, node, pool, base_bits=6, archive_file=file)
+        await b.start()
+        alice = await a.create_identity("Alice")
+        bob = await b.create_identity("Bob")
+        b.add_contact(bob.address, alice.address, "alice")
+        b_in = Inbox(b)
+        await a.send_message(alice.address, bob.address, "kept for later")
+        await b_in.wait(MessageArrived, text="kept for later")
+        await b.send_message(bob.address, alice.address, "and my answer")
+        await b.stop()
+        file.close()
+
+        ks = Keystore(tmp_path / "b")
+        ks.load()
+        file = ArchiveFile(tmp_path / "b" / FILENAME, ks.archive_key())
+        again = Service(ks, node, pool, base_bits=6, archive_file=file)
+        await again.start()
+        page = again.archive_query(bob.address, Query(peer=alice.address))
+        assert [(e.body, e.outgoing) for e in page.items] == [
+            ("kept for later", False), ("and my answer", True)]
+        await again.stop()
+        file.close()
+
+        ram = Service(Keystore(tmp_path / "b"), node, pool, base_bits=6)
+        await ram.start()
+        assert ram.archive_query(bob.address, Query()).items == ()
+        await ram.stop()
+        await a.stop()
+    finally:
+        pool.close()
