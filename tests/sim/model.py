@@ -30,12 +30,16 @@ class Fit:
     f: float
 
 
-def _load(r: Result, shard_nodes: float) -> float:
-    """Envelope bytes a node of a shard of ``shard_nodes`` nodes takes in per day."""
+def _load(r: Result, shard_nodes: float, flooders: float | None = None) -> float:
+    """Envelope bytes a node of a shard of ``shard_nodes`` nodes takes in per day.
+
+    ``flooders`` is the share of flooding nodes: the run's own when calibrating on it
+    (small networks round it), half the hostile share when predicting.
+    """
     cfg = r.cfg
-    honest = 1 - cfg.hostile
-    u = cfg.rate * 24 * honest
-    spam = cfg.hostile / 2 * cfg.flood_rate * 86400
+    u = cfg.rate * 24 * (1 - cfg.hostile)
+    share = cfg.hostile / 2 if flooders is None else flooders
+    spam = share * cfg.flood_rate * 86400
     return r.env_size * shard_nodes * (u + spam)
 
 
@@ -46,7 +50,7 @@ def calibrate(results: list[Result]) -> dict[str, Fit]:
         if not runs:
             continue
         r = runs[0]
-        load = _load(r, r.shard_nodes)
+        load = _load(r, r.shard_nodes, r.flooders)
         e = r.stored_per_day / load if load else 1.0
         c = r.sent_env_per_day / r.stored_per_day if r.stored_per_day else 0.0
         f = r.sent_per_day - r.sent_env_per_day

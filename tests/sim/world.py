@@ -122,6 +122,7 @@ class Result:
     shard_nodes: float  # nodes per shard (all nodes in full replication)
     env_size: int
     cfg: Config
+    flooders: float = 0.0  # share of the nodes that flood
 
     @property
     def ratio(self) -> float:
@@ -482,6 +483,7 @@ class World:
             shard_nodes=shard_nodes,
             env_size=len(next(iter(self.envs.values())).raw) if self.envs else 0,
             cfg=cfg,
+            flooders=sum(n.kind == "flooder" for n in self.nodes) / len(self.nodes),
         )
 
 
