@@ -19,10 +19,11 @@ from collections.abc import Callable
 from bridge.core import crypto
 from bridge.core.checks import MAX_TTL
 from bridge.core.errors import UserError
+from bridge.core.handshake import HybridPrekey, make_hybrid_prekey
 from bridge.core.identity import PREKEY_LIFETIME, Identity, SignedPrekey, make_prekey
 from bridge.events import EventBus, IdentitiesChanged, IdentityInfo
 from bridge.store import transfer
-from bridge.store.keystore import IdentityRecord, Keystore, PrekeyRecord
+from bridge.store.keystore import HybridPrekeyRecord, IdentityRecord, Keystore, PrekeyRecord
 from bridge.tasks import TaskSet
 
 MAX_CLIENT_STORAGE = 64 * 1024  # bytes of clients' private storage per identity
@@ -208,16 +209,24 @@ class IdentityBook:
     # --- prekeys -----------------------------------------------------------------------
 
     def rotate_prekeys(self, rec: IdentityRecord) -> bool:
-        """Keep a prekey with at least half its life left; delete expired secrets."""
+        """Keep a prekey (and a hybrid prekey) with at least half its life left; delete
+        the secrets nothing still alive in the network can have been sealed to."""
         now = self.clock()
-        before = len(rec.prekeys)
-        # Keep a secret until nothing sealed to it can still be alive in the network.
+        before = (len(rec.prekeys), len(rec.hybrid_prekeys))
         rec.prekeys = [p for p in rec.prekeys if p.expires + MAX_TTL > now]
+        rec.hybrid_prekeys = [p for p in rec.hybrid_prekeys if p.expires + MAX_TTL > now]
+        changed = (len(rec.prekeys), len(rec.hybrid_prekeys)) != before
         if not rec.prekeys or max(p.expires for p in rec.prekeys) < now + PREKEY_LIFETIME // 2:
             rec.prekeys.append(PrekeyRecord(secret=secrets.token_bytes(32).hex(),
                                             expires=now + PREKEY_LIFETIME))
-            return True
-        return len(rec.prekeys) != before
+            changed = True
+        if not rec.hybrid_prekeys or max(
+                p.expires for p in rec.hybrid_prekeys) < now + PREKEY_LIFETIME // 2:
+            rec.hybrid_prekeys.append(HybridPrekeyRecord(
+                x25519=secrets.token_bytes(32).hex(), kem_seed=secrets.token_bytes(64).hex(),
+                expires=now + PREKEY_LIFETIME))
+            changed = True
+        return changed
 
     def rotate_all(self) -> list[IdentityRecord]:
         """Rotate every identity's prekeys; the ones that changed, saved."""
@@ -235,6 +244,26 @@ class IdentityBook:
         live = sorted((p for p in rec.prekeys if p.expires > now), key=lambda p: -p.expires)
         return tuple(make_prekey(self.ident(rec), bytes.fromhex(p.secret), p.expires)
                      for p in live[:limit])
+
+    def _hybrid(self, rec: IdentityRecord, p: HybridPrekeyRecord) -> HybridPrekey:
+        return make_hybrid_prekey(self.ident(rec), bytes.fromhex(p.x25519),
+                                  bytes.fromhex(p.kem_seed), p.expires)
+
+    def live_hybrid_prekeys(self, rec: IdentityRecord, limit: int = 2) -> tuple[HybridPrekey, ...]:
+        """The newest signed hybrid prekeys, for announcements (1288 bytes each)."""
+        now = self.clock()
+        live = sorted((p for p in rec.hybrid_prekeys if p.expires > now), key=lambda p: -p.expires)
+        return tuple(self._hybrid(rec, p) for p in live[:limit])
+
+    def hybrid_prekey(self, rec: IdentityRecord,
+                      prekey_id: bytes) -> tuple[HybridPrekey, bytes, bytes] | None:
+        """The hybrid prekey a handshake names, with its X25519 secret and ML-KEM seed,
+        while its secrets are kept (expired ones too: a late handshake still opens)."""
+        for p in rec.hybrid_prekeys:
+            prekey = self._hybrid(rec, p)
+            if crypto.equal(prekey.id, prekey_id):
+                return prekey, bytes.fromhex(p.x25519), bytes.fromhex(p.kem_seed)
+        return None
 
     def opening_keys(self, rec: IdentityRecord) -> list[bytes]:
         """The X25519 secrets a direct envelope for ``rec`` may be sealed to, newest

@@ -24,7 +24,7 @@ import os
 import struct
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,15 @@ class PrekeyRecord:
 
 
 @dataclass
+class HybridPrekeyRecord:
+    """A signed hybrid prekey's secrets (docs/sessions.md §3.1): X25519 and ML-KEM."""
+
+    x25519: str  # hex of the X25519 secret
+    kem_seed: str  # hex of the 64-byte ML-KEM-768 seed
+    expires: int
+
+
+@dataclass
 class ContactRecord:
     address: str
     petname: str
@@ -76,6 +85,8 @@ class ContactRecord:
     endpoint: str = ""  # their direct-delivery endpoint, if announced
     announced_at: int = 0  # issued_at of the announcement the endpoint came from
     added_at: int = 0
+    hybrid_prekey: str = ""  # hex of their newest verified signed hybrid prekey
+    sessions: str = ""  # base64 of core.sessions.Peer.to_bytes(): our sessions with them
 
 
 @dataclass
@@ -86,6 +97,7 @@ class IdentityRecord:
     xmpp_password: str
     created_at: int
     prekeys: list[PrekeyRecord] = field(default_factory=list)
+    hybrid_prekeys: list[HybridPrekeyRecord] = field(default_factory=list)
     contacts: list[ContactRecord] = field(default_factory=list)
     # What the identity's XMPP clients keep on the server (XEP-0049 private storage:
     # room bookmarks, roster notes), element name -> serialised element. Kept here so
@@ -114,14 +126,28 @@ class KeyDocument:
             raise KeystoreError(f"key file version {raw.get('version')} is not supported")
         idents = []
         for i in raw.get("identities", []):
-            i = dict(i)
-            i["prekeys"] = [PrekeyRecord(**p) for p in i.get("prekeys", [])]
-            i["contacts"] = [ContactRecord(**c) for c in i.get("contacts", [])]
+            i = _known(IdentityRecord, i)
+            i["prekeys"] = [PrekeyRecord(**_known(PrekeyRecord, p))
+                            for p in i.get("prekeys", [])]
+            i["hybrid_prekeys"] = [HybridPrekeyRecord(**_known(HybridPrekeyRecord, p))
+                                   for p in i.get("hybrid_prekeys", [])]
+            i["contacts"] = [ContactRecord(**_known(ContactRecord, c))
+                             for c in i.get("contacts", [])]
             idents.append(IdentityRecord(**i))
         seen = raw.get("seen", "")
         archive_key = raw.get("archive_key", "")
         return cls(identities=idents, seen=seen if isinstance(seen, str) else "?",
                    archive_key=archive_key if isinstance(archive_key, str) else "")
+
+
+def _known(cls: type, raw: object) -> dict[str, Any]:
+    """The fields of ``cls`` in ``raw``. A field a later version added is skipped, so
+    this version still opens the file (and the keys in it) after a downgrade; what
+    that field held is gone at the next save."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"a {cls.__name__} is not an object")
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in raw.items() if k in names}
 
 
 def _kdf(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
