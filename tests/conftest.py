@@ -74,6 +74,15 @@ def free_port() -> Callable[[], int]:
 
 
 @pytest.fixture
+def pim(tmp_path: Path) -> Iterator[Paranoim]:
+    """One sandbox (its own HOME, config and data dir) for ``paranoim`` commands; its
+    daemon, if one was started, is killed at the end of the test."""
+    p = Paranoim(tmp_path)
+    yield p
+    p.cleanup()
+
+
+@pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[Callable[[str], Paranoim]]:
     """Named sandboxes (``paranoim`` with its own HOME, config and data dir) whose P2P
     node listens on loopback only; their daemons are killed at the end of the test."""

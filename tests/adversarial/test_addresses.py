@@ -8,8 +8,7 @@ source can fill."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -28,13 +27,6 @@ def wait_count(run: Running, line: str, n: int, timeout: float) -> None:
     while sum(x == line for x in run.stdout) < n:
         assert run.proc.poll() is None and time.monotonic() < deadline, run.stderr
         time.sleep(0.02)
-
-
-@pytest.fixture
-def pim(tmp_path: Path) -> Iterator[Paranoim]:
-    p = Paranoim(tmp_path)
-    yield p
-    p.cleanup()
 
 
 @pytest.mark.parametrize("dial_private", ["false", None])

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -24,13 +23,6 @@ from tests.gossip_support import make_envelope
 SOCKETS = 112  # twice the 56 inbound slots
 WINDOW = 6.0  # s of attack measured
 HONEST_WITHIN = 5.0
-
-
-@pytest.fixture
-def pim(tmp_path: Path) -> Iterator[Paranoim]:
-    p = Paranoim(tmp_path)
-    yield p
-    p.cleanup()
 
 
 @pytest.mark.parametrize("sources", ["one", "spread"])  # 127.0.0.1 (Tor's), or 112 /24s

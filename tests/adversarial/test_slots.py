@@ -4,8 +4,7 @@ run``; an honest peer still gets in within 5 s, and ``status`` answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -14,13 +13,6 @@ from tests.daemonproc import Paranoim
 
 SOCKETS = 64
 HONEST_WITHIN = 5.0
-
-
-@pytest.fixture
-def pim(tmp_path: Path) -> Iterator[Paranoim]:
-    p = Paranoim(tmp_path)
-    yield p
-    p.cleanup()
 
 
 @pytest.mark.parametrize(("mode", "sources"), [

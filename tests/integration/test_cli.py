@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,6 @@ from tests.interop.drivers import SlixClient
 from tests.util import wait_until
 
 LINK_RE = re.compile(r"^paranoim:1/[a-z2-7]{56}\S*$", re.M)
-
-
-@pytest.fixture
-def pim(tmp_path: Path) -> Iterator[Paranoim]:
-    p = Paranoim(tmp_path)
-    yield p
-    p.cleanup()
 
 
 def ok(res: object) -> str:

@@ -14,19 +14,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.daemonproc import Paranoim
-
-
-@pytest.fixture
-def pim(tmp_path: Path) -> Iterator[Paranoim]:
-    p = Paranoim(tmp_path)
-    yield p
-    p.cleanup()
 
 
 def _port(line: str) -> int:

@@ -13,7 +13,7 @@ from bridge.core import crypto
 from bridge.core.errors import BadInviteError
 from bridge.core.invite import parse_invite
 from bridge.store import transfer
-from tests.vectors import invitations
+from tests.vectors import invitations, quoted
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS: dict[str, Any] = json.loads(invitations.OUT.read_text("utf-8"))
@@ -45,7 +45,7 @@ def test_the_export_file_opens_with_its_passphrase() -> None:
     assert (seed.hex(), nick) == (VECTORS["bob_seed"], "Bob")
 
 
-_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{16,}(?![0-9A-Za-z])")
+_HEX = quoted.HEX
 _LINK = re.compile(r"paranoim:1/\S+")
 
 

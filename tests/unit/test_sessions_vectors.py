@@ -16,7 +16,6 @@ recorded secret.
 from __future__ import annotations
 
 import json
-import re
 import struct
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from bridge.core import handshake as H
 from bridge.core import ratchet as R
 from bridge.core.errors import DuplicateMessageError, UnknownSessionError
 from bridge.core.identity import Identity
+from tests.vectors import quoted
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = ROOT / "docs" / "vectors" / "sessions.json"
@@ -359,17 +359,7 @@ def test_stored_states_parse_and_reencode() -> None:
 
 # --- the spec quotes only what the file holds ---------------------------------------------
 
-_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{16,}(?![0-9A-Za-z])")
-
-
-def _strings(node: Any) -> list[str]:
-    if isinstance(node, str):
-        return [node]
-    if isinstance(node, dict):
-        return [s for k, v in node.items() for s in [k, *_strings(v)]]
-    if isinstance(node, list):
-        return [s for v in node for s in _strings(v)]
-    return []
+_HEX, _strings = quoted.HEX, quoted.strings
 
 
 def test_every_value_quoted_in_the_spec_is_in_the_file() -> None:

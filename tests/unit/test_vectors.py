@@ -11,7 +11,6 @@ file, so the specs cannot drift from the code either.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from bridge.core.checks import check_envelope
 from bridge.core.identity import Identity, SignedPrekey
 from bridge.core.records import parse_record
 from bridge.core.seal import open_envelope
-from tests.vectors import generate
+from tests.vectors import generate, quoted
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS: dict[str, Any] = json.loads((ROOT / "docs" / "vectors" / "core.json").read_text("utf-8"))
@@ -242,19 +241,8 @@ def test_rejection_vectors(case: dict[str, Any]) -> None:
 
 # --- the specs quote only what the vectors hold -------------------------------------
 
-_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{16,}(?![0-9A-Za-z])")
-_ADDRESS = re.compile(r"(?<![0-9a-z])[a-z2-7]{56}(?![0-9a-z])")
-_FINGERPRINT = re.compile(r"(?<![0-9a-z-])[a-z2-7]{4}(?:-[a-z2-7]{4}){3}(?![0-9a-z-])")
-
-
-def _strings(node: Any) -> list[str]:
-    if isinstance(node, str):
-        return [node]
-    if isinstance(node, dict):
-        return [s for k, v in node.items() for s in [k, *_strings(v)]]
-    if isinstance(node, list):
-        return [s for v in node for s in _strings(v)]
-    return []
+_HEX, _ADDRESS, _FINGERPRINT = quoted.HEX, quoted.ADDRESS, quoted.FINGERPRINT
+_strings = quoted.strings
 
 
 # The specs of the core; other layers' specs carry their own vectors and checks.

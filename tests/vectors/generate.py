@@ -355,20 +355,25 @@ def render() -> str:
     return json.dumps(build(), indent=1, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_or_check(out: Path, text: str, description: str,
+                   argv: list[str] | None = None) -> int:
+    """The command line every vectors generator shares: write ``text`` to ``out``, or
+    with --check say whether the file already holds it (exit 1 if not)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--check", action="store_true", help="compare instead of writing")
     args = ap.parse_args(argv)
-    text = render()
     if args.check:
-        same = OUT.exists() and OUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUT} is out of date")
+        same = out.exists() and out.read_text(encoding="utf-8") == text
+        print("up to date" if same else f"{out} is out of date")
         return 0 if same else 1
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(OUT, render(), __doc__.splitlines()[0], argv)
 
 if __name__ == "__main__":
     sys.exit(main())

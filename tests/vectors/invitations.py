@@ -10,7 +10,6 @@ on every run; tests/unit/test_invitation_vectors.py recomputes and compares it.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import struct
@@ -28,6 +27,7 @@ from bridge.core.identity import Identity
 from bridge.core.invite import Invite, encode_invite
 from bridge.store import transfer
 from bridge.store.keystore import SealKey
+from tests.vectors.generate import write_or_check
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "invitations.json"
 BOB_SEED = bytes.fromhex("b0" * 32)
@@ -90,18 +90,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="compare instead of writing")
-    args = ap.parse_args(argv)
-    text = render()
-    if args.check:
-        same = OUT.exists() and OUT.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{OUT} is out of date")
-        return 0 if same else 1
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
-    return 0
-
+    return write_or_check(OUT, render(), __doc__.splitlines()[0], argv)
 
 if __name__ == "__main__":
     sys.exit(main())
