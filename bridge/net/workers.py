@@ -158,7 +158,10 @@ class WorkerPool:
         ctx = multiprocessing.get_context("spawn")
         self._executor = concurrent.futures.ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
-        self._free = self.workers  # worker slots not holding a range (see _run_ranges)
+        # Ranges handed to the executor at once (see _run_ranges): two per worker, so the
+        # next range already waits at a worker when one ends (no idle round trip through
+        # the event loop), and a new proof still starts within one range's time.
+        self._free = 2 * self.workers
         self._waiting: list[tuple[tuple[int, int], int, asyncio.AbstractEventLoop,
                                   asyncio.Future[None]]] = []
         self._lock = threading.Lock()
