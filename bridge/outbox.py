@@ -118,6 +118,7 @@ def _seal_and_stamp(seal_args: dict[str, Any], now: int, base_bits: int) -> tupl
     """On the crypto thread: the sealed envelope, stamped when its proof is small.
     (envelope, digest, bits still to solve: 0 when stamped here)."""
     raw = seal(**seal_args)
+    seal_args.clear()  # the secret key goes with it (see Outbox._sealed)
     digest, bits = work_needed(raw, now=now, base_bits=base_bits)
     if bits <= INLINE_BITS:
         nonce = pow.solve_range(digest, bits, 0, 1 << 20)
@@ -183,7 +184,13 @@ class Outbox:
 
     def _sealed(self, ident: Identity, *, recipient: bytes, kex: bytes, kind: Kind,
                 tag: bytes, payload: bytes, ttl: int | None = None) -> dict[str, Any]:
-        """What ``seal`` is given (it runs on the crypto thread); checked here."""
+        """What ``seal`` is given (it runs on the crypto thread); checked here.
+
+        The secret key is in it until the seal has run (``_seal_and_stamp`` empties it
+        then), and callers drop their identity before they ``await``: a task cancelled
+        while it waits keeps its frames in its exception's traceback for as long as the
+        task object lives (Python 3.12 keeps that exception), and a deleted identity's
+        keys must not stay in memory that way."""
         if len(payload) > MAX_PAYLOAD:
             raise MessageTooLargeError(
                 f"the message is {len(payload)} bytes; at most {MAX_PAYLOAD} fit in one envelope")
@@ -229,6 +236,7 @@ class Outbox:
                             self.ids.current_prekey(rec))
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode())
+        del ident, rec  # see _sealed
         c = self.contacts.written_to(owner, to)
         # Taken before the first await: the message's place is the order of the calls.
         turn = self.in_order.turn((owner, to))
@@ -241,6 +249,7 @@ class Outbox:
         acked = tuple(zip(envelope_ids, [m[:64] for m in message_ids], strict=True))[:64]
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.RECEIPT, tag=tag,
                            payload=Receipt(acked).encode())
+        del ident  # see _sealed
         c = self.contacts.find(rec, to)
         await self._stamp_and_publish(raw, c.endpoint if c else "")
 
@@ -264,6 +273,7 @@ class Outbox:
         raw = self._sealed(ident, recipient=ident.public, kex=kex, kind=Kind.ANNOUNCEMENT,
                            tag=tags.announce_tag(ident.public, tags.epoch_of(now)),
                            payload=ann.encode())
+        del ident  # see _sealed
         try:
             await self._stamp_and_publish(raw)
         except (UserError, RemoteProtocolError) as exc:
@@ -307,4 +317,5 @@ class Outbox:
         msg = DirectMessage.state(self._sent_at_ms(), state)
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode(), ttl=CHAT_STATE_TTL)
+        del ident, rec  # see _sealed
         await self._stamp_and_publish(raw, c.endpoint, self.in_order.turn((owner, to)))

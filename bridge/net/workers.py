@@ -103,8 +103,18 @@ class CryptoLane:
                     return
                 batch = list(self._jobs)
                 self._jobs.clear()
-            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any,
-                                                             BaseException | None]]] = {}
+            self._run_batch(batch)
+            # Nothing of a batch may outlive it here: its jobs hold keys, and a cancelled
+            # job's future holds the waiting coroutine's frames (a deleted identity's
+            # secret key stayed alive in this thread's locals until the next batch).
+            del batch
+
+    @staticmethod
+    def _run_batch(batch: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                     Callable[[], Any]]]) -> None:
+        done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any,
+                                                         BaseException | None]]] = {}
+        try:
             for loop, fut, job in batch:
                 try:
                     outcome: tuple[asyncio.Future[Any], Any, BaseException | None] = (
@@ -115,6 +125,8 @@ class CryptoLane:
             for loop, results in done.items():
                 with contextlib.suppress(RuntimeError):  # that loop has closed
                     loop.call_soon_threadsafe(_settle, results)
+        finally:
+            batch.clear()
 
 
 def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
