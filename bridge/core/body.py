@@ -289,11 +289,13 @@ PrekeyLookup = Callable[[bytes], "tuple[HybridPrekey, bytes, bytes] | None"]
 """prekey id -> (the signed hybrid prekey, its X25519 secret, its ML-KEM seed)."""
 
 
-def open_handshake(env: Envelope, me: Identity, peer: Peer, prekeys: PrekeyLookup,
-                   now: int) -> SessionOpened:
+def open_handshake(env: Envelope, me: Identity, prekeys: PrekeyLookup, now: int, *,
+                   peer_for: Callable[[bytes], Peer], known: Peer | None = None) -> SessionOpened:
     """Open the first message of a session a contact (or a stranger) started: answer
-    the handshake with the prekey it names, open the message, take the session in
-    (``sessions.adopt``). A handshake of a session already held is opened in it."""
+    the handshake with the prekey it names, open the message, and take the session in
+    among the initiator's (``peer_for(initiator key)``, ``sessions.adopt``).
+    ``known``: sessions that may hold this one already (the contact a pair tag names),
+    tried first, without the cost of answering the handshake again."""
     if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
         raise SessionError(f"a {env.kind.name.lower()} envelope in a session body")
     parts = _session_parts(env)
@@ -301,22 +303,36 @@ def open_handshake(env: Envelope, me: Identity, peer: Peer, prekeys: PrekeyLooku
         raise SessionError("no handshake in this message")
     block = InitBlock.parse(parts.init)
     session_id = crypto.derive(crypto.CTX_SESSION_ID, parts.init)
-    if peer.is_closed(session_id):
-        raise DuplicateMessageError("the handshake of a session closed before: a replay")
-    if peer.find(session_id) is not None:
-        after, dec = receive(peer, parts.header, parts.ciphertext, parts.outer, now)
-        return SessionOpened(_finish(env, me, parts, dec), after, dec, Outcome.SAME)
+    if known is not None:
+        held = _held(env, me, parts, known, session_id, now)
+        if held is not None:
+            return held
     found = prekeys(block.prekey_id)
     if found is None:
         raise UnknownPrekeyError("the handshake names a prekey we do not hold (any more)")
     prekey, x_secret, kem_seed = found
     hs = respond(identity=me, block=block, prekey=prekey, prekey_secret=x_secret,
                  kem_seed=kem_seed)
+    peer = peer_for(hs.initiator)
+    held = _held(env, me, parts, peer, session_id, now)
+    if held is not None:
+        return held
     dec = decrypt(responder_session(hs, x_secret), parts.header, parts.ciphertext, parts.outer,
                   now)
     opened = _finish(env, me, parts, dec)
     after, outcome = adopt(peer, dec.state, now)
     return SessionOpened(opened, after, dec, outcome)
+
+
+def _held(env: Envelope, me: Identity, parts: _Parts, peer: Peer, session_id: bytes,
+          now: int) -> SessionOpened | None:
+    """A handshake message of a session ``peer`` holds (or closed), opened in it."""
+    if peer.is_closed(session_id):
+        raise DuplicateMessageError("the handshake of a session closed before: a replay")
+    if peer.find(session_id) is None:
+        return None
+    after, dec = receive(peer, parts.header, parts.ciphertext, parts.outer, now)
+    return SessionOpened(_finish(env, me, parts, dec), after, dec, Outcome.SAME)
 
 
 __all__ = ["FORM_HANDSHAKE", "FORM_MESSAGE", "Opened", "SessionOpened", "handshake_of",

@@ -83,13 +83,13 @@ def test_a_conversation_starts_with_a_handshake_and_goes_on_in_the_ratchet() -> 
     first, alice, persist = _send(ALICE, BOB, alice, b"hello Bob")
     assert persist and first.size == envelope_size(4096)  # the block needs 4 KiB
     assert first.ciphertext[0] == FORM_HANDSHAKE and handshake_of(first) is not None
-    got = open_handshake(first, BOB, Peer(), _lookup, NOW)
+    got = open_handshake(first, BOB, _lookup, NOW, peer_for=lambda _k: Peer())
     assert (got.opened.sender, got.opened.payload, got.outcome) == (
         ALICE.public, b"hello Bob", Outcome.NEW)
     bob = got.peer
     second, alice, _ = _send(ALICE, BOB, alice, b"still no answer")
     assert second.ciphertext[0] == FORM_HANDSHAKE  # until Alice hears back
-    again = open_handshake(second, BOB, bob, _lookup, NOW)
+    again = open_handshake(second, BOB, _lookup, NOW, peer_for=lambda _k: bob)
     assert again.outcome is Outcome.SAME and again.opened.payload == b"still no answer"
     bob = again.peer
 
@@ -104,12 +104,24 @@ def test_a_conversation_starts_with_a_handshake_and_goes_on_in_the_ratchet() -> 
     assert open_session(third, BOB, bob, NOW).opened.payload == b"good"
 
 
+def test_a_handshake_of_a_session_held_needs_no_prekey_when_the_tag_names_the_contact() -> None:
+    alice = _alice_starts()
+    first, alice, _ = _send(ALICE, BOB, alice, b"one")
+    bob = open_handshake(first, BOB, _lookup, NOW, peer_for=lambda _k: Peer()).peer
+    second, alice, _ = _send(ALICE, BOB, alice, b"two")
+
+    def no_peer(_key: bytes) -> Peer:
+        raise AssertionError("the known sessions were enough")
+    got = open_handshake(second, BOB, lambda _id: None, NOW, peer_for=no_peer, known=bob)
+    assert got.outcome is Outcome.SAME and got.opened.payload == b"two"
+
+
 def test_a_replay_is_a_duplicate_and_changes_nothing() -> None:
     alice = _alice_starts()
     first, alice, _ = _send(ALICE, BOB, alice, b"once")
-    bob = open_handshake(first, BOB, Peer(), _lookup, NOW).peer
+    bob = open_handshake(first, BOB, _lookup, NOW, peer_for=lambda _k: Peer()).peer
     with pytest.raises(DuplicateMessageError):
-        open_handshake(first, BOB, bob, _lookup, NOW)
+        open_handshake(first, BOB, _lookup, NOW, peer_for=lambda _k: bob)
     reply, bob, _ = _send(BOB, ALICE, bob, b"ok")
     alice = open_session(reply, ALICE, alice, NOW).peer
     with pytest.raises(DuplicateMessageError):
@@ -120,10 +132,11 @@ def test_only_the_recipient_opens_and_only_the_sessions_contact_may_sign() -> No
     alice = _alice_starts()
     first, alice, _ = _send(ALICE, BOB, alice, b"for Bob")
     with pytest.raises((SessionError, DecryptionError)):
-        open_handshake(first, CAROL, Peer(), _lookup, NOW)  # Carol's identity: no
+        open_handshake(first, CAROL, _lookup, NOW,
+                       peer_for=lambda _k: Peer())  # Carol's identity: no
     with pytest.raises(UnknownPrekeyError):
-        open_handshake(first, BOB, Peer(), lambda _id: None, NOW)
-    bob = open_handshake(first, BOB, Peer(), _lookup, NOW).peer
+        open_handshake(first, BOB, lambda _id: None, NOW, peer_for=lambda _k: Peer())
+    bob = open_handshake(first, BOB, _lookup, NOW, peer_for=lambda _k: Peer()).peer
     # Carol, who has no session with Bob, cannot make one of Alice's messages
     forged_peer = begin(Peer(), initiator_session(initiate(
         identity=CAROL, responder=BOB.public, prekey=PREKEY, one_time=None, now=NOW,
@@ -131,7 +144,7 @@ def test_only_the_recipient_opens_and_only_the_sessions_contact_may_sign() -> No
     forged, _, _ = _send(CAROL, BOB, forged_peer, b"I am Alice")
     with pytest.raises((SessionError, DecryptionError)):
         open_session(forged, BOB, bob, NOW)  # not in any of Bob's sessions with Alice
-    got = open_handshake(forged, BOB, Peer(), _lookup, NOW)
+    got = open_handshake(forged, BOB, _lookup, NOW, peer_for=lambda _k: Peer())
     assert got.opened.sender == CAROL.public  # a session with Carol, as Carol
 
 
@@ -142,7 +155,7 @@ def test_a_flipped_bit_is_refused_by_relays_and_by_the_recipient() -> None:
     with pytest.raises(BadSignatureError):
         check_envelope(raw, now=NOW, base_bits=BITS)
     with pytest.raises((SessionError, DecryptionError)):
-        open_handshake(E.parse_envelope(raw), BOB, Peer(), _lookup, NOW)
+        open_handshake(E.parse_envelope(raw), BOB, _lookup, NOW, peer_for=lambda _k: Peer())
 
 
 def test_stamps_must_fit_the_message() -> None:

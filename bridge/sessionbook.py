@@ -1,0 +1,233 @@
+"""The session book: our end-to-end sessions with each contact (docs/sessions.md),
+kept in the key file, and version-2 sealing and opening through them.
+
+- **State at rest.** A contact's sessions (``core.sessions.Peer``) live in its
+  record of the key file (``ContactRecord.sessions``), so they are encrypted with
+  the keys and written atomically. When the ratchet says a change matters for key
+  reuse (``persist``: a new block of message numbers, a DH step, a new session) the
+  file is written *before* the envelope leaves; after opening, before the message
+  is shown (``opened`` then ``durable``). A ``kill -9`` therefore never reuses a
+  message key, and never shows a message twice.
+- **Strangers cost nothing durable.** A session a stranger starts is held in RAM
+  with their contact request and written only if the person accepts
+  (``promote``), dropped with the request otherwise (``forget``).
+- **One at a time per contact.** Sending takes a per-contact lock: the ratchet is
+  sequential, and two messages sealed at once from one state would share a key.
+- **First contact.** A session can start only from the contact's signed hybrid
+  prekey (``learn_hybrid_prekey``, from their announcement or introduction); without
+  one, sealing raises ``WaitingForKeysError`` and the caller waits (sessions.md §3.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from bridge.contacts import ContactBook
+from bridge.core import kem
+from bridge.core.address import decode_address, encode_address
+from bridge.core.body import (
+    SessionOpened,
+    handshake_of,
+    open_handshake,
+    open_session,
+    seal_session,
+    session_bucket,
+)
+from bridge.core.envelope import Envelope, Kind
+from bridge.core.errors import RemoteProtocolError, SessionError, UserError
+from bridge.core.handshake import HybridPrekey, initiate
+from bridge.core.sessions import Outcome, Peer, begin, initiator_session, tidy
+from bridge.core.stamp import Stamp
+from bridge.identities import IdentityBook
+from bridge.store.keystore import ContactRecord, IdentityRecord
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 256  # strangers' sessions held in RAM (as many as contact requests)
+
+
+class WaitingForKeysError(UserError):
+    """No session with the contact yet, and none of their hybrid prekeys known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A message opened in a session: what it says, who sent it, and what it did."""
+
+    sender: str  # address
+    kind: Kind
+    payload: bytes
+    outcome: Outcome | None  # for a handshake: NEW, SAME, RESET, ...
+    dropped: int  # message keys given up (the contact's messages that can no longer open)
+    contact: bool  # False: a stranger; the session is held in RAM until accepted
+
+
+class SessionBook:
+    def __init__(self, ids: IdentityBook, contacts: ContactBook, clock: Callable[[], int],
+                 random: Callable[[int], bytes] = secrets.token_bytes) -> None:
+        self.ids, self.contacts, self.clock, self.random = ids, contacts, clock, random
+        self._pending: dict[tuple[str, str], Peer] = {}  # strangers' sessions, RAM only
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # --- state ----------------------------------------------------------------------------
+
+    def peer(self, owner: str, address: str) -> Peer:
+        """Our sessions with ``address`` (an empty Peer if none)."""
+        c = ContactBook.find(self.ids.rec(owner), address)
+        if c is None:
+            return self._pending.get((owner, address), Peer())
+        return _decode(c)
+
+    def _keep(self, owner: str, address: str, peer: Peer) -> bool:
+        """Record ``peer``; True if it went into the key file (a contact), False if
+        it is held in RAM (a stranger)."""
+        c = ContactBook.find(self.ids.rec(owner), address)
+        if c is None:
+            if (owner, address) not in self._pending and len(self._pending) >= MAX_PENDING:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[(owner, address)] = peer
+            return False
+        c.sessions = base64.b64encode(peer.to_bytes()).decode()
+        self.ids.save_soon()
+        return True
+
+    async def durable(self) -> None:
+        """Wait until every change recorded so far is on disk."""
+        await self.ids.flush()
+
+    def promote(self, owner: str, address: str) -> None:
+        """A stranger became a contact: their session goes into the key file."""
+        peer = self._pending.pop((owner, address), None)
+        if peer is not None:
+            self._keep(owner, address, peer)
+
+    def forget(self, owner: str, address: str) -> None:
+        self._pending.pop((owner, address), None)
+
+    def tidy(self, now: int) -> None:
+        """Drop what can no longer arrive (hourly upkeep)."""
+        for rec in self.ids.records():
+            for c in rec.contacts:
+                if c.sessions:
+                    peer = tidy(_decode(c), now)
+                    c.sessions = base64.b64encode(peer.to_bytes()).decode()
+        self._pending = {k: tidy(p, now) for k, p in self._pending.items()}
+
+    # --- their prekeys -------------------------------------------------------------------
+
+    def learn_hybrid_prekey(self, c: ContactRecord, their: bytes,
+                            prekeys: Iterable[HybridPrekey]) -> bool:
+        """Keep the newest valid hybrid prekey of a contact; True if it changed."""
+        now = self.clock()
+        best = _their_prekey(c)
+        before = best
+        for pk in prekeys:
+            try:
+                pk.verify(their, now)
+            except RemoteProtocolError:
+                continue
+            if best is None or pk.expires > best.expires:
+                best = pk
+        if best is not None and best is not before:
+            c.hybrid_prekey = best.encode().hex()
+            self.ids.save_soon()
+            return True
+        return False
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _lock(self, owner: str, to: str) -> asyncio.Lock:
+        return self._locks.setdefault((owner, to), asyncio.Lock())
+
+    async def seal(self, owner: str, to: str, kind: Kind, tag: bytes, payload: bytes,
+                   stamp_for: Callable[[int], Awaitable[Stamp]]) -> bytes:
+        """A version-2 envelope for contact ``to`` in our session with them (started
+        from their hybrid prekey if there is none), spending a stamp of the size it
+        needs; on disk before it is returned whenever the ratchet asks for it."""
+        rec = self.ids.rec(owner)
+        c = self.contacts.need(owner, to)
+        async with self._lock(owner, to):
+            peer = _decode(c)
+            started = peer.active is None
+            if started:
+                peer = self._start(rec, c)
+            active = peer.active
+            assert active is not None
+            stamp = await stamp_for(session_bucket(len(payload), active.init is not None))
+            raw, after, persist = seal_session(
+                sender=self.ids.ident(rec), recipient=decode_address(to), kind=kind, tag=tag,
+                stamp=stamp, peer=peer, payload=payload, ratchet_secret=self.random(32))
+            self._keep(owner, to, after)
+            if persist or started:
+                await self.durable()
+            return raw
+
+    def _start(self, rec: IdentityRecord, c: ContactRecord) -> Peer:
+        their = decode_address(c.address)
+        prekey = _their_prekey(c)
+        if prekey is None or prekey.expires <= self.clock():
+            raise WaitingForKeysError(
+                f"waiting for {c.petname or c.address[:8]}'s keys: they reach us with their "
+                "announcement, once they are online")
+        hs = initiate(identity=self.ids.ident(rec), responder=their, prekey=prekey,
+                      one_time=None, now=self.clock(), ephemeral_secret=self.random(32),
+                      encapsulated=kem.encapsulate(prekey.kem))
+        return begin(_decode(c), initiator_session(hs, self.random(32)), self.clock())
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def open(self, owner: str, env: Envelope, contact: str | None) -> Arrival:
+        """Open a session message for ``owner``. ``contact`` is the address the tag
+        names (a pair tag), or None (our address tag: anyone may have written). The
+        contact's sessions are recorded; ``await durable()`` before showing it.
+        RemoteProtocolError (SessionError, DecryptionError, ...) if it does not open."""
+        rec = self.ids.rec(owner)
+        me = self.ids.ident(rec)
+        now = self.clock()
+        opened: SessionOpened
+        if handshake_of(env) is None:
+            if contact is None:
+                raise SessionError("a session message under our address tag: not ours")
+            opened = open_session(env, me, self.peer(owner, contact), now)
+        else:
+            def prekey(prekey_id: bytes) -> tuple[HybridPrekey, bytes, bytes] | None:
+                return self.ids.hybrid_prekey(rec, prekey_id)
+
+            def peer_for(initiator: bytes) -> Peer:
+                return self.peer(owner, encode_address(initiator))
+
+            known = self.peer(owner, contact) if contact is not None else None
+            opened = open_handshake(env, me, prekey, now, peer_for=peer_for, known=known)
+        sender = encode_address(opened.opened.sender)
+        if contact is not None and sender != contact:
+            raise SessionError("a message under a pair tag from someone else")
+        is_contact = self._keep(owner, sender, opened.peer)
+        if opened.outcome is Outcome.RESET:
+            log.info("a contact started a new session")
+        return Arrival(sender, opened.opened.kind, opened.opened.payload, opened.outcome,
+                       opened.decrypted.dropped, is_contact)
+
+
+def _decode(c: ContactRecord) -> Peer:
+    if not c.sessions:
+        return Peer()
+    try:
+        return Peer.from_bytes(base64.b64decode(c.sessions, validate=True))
+    except (binascii.Error, RemoteProtocolError) as exc:
+        log.warning("the sessions kept for a contact are unreadable (%s); starting afresh", exc)
+        return Peer()
+
+
+def _their_prekey(c: ContactRecord) -> HybridPrekey | None:
+    if not c.hybrid_prekey:
+        return None
+    try:
+        return HybridPrekey.parse(bytes.fromhex(c.hybrid_prekey))
+    except (ValueError, RemoteProtocolError):
+        return None
