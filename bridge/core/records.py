@@ -13,6 +13,13 @@ so every payload has exactly one encoding. Layouts (big-endian):
     announcement  issued_at u64 ‖ nick len u8 ‖ nick ‖ endpoint len u8 ‖ endpoint ‖
                   prekey count u8 (1..4) ‖ prekeys 104 each
     receipt       count u8 (1..64) ‖ count × (envelope id 32 ‖ msgid len u8 ‖ msgid)
+
+In version-2 envelopes (sessions, docs/sessions.md §11) the direct message never
+carries a prekey (flag 2 is refused: the session's ratchet replaces it), and the
+announcement carries signed hybrid prekeys instead:
+
+    announcement  issued_at u64 ‖ nick len u8 ‖ nick ‖ endpoint len u8 ‖ endpoint ‖
+    (version 2)   prekey count u8 (1..2) ‖ hybrid prekeys 1288 each
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from typing import Final
 
 from bridge.core.envelope import Kind
 from bridge.core.errors import LocalProtocolError, MalformedError, NonCanonicalError
+from bridge.core.handshake import HYBRID_PREKEY_SIZE, HybridPrekey
 from bridge.core.identity import PREKEY_SIZE, SignedPrekey
 from bridge.core.reader import Reader
 
 MAX_SHORT_TEXT: Final = 64  # message ids, nicks, room names
 MAX_ENDPOINT: Final = 255
 MAX_PREKEYS: Final = 4
+MAX_HYBRID_PREKEYS: Final = 2
 MAX_RECEIPT_IDS: Final = 64
 
 FLAG_RECEIPT: Final = 1
@@ -189,6 +198,36 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
+class HybridAnnouncement:
+    """A version-2 announcement: the identity's signed hybrid prekeys and endpoint."""
+
+    issued_at: int
+    prekeys: tuple[HybridPrekey, ...]
+    nick: str = ""
+    endpoint: str = ""
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.prekeys) <= MAX_HYBRID_PREKEYS:
+            raise LocalProtocolError("a version-2 announcement carries 1 or 2 prekeys")
+        return (struct.pack(">Q", self.issued_at) + _short(self.nick)
+                + _short(self.endpoint, MAX_ENDPOINT) + bytes([len(self.prekeys)])
+                + b"".join(p.encode() for p in self.prekeys))
+
+    @classmethod
+    def parse(cls, data: bytes) -> HybridAnnouncement:
+        r = Reader(data)
+        issued = r.u64()
+        nick = _short_field(r)
+        endpoint = _short_field(r, MAX_ENDPOINT)
+        count = r.u8()
+        if not 1 <= count <= MAX_HYBRID_PREKEYS:
+            raise MalformedError("a version-2 announcement carries 1 or 2 prekeys")
+        prekeys = tuple(HybridPrekey.parse(r.take(HYBRID_PREKEY_SIZE)) for _ in range(count))
+        r.end()
+        return cls(issued, prekeys, nick, endpoint)
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     acked: tuple[tuple[bytes, str], ...]  # (envelope id, sender's message id)
 
@@ -230,5 +269,13 @@ def kind_of(record: Record) -> Kind:
     raise LocalProtocolError("not a record")
 
 
-def parse_record(kind: Kind, data: bytes) -> Record:
+def parse_record(kind: Kind, data: bytes, version: int = 1) -> Record | HybridAnnouncement:
+    """The record of an envelope's kind, as its format ``version`` lays it out."""
+    if version == 2:
+        if kind == Kind.ANNOUNCEMENT:
+            return HybridAnnouncement.parse(data)
+        record = _BY_KIND[kind].parse(data)
+        if isinstance(record, DirectMessage) and record.prekey is not None:
+            raise NonCanonicalError("a message in a session carries no prekey")
+        return record
     return _BY_KIND[kind].parse(data)
