@@ -238,15 +238,21 @@ class ContactBook:
             self.ids.save_soon()
 
     def announced(self, c: ContactRecord, their: bytes, ann: Announcement) -> None:
-        before = (c.prekey, c.endpoint, c.announced_at)
+        before = c.prekey
         self.learn_prekeys(c, their, ann.prekeys)
+        if not self.announced_endpoint(c, ann.issued_at, ann.endpoint) and c.prekey != before:
+            self.ids.save_soon()
+
+    def announced_endpoint(self, c: ContactRecord, issued_at: int, endpoint: str) -> bool:
+        """The endpoint of an announcement issued at ``issued_at``; True if it changed
+        what is kept (and a save is on its way)."""
         # Envelopes arrive in any order: an older announcement must not take back a
         # newer endpoint.
-        if ann.issued_at >= c.announced_at:
-            c.announced_at = ann.issued_at
-            c.endpoint = ann.endpoint
-        if (c.prekey, c.endpoint, c.announced_at) != before:
-            self.ids.save_soon()
+        if issued_at < c.announced_at or (issued_at, endpoint) == (c.announced_at, c.endpoint):
+            return False
+        c.announced_at, c.endpoint = issued_at, endpoint
+        self.ids.save_soon()
+        return True
 
     def learn_prekeys(self, c: ContactRecord, their: bytes,
                       prekeys: Iterable[SignedPrekey]) -> None:

@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
 from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address, encode_address
-from bridge.core.envelope import Envelope, Kind
+from bridge.core.body import open_sealed
+from bridge.core.envelope import VERSION_STAMPED, Envelope, Kind
 from bridge.core.errors import RemoteProtocolError, UserError
-from bridge.core.records import Announcement, DirectMessage, Receipt, RoomMessage, parse_record
+from bridge.core.identity import SignedPrekey
+from bridge.core.records import (
+    Announcement,
+    DirectMessage,
+    HybridAnnouncement,
+    Receipt,
+    RoomMessage,
+    parse_record,
+)
 from bridge.core.requests import work_per_byte
 from bridge.core.seal import Opened, open_envelope
 from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
@@ -35,6 +45,7 @@ from bridge.events import (
 )
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
+from bridge.sessionbook import SessionBook
 from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.store.seen import SeenIds
 
@@ -72,7 +83,9 @@ class ExpiringIds(OrderedDict[bytes, int]):
 class Inbox:
     def __init__(self, ids: IdentityBook, contacts: ContactBook, bus: EventBus, *,
                  clock: Callable[[], int], errors: RecentErrors,
-                 seen: SeenIds, chat_states: bool = False) -> None:
+                 seen: SeenIds, chat_states: bool = False,
+                 sessions: SessionBook | None = None,
+                 spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None) -> None:
         self.ids = ids
         self.contacts = contacts
         self.bus = bus
@@ -80,6 +93,12 @@ class Inbox:
         self.errors = errors
         self.seen = seen  # shown to the user: kept in the key file, across restarts
         self.chat_states = chat_states
+        self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
+        self.spawn = spawn
+        # Session arrivals wait here until the key file holds the sessions they moved
+        # (docs/sessions.md §11): shown after the write, in the order they came.
+        self._until_durable: list[Callable[[], None]] = []
+        self._draining = False
         self._watch: WatchTable = {}
         self._pairs: dict[tuple[bytes, bytes], bytes] = {}  # (our key, theirs) -> pair secret
         self._opened = ExpiringIds()  # opened in this run (held ones included)
@@ -187,6 +206,9 @@ class Inbox:
             self.seen.add(envelope_id, expiry)
 
     def _open_for(self, env: Envelope, w: Watch) -> None:
+        if env.version == VERSION_STAMPED:
+            self._open_stamped(env, w)
+            return
         if w.purpose is Purpose.ROOM:
             self._room(env, w.subject)
             return
@@ -197,19 +219,76 @@ class Inbox:
         opened = open_envelope(env, self.ids.ident(rec).public, self.ids.opening_keys(rec))
         self._dispatch(rec, env, opened)
 
+    def _open_stamped(self, env: Envelope, w: Watch) -> None:
+        """A version-2 envelope: rooms and announcements in sealed bodies, direct
+        messages and receipts in the contact's session (``SessionBook``)."""
+        if w.purpose is Purpose.ROOM:
+            secret = tags.room_secret(w.subject)
+            pub = crypto.x25519_public(secret)
+            opened = open_sealed(env, pub, [secret])
+            self._room_record(env, w.subject, opened.sender, opened.payload)
+            return
+        rec = self.ids.rec(w.owner)
+        if w.purpose is Purpose.ANNOUNCE:
+            their = decode_address(w.subject)
+            sealed = open_sealed(env, their, [tags.announce_secret(their)])
+            if sealed.sender != their or env.kind != Kind.ANNOUNCEMENT:
+                raise UserError("an announcement signed by someone else was ignored")
+            ann = parse_record(Kind.ANNOUNCEMENT, sealed.payload, version=2)
+            assert isinstance(ann, HybridAnnouncement)
+            c = self.contacts.find(rec, w.subject)
+            if c is not None:
+                self.sessions.learn_hybrid_prekey(c, their, ann.prekeys)
+                self.contacts.announced_endpoint(c, ann.issued_at, ann.endpoint)
+            return
+        if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
+            raise UserError(f"unexpected {env.kind.name.lower()} envelope for {rec.nick}")
+        arrival = self.sessions.open(w.owner, env, w.subject if w.pair else None)
+        record = parse_record(arrival.kind, arrival.payload, version=2)
+        sender = decode_address(arrival.sender)
+        self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
+
+    def _after_durable(self, show: Callable[[], None]) -> None:
+        self._until_durable.append(show)
+        if self.spawn is None:  # no event loop to wait on (tests of the pure paths)
+            self._show_durable()
+            return
+        if not self._draining:
+            self._draining = True
+            self.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._until_durable:
+                await self.sessions.durable()
+                self._show_durable()
+        finally:
+            self._draining = False
+
+    def _show_durable(self) -> None:
+        ready, self._until_durable = self._until_durable, []
+        for show in ready:
+            try:
+                show()
+            except (RemoteProtocolError, UserError) as exc:
+                self.errors.add(f"a message in a session was not shown: {exc}")
+
     def _room(self, env: Envelope, room: str) -> None:
         secret = tags.room_secret(room)
         opened = open_envelope(env, crypto.x25519_public(secret), [secret])
+        self._room_record(env, room, opened.sender, opened.payload)
+
+    def _room_record(self, env: Envelope, room: str, sender: bytes, payload: bytes) -> None:
         if env.kind != Kind.ROOM:
             raise UserError(f"a {env.kind.name.lower()} envelope under a room's tag was ignored")
-        msg = parse_record(Kind.ROOM, opened.payload)
+        msg = parse_record(Kind.ROOM, payload, version=env.version)
         assert isinstance(msg, RoomMessage)
         if msg.room != room:  # the key that opened it names the room (envelope.md §9)
             raise UserError(f"a message that names room '{msg.room[:64]}' under the key of "
                             f"'{room}' was ignored")
         for rec in self.ids.records():
             self._show(RoomMessageArrived(
-                to=self.ids.ident(rec).address, room=room, sender=encode_address(opened.sender),
+                to=self.ids.ident(rec).address, room=room, sender=encode_address(sender),
                 sender_nick=msg.nick, text=msg.text, sent_at_ms=msg.sent_at_ms,
                 envelope_id=env.id), env.id, env.expiry)
 
@@ -225,11 +304,16 @@ class Inbox:
             self.contacts.announced(c, their, ann)
 
     def _dispatch(self, rec: IdentityRecord, env: Envelope, opened: Opened) -> None:
-        me = self.ids.ident(rec).address
-        sender = encode_address(opened.sender)
         if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
             raise UserError(f"unexpected {env.kind.name.lower()} envelope for {rec.nick}")
         record = parse_record(env.kind, opened.payload)
+        self._dispatch_record(rec, env, opened.sender, record,
+                              record.prekey if isinstance(record, DirectMessage) else None)
+
+    def _dispatch_record(self, rec: IdentityRecord, env: Envelope, sender_key: bytes,
+                         record: object, prekey: SignedPrekey | None) -> None:
+        me = self.ids.ident(rec).address
+        sender = encode_address(sender_key)
         c = self.contacts.find(rec, sender)
         if c is not None and c.state == BLOCKED:
             return
@@ -251,11 +335,11 @@ class Inbox:
                                message_id=record.message_id)
         if c is None:  # a stranger: a contact request, in RAM until the person answers
             worth = work_per_byte(pow.work_bits(env.pow_digest, env.nonce), env.size)
-            if not self.contacts.request(me, Waiting(event, opened.sender, record.prekey),
+            if not self.contacts.request(me, Waiting(event, sender_key, prekey),
                                          size=env.size, score=worth):
                 self._opened.pop(env.id, None)  # not kept: it may be offered again later
             return
-        self.contacts.heard(c, opened.sender, record.prekey)
+        self.contacts.heard(c, sender_key, prekey)
         if c.state == PENDING_IN:
             self._hold(key, event)
             return

@@ -27,6 +27,7 @@ from bridge.inbox import Inbox
 from bridge.net.workers import WorkerPool
 from bridge.outbox import CHAT_STATE_TTL, MessageTooLargeError, Outbox
 from bridge.peerbook import NodeLike, PeerBook
+from bridge.sessionbook import SessionBook
 from bridge.store.archive import ArchiveFile
 from bridge.store.keystore import Keystore
 from bridge.store.seen import KeyfileSeen
@@ -57,9 +58,11 @@ class Service:
         self.book = ContactBook(self.ids, self.bus, clock, self._watch_contact)
         self.outbox = Outbox(self.ids, self.book, node, pool, clock=clock, base_bits=base_bits,
                              ttl=min(ttl, MAX_TTL), errors=self.errors, tasks=self.tasks)
+        self.sessions = SessionBook(self.ids, self.book, clock)
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
                            seen=KeyfileSeen(keystore, self.ids.save_soon),
-                           chat_states=chat_states)
+                           chat_states=chat_states, sessions=self.sessions,
+                           spawn=self.tasks.spawn)
         self.book.on_release = self.inbox.show_released
         self.history = History(self.bus.subscribe, lambda: self.clock() * 1000,
                                file=archive_file)
@@ -190,22 +193,26 @@ class Service:
 
     def add_contact(self, owner: str, link_or_address: str, petname: str = "") -> ContactInfo:
         info, invite = self.book.add(owner, link_or_address, petname)
+        self.sessions.promote(owner, info.address)
         self.peerbook.add_from_invite(invite.peers)
         self.inbox.release(owner, info.address)
         return info
 
     def accept_contact(self, owner: str, address: str) -> ContactInfo:
         info = self.book.accept(owner, address)
+        self.sessions.promote(owner, address)
         self.inbox.release(owner, address)
         return info
 
     def block_contact(self, owner: str, address: str) -> ContactInfo:
         self.inbox.drop_held(owner, address)
+        self.sessions.forget(owner, address)
         return self.book.block(owner, address)
 
     def remove_contact(self, owner: str, address: str) -> None:
         self.book.remove(owner, address)
         self.inbox.drop_held(owner, address)
+        self.sessions.forget(owner, address)
 
     def invite_link(self, owner: str) -> str:
         return self.book.invite_link(owner, self.peerbook.bootstrap)

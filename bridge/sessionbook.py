@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from bridge.contacts import ContactBook
-from bridge.core import kem
+from bridge.core import kem, tags
 from bridge.core.address import decode_address, encode_address
 from bridge.core.body import (
     SessionOpened,
@@ -145,11 +145,15 @@ class SessionBook:
     def _lock(self, owner: str, to: str) -> asyncio.Lock:
         return self._locks.setdefault((owner, to), asyncio.Lock())
 
-    async def seal(self, owner: str, to: str, kind: Kind, tag: bytes, payload: bytes,
+    async def seal(self, owner: str, to: str, kind: Kind, payload: bytes,
                    stamp_for: Callable[[int], Awaitable[Stamp]]) -> bytes:
         """A version-2 envelope for contact ``to`` in our session with them (started
         from their hybrid prekey if there is none), spending a stamp of the size it
-        needs; on disk before it is returned whenever the ratchet asks for it."""
+        needs; on disk before it is returned whenever the ratchet asks for it.
+
+        The tag: the pair tag once they know us (they wrote, or the session is
+        confirmed), else their address tag — a handshake may come from anyone there,
+        a message in a session only under the pair tag."""
         rec = self.ids.rec(owner)
         c = self.contacts.need(owner, to)
         async with self._lock(owner, to):
@@ -160,6 +164,10 @@ class SessionBook:
             active = peer.active
             assert active is not None
             stamp = await stamp_for(session_bucket(len(payload), active.init is not None))
+            me, their = self.ids.ident(rec), decode_address(to)
+            epoch = tags.epoch_of(self.clock())
+            tag = (tags.pair_tag(tags.pair_secret(me.x25519_secret, me.public, their), epoch)
+                   if c.heard_from or active.confirmed else tags.address_tag(their, epoch))
             raw, after, persist = seal_session(
                 sender=self.ids.ident(rec), recipient=decode_address(to), kind=kind, tag=tag,
                 stamp=stamp, peer=peer, payload=payload, ratchet_secret=self.random(32))

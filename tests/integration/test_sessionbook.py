@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core import pow, tags
+from bridge.core import pow
 from bridge.core.address import decode_address
 from bridge.core.checks import check_envelope
 from bridge.core.envelope import Envelope, Kind
@@ -46,8 +46,7 @@ class Side:
     address: str
 
     async def send(self, to: str, text: str) -> Envelope:
-        tag = tags.address_tag(decode_address(to), tags.epoch_of(NOW))
-        raw = await self.book.seal(self.address, to, Kind.DIRECT, tag, text.encode(), _stamp)
+        raw = await self.book.seal(self.address, to, Kind.DIRECT, text.encode(), _stamp)
         return check_envelope(raw, now=NOW, base_bits=BITS)
 
     async def read(self, env: Envelope, contact: str | None = None) -> tuple[str, str, object]:

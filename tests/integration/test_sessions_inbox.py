@@ -1,0 +1,127 @@
+"""Version-2 envelopes through the service's inbox: a hybrid announcement teaches a
+contact's keys, a conversation runs in a session (handshake under the address tag,
+then pair tags), a stranger's session waits in RAM with its request, and a restart
+shows nothing twice (bridge/inbox.py, bridge/sessionbook.py)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.core import crypto, pow, tags
+from bridge.core.body import seal_sealed, sealed_bucket
+from bridge.core.envelope import Kind
+from bridge.core.records import DirectMessage, HybridAnnouncement, Receipt
+from bridge.core.stamp import Stamp, order
+from bridge.events import ContactsChanged, MessageArrived, ReceiptArrived
+from bridge.net.workers import WorkerPool
+from bridge.service import Service
+from bridge.store.keystore import Keystore
+from tests.integration.test_service import Inbox
+from tests.nodes import SharedNode
+
+BITS = 2
+_seeds = itertools.count(1)
+
+
+async def _stamp(bucket: int) -> Stamp:
+    now = int(time.time())
+    o = order(bucket, now + 2 * 86_400, now, BITS,
+              lambda n: next(_seeds).to_bytes(4, "big") * (n // 4))
+    nonce = pow.solve_range(o.digest, o.bits, 0, 1 << 22)
+    assert nonce is not None
+    return o.minted(nonce)
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[tuple[Path, WorkerPool, SharedNode]]:
+    pool = WorkerPool(1)
+    yield tmp_path, pool, SharedNode(BITS)
+    pool.close()
+
+
+async def _service(root: Path, pool: WorkerPool, node: SharedNode, name: str) -> Service:
+    s = Service(Keystore(root / name), node, pool, base_bits=BITS)
+    await s.start()
+    return s
+
+
+async def _announce(s: Service, node: SharedNode, owner: str) -> None:
+    """Publish ``owner``'s version-2 announcement (its hybrid prekeys)."""
+    rec = s.ids.rec(owner)
+    me = s.ids.ident(rec)
+    ann = HybridAnnouncement(int(time.time()), s.ids.live_hybrid_prekeys(rec), "x", "")
+    payload = ann.encode()
+    secret = tags.announce_secret(me.public)
+    await node.publish(seal_sealed(
+        sender=me, recipient=me.public, kex_public=crypto.x25519_public(secret),
+        kind=Kind.ANNOUNCEMENT, tag=tags.announce_tag(me.public, tags.epoch_of(int(time.time()))),
+        stamp=await _stamp(sealed_bucket(len(payload))), payload=payload,
+        ephemeral_secret=crypto.hash32(me.public + b"eph")))
+
+
+async def _say(s: Service, node: SharedNode, owner: str, to: str, record: DirectMessage | Receipt,
+               kind: Kind = Kind.DIRECT) -> None:
+    """Send ``record`` to ``to`` in a session, the way the outbox will."""
+    raw = await s.sessions.seal(owner, to, kind, record.encode(), _stamp)
+    await node.publish(raw)
+
+
+async def test_a_conversation_in_sessions_through_the_inbox(net) -> None:  # type: ignore[no-untyped-def]
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    a_in, b_in = Inbox(a), Inbox(b)
+    await _announce(b, node, bob.address)
+    assert a.book.need(alice.address, bob.address).hybrid_prekey, "Bob's keys learnt"
+
+    now_ms = int(time.time() * 1000)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms, "hello Bob", True, "m1"))
+    got = await b_in.wait(MessageArrived, text="hello Bob")
+    assert (got.sender, got.message_id, got.receipt_wanted) == (alice.address, "m1", True)
+    assert b.book.need(bob.address, alice.address).sessions, "Bob's session is in his key file"
+    await _say(b, node, bob.address, alice.address, Receipt(((got.envelope_id, "m1"),)),
+               Kind.RECEIPT)
+    receipt = await a_in.wait(ReceiptArrived)
+    assert receipt.acked == (got.envelope_id,)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 1, "and more"))
+    assert (await b_in.wait(MessageArrived, text="and more")).sender == alice.address
+    await b.stop()
+
+    again = await _service(root, pool, node, "b")  # the node offers everything again
+    again_in = Inbox(again)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 2, "after restart"))
+    await again_in.wait(MessageArrived, text="after restart")
+    assert [e.text for e in again_in.events if isinstance(e, MessageArrived)] == []
+    assert again.health().recent_errors == []
+    await again.stop()
+    await a.stop()
+
+
+async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]
+    root, pool, node = net
+    b, c = await _service(root, pool, node, "b"), await _service(root, pool, node, "c")
+    bob, carol = await b.create_identity("Bob"), await c.create_identity("Carol")
+    c.add_contact(carol.address, bob.address, "bob")
+    b_in = Inbox(b)
+    await _announce(b, node, bob.address)
+    await _say(c, node, carol.address, bob.address,
+               DirectMessage(int(time.time() * 1000), "hello, stranger"))
+    await b_in.wait(ContactsChanged, owner=bob.address)
+    assert not [e for e in b_in.events if isinstance(e, MessageArrived)]
+    assert b.ids.rec(bob.address).contacts == [], "nothing of Carol in Bob's key file"
+    b.accept_contact(bob.address, carol.address)
+    assert (await b_in.wait(MessageArrived)).text == "hello, stranger"
+    assert b.book.need(bob.address, carol.address).sessions, "kept once accepted"
+    c_in = Inbox(c)
+    await _say(b, node, bob.address, carol.address,
+               DirectMessage(int(time.time() * 1000), "welcome"))
+    assert (await c_in.wait(MessageArrived)).text == "welcome"
+    await b.stop()
+    await c.stop()
