@@ -7,6 +7,12 @@ work off the event loop (sealing and small proofs on the worker pool's crypto
 thread, larger proofs in its processes), then deliver directly to the contact's
 announced endpoint when there is one, or publish to the node for gossip.
 
+A contact whose hybrid prekey we know (they announced it) or with whom we have a
+session gets version-2 envelopes (docs/sessions.md, docs/stamps.md): the message
+goes in the session (``SessionBook``), stamped with proof of work minted ahead
+(``StampPool``, refilled in the background after it is first used), so the person
+does not wait for the proof. Everyone else gets version 1, as before.
+
 Messages to one contact are pipelined: the next is sealed and its proof of work
 solved while the one before is still being solved or delivered, but they leave
 (are published or delivered) strictly in the order they were written. The order
@@ -27,16 +33,27 @@ from typing import Any, Generic, Protocol, TypeVar
 from bridge.contacts import ContactBook
 from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address
+from bridge.core.body import seal_sealed, sealed_bucket
 from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
 from bridge.core.checks import work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
-from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
+from bridge.core.errors import LocalProtocolError, OversizeError, RemoteProtocolError, UserError
 from bridge.core.identity import Identity, SignedPrekey
-from bridge.core.records import Announcement, ChatState, DirectMessage, Receipt, RoomMessage
+from bridge.core.records import (
+    Announcement,
+    ChatState,
+    DirectMessage,
+    HybridAnnouncement,
+    Receipt,
+    RoomMessage,
+)
 from bridge.core.seal import MAX_PAYLOAD, seal
+from bridge.core.stamp import Stamp, StampOrder, order
+from bridge.core.stamppool import StampPool
 from bridge.events import RecentErrors
 from bridge.identities import IdentityBook
 from bridge.net.workers import INLINE_BITS, WorkerPool
+from bridge.sessionbook import SessionBook, WaitingForKeysError
 from bridge.store.keystore import IdentityRecord
 from bridge.tasks import TaskSet
 
@@ -146,6 +163,71 @@ class Outbox:
         self.chat_states = ChatStateThrottle[tuple[str, str]](CHAT_STATE_INTERVAL)
         self.in_order = InOrder[tuple[str, str]]()  # (owner, contact): what leaves in order
         self._last_sent_ms = 0
+        self.sessions: SessionBook | None = None  # set by the service: version 2 on
+        self.stamps = StampPool(life=ttl, min_life=min(ttl, ttl * 3 // 4))
+        self._refilling = False
+
+    # --- stamps (version 2) ----------------------------------------------------------------
+
+    async def _mint(self, wanted: StampOrder) -> Stamp:
+        return wanted.minted(await self.pool.solve_pow(wanted.digest, wanted.bits))
+
+    async def stamp_for(self, bucket: int) -> Stamp:
+        """A stamp for an envelope of ``bucket``: one minted ahead if there is one
+        (no wait), else minted now; the pool refills behind it."""
+        now = self.clock()
+        ready = self.stamps.take(bucket, now, self.base_bits)
+        self.refill_soon()
+        if ready is not None:
+            return ready
+        return await self._mint(order(bucket, now + self.ttl, now, self.base_bits,
+                                      secrets.token_bytes))
+
+    def refill_soon(self) -> None:
+        if not self._refilling:
+            self._refilling = True
+            self.tasks.spawn(self._refill(), name="stamps")
+
+    async def _refill(self) -> None:
+        try:
+            for wanted in self.stamps.wanted(self.clock(), self.base_bits, secrets.token_bytes):
+                try:
+                    self.stamps.add(await self._mint(wanted))
+                except BaseException:
+                    self.stamps.cancel(wanted)
+                    raise
+        finally:
+            self._refilling = False
+
+    def _in_session(self, owner: str, to: str) -> bool:
+        """Version 2 for this contact: we have a session, or their hybrid prekey."""
+        if self.sessions is None:
+            return False
+        c = self.contacts.find(self.ids.rec(owner), to)
+        return c is not None and bool(c.sessions or c.hybrid_prekey)
+
+    async def _session_send(self, owner: str, to: str, kind: Kind, payload: bytes,
+                            endpoint: str, turn: Turn | None) -> bytes | None:
+        """Seal in the contact's session and deliver; None when the session cannot
+        start (their hybrid prekey lapsed): the caller sends version 1 instead."""
+        assert self.sessions is not None
+        try:
+            try:
+                raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for)
+            except WaitingForKeysError:
+                return None
+            except LocalProtocolError as exc:
+                if "too large" in str(exc):
+                    raise MessageTooLargeError(
+                        f"the message is {len(payload)} bytes: too large for one envelope"
+                    ) from None
+                raise
+            if turn is not None:
+                await turn.wait()
+            return await self._deliver(raw, endpoint)
+        finally:
+            if turn is not None:
+                turn.done()
 
     # --- the one way out -------------------------------------------------------------
 
@@ -230,6 +312,14 @@ class Outbox:
                            message_id: str = "") -> bytes:
         rec = self.ids.rec(owner)
         self.contacts.writable(owner, to)
+        if self._in_session(owner, to):
+            self.chat_states.message_sent((owner, to), time.monotonic())
+            plain = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64])
+            c = self.contacts.written_to(owner, to)
+            sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
+                                            self.in_order.turn((owner, to)))
+            if sent is not None:
+                return sent
         ident, their, kex, tag = self._route(rec, to)
         self.chat_states.message_sent((owner, to), time.monotonic())
         msg = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64],
@@ -245,8 +335,14 @@ class Outbox:
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:
         rec = self.ids.rec(owner)
-        ident, their, kex, tag = self._route(rec, to)
         acked = tuple(zip(envelope_ids, [m[:64] for m in message_ids], strict=True))[:64]
+        c = self.contacts.find(rec, to)
+        if c is not None and c.sessions and self.sessions is not None:
+            sent = await self._session_send(owner, to, Kind.RECEIPT, Receipt(acked).encode(),
+                                            c.endpoint, None)
+            if sent is not None:
+                return
+        ident, their, kex, tag = self._route(rec, to)
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.RECEIPT, tag=tag,
                            payload=Receipt(acked).encode())
         del ident  # see _sealed
@@ -276,8 +372,27 @@ class Outbox:
         del ident  # see _sealed
         try:
             await self._stamp_and_publish(raw)
+            if self.sessions is not None:
+                await self._announce_hybrid(rec, now)
         except (UserError, RemoteProtocolError) as exc:
             self.errors.add(f"announcement of {rec.nick} not published: {exc}")
+
+    async def _announce_hybrid(self, rec: IdentityRecord, now: int) -> None:
+        """The version-2 announcement: the identity's hybrid prekeys, from which a
+        contact starts a session (docs/sessions.md §3.3)."""
+        ann = HybridAnnouncement(now, self.ids.live_hybrid_prekeys(rec), rec.nick[:32],
+                                 self.endpoint[:255])
+        payload = ann.encode()
+        stamp = await self.stamp_for(sealed_bucket(len(payload)))
+        ident = self.ids.ident(rec)
+        secret = tags.announce_secret(ident.public)
+        raw = await self.pool.run_crypto(
+            seal_sealed, sender=ident, recipient=ident.public,
+            kex_public=crypto.x25519_public(secret), kind=Kind.ANNOUNCEMENT,
+            tag=tags.announce_tag(ident.public, tags.epoch_of(now)), stamp=stamp,
+            payload=payload, ephemeral_secret=secrets.token_bytes(32))
+        del ident  # see _sealed
+        await self.node.publish(raw)
 
     def announce_soon(self, rec: IdentityRecord) -> None:
         self.tasks.spawn(self.announce(rec), name=f"announcement of {rec.nick}")

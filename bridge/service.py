@@ -46,7 +46,7 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off", chat_states: bool = False,
+                 tor: str = "off", chat_states: bool = False, sessions: bool = False,
                  archive_file: ArchiveFile | None = None) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
@@ -59,6 +59,7 @@ class Service:
         self.outbox = Outbox(self.ids, self.book, node, pool, clock=clock, base_bits=base_bits,
                              ttl=min(ttl, MAX_TTL), errors=self.errors, tasks=self.tasks)
         self.sessions = SessionBook(self.ids, self.book, clock)
+        self.outbox.sessions = self.sessions if sessions else None
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
                            seen=KeyfileSeen(keystore, self.ids.save_soon),
                            chat_states=chat_states, sessions=self.sessions,

@@ -125,3 +125,39 @@ async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type:
     assert (await c_in.wait(MessageArrived)).text == "welcome"
     await b.stop()
     await c.stop()
+
+
+async def test_the_outbox_sends_in_sessions_once_it_knows_the_contacts_keys(
+        net) -> None:  # type: ignore[no-untyped-def]
+    """With sessions on, announcements carry hybrid prekeys and messages, receipts and
+    replies go in version-2 envelopes with pool stamps; a contact whose keys are not
+    known yet still gets version 1."""
+    root, pool, node = net
+    a = Service(Keystore(root / "a"), node, pool, base_bits=BITS, sessions=True)
+    b = Service(Keystore(root / "b"), node, pool, base_bits=BITS, sessions=True)
+    await a.start()
+    await b.start()
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a_in, b_in = Inbox(a), Inbox(b)
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    first = await a.send_message(alice.address, bob.address, "before the keys")
+    assert len(first) == 32
+    got = await b_in.wait(MessageArrived, text="before the keys")
+    assert not a.book.need(alice.address, bob.address).sessions  # version 1 still
+
+    await b.outbox.announce(b.ids.rec(bob.address))  # Bob's hybrid prekeys reach Alice
+    assert a.book.need(alice.address, bob.address).hybrid_prekey
+    await a.send_message(alice.address, bob.address, "in a session", message_id="s1")
+    got = await b_in.wait(MessageArrived, text="in a session")
+    assert got.message_id == "s1"
+    assert a.book.need(alice.address, bob.address).sessions
+    assert b.book.need(bob.address, alice.address).sessions
+    await b.send_receipt(bob.address, alice.address, [got.envelope_id], ["s1"])
+    assert (await a_in.wait(ReceiptArrived)).acked == (got.envelope_id,)
+    await b.send_message(bob.address, alice.address, "answered in the session")
+    await a_in.wait(MessageArrived, text="answered in the session")
+    assert sum(a.outbox.stamps.ready().values()) > 0 or a.outbox._refilling
+    assert a.health().recent_errors == [] and b.health().recent_errors == []
+    await a.stop()
+    await b.stop()
