@@ -77,7 +77,7 @@ class NodeConfig:
     dial_private: bool | None = None
     peer_exchange: bool = True
     anti_entropy_interval: float = 5.0
-    announce_delay: float = 0.01  # batch HAVEs for this long (fewer frames)
+    announce_delay: float = 0.0  # least time between HAVEs on a link (0: one per loop turn)
     ban_seconds: float = 600.0
     backoff_min: float = 1.0
     backoff_max: float = 60.0
