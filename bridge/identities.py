@@ -63,6 +63,8 @@ class IdentityBook:
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
         self._writing: asyncio.Future[None] | None = None
+        self._late = False  # a change that may wait a moment (save_within)
+        self._later: asyncio.Task[None] | None = None
 
     # --- records ------------------------------------------------------------------
 
@@ -187,6 +189,20 @@ class IdentityBook:
         if self._saving is None or self._saving.done():
             self._saving = self.tasks.spawn(self._save_loop(), name="key file save")
 
+    def save_within(self, seconds: float) -> None:
+        """Write the key file within ``seconds``: for records whose loss in a crash
+        costs little (what was shown), so a stream of them is one write, not one per
+        burst. ``flush()`` writes it at once."""
+        self._late = True
+        if self._later is None or self._later.done():
+            self._later = self.tasks.spawn(self._save_later(seconds), name="key file save")
+
+    async def _save_later(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self._late:
+            self._late = False
+            self.save_soon()
+
     async def _save_loop(self) -> None:
         while self._dirty:
             await asyncio.sleep(0)  # let the rest of this burst of changes in
@@ -197,6 +213,9 @@ class IdentityBook:
             await asyncio.shield(self._writing)
 
     async def flush(self) -> None:
+        if self._late:
+            self._late = False
+            self.save_soon()
         if self._saving is not None and not self._saving.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._saving)

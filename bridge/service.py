@@ -36,6 +36,9 @@ from bridge.upkeep import Upkeep
 from bridge.vanityjobs import VanityJob, VanityJobRunner
 
 DEFAULT_TTL = 2 * 24 * 3600
+# What was shown reaches the key file within this many seconds (one write for a stream
+# of arrivals); a crash in that window may show those messages again after a restart.
+SEEN_SAVE = 0.5
 
 
 def _now() -> int:
@@ -61,7 +64,7 @@ class Service:
         self.sessions = SessionBook(self.ids, self.book, clock)
         self.outbox.sessions = self.sessions if sessions else None
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
-                           seen=KeyfileSeen(keystore, self.ids.save_soon),
+                           seen=KeyfileSeen(keystore, lambda: self.ids.save_within(SEEN_SAVE)),
                            chat_states=chat_states, sessions=self.sessions,
                            spawn=self.tasks.spawn)
         self.book.on_release = self.inbox.show_released

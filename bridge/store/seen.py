@@ -33,7 +33,10 @@ class SeenIds(Protocol):
 
 
 class KeyfileSeen:
-    """The key store's seen-set; each new entry asks for a (coalesced) save."""
+    """The key store's seen-set; each new entry asks for a save, which the service
+    lets wait up to ``service.SEEN_SAVE`` seconds so a stream of arrivals is one write
+    of the key file (the whole file is rewritten each time). A crash inside that
+    window may show those few messages again after the restart."""
 
     def __init__(self, keystore: Keystore, save_soon: Callable[[], None]) -> None:
         self.keystore = keystore
