@@ -4,6 +4,7 @@ nothing it acknowledged across kill -9."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -171,7 +172,8 @@ def test_sqlite_loses_nothing_acknowledged_across_kill_9(tmp_path):
         except (BrokenPipeError, OSError):
             pass
 
-    threading.Thread(target=feed, daemon=True).start()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     acked = []
     for line in child.stdout:
         acked.append(bytes.fromhex(line.split()[1]))
@@ -179,6 +181,9 @@ def test_sqlite_loses_nothing_acknowledged_across_kill_9(tmp_path):
             child.send_signal(signal.SIGKILL)
             break
     child.wait(10)
+    feeder.join(10)
+    with contextlib.suppress(OSError):  # what the feeder left buffered has nowhere to go
+        child.stdin.close()
     # lines already printed before the kill are acknowledged too
     acked += [bytes.fromhex(x.split()[1]) for x in child.stdout.read().splitlines() if x]
     s = SQLiteStore(path)
