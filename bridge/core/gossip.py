@@ -184,6 +184,8 @@ class Link:
             )
         }
         self._session: Reconciler | None = None
+        self._session_at: float | None = None  # when ours started (the caller's clock)
+        self._abandoned = 0  # ours given up for want of a reply
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -210,6 +212,21 @@ class Link:
     @property
     def reconciling(self) -> bool:
         return self._session is not None
+
+    @property
+    def reconcile_ignored(self) -> bool:
+        """The peer let one of our reconciliations stall: we do not ask it again."""
+        return self._abandoned > 0
+
+    def abandon_stalled(self, now: float, timeout: float) -> bool:
+        """Give up our reconciliation if it has waited ``timeout`` for a reply (a peer
+        that ignores it would otherwise keep this link marked busy for good); its late
+        replies are then dropped. True if one was given up."""
+        if self._session is None or self._session_at is None or now - self._session_at < timeout:
+            return False
+        self._session = None
+        self._abandoned += 1
+        return True
 
     # --- sending ---------------------------------------------------------------
 
@@ -287,12 +304,14 @@ class Link:
             sent.popitem(last=False)
         return eid in sent
 
-    def start_reconcile(self) -> bytes:
+    def start_reconcile(self, now: float | None = None) -> bytes:
+        """The first frame of a reconciliation we start (``now``: for ``abandon_stalled``)."""
         if self.source is None or self._session is not None or not self.active:
             raise LocalProtocolError("cannot start a reconciliation now")
         if self.peer is None or self.peer.light:
             raise LocalProtocolError("light peers do not reconcile")
         self._session = Reconciler(self.source, initiator=True)
+        self._session_at = now
         return self._out(Reconcile(self._session.initiate(), reply=False))
 
     def peers(self, addrs: Iterable[str]) -> bytes:
@@ -389,6 +408,8 @@ class Link:
             return [Outgoing(self._out(Reconcile(reply, reply=True)))]
         session = self._session
         if session is None:
+            if self._abandoned:
+                return []  # the late reply of a reconciliation we gave up
             raise RemoteProtocolError("reconcile reply without a session")
         nxt = session.receive(msg.payload)
         if nxt is not None:

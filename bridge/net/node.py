@@ -77,6 +77,7 @@ class NodeConfig:
     dial_private: bool | None = None
     peer_exchange: bool = True
     anti_entropy_interval: float = 5.0
+    reconcile_timeout: float = 60.0  # no reply to our reconciliation this long: not asked again
     announce_delay: float = 0.0  # least time between HAVEs on a link (0: one per loop turn)
     ban_seconds: float = 600.0
     backoff_min: float = 1.0
@@ -298,6 +299,10 @@ class Node:
                 if self.tags:  # light catch-up: ask again; known ids are not re-announced
                     self.watch_tags(self.tags)
                 continue
+            now = asyncio.get_running_loop().time()
+            for c in self.conns:
+                if c.link.abandon_stalled(now, cfg.reconcile_timeout):
+                    log.debug("a peer ignored our reconciliation; it is not asked again")
             peers = [
                 c
                 for c in self.conns
@@ -305,7 +310,8 @@ class Node:
                 and c.link.peer
                 and not c.link.peer.light
                 and not c.link.reconciling
+                and not c.link.reconcile_ignored
             ]
             if peers:
                 c = random.choice(peers)
-                c.send(c.link.start_reconcile())
+                c.send(c.link.start_reconcile(now))

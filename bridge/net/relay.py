@@ -126,7 +126,8 @@ class Relay:
             if not hello.light and node.tags:
                 conn.send(conn.link.watch(node.tags))
         elif conn.outbound and not hello.light:
-            conn.send(conn.link.start_reconcile())  # catch up at once after (re)connecting
+            conn.send(conn.link.start_reconcile(  # catch up at once after (re)connecting
+                asyncio.get_running_loop().time()))
         node.notify_change()
 
     # --- fetching ----------------------------------------------------------------

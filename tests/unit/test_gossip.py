@@ -108,6 +108,24 @@ def test_reconcile_over_the_link_finds_the_difference():
     assert done.have == (only_a.id,) and done.need == (only_b.id,)
 
 
+def test_a_reconciliation_the_peer_ignores_is_given_up_and_its_late_reply_dropped():
+    now = int(time.time())
+    sa, sb = MemoryStore(), MemoryStore()
+    sa.add(make_envelope(now), now)
+    sb.add(make_envelope(now), now)
+    a, b, now = pair(sa, sb)
+    frame = a.start_reconcile(100.0)
+    assert a.reconciling and not a.abandon_stalled(159.0, 60.0)
+    assert a.abandon_stalled(160.0, 60.0)
+    assert not a.reconciling and a.reconcile_ignored
+    (late,) = b.receive(frame, now)  # the reply comes after all
+    assert a.receive(late.frame, now) == []
+    c, _d, _ = pair(sa, sb)
+    with pytest.raises(RemoteProtocolError, match="without a session"):
+        c.receive(late.frame, now)  # a reply nobody asked for is still a violation
+    assert not g.Link(g.LocalInfo(os.urandom(16), 4), now).abandon_stalled(1e9, 1.0)
+
+
 def test_byte_budget_and_envelope_budget():
     now = int(time.time())
     budgets = g.Budgets(bytes_rate=10, bytes_burst=200, envelopes_rate=1, envelopes_burst=3)
