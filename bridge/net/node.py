@@ -299,7 +299,6 @@ class Node:
                 if self.tags:  # light catch-up: ask again; known ids are not re-announced
                     self.watch_tags(self.tags)
                 continue
-            now = asyncio.get_running_loop().time()
             for c in self.conns:
                 if c.link.abandon_stalled(now, cfg.reconcile_timeout):
                     log.debug("a peer ignored our reconciliation; it is not asked again")

@@ -1,7 +1,9 @@
 """What the node does with its links' gossip events: fetch, check, store, serve, announce.
 
 An announced id is asked of one peer at a time, and of another only after
-``REQUEST_TIMEOUT``. A body is checked in cost order (size → header → expiry →
+``REQUEST_TIMEOUT``: then, at the next maintenance round, of another peer that
+announced it (a peer that takes bodies and never serves them holds one up only
+that long). A body is checked in cost order (size → header → expiry →
 PoW → duplicate) and stored; once the store has made it durable
 (``bridge.net.durable``) the subscribers hear of it, WANTs waiting for it are
 answered and it is announced — HAVEs at most once per ``announce_delay`` — to every
@@ -126,8 +128,8 @@ class Relay:
             if not hello.light and node.tags:
                 conn.send(conn.link.watch(node.tags))
         elif conn.outbound and not hello.light:
-            conn.send(conn.link.start_reconcile(  # catch up at once after (re)connecting
-                asyncio.get_running_loop().time()))
+            # catch up at once after (re)connecting
+            conn.send(conn.link.start_reconcile(time.monotonic()))
         node.notify_change()
 
     # --- fetching ----------------------------------------------------------------
@@ -160,9 +162,23 @@ class Relay:
         conn.drop_unread()
 
     def expire_requests(self, now: float) -> None:
+        """Forget old requests, and ask again elsewhere what a peer left unanswered for
+        ``REQUEST_TIMEOUT``: of another peer that announced it (a peer that takes bodies
+        and never serves them would otherwise hold each one up until the next
+        reconciliation happens to find it)."""
         self.pending = {k: v for k, v in self.pending.items() if now - v[1] < REQUEST_FORGET}
         for c in self.node.conns:
             c.link.expire_wanted(now)
+        again: dict[PeerConnection, list[bytes]] = {}
+        others = [c for c in self.node.conns if c.link.active]
+        for eid, (asked, at) in self.pending.items():
+            if now - at < REQUEST_TIMEOUT or eid in self.node.store:
+                continue
+            other = next((c for c in others if c is not asked and eid in c.link.peer_has), None)
+            if other is not None:
+                again.setdefault(other, []).append(eid)
+        for conn, ids in again.items():
+            self._request(conn, tuple(ids))
 
     def _on_body(self, conn: PeerConnection, eid: bytes, raw: bytes) -> None:
         node = self.node
