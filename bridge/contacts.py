@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bridge.core.address import decode_address, fingerprint
-from bridge.core.errors import RemoteProtocolError, UserError
-from bridge.core.identity import SignedPrekey
+from bridge.core.errors import UserError
+from bridge.core.identity import SignedPrekey, newest_valid
 from bridge.core.invite import Invite, encode_invite, parse_invite
 from bridge.core.records import Announcement
 from bridge.core.requests import Offered, Request, RequestQueue
@@ -256,14 +256,7 @@ class ContactBook:
 
     def learn_prekeys(self, c: ContactRecord, their: bytes,
                       prekeys: Iterable[SignedPrekey]) -> None:
-        now = self.clock()
-        best = SignedPrekey.parse(bytes.fromhex(c.prekey)) if c.prekey else None
-        for pk in prekeys:
-            try:
-                pk.verify(their, now)
-            except RemoteProtocolError:
-                continue
-            if best is None or pk.expires > best.expires:
-                best = pk
+        current = SignedPrekey.parse(bytes.fromhex(c.prekey)) if c.prekey else None
+        best = newest_valid(current, prekeys, their, self.clock())
         if best is not None:
             c.prekey = best.encode().hex()

@@ -42,6 +42,7 @@ from bridge.core.body import (
 from bridge.core.envelope import Envelope, Kind
 from bridge.core.errors import RemoteProtocolError, SessionError, UserError
 from bridge.core.handshake import HybridPrekey, initiate
+from bridge.core.identity import newest_valid
 from bridge.core.sessions import Outcome, Peer, begin, initiator_session, tidy
 from bridge.core.stamp import Stamp
 from bridge.identities import IdentityBook
@@ -124,16 +125,8 @@ class SessionBook:
     def learn_hybrid_prekey(self, c: ContactRecord, their: bytes,
                             prekeys: Iterable[HybridPrekey]) -> bool:
         """Keep the newest valid hybrid prekey of a contact; True if it changed."""
-        now = self.clock()
-        best = _their_prekey(c)
-        before = best
-        for pk in prekeys:
-            try:
-                pk.verify(their, now)
-            except RemoteProtocolError:
-                continue
-            if best is None or pk.expires > best.expires:
-                best = pk
+        before = _their_prekey(c)
+        best = newest_valid(before, prekeys, their, self.clock())
         if best is not None and best is not before:
             c.hybrid_prekey = best.encode().hex()
             self.ids.save_soon()

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from bridge.core import crypto
 from bridge.core.address import encode_address, fingerprint
-from bridge.core.errors import BadSignatureError, ExpiredError, NonCanonicalError, TruncatedError
+from bridge.core.errors import (
+    BadSignatureError,
+    ExpiredError,
+    NonCanonicalError,
+    RemoteProtocolError,
+    TruncatedError,
+)
 
 PREKEY_SIZE: Final = 104
 PREKEY_LIFETIME: Final = 7 * 24 * 3600
@@ -122,3 +129,27 @@ def verified_prekey(identity_public: bytes, prekey: SignedPrekey, now: int) -> b
     except BadSignatureError as exc:
         raise BadSignatureError("prekey is not signed by this identity") from exc
     return prekey.public
+
+
+class _Prekey(Protocol):
+    @property
+    def expires(self) -> int: ...
+    def verify(self, identity_public: bytes, now: int) -> None: ...
+
+
+P = TypeVar("P", bound=_Prekey)
+
+
+def newest_valid(current: P | None, offered: Iterable[P], identity_public: bytes,
+                 now: int) -> P | None:
+    """The newest of ``current`` and those ``offered`` prekeys that verify under
+    ``identity_public`` at ``now`` (any kind of signed prekey; bad ones are skipped)."""
+    best = current
+    for pk in offered:
+        try:
+            pk.verify(identity_public, now)
+        except RemoteProtocolError:
+            continue
+        if best is None or pk.expires > best.expires:
+            best = pk
+    return best
