@@ -253,6 +253,16 @@ class ValueQueue:
         return (*value_of(work_bits, size, expiry, now), expiry, self._seq, item_id, tag, size,
                 work_bits)
 
+    def admit(
+        self, env: Envelope, now: int, *, used: int, count: int, max_bytes: int, max_count: int
+    ) -> tuple[Entry, list[Entry]] | None:
+        """``env``'s entry and what to evict for it (``plan``), or None: refuse it."""
+        work = pow.work_bits(env.pow_digest, env.nonce)
+        new = self.entry(env.id, env.tag, len(env.raw), env.expiry, work, now)
+        victims = self.plan(new, used=used, count=count, max_bytes=max_bytes,
+                            max_count=max_count, now=now)
+        return None if victims is None else (new, victims)
+
     def plan(
         self, new: Entry, *, used: int, count: int, max_bytes: int, max_count: int, now: int
     ) -> list[Entry] | None:

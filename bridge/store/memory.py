@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bridge.core import pow
 from bridge.core.envelope import Envelope
 from bridge.store.index import SortedIndex, TagIndex, ValueQueue
 
@@ -59,12 +58,11 @@ class MemoryStore:
         if size > self.max_bytes or self.max_count < 1:
             return False
         tag = env.tag
-        work = pow.work_bits(env.pow_digest, env.nonce)
-        new = self.values.entry(eid, tag, size, env.expiry, work, now)
-        victims = self.values.plan(new, used=self._bytes, count=len(self._bodies),
-                                   max_bytes=self.max_bytes, max_count=self.max_count, now=now)
-        if victims is None:
+        admitted = self.values.admit(env, now, used=self._bytes, count=len(self._bodies),
+                                     max_bytes=self.max_bytes, max_count=self.max_count)
+        if admitted is None:
             return False  # worth less than what it would push out
+        new, victims = admitted
         for v in victims:
             self._drop(v[5], v[3])
         self._bodies[eid] = raw

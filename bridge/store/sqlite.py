@@ -142,12 +142,11 @@ class SQLiteStore:
         if env.expiry <= now or size > self.max_bytes or eid in self:
             return False
         tag = env.tag
-        work = pow.work_bits(env.pow_digest, env.nonce)
-        new = self.values.entry(eid, tag, size, env.expiry, work, now)
-        victims = self.values.plan(new, used=self._bytes, count=len(self.index),
-                                   max_bytes=self.max_bytes, max_count=self.max_count, now=now)
-        if victims is None:
+        admitted = self.values.admit(env, now, used=self._bytes, count=len(self.index),
+                                     max_bytes=self.max_bytes, max_count=self.max_count)
+        if admitted is None:
             return False  # worth less than what it would push out
+        new, victims = admitted
         used = self._bytes
         for v in victims:
             self.index.remove(v[3], v[5])
