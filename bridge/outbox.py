@@ -27,17 +27,17 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from bridge.contacts import ContactBook
 from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address
-from bridge.core.body import seal_sealed, sealed_bucket
+from bridge.core.body import TooLargeError, seal_sealed, sealed_bucket
 from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
 from bridge.core.checks import work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
-from bridge.core.errors import LocalProtocolError, OversizeError, RemoteProtocolError, UserError
+from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
 from bridge.core.identity import Identity, SignedPrekey
 from bridge.core.records import (
     Announcement,
@@ -52,9 +52,10 @@ from bridge.core.stamp import Stamp, StampOrder, order
 from bridge.core.stamppool import StampPool
 from bridge.events import RecentErrors
 from bridge.identities import IdentityBook
+from bridge.inorder import InOrder, Turn
 from bridge.net.workers import INLINE_BITS, WorkerPool
 from bridge.sessionbook import SessionBook, WaitingForKeysError
-from bridge.store.keystore import IdentityRecord
+from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -75,59 +76,6 @@ class MessageTooLargeError(OversizeError, UserError):
 
 class Publisher(Protocol):
     async def publish(self, raw: bytes) -> Envelope: ...
-
-
-K = TypeVar("K", bound=Hashable)
-
-
-class Turn:
-    """One message's place in its contact's queue: ``wait()`` returns once every
-    message queued before it has left (or failed); ``done()`` lets the next go."""
-
-    __slots__ = ("_key", "_mine", "_order", "_prev")
-
-    def __init__(self, order: InOrder[Any], key: Hashable, prev: asyncio.Future[None] | None,
-                 mine: asyncio.Future[None]) -> None:
-        self._order = order
-        self._key = key
-        self._prev = prev
-        self._mine = mine
-
-    async def wait(self) -> None:
-        if self._prev is not None and not self._prev.done():
-            await asyncio.wait((self._prev,))  # never cancels the one before, if we are
-
-    def done(self) -> None:
-        prev = self._prev
-        if prev is None or prev.done():
-            self._release()
-        else:  # cancelled or failed before its turn: the next still waits for ours
-            prev.add_done_callback(lambda _: self._release())
-
-    def _release(self) -> None:
-        if not self._mine.done():
-            self._mine.set_result(None)
-        self._order.forget(self._key, self._mine)
-
-
-class InOrder(Generic[K]):
-    """Per-key FIFO of turns: work for one key may overlap, its last step may not."""
-
-    def __init__(self) -> None:
-        self._last: dict[Hashable, asyncio.Future[None]] = {}
-
-    def turn(self, key: K) -> Turn:
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        prev = self._last.get(key)
-        self._last[key] = mine
-        return Turn(self, key, prev, mine)
-
-    def forget(self, key: Hashable, fut: asyncio.Future[None]) -> None:
-        if self._last.get(key) is fut:
-            del self._last[key]
-
-    def __len__(self) -> int:
-        return len(self._last)
 
 
 def _seal_and_stamp(seal_args: dict[str, Any], now: int, base_bits: int) -> tuple[bytes, bytes,
@@ -199,29 +147,32 @@ class Outbox:
         finally:
             self._refilling = False
 
-    def _in_session(self, owner: str, to: str) -> bool:
-        """Version 2 for this contact: we have a session, or their hybrid prekey."""
-        if self.sessions is None:
-            return False
-        c = self.contacts.find(self.ids.rec(owner), to)
-        return c is not None and bool(c.sessions or c.hybrid_prekey)
+    def _in_session(self, c: ContactRecord | None, *, may_start: bool) -> bool:
+        """Version 2 for this contact: sessions are on and we have one with them, or
+        (``may_start``: a message, not a receipt) we know their hybrid prekey."""
+        return (self.sessions is not None and c is not None
+                and bool(c.sessions or (may_start and c.hybrid_prekey)))
 
     async def _session_send(self, owner: str, to: str, kind: Kind, payload: bytes,
                             endpoint: str, turn: Turn | None) -> bytes | None:
         """Seal in the contact's session and deliver; None when the session cannot
-        start (their hybrid prekey lapsed): the caller sends version 1 instead."""
+        start (their hybrid prekey lapsed): the caller sends version 1 instead, in the
+        same ``turn`` (it is released here only when this path ends)."""
         assert self.sessions is not None
         try:
-            try:
-                raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for)
-            except WaitingForKeysError:
-                return None
-            except LocalProtocolError as exc:
-                if "too large" in str(exc):
-                    raise MessageTooLargeError(
-                        f"the message is {len(payload)} bytes: too large for one envelope"
-                    ) from None
-                raise
+            raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for)
+        except WaitingForKeysError:
+            return None
+        except TooLargeError:
+            if turn is not None:
+                turn.done()
+            raise MessageTooLargeError(
+                f"the message is {len(payload)} bytes: too large for one envelope") from None
+        except BaseException:
+            if turn is not None:
+                turn.done()
+            raise
+        try:
             if turn is not None:
                 await turn.wait()
             return await self._deliver(raw, endpoint)
@@ -310,26 +261,31 @@ class Outbox:
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "") -> bytes:
-        rec = self.ids.rec(owner)
+        self.ids.rec(owner)
+        decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
-        if self._in_session(owner, to):
-            self.chat_states.message_sent((owner, to), time.monotonic())
-            plain = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64])
-            c = self.contacts.written_to(owner, to)
-            sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
-                                            self.in_order.turn((owner, to)))
-            if sent is not None:
-                return sent
-        ident, their, kex, tag = self._route(rec, to)
         self.chat_states.message_sent((owner, to), time.monotonic())
-        msg = DirectMessage(self._sent_at_ms(), text, receipt, message_id[:64],
-                            self.ids.current_prekey(rec))
-        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
-                           payload=msg.encode())
-        del ident, rec  # see _sealed
+        sent_at = self._sent_at_ms()
         c = self.contacts.written_to(owner, to)
         # Taken before the first await: the message's place is the order of the calls.
         turn = self.in_order.turn((owner, to))
+        if self._in_session(c, may_start=True):
+            plain = DirectMessage(sent_at, text, receipt, message_id[:64])
+            sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
+                                            turn)
+            if sent is not None:
+                return sent
+        try:
+            rec = self.ids.rec(owner)
+            ident, their, kex, tag = self._route(rec, to)
+            msg = DirectMessage(sent_at, text, receipt, message_id[:64],
+                                self.ids.current_prekey(rec))
+            raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
+                               payload=msg.encode())
+            del ident, rec  # see _sealed
+        except BaseException:
+            turn.done()
+            raise
         return await self._stamp_and_publish(raw, c.endpoint, turn)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
@@ -337,17 +293,17 @@ class Outbox:
         rec = self.ids.rec(owner)
         acked = tuple(zip(envelope_ids, [m[:64] for m in message_ids], strict=True))[:64]
         c = self.contacts.find(rec, to)
-        if c is not None and c.sessions and self.sessions is not None:
+        endpoint = c.endpoint if c else ""
+        if self._in_session(c, may_start=False):
             sent = await self._session_send(owner, to, Kind.RECEIPT, Receipt(acked).encode(),
-                                            c.endpoint, None)
+                                            endpoint, None)
             if sent is not None:
                 return
         ident, their, kex, tag = self._route(rec, to)
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.RECEIPT, tag=tag,
                            payload=Receipt(acked).encode())
         del ident  # see _sealed
-        c = self.contacts.find(rec, to)
-        await self._stamp_and_publish(raw, c.endpoint if c else "")
+        await self._stamp_and_publish(raw, endpoint)
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         if room not in ROOMS:

@@ -66,6 +66,10 @@ FORM_MESSAGE: Final = 0
 FORM_HANDSHAKE: Final = 1
 
 
+class TooLargeError(LocalProtocolError):
+    """The payload does not fit in the largest envelope."""
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """What the recipient learns from a version-2 envelope it could open."""
@@ -97,7 +101,7 @@ def _bucket(inner_len: int, overhead: int) -> int:
     for b in BUCKETS:
         if inner_len + 1 <= b - overhead:
             return b
-    raise LocalProtocolError(f"a payload of {inner_len - INNER_OVERHEAD} bytes is too large")
+    raise TooLargeError(f"a payload of {inner_len - INNER_OVERHEAD} bytes is too large")
 
 
 def sealed_bucket(payload_len: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.events import MessageArrived
 from bridge.net.workers import INLINE_BITS, WorkerPool
-from bridge.outbox import InOrder
+from bridge.inorder import InOrder
 from bridge.service import Service
 from bridge.store.keystore import Keystore
 from tests.integration.test_service import Inbox
