@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.events import MessageArrived
-from bridge.net.workers import INLINE_BITS, WorkerPool
 from bridge.inorder import InOrder
+from bridge.net.workers import INLINE_BITS, WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
 from tests.integration.test_service import Inbox
