@@ -260,7 +260,13 @@ class Inbox:
     async def _drain(self) -> None:
         try:
             while self._until_durable:
-                await self.sessions.durable()
+                try:
+                    await self.sessions.durable()
+                except (UserError, OSError) as exc:
+                    # Shown all the same: holding them back would lose them for good if
+                    # the write never succeeds; a restart may show them a second time.
+                    self.errors.add(f"the key file could not be saved ({exc}); messages "
+                                    "shown now may be shown again after a restart")
                 self._show_durable()
         finally:
             self._draining = False
@@ -338,6 +344,7 @@ class Inbox:
             if not self.contacts.request(me, Waiting(event, sender_key, prekey),
                                          size=env.size, score=worth):
                 self._opened.pop(env.id, None)  # not kept: it may be offered again later
+                self.sessions.forget(me, sender)  # nor the session it started
             return
         self.contacts.heard(c, sender_key, prekey)
         if c.state == PENDING_IN:

@@ -109,16 +109,25 @@ class SessionBook:
             self._keep(owner, address, peer)
 
     def forget(self, owner: str, address: str) -> None:
+        """A stranger's request was dropped, or a contact blocked or removed."""
         self._pending.pop((owner, address), None)
+        lock = self._locks.get((owner, address))
+        if lock is not None and not lock.locked():
+            del self._locks[(owner, address)]
 
     def tidy(self, now: int) -> None:
-        """Drop what can no longer arrive (hourly upkeep)."""
+        """Drop the sessions and keys nothing can still arrive for (hourly upkeep);
+        one key-file save if anything went."""
+        changed = False
         for rec in self.ids.records():
             for c in rec.contacts:
                 if c.sessions:
-                    peer = tidy(_decode(c), now)
-                    c.sessions = base64.b64encode(peer.to_bytes()).decode()
+                    kept = base64.b64encode(tidy(_decode(c), now).to_bytes()).decode()
+                    changed = changed or kept != c.sessions
+                    c.sessions = kept
         self._pending = {k: tidy(p, now) for k, p in self._pending.items()}
+        if changed:
+            self.ids.save_soon()
 
     # --- their prekeys -------------------------------------------------------------------
 

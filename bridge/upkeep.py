@@ -58,6 +58,7 @@ class Upkeep:
         rotated = self.ids.rotate_all()
         self.inbox.rewatch()
         self.inbox.purge(self.clock())
+        self.inbox.sessions.tidy(self.clock())
         epoch = tags.epoch_of(self.clock())
         again, self._announced_epoch = epoch != self._announced_epoch, epoch
         for rec in self.ids.records():
