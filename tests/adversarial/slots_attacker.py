@@ -55,8 +55,11 @@ class Attack:
         self.dialled = 0
         self.ready = asyncio.Event()
 
-    async def hold(self, src: str, send_hello: bool, n: int, pause: float = 0.05) -> None:
-        """Keep one WebSocket open from ``src``, reopening it whenever it is closed."""
+    async def hold(self, src: str, send_hello: bool, n: int, pause: float = 0.05,
+                   churn: bool = False) -> None:
+        """Keep one WebSocket open from ``src``, reopening it whenever it is closed.
+        Ready: ``n`` links are held at once (idle, hello), or — churning — the node has
+        refused ``n`` attempts."""
         conn = aiohttp.TCPConnector(local_addr=(src, 0), force_close=True)
         async with aiohttp.ClientSession(connector=conn) as s:
             while True:
@@ -65,13 +68,13 @@ class Attack:
                                             autoping=True)
                 except (aiohttp.ClientError, OSError):
                     self.refused += 1
-                    if n >= 0 and self.refused >= n:
+                    if churn and self.refused >= n:
                         self.ready.set()  # the node has begun refusing: the attack is on
                     await asyncio.sleep(pause)  # refused (403, or cut at accept): again
                     continue
                 self.connects += 1
                 self.open += 1
-                if self.connects >= n:
+                if self.open >= n if not churn else self.connects >= n:
                     self.ready.set()
                 try:
                     if send_hello:
@@ -125,7 +128,8 @@ async def main(argv: list[str]) -> None:
         srcs = (["127.0.0.1"] * n if argv[3] == "one"
                 else [f"127.50.{i}.1" for i in range(n)])
         pause = 0.0 if mode == "churn" else 0.05
-        tasks = [asyncio.create_task(attack.hold(src, mode != "idle", n, pause))
+        tasks = [asyncio.create_task(attack.hold(src, mode != "idle", n, pause,
+                                                 churn=mode == "churn"))
                  for src in srcs]
     await attack.ready.wait()
     out("ready")
