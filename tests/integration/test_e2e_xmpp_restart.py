@@ -298,6 +298,7 @@ async def test_after_a_kill_9_a_peer_replaying_everything_shows_nothing_twice(
     # What reached the client is on disk before the kill: wait for the key file to say so.
     await bob.wait(lambda: _shown_recorded(pair.b) >= before + len(shown) + 1, 20,
                    "B's key file records what Bob was shown")
+    held_by_a = await alice.stored_envelopes()  # the shown ones among them
     assert pair.b.stop(signal.SIGKILL) == -signal.SIGKILL
     await bob.close()
 
@@ -309,6 +310,10 @@ async def test_after_a_kill_9_a_peer_replaying_everything_shows_nothing_twice(
     try:
         await _join(bob, "bob")
         await _wait_for_all(bob, a_jid, run, len(down))
+        # B's empty RAM store took in everything A held: the envelopes shown before the
+        # kill were offered to B again (the replay this test is about).
+        await bob.wait(lambda: _at_least(bob, held_by_a + len(down)), 30,
+                       "B holds again what A held")
         alice.make_message(mto=slixmpp.JID(ROOM), mbody=f"room again {run}",
                            mtype="groupchat").send()
         alice.chat(bob_jid, f"after the restart {run}")
