@@ -34,22 +34,19 @@ def test_full_replication_delivers_through_churn_and_hostile_nodes(full):
     assert r.messages >= 120
     assert r.eligible >= 100
     assert r.ratio >= 0.99, r
-    assert len(w.gone) + sum(1 for n in w.nodes if n.kind != "honest") > 0  # it was tested
-    assert r.spam > 0
+    assert len(w.gone) > 0, "churn took nodes away"
+    assert r.spam > 0, "the flooders flooded"
     # every honest node that is up holds every live envelope (full replication)
     ids = {eid for eid, e in w.envs.items()}
     up = [n for n in w.nodes if n.online and n.kind == "honest"]
     assert sum(len(ids - n.have.keys()) == 0 for n in up) >= 0.9 * len(up)
 
 
-def test_same_seed_same_run(full):
-    _, r = full
-    again = World(SMALL).run()
-    assert _fingerprint(again) == _fingerprint(r)
+def test_same_seed_same_run() -> None:
     tiny = dataclasses.replace(SMALL, nodes=20, minutes=2, drain=1)
-    assert _fingerprint(World(tiny).run()) == _fingerprint(World(tiny).run())
-    other = World(dataclasses.replace(tiny, seed=8)).run()
-    assert _fingerprint(other) != _fingerprint(World(tiny).run())
+    first = _fingerprint(World(tiny).run())
+    assert _fingerprint(World(tiny).run()) == first
+    assert _fingerprint(World(dataclasses.replace(tiny, seed=8)).run()) != first
 
 
 def test_sharded_relays_store_only_their_shards_and_deliver():
