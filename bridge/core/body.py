@@ -54,8 +54,8 @@ from bridge.core.errors import (
 )
 from bridge.core.handshake import INIT_SIZE, HybridPrekey, InitBlock, respond
 from bridge.core.identity import Identity
+from bridge.core.ratchet import CLOCK_SKEW, Decrypted, decrypt
 from bridge.core.ratchet import HEADER_SIZE as RATCHET_HEADER
-from bridge.core.ratchet import Decrypted, decrypt
 from bridge.core.sessions import Outcome, Peer, adopt, receive, responder_session, send
 from bridge.core.stamp import BUCKETS, Stamp
 
@@ -306,6 +306,10 @@ def open_handshake(env: Envelope, me: Identity, prekeys: PrekeyLookup, now: int,
     if not parts.init:
         raise SessionError("no handshake in this message")
     block = InitBlock.parse(parts.init)
+    if block.created > now + CLOCK_SKEW:
+        # sessions.adopt orders handshakes by this time: one from the future would
+        # outrank every honest restart of the contact's for as long as it is ahead
+        raise SessionError("a handshake made in the future (the sender's clock is wrong)")
     session_id = crypto.derive(crypto.CTX_SESSION_ID, parts.init)
     if known is not None:
         held = _held(env, me, parts, known, session_id, now)

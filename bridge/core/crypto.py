@@ -82,6 +82,7 @@ SIG_KKV_SESSION: Final = b"ParanoIM 2026-11 kkv session offer\x00"
 SIG_KKV_MESSAGE: Final = b"ParanoIM 2026-11 kkv message\x00"
 SIG_HYBRID_PREKEY: Final = b"ParanoIM 2026-12 signed hybrid prekey\x00"
 SIG_ONE_TIME_PREKEY: Final = b"ParanoIM 2026-12 one-time prekey\x00"
+SIG_STAMP: Final = b"ParanoIM 2026-12 stamp signature\x00"
 
 
 def _need(value: bytes, size: int, what: str) -> None:

@@ -28,15 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import nacl.bindings
-import nacl.exceptions
-
 from bridge.core import crypto, pow
 from bridge.core.errors import BadSignatureError, LocalProtocolError, WeakProofOfWorkError
 
 FORMAT_VERSION: Final = 2  # the envelope version that carries stamps
 BUCKETS: Final = (256, 1024, 4096, 16384, 65536)  # padded plaintext sizes (envelope.md §4)
-SIG_STAMP: Final = b"ParanoIM 2026-12 stamp signature\x00"
+SIG_STAMP: Final = crypto.SIG_STAMP
 _DIGEST_INPUT: Final = struct.Struct(">BBQ32s")
 
 
@@ -76,9 +73,7 @@ class Stamp:
 
     def sign(self, message: bytes) -> bytes:
         """The stamp signature over ``SIG_STAMP ‖ message`` (the envelope's other bytes)."""
-        _, secret = nacl.bindings.crypto_sign_seed_keypair(self.seed)
-        signed: bytes = nacl.bindings.crypto_sign(SIG_STAMP + message, secret)
-        return signed[:64]
+        return crypto.sign(crypto.ed25519_keypair(self.seed)[1], SIG_STAMP + message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +102,7 @@ def order(bucket: int, expiry: int, now: int, base_bits: int,
     """A stamp to mint for ``bucket`` expiring at ``expiry``, priced as a relay will
     price it at ``now`` (pow.md §2; spent later, it only has more work than needed)."""
     seed = random(32)
-    public, _ = nacl.bindings.crypto_sign_seed_keypair(seed)
+    public = crypto.ed25519_public(seed)
     size = envelope_size(bucket)
     return StampOrder(seed, public, bucket, expiry,
                       pow.required_bits(size, max(0, expiry - now), base_bits))
@@ -126,6 +121,6 @@ def envelope_size(bucket: int) -> int:
 def verify_signature(public: bytes, signature: bytes, message: bytes) -> None:
     """Check a stamp signature (after the proof of work: it costs ~50 µs)."""
     try:
-        nacl.bindings.crypto_sign_open(signature + SIG_STAMP + message, public)
-    except (nacl.exceptions.BadSignatureError, ValueError):
+        crypto.verify(public, SIG_STAMP + message, signature)
+    except BadSignatureError:
         raise BadSignatureError("the stamp signature does not verify") from None

@@ -187,3 +187,13 @@ def test_a_room_message_in_a_sealed_body() -> None:
     assert opened.proof_message(env).startswith(crypto.SIG_ENVELOPE + room_pub)
     with pytest.raises(DecryptionError):
         open_sealed(env, room_pub, [tags.room_secret("elsewhere")])
+
+
+def test_a_handshake_made_in_the_future_is_refused() -> None:
+    hs = initiate(identity=ALICE, responder=BOB.public, prekey=PREKEY, one_time=None,
+                  now=NOW + 3600, ephemeral_secret=_rand(32),
+                  encapsulated=kem.encapsulate(PREKEY.kem))
+    ahead = begin(Peer(), initiator_session(hs, _rand(32)), NOW + 3600)
+    env, _, _ = _send(ALICE, BOB, ahead, b"from an hour ahead")
+    with pytest.raises(SessionError, match="future"):
+        open_handshake(env, BOB, _lookup, NOW, peer_for=lambda _k: Peer())
