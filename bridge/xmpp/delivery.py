@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from bridge.xmpp.sessions import Session
 
 HINTS_NS = "urn:xmpp:hints"
-DELAY_NS = "urn:xmpp:delay"
 CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
 REMEMBERED = 10_000  # message ids / envelope ids kept for receipts and dedup
 
@@ -98,26 +97,14 @@ class Delivery:
                                      (event.envelope_id, event.message_id))
         sender = self.domains.contact(event.sender)
         active = not delayed and self.service.chat_states_enabled()  # XEP-0085 §5.1
+        delay = None
+        if delayed:
+            stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
+            delay = (self.domains.server, stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
         for conn in targets:
-            if not delayed:  # the common case, serialised directly
-                conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
-                                        request_receipt=event.receipt_wanted, active=active))
-                continue
-            msg = new_message()
-            msg["to"] = conn.jid.full
-            msg["from"] = sender
-            msg["type"] = "chat"
-            msg["id"] = stanza_id
-            msg["body"] = event.text
-            if event.receipt_wanted:
-                msg["request_receipt"] = True
-            if delayed:
-                stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
-                ET.SubElement(msg.xml, f"{{{DELAY_NS}}}delay", {
-                    "from": self.domains.server,
-                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                })
-            conn.send(msg)
+            conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
+                                    request_receipt=event.receipt_wanted, active=active,
+                                    delay=delay))
         self.service.delivered(event.envelope_id)
 
     def send_receipt(self, event: ReceiptArrived) -> None:
