@@ -94,6 +94,7 @@ class FakeService:
         {"address": "127.0.0.1:1", "state": "active", "direction": "out"}])
     send_error: UserError | None = None  # next send_message raises this
     send_gate: asyncio.Event | None = None  # if set, send_message waits on it (slow PoW)
+    sends_waiting: int = 0  # send_message calls waiting on the gate now
     chat_states: bool = False  # [xmpp] chat_states
     chat_states_sent: list[tuple[str, str, str]] = field(default_factory=list)
     passphrase: str | None = None
@@ -369,7 +370,11 @@ class FakeService:
             self._change(owner, ContactInfo(owner, to, to[:8], ContactState.ACCEPTED,
                                             fingerprint(decode_address(to))))
         if self.send_gate is not None:
-            await self.send_gate.wait()
+            self.sends_waiting += 1
+            try:
+                await self.send_gate.wait()
+            finally:
+                self.sends_waiting -= 1
         if self.send_error is not None:
             err, self.send_error = self.send_error, None
             raise err

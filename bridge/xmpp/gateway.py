@@ -84,6 +84,8 @@ def _chat_state(el: ET.Element) -> str | None:
     return None
 
 
+SENDS_IN_FLIGHT = 8  # per identity: messages sealed and stamped at once
+
 class Gateway:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:
         self.service = service
@@ -98,6 +100,10 @@ class Gateway:
         self.identity_deleted: Callable[[str], None] = self.end_sessions
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Messages of one identity being sealed and stamped at once: a pasted burst
+        # queues here, in order (the semaphore is fair), instead of filling the worker
+        # pool ahead of every other identity's messages.
+        self._in_flight: dict[str, asyncio.Semaphore] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -166,12 +172,15 @@ class Gateway:
                     wants_receipt: bool, msg_id: str, state: str | None = None) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
+        limit = self._in_flight.setdefault(owner, asyncio.Semaphore(SENDS_IN_FLIGHT))
         try:
-            # No await before this call: the service takes the message's place in
-            # its contact's queue at once, in the order the stanzas came.
-            envelope_id = await self.service.send_message(
-                owner, address, body, receipt=wants_receipt, message_id=msg_id
-            )
+            # The semaphore hands out places in the order they were asked for, and
+            # nothing else awaits before the call: the service takes the message's
+            # place in its contact's queue in the order the stanzas came.
+            async with limit:
+                envelope_id = await self.service.send_message(
+                    owner, address, body, receipt=wants_receipt, message_id=msg_id
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

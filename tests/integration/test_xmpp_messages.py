@@ -20,6 +20,7 @@ from bridge.events import (
     RoomMessageArrived,
 )
 from bridge.xmpp import C2SServer
+from bridge.xmpp.gateway import SENDS_IN_FLIGHT
 from tests.fakes import FakeService, SlixClient, make_address
 
 CAROL = make_address(b"carol")
@@ -150,6 +151,24 @@ async def test_slow_proof_of_work_does_not_freeze_the_client(
     service.send_gate.set()
     await service.wait_for(lambda: len(service.sent) == 2)
     assert [s.text for s in service.sent] == ["first", "second"]
+
+
+async def test_a_pasted_burst_is_stamped_a_few_at_a_time_and_leaves_in_order(
+    client: SlixClient, service: FakeService
+) -> None:
+    """A burst from one identity does not fill the worker pool ahead of everyone else:
+    at most SENDS_IN_FLIGHT of its messages are being sealed and stamped at once."""
+    service.send_gate = asyncio.Event()
+    for n in range(3 * SENDS_IN_FLIGHT):
+        client.xmpp.send_message(mto=CAROL_JID, mbody=f"line {n}", mtype="chat")
+    await client.xmpp.plugin["xep_0199"].ping(jid="localhost", timeout=5)  # all read
+    await service.wait_for(lambda: service.sends_waiting == SENDS_IN_FLIGHT)
+    await client.xmpp.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+    assert service.sends_waiting == SENDS_IN_FLIGHT, "no more once everything was read"
+    service.send_gate.set()
+    await service.wait_for(lambda: len(service.sent) == 3 * SENDS_IN_FLIGHT)
+    assert [s.text for s in service.sent] == [f"line {n}" for n in range(3 * SENDS_IN_FLIGHT)]
+    assert service.sends_waiting == 0
 
 
 async def test_two_clients_get_network_messages_and_carbons(
