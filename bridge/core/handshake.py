@@ -92,15 +92,16 @@ class HybridPrekey:
                    signature=data[-crypto.SIGNATURE_SIZE:])
 
     def verify(self, identity_public: bytes, now: int) -> None:
-        """Expiry first (free), then the signature, then the ML-KEM key's own check."""
+        """Expiry first (free), then the ML-KEM key's own check (cheaper than the
+        signature), then the signature."""
         if self.expires <= now:
             raise ExpiredError("the contact's hybrid prekey has expired")
+        kem.check_public(self.kem)
         try:
             crypto.verify(identity_public, crypto.SIG_HYBRID_PREKEY + identity_public
                           + self.public_part(), self.signature)
         except BadSignatureError as exc:
             raise BadSignatureError("hybrid prekey is not signed by this identity") from exc
-        kem.check_public(self.kem)
 
 
 def make_hybrid_prekey(identity: Identity, x25519_secret: bytes, kem_seed: bytes,

@@ -83,10 +83,11 @@ class SignedPrekey:
         return cls(public=bytes(data[:32]), expires=expires, signature=bytes(data[40:]))
 
     def verify(self, identity_public: bytes, now: int) -> None:
-        """Raise unless the identity signed this prekey and it is still valid."""
-        _check_prekey_signature(bytes(identity_public), self)
+        """Raise unless the identity signed this prekey and it is still valid (the
+        free expiry test first)."""
         if self.expires <= now:
             raise ExpiredError("the contact's prekey has expired")
+        _check_prekey_signature(bytes(identity_public), self)
 
 
 def _prekey_message(identity_public: bytes, public: bytes, expires: int) -> bytes:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bridge.core import crypto
+from bridge.core.checks import MAX_CLOCK_SKEW, MAX_TTL
 from bridge.core.errors import (
     DecryptionError,
     DuplicateMessageError,
@@ -38,21 +39,22 @@ from bridge.core.errors import (
     UnknownSessionError,
     UnknownVersionError,
 )
+from bridge.core.handshake import INIT_SIZE
 from bridge.core.reader import Reader
 
 RESERVE: Final = 32
 MAX_SKIP: Final = 1000
 MAX_STORED_KEYS: Final = 2000
 MAX_SKIPPED_CHAINS: Final = 32
-CLOCK_SKEW: Final = 300  # checks.MAX_CLOCK_SKEW
-MAX_KEY_AGE: Final = 7 * 24 * 3600 + CLOCK_SKEW  # checks.MAX_TTL + checks.MAX_CLOCK_SKEW
+CLOCK_SKEW: Final = MAX_CLOCK_SKEW
+MAX_KEY_AGE: Final = MAX_TTL + MAX_CLOCK_SKEW  # a skipped key outlives any envelope
 MAX_NUMBER: Final = 2**32 - 1
 HEADER_PLAIN_SIZE: Final = 32 + 4 + 4
 HEADER_SIZE: Final = crypto.AEAD_NONCE_SIZE + HEADER_PLAIN_SIZE + crypto.AEAD_TAG_SIZE  # 80
 MAX_BODY: Final = 1 << 17
 AD_SIZE: Final = 64
 STATE_VERSION: Final = 1
-INIT_SIZE: Final = 1194  # handshake.INIT_SIZE; the ratchet carries it as opaque bytes
+# INIT_SIZE (handshake.py): the ratchet carries the handshake block as opaque bytes
 
 _F_INITIATOR: Final = 1
 _F_CONFIRMED: Final = 2
