@@ -56,6 +56,7 @@ from bridge.core.handshake import INIT_SIZE, HybridPrekey, InitBlock, respond
 from bridge.core.identity import Identity
 from bridge.core.ratchet import CLOCK_SKEW, Decrypted, decrypt
 from bridge.core.ratchet import HEADER_SIZE as RATCHET_HEADER
+from bridge.core.seal import seal_keys, sign_inner, signed_message
 from bridge.core.sessions import Outcome, Peer, adopt, receive, responder_session, send
 from bridge.core.stamp import BUCKETS, Stamp
 
@@ -82,8 +83,8 @@ class Opened:
 
     def proof_message(self, env: Envelope) -> bytes:
         """The exact bytes the sender signed, for showing authorship to a third party."""
-        return _signed(self.recipient, env.signed_header, env.stamp_key, self.sender,
-                       self.payload)
+        return signed_message(self.recipient, env.signed_header, env.stamp_key, self.sender,
+                              self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +132,11 @@ def _unpad(padded: bytes, bucket: int, overhead: int) -> bytes:
 # --- the inner record --------------------------------------------------------------------
 
 
-def _signed(recipient: bytes, head: bytes, stamp_key: bytes, sender: bytes,
-            payload: bytes) -> bytes:
-    return crypto.SIG_ENVELOPE + recipient + head + stamp_key + sender + payload
-
-
 def _inner(sender: Identity, recipient: bytes, head: bytes, stamp_key: bytes,
            payload: bytes) -> bytes:
-    sig = sender.sign(_signed(recipient, head, stamp_key, sender.public, payload))
-    return sender.public + recipient + sig + payload
+    """Version 1's inner record (``seal.sign_inner``), the stamp key where the
+    ephemeral key was."""
+    return sign_inner(sender.secret_key, sender.public, recipient, head, stamp_key, payload)
 
 
 def _check_inner(env: Envelope, inner: bytes, recipient: bytes) -> Opened:
@@ -149,8 +146,8 @@ def _check_inner(env: Envelope, inner: bytes, recipient: bytes) -> Opened:
     if not crypto.equal(stated, recipient):
         raise ReaddressedError("the signed recipient is not the one this was sealed to")
     crypto.check_ed25519_public(sender)
-    crypto.verify(sender, _signed(stated, env.signed_header, env.stamp_key, sender, payload),
-                  sig)
+    crypto.verify(sender, signed_message(stated, env.signed_header, env.stamp_key, sender,
+                                          payload), sig)
     return Opened(env.kind, sender, stated, payload, sig)
 
 
@@ -166,12 +163,6 @@ def _stamped(env: Envelope) -> None:
 # --- sealed bodies -----------------------------------------------------------------------
 
 
-def _seal_keys(ephemeral: bytes, kex_public: bytes, shared: bytes) -> tuple[bytes, bytes]:
-    material = ephemeral + kex_public + shared
-    return (crypto.derive(crypto.CTX_SEAL_KEY, material),
-            crypto.derive(crypto.CTX_SEAL_NONCE, material, crypto.AEAD_NONCE_SIZE))
-
-
 def seal_sealed(*, sender: Identity, recipient: bytes, kex_public: bytes, kind: Kind, tag: bytes,
                 stamp: Stamp, payload: bytes, ephemeral_secret: bytes) -> bytes:
     """A whole version-2 envelope with a sealed body, spending ``stamp``."""
@@ -180,7 +171,7 @@ def seal_sealed(*, sender: Identity, recipient: bytes, kex_public: bytes, kind: 
                                  f"stamp, not a {stamp.bucket}-byte one")
     head = _head(kind, tag, stamp)
     e_pub = crypto.x25519_public(ephemeral_secret)
-    key, nonce = _seal_keys(e_pub, kex_public, crypto.x25519(ephemeral_secret, kex_public))
+    key, nonce = seal_keys(e_pub, kex_public, crypto.x25519(ephemeral_secret, kex_public))
     padded = _pad_to(_inner(sender, recipient, head, stamp.public, payload),
                      stamp.bucket - SEALED_OVERHEAD)
     ct = crypto.aead_encrypt(key, nonce, padded, head + stamp.public + e_pub)
@@ -195,7 +186,7 @@ def open_sealed(env: Envelope, recipient: bytes, kex_secrets: Sequence[bytes]) -
     aad = env.signed_header + env.stamp_key + e_pub
     for secret in kex_secrets:
         shared = crypto.x25519(secret, e_pub)  # WeakKeyError on a low-order E
-        key, nonce = _seal_keys(e_pub, crypto.x25519_public(secret), shared)
+        key, nonce = seal_keys(e_pub, crypto.x25519_public(secret), shared)
         try:
             padded = crypto.aead_decrypt(key, nonce, ct, aad)
         except DecryptionError:

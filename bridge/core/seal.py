@@ -61,16 +61,16 @@ class Opened:
 
     def proof_message(self, env: Envelope) -> bytes:
         """The exact bytes the sender signed, for showing authorship to a third party."""
-        return _signed_message(self.recipient, env.signed_header, env.ephemeral,
+        return signed_message(self.recipient, env.signed_header, env.ephemeral,
                                self.sender, self.payload)
 
 
-def _signed_message(recipient: bytes, header: bytes, ephemeral: bytes, sender: bytes,
+def signed_message(recipient: bytes, header: bytes, ephemeral: bytes, sender: bytes,
                     payload: bytes) -> bytes:
     return crypto.SIG_ENVELOPE + recipient + header + ephemeral + sender + payload
 
 
-def _keys(ephemeral: bytes, kex_public: bytes, shared: bytes) -> tuple[bytes, bytes]:
+def seal_keys(ephemeral: bytes, kex_public: bytes, shared: bytes) -> tuple[bytes, bytes]:
     material = ephemeral + kex_public + shared
     return (crypto.derive(crypto.CTX_SEAL_KEY, material),
             crypto.derive(crypto.CTX_SEAL_NONCE, material, crypto.AEAD_NONCE_SIZE))
@@ -80,7 +80,7 @@ def sign_inner(sender_secret_key: bytes, sender: bytes, recipient: bytes, header
                ephemeral: bytes, payload: bytes) -> bytes:
     """The inner record (before padding): sender ‖ recipient ‖ signature ‖ payload."""
     sig = crypto.sign(sender_secret_key,
-                      _signed_message(recipient, header, ephemeral, sender, payload))
+                      signed_message(recipient, header, ephemeral, sender, payload))
     return sender + recipient + sig + payload
 
 
@@ -91,7 +91,7 @@ def seal_inner(inner: bytes, header: bytes, ephemeral_secret: bytes, kex_public:
     if ephemeral is None:
         ephemeral = crypto.x25519_public(ephemeral_secret)
     shared = crypto.x25519(ephemeral_secret, kex_public)
-    key, nonce = _keys(ephemeral, kex_public, shared)
+    key, nonce = seal_keys(ephemeral, kex_public, shared)
     ct = crypto.aead_encrypt(key, nonce, pad(inner), header + ephemeral)
     return assemble(header, ephemeral, ct)
 
@@ -158,7 +158,7 @@ def open_envelope(env: Envelope, recipient: bytes, kex_secrets: Sequence[KexKey]
         else:
             secret, public = item, crypto.x25519_public(item)
         shared = crypto.x25519(secret, env.ephemeral)  # WeakKeyError on low order
-        key, nonce = _keys(env.ephemeral, public, shared)
+        key, nonce = seal_keys(env.ephemeral, public, shared)
         try:
             padded = crypto.aead_decrypt(key, nonce, env.ciphertext, aad)
         except DecryptionError:
@@ -177,7 +177,7 @@ def open_envelope(env: Envelope, recipient: bytes, kex_secrets: Sequence[KexKey]
         raise ReaddressedError("the signed record names another recipient: it was re-sealed")
     _check_sender(sender)
     try:
-        crypto.verify(sender, _signed_message(recipient, env.signed_header, env.ephemeral,
+        crypto.verify(sender, signed_message(recipient, env.signed_header, env.ephemeral,
                                               sender, payload), sig)
     except BadSignatureError as exc:
         raise BadSignatureError("the sender's signature does not verify") from exc

@@ -55,7 +55,7 @@ HEADER = envelope.signed_header(envelope.Kind.DIRECT, bytes(16), NOW + 3600)
 EPHEMERAL_SECRET = bytes(range(0x40, 0x60))
 EPHEMERAL = crypto.x25519_public(EPHEMERAL_SECRET)
 _SHARED = crypto.x25519(EPHEMERAL_SECRET, BOB.x25519_public)
-_KEY, _NONCE = seal._keys(EPHEMERAL, BOB.x25519_public, _SHARED)
+_KEY, _NONCE = seal.seal_keys(EPHEMERAL, BOB.x25519_public, _SHARED)
 
 
 def seal_padded(padded: bytes, header: bytes = HEADER) -> envelope.Envelope:
