@@ -39,10 +39,14 @@ def check_expiry(expiry: int, now: int) -> None:
 
 
 def pow_bits_required(env: Envelope, now: int, base_bits: int) -> int:
-    # The sender measured the lifetime with its own clock; allow for ours being
-    # behind by up to the skew bound, so honest senders are never short.
-    ttl = max(0, env.expiry - now - MAX_CLOCK_SKEW)
-    return pow.required_bits(env.size, ttl, base_bits)
+    return bits_required(env.size, env.expiry, now, base_bits)
+
+
+def bits_required(size: int, expiry: int, now: int, base_bits: int) -> int:
+    """What a node asks at ``now`` of an envelope of ``size`` bytes expiring at
+    ``expiry``. The sender measured the lifetime with its own clock; allow for ours
+    being behind by up to the skew bound, so honest senders are never short."""
+    return pow.required_bits(size, max(0, expiry - now - MAX_CLOCK_SKEW), base_bits)
 
 
 def check_pow(env: Envelope, now: int, base_bits: int) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from bridge.core import pow
-from bridge.core.checks import MAX_CLOCK_SKEW
+from bridge.core.checks import bits_required
 from bridge.core.stamp import BUCKETS, Stamp, StampOrder, bucket_index, envelope_size, order
 
 # The pool: stamps kept ready per size class, minted for DEFAULT_LIFE and spent
@@ -23,9 +22,8 @@ POOL_TARGET: Final = {0: 3, 1: 2}  # bucket index -> stamps kept ready (256 B, 1
 
 
 def bits_to_spend(stamp: Stamp, now: int, base_bits: int) -> int:
-    """What a relay asks of this stamp's envelope at ``now`` (checks.pow_bits_required)."""
-    return pow.required_bits(envelope_size(stamp.bucket),
-                             max(0, stamp.expiry - now - MAX_CLOCK_SKEW), base_bits)
+    """What a relay asks of this stamp's envelope at ``now``."""
+    return bits_required(envelope_size(stamp.bucket), stamp.expiry, now, base_bits)
 
 class StampPool:
     """Ready stamps per size class, each spent once, the oldest first."""
