@@ -4,7 +4,6 @@ against a thief with a copy of the key file (bridge/sessionbook.py)."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -13,30 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core import pow
 from bridge.core.address import decode_address
 from bridge.core.checks import check_envelope
 from bridge.core.envelope import Envelope, Kind
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.sessions import Outcome
-from bridge.core.stamp import Stamp, order
+from bridge.core.stamp import Stamp
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.sessionbook import SessionBook, WaitingForKeysError
 from bridge.store.keystore import Keystore
 from tests.nodes import SharedNode
+from tests.stamp_support import mint_stamp
 
 BITS = 2
 NOW = int(time.time())  # the nodes check envelopes by the real clock
-_seeds = itertools.count(1)
-
-
 async def _stamp(bucket: int) -> Stamp:
-    o = order(bucket, NOW + 2 * 86_400, NOW, BITS,
-              lambda n: next(_seeds).to_bytes(4, "big") * (n // 4))
-    nonce = pow.solve_range(o.digest, o.bits, 0, 1 << 22)
-    assert nonce is not None
-    return o.minted(nonce)
+    return mint_stamp(bucket, now=NOW, bits=BITS)
 
 
 @dataclass

@@ -5,36 +5,28 @@ shows nothing twice (bridge/inbox.py, bridge/sessionbook.py)."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bridge.core import crypto, pow, tags
+from bridge.core import crypto, tags
 from bridge.core.body import seal_sealed, sealed_bucket
 from bridge.core.envelope import Kind
 from bridge.core.records import DirectMessage, HybridAnnouncement, Receipt
-from bridge.core.stamp import Stamp, order
+from bridge.core.stamp import Stamp
 from bridge.events import ContactsChanged, MessageArrived, ReceiptArrived
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
 from tests.integration.test_service import Inbox
 from tests.nodes import SharedNode
+from tests.stamp_support import mint_stamp
 
 BITS = 2
-_seeds = itertools.count(1)
-
-
 async def _stamp(bucket: int) -> Stamp:
-    now = int(time.time())
-    o = order(bucket, now + 2 * 86_400, now, BITS,
-              lambda n: next(_seeds).to_bytes(4, "big") * (n // 4))
-    nonce = pow.solve_range(o.digest, o.bits, 0, 1 << 22)
-    assert nonce is not None
-    return o.minted(nonce)
+    return mint_stamp(bucket, now=int(time.time()), bits=BITS)
 
 
 @pytest.fixture

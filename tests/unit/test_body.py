@@ -3,11 +3,9 @@ messages, replays and tampering; sealed bodies for rooms (core.body)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
-from bridge.core import crypto, kem, pow, tags
+from bridge.core import crypto, kem, tags
 from bridge.core import envelope as E
 from bridge.core.body import (
     FORM_HANDSHAKE,
@@ -34,7 +32,8 @@ from bridge.core.errors import (
 from bridge.core.handshake import HybridPrekey, initiate, make_hybrid_prekey
 from bridge.core.identity import Identity
 from bridge.core.sessions import Outcome, Peer, begin, initiator_session
-from bridge.core.stamp import Stamp, envelope_size, order
+from bridge.core.stamp import Stamp, envelope_size
+from tests.stamp_support import distinct_bytes, mint_stamp
 
 NOW = 1_800_000_000
 BITS = 2
@@ -44,18 +43,11 @@ CAROL = Identity.from_seed(b"\xc4" * 32)
 BOB_X, BOB_KEM = b"\x21" * 32, b"\x22" * 64
 PREKEY = make_hybrid_prekey(BOB, BOB_X, BOB_KEM, NOW + 7 * 86_400)
 TAG = tags.address_tag(BOB.public, tags.epoch_of(NOW))
-_seeds = itertools.count(1)
-
-
-def _rand(n: int) -> bytes:
-    return next(_seeds).to_bytes(4, "big") * (n // 4)
+_rand = distinct_bytes
 
 
 def _stamp(bucket: int) -> Stamp:
-    o = order(bucket, NOW + 2 * 86_400, NOW, BITS, _rand)
-    nonce = pow.solve_range(o.digest, o.bits, 0, 1 << 22)
-    assert nonce is not None
-    return o.minted(nonce)
+    return mint_stamp(bucket, now=NOW, bits=BITS)
 
 
 def _lookup(prekey_id: bytes) -> tuple[HybridPrekey, bytes, bytes] | None:

@@ -3,8 +3,6 @@ checks.py, docs/stamps.md)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,20 +21,15 @@ from bridge.core.errors import (
 )
 from bridge.core.identity import Identity
 from bridge.core.seal import open_envelope
-from bridge.core.stamp import Stamp, order, stamp_digest, stamp_id
+from bridge.core.stamp import Stamp, stamp_digest, stamp_id
+from tests.stamp_support import mint_stamp
 
 NOW = 1_800_000_000
 EXPIRY = NOW + 2 * 86_400
 BITS = 4  # base bits for these tests: cheap to mint
 TAG = bytes(range(16))
-_seeds = itertools.count(1)
-
-
 def _mint(bucket: int = 256, expiry: int = EXPIRY) -> Stamp:
-    o = order(bucket, expiry, NOW, BITS, lambda n: next(_seeds).to_bytes(4, "big") * (n // 4))
-    nonce = pow.solve_range(o.digest, o.bits, 0, 1 << 22)
-    assert nonce is not None
-    return o.minted(nonce)
+    return mint_stamp(bucket, now=NOW, bits=BITS, expiry=expiry)
 
 
 def _envelope(stamp: Stamp, body: bytes | None = None, kind: Kind = Kind.DIRECT) -> bytes:
