@@ -42,24 +42,44 @@ async def honest_connect(port: int, src: str = "127.9.9.9",
     """Connect to the node as an honest peer from ``src``: seconds until it is admitted
     (its PEERS frame, sent once our HELLO is accepted) and the addresses it offered."""
     start = time.monotonic()
+    refusals: list[str] = []
     conn = aiohttp.TCPConnector(local_addr=(src, 0), force_close=True)
-    async with asyncio.timeout(timeout), aiohttp.ClientSession(connector=conn) as s:
-        while True:
-            try:
-                ws = await s.ws_connect(f"http://127.0.0.1:{port}/p2p",
-                                        max_msg_size=w.MAX_FRAME_SIZE)
-            except aiohttp.ClientError:  # 403 (no slot), or cut at accept (no admission):
+    try:
+        async with asyncio.timeout(timeout), aiohttp.ClientSession(connector=conn) as s:
+            while True:
+                try:
+                    ws = await s.ws_connect(f"http://127.0.0.1:{port}/p2p",
+                                            max_msg_size=w.MAX_FRAME_SIZE)
+                except aiohttp.WSServerHandshakeError as exc:
+                    if exc.status != 403:  # 403: no slot now; anything else is a failure
+                        raise
+                    refusals.append(f"HTTP {exc.status}")
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    refusals.append(type(exc).__name__)  # cut at accept (admission)
+                else:
+                    async with ws:
+                        addrs = await _hello(ws)
+                    if addrs is not None:
+                        return time.monotonic() - start, addrs
+                    refusals.append("BYE")
                 await asyncio.sleep(0.05)  # what must not last; a retry's pause, as a dialler's
-                continue
-            async with ws:
-                await ws.send_bytes(w.encode(w.Hello(w.PROTOCOL_VERSION, 8, int(time.time()),
-                                                     os.urandom(16), False, "")))
-                async for msg in ws:
-                    m = w.parse(msg.data)
-                    if isinstance(m, w.Peers):
-                        return time.monotonic() - start, m.addrs
-                    if isinstance(m, w.Bye):
-                        break
+    except TimeoutError:
+        raise AssertionError(f"not admitted within {timeout} s; refused {len(refusals)} "
+                             f"times, last: {refusals[-1] if refusals else 'never'}") from None
+
+
+async def _hello(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, ...] | None:
+    """Our HELLO; the addresses of the node's PEERS frame once it admits us, or None
+    if it says BYE."""
+    await ws.send_bytes(w.encode(w.Hello(w.PROTOCOL_VERSION, 8, int(time.time()),
+                                         os.urandom(16), False, "")))
+    async for msg in ws:
+        m = w.parse(msg.data)
+        if isinstance(m, w.Peers):
+            return m.addrs
+        if isinstance(m, w.Bye):
+            return None
+    return None
 
 
 @dataclass
