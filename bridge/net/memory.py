@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from bridge.core import gossip as g
 from bridge.core.budget import STORE_ITEM_BYTES, MemoryBudget
 from bridge.net.peerlink import OutboundBudget
-from bridge.store.index import Store, ValueQueue
+from bridge.store.index import Store
+from bridge.store.values import ValueQueue
 
 if TYPE_CHECKING:
     from bridge.net.node import Node, NodeConfig

@@ -3,7 +3,7 @@
 Bounded by bytes and by count, and per recipient tag by a share of the bytes;
 when full, the envelope whose work buys the least per byte per second of its
 remaining life is evicted, and a newcomer worth less than it is refused instead
-(``bridge.store.index.ValueQueue``). Per envelope it holds the raw bytes, one
+(``bridge.store.values.ValueQueue``). Per envelope it holds the raw bytes, one
 dict entry keyed by the id, one 40-byte index key and one eviction entry.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from bridge.core.envelope import Envelope
-from bridge.store.index import SortedIndex, TagIndex, ValueQueue
+from bridge.store.index import SortedIndex, TagIndex
+from bridge.store.values import ValueQueue
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_COUNT = 500_000

@@ -46,8 +46,9 @@ from collections.abc import Iterator
 from bridge.core import pow
 from bridge.core.envelope import HEADER_SIZE, SIGNED_HEADER_SIZE, Envelope, pow_digest
 from bridge.core.reconcile import make_key
-from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex, ValueQueue
+from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex
 from bridge.store.memory import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT
+from bridge.store.values import ValueQueue
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (

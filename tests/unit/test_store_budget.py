@@ -12,8 +12,8 @@ import tracemalloc
 from bridge.core.budget import STORE_ITEM_BYTES, MemoryBudget
 from bridge.net.memory import apply_budget
 from bridge.net.node import NodeConfig
-from bridge.store.index import ValueQueue
 from bridge.store.memory import MemoryStore
+from bridge.store.values import ValueQueue
 from tests.gossip_support import make_envelope
 
 MiB = 1024 * 1024

@@ -15,9 +15,9 @@ import pytest
 
 from bridge.core import pow
 from bridge.core.envelope import Envelope
-from bridge.store.index import ValueQueue, value_of
 from bridge.store.memory import MemoryStore
 from bridge.store.sqlite import SQLiteStore
+from bridge.store.values import ValueQueue, value_of
 from tests.store_support import priced
 
 NOW = 1_800_000_000
