@@ -192,18 +192,21 @@ class Inbox:
 
     def _show(self, event: Event, env_id: bytes, expiry: int) -> None:
         if isinstance(event, MessageArrived):  # a chat state older than it is no news
-            key = (event.to, event.sender)
-            self._heard_ms[key] = max(self._heard_ms.get(key, -1), event.sent_at_ms)
+            self._heard((event.to, event.sender), event.sent_at_ms)
             self._unconfirmed.put(env_id, expiry)
         elif not isinstance(event, ChatStateArrived):  # typing is not worth a disk write
             self.seen.add(env_id, expiry)
         self.bus.emit(event)
+
+    def _heard(self, key: tuple[str, str], sent_at_ms: int) -> None:
+        self._heard_ms[key] = max(self._heard_ms.get(key, -1), sent_at_ms)
 
     def delivered(self, envelope_id: bytes) -> None:
         """A face handed this message to a client: never show it again."""
         expiry = self._unconfirmed.pop(envelope_id, None)
         if expiry is not None:
             self.seen.add(envelope_id, expiry)
+        self.sessions.release(envelope_id)
 
     def _open_for(self, env: Envelope, w: Watch) -> None:
         if env.version == VERSION_STAMPED:
@@ -246,6 +249,11 @@ class Inbox:
         arrival = self.sessions.open(w.owner, env, w.subject if w.pair else None)
         record = parse_record(arrival.kind, arrival.payload, version=2)
         sender = decode_address(arrival.sender)
+        if isinstance(record, DirectMessage) and record.chat_state is None:
+            # a chat message waits for a client: its key is kept until one has it, and
+            # a chat state sent before it and arriving later is no news
+            self.sessions.hold(w.owner, arrival, env)
+            self._heard((w.owner, arrival.sender), record.sent_at_ms)
         self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
 
     def _after_durable(self, show: Callable[[], None]) -> None:

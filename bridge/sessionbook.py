@@ -43,7 +43,16 @@ from bridge.core.envelope import Envelope, Kind
 from bridge.core.errors import RemoteProtocolError, SessionError, UserError
 from bridge.core.handshake import HybridPrekey, initiate
 from bridge.core.identity import newest_valid
-from bridge.core.sessions import Outcome, Peer, begin, initiator_session, tidy
+from bridge.core.ratchet import Decrypted
+from bridge.core.sessions import (
+    Outcome,
+    Peer,
+    begin,
+    initiator_session,
+    keep,
+    release,
+    tidy,
+)
 from bridge.core.stamp import Stamp
 from bridge.identities import IdentityBook
 from bridge.store.keystore import ContactRecord, IdentityRecord
@@ -51,6 +60,7 @@ from bridge.store.keystore import ContactRecord, IdentityRecord
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 256  # strangers' sessions held in RAM (as many as contact requests)
+MAX_HELD = 100_000  # messages whose keys are kept until a client has them (as the inbox's)
 
 
 class WaitingForKeysError(UserError):
@@ -67,6 +77,17 @@ class Arrival:
     outcome: Outcome | None  # for a handshake: NEW, SAME, RESET, ...
     dropped: int  # message keys given up (the contact's messages that can no longer open)
     contact: bool  # False: a stranger; the session is held in RAM until accepted
+    decrypted: Decrypted  # the key it used, for ``hold``
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    owner: str
+    sender: str
+    session_id: bytes
+    header_key: bytes
+    number: int
+    expiry: int
 
 
 class SessionBook:
@@ -75,6 +96,7 @@ class SessionBook:
         self.ids, self.contacts, self.clock, self.random = ids, contacts, clock, random
         self._pending: dict[tuple[str, str], Peer] = {}  # strangers' sessions, RAM only
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._held: dict[bytes, _Held] = {}  # envelope id -> its key, kept in the session
 
     # --- state ----------------------------------------------------------------------------
 
@@ -126,6 +148,7 @@ class SessionBook:
                     changed = changed or kept != c.sessions
                     c.sessions = kept
         self._pending = {k: tidy(p, now) for k, p in self._pending.items()}
+        self._held = {k: h for k, h in self._held.items() if h.expiry > now}
         if changed:
             self.ids.save_soon()
 
@@ -221,7 +244,33 @@ class SessionBook:
         if opened.outcome is Outcome.RESET:
             log.info("a contact started a new session")
         return Arrival(sender, opened.opened.kind, opened.opened.payload, opened.outcome,
-                       opened.decrypted.dropped, is_contact)
+                       opened.decrypted.dropped, is_contact, opened.decrypted)
+
+    def hold(self, owner: str, arrival: Arrival, env: Envelope) -> None:
+        """Keep the key ``arrival`` used in its session until ``release(env.id)``: a
+        chat message no client has yet. Written with the rest of the open (call it
+        before ``durable``), so a restart before a client takes the message opens it
+        again when the network offers it again, once (docs/sessions.md §11)."""
+        dec = arrival.decrypted
+        peer, dropped = keep(self.peer(owner, arrival.sender), dec.state.session_id, dec,
+                             self.clock())
+        self._keep(owner, arrival.sender, peer)
+        if dropped:
+            log.info("%d message keys held for a contact were given up (bounds)", dropped)
+        if env.id not in self._held and len(self._held) >= MAX_HELD:
+            self._held.pop(next(iter(self._held)))
+        self._held[env.id] = _Held(owner, arrival.sender, dec.state.session_id,
+                                   dec.header_key, dec.number, env.expiry)
+
+    def release(self, envelope_id: bytes) -> None:
+        """A client has the message: delete the key ``hold`` kept for it."""
+        h = self._held.pop(envelope_id, None)
+        if h is not None:
+            self._keep(h.owner, h.sender, release(self.peer(h.owner, h.sender), h.session_id,
+                                                  h.header_key, h.number))
+
+    def held(self) -> int:
+        return len(self._held)
 
 
 def _decode(c: ContactRecord) -> Peer:

@@ -28,6 +28,7 @@ must be the smallest that holds it (one encoding per message).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -57,7 +58,15 @@ from bridge.core.identity import Identity
 from bridge.core.ratchet import CLOCK_SKEW, Decrypted, decrypt
 from bridge.core.ratchet import HEADER_SIZE as RATCHET_HEADER
 from bridge.core.seal import seal_keys, sign_inner, signed_message
-from bridge.core.sessions import Outcome, Peer, adopt, receive, responder_session, send
+from bridge.core.sessions import (
+    Outcome,
+    Peer,
+    adopt,
+    cap_keys,
+    receive,
+    responder_session,
+    send,
+)
 from bridge.core.stamp import BUCKETS, Stamp
 
 INNER_OVERHEAD: Final = 32 + 32 + crypto.SIGNATURE_SIZE  # sender, recipient, signature
@@ -319,8 +328,10 @@ def open_handshake(env: Envelope, me: Identity, prekeys: PrekeyLookup, now: int,
     dec = decrypt(responder_session(hs, x_secret), parts.header, parts.ciphertext, parts.outer,
                   now)
     opened = _finish(env, me, parts, dec)
-    after, outcome = adopt(peer, dec.state, now)
-    return SessionOpened(opened, after, dec, outcome)
+    adopted, outcome = adopt(peer, dec.state, now)
+    after, dropped = cap_keys(adopted)
+    return SessionOpened(opened, after, dataclasses.replace(dec, dropped=dec.dropped + dropped),
+                         outcome)
 
 
 def _held(env: Envelope, me: Identity, parts: _Parts, peer: Peer, session_id: bytes,

@@ -140,6 +140,8 @@ class Decrypted:
     number: int  # the message's number in its chain
     new_chain: bool  # this message took a DH ratchet step
     dropped: int  # skipped keys given up (age or count bound) during this call
+    header_key: bytes = field(repr=False)  # of the chain the message is in
+    message_key: bytes = field(repr=False)  # for ``keep_key``; else forget it
 
 
 # --- key schedule -----------------------------------------------------------------------
@@ -348,6 +350,28 @@ def expire(state: Session, now: int) -> tuple[Session, int]:
     return replace(state, skipped=skipped, oldest=_oldest(skipped)), dropped
 
 
+def keep_key(state: Session, hk: bytes, n: int, mk: bytes, now: int) -> tuple[Session, int]:
+    """Put a used message key back among the skipped keys, as if its message had not
+    arrived: a replay of that message opens again (once). The daemon does this for a
+    message no client has acknowledged yet, so a restart before one does cannot lose
+    it; ``drop_key`` once one has. Bounded like any skipped key: (state, dropped)."""
+    skipped, dropped, oldest = _bound(_add(state.skipped, hk, {n: (mk, now)}, now))
+    return replace(state, skipped=skipped, oldest=oldest), dropped
+
+
+def drop_key(state: Session, hk: bytes, n: int) -> Session:
+    """Delete message ``n``'s key of the chain ``hk`` if it is still held (a no-op
+    otherwise): its message was handed over, or must never open again."""
+    i = _find(state.skipped, hk)
+    if i < 0 or n not in state.skipped[i].keys:
+        return state
+    chain = state.skipped[i]
+    keys = {k: v for k, v in chain.keys.items() if k != n}
+    skipped = (*state.skipped[:i], SkippedChain(header_key=hk, keys=keys, ended=chain.ended),
+               *state.skipped[i + 1:])
+    return replace(state, skipped=skipped, oldest=_oldest(skipped))
+
+
 def _open_body(mk: bytes, body: bytes, ad: bytes) -> bytes:
     try:
         return crypto.aead_decrypt(mk, _body_nonce(mk), body, ad)
@@ -369,7 +393,8 @@ def _from_skipped(s: Session, hk: bytes, n: int, header: bytes, body: bytes, ad:
                *s.skipped[i + 1:])
     new = replace(s, skipped=skipped, oldest=_oldest(skipped), confirmed=True,
                   confirmed_at=s.confirmed_at or now, init=None)
-    return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False, dropped=dropped)
+    return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False, dropped=dropped,
+                     header_key=hk, message_key=entry[0])
 
 
 def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> Decrypted:
@@ -408,7 +433,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
             new = replace(s, ckr=ck, nr=n + 1, skipped=skipped, oldest=oldest, confirmed=True,
                           confirmed_at=s.confirmed_at or now, init=None)
             return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=False,
-                             dropped=dropped + d)
+                             dropped=dropped + d, header_key=s.hkr, message_key=mk)
     plain = open_header(s.nhkr, header, header_ad)
     if plain is not None:
         dh, pn, n = _split(plain)
@@ -438,7 +463,7 @@ def decrypt(state: Session, header: bytes, body: bytes, ad: bytes, now: int) -> 
                       skipped=skipped, oldest=oldest, confirmed=True,
                       confirmed_at=s.confirmed_at or now, init=None)
         return Decrypted(state=new, plaintext=plaintext, number=n, new_chain=True,
-                         dropped=dropped + d)
+                         dropped=dropped + d, header_key=s.nhkr, message_key=mk)
     for chain in s.skipped:
         if s.hkr is not None and crypto.equal(chain.header_key, s.hkr):
             continue

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from bridge.core import crypto
@@ -44,11 +44,15 @@ from bridge.core.ratchet import (
     CLOCK_SKEW,
     MAX_KEY_AGE,
     MAX_STATE_SIZE,
+    MAX_STORED_KEYS,
     Decrypted,
     Encrypted,
     Session,
+    SkippedChain,
     decrypt,
+    drop_key,
     encrypt,
+    keep_key,
     start_initiator,
     start_responder,
 )
@@ -56,6 +60,9 @@ from bridge.core.reader import Reader
 
 MAX_RETIRED: Final = 4
 MAX_CLOSED: Final = 64
+# Message keys held for one contact in all their sessions together: one session's bound,
+# so a contact's stored state stays under ~100 KB however many sessions they start.
+MAX_PEER_KEYS: Final = MAX_STORED_KEYS
 PEER_VERSION: Final = 1
 MAX_PEER_SIZE: Final = (2 + 4 + (MAX_RETIRED + 1) * (8 + 4 + MAX_STATE_SIZE) + 1
                         + MAX_CLOSED * 40)
@@ -203,6 +210,30 @@ def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
     return _with_active(_retire(peer, active, now), incoming), Outcome.RESET
 
 
+def cap_keys(peer: Peer) -> tuple[Peer, int]:
+    """Enforce MAX_PEER_KEYS over all the contact's sessions, the oldest keys first:
+    (peer, how many keys were given up)."""
+    held = [(t, -i, c, n) for i, s in enumerate(peer.sessions())
+            for c, chain in enumerate(s.skipped) for n, (_, t) in chain.keys.items()]
+    if len(held) <= MAX_PEER_KEYS:
+        return peer, 0
+    held.sort()  # the oldest first; at one age, the oldest retired session's first
+    gone: dict[int, set[tuple[int, int]]] = {}
+    for _, minus_i, c, n in held[:len(held) - MAX_PEER_KEYS]:
+        i = -minus_i
+        gone.setdefault(i, set()).add((c, n))
+    for i, s in enumerate(peer.sessions()):
+        if i in gone:
+            chains = tuple(SkippedChain(header_key=chain.header_key, ended=chain.ended,
+                                        keys={n: v for n, v in chain.keys.items()
+                                              if (c, n) not in gone[i]})
+                           for c, chain in enumerate(s.skipped))
+            oldest = min([t for ch in chains for _, t in ch.keys.values()]
+                         + [ch.ended for ch in chains if not ch.keys], default=0)
+            peer = _replace(peer, replace(s, skipped=chains, oldest=oldest))
+    return peer, len(held) - MAX_PEER_KEYS
+
+
 def send(peer: Peer, plaintext: bytes, ad: bytes, ratchet_secret: bytes) -> tuple[Peer, Encrypted]:
     if peer.active is None:
         raise LocalProtocolError("no session with this contact: start one")
@@ -219,8 +250,29 @@ def receive(peer: Peer, header: bytes, body: bytes, ad: bytes,
             out = decrypt(session, header, body, ad, now)
         except UnknownSessionError:
             continue
-        return _replace(peer, out.state), out
+        after, dropped = cap_keys(_replace(peer, out.state))
+        return after, replace(out, dropped=out.dropped + dropped)
     raise UnknownSessionError("no session with this contact opens the message")
+
+
+def keep(peer: Peer, session_id: bytes, dec: Decrypted, now: int) -> tuple[Peer, int]:
+    """Hold the key ``dec`` used in the session again until ``release`` (a message not
+    yet handed to a client: a replay after a restart opens it once more); (peer, keys
+    given up to the bounds). The session may be gone: then nothing is held."""
+    session = peer.find(session_id)
+    if session is None:
+        return peer, 0
+    kept, dropped = keep_key(session, dec.header_key, dec.number, dec.message_key, now)
+    peer, more = cap_keys(_replace(peer, kept))
+    return peer, dropped + more
+
+
+def release(peer: Peer, session_id: bytes, header_key: bytes, number: int) -> Peer:
+    """Forget a key ``keep`` held (its message reached a client)."""
+    session = peer.find(session_id)
+    if session is None:
+        return peer
+    return _replace(peer, drop_key(session, header_key, number))
 
 
 def tidy(peer: Peer, now: int) -> Peer:

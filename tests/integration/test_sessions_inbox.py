@@ -96,6 +96,41 @@ async def test_a_conversation_in_sessions_through_the_inbox(net) -> None:  # typ
     await a.stop()
 
 
+async def test_a_message_no_client_took_comes_again_once_after_a_restart(net) -> None:  # type: ignore[no-untyped-def]
+    """Its key is used, but kept in the session until a client has the message: after
+    a restart the network's copy opens once more and is shown; once a client took
+    it, the key is gone and a replay opens nothing."""
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    b_in = Inbox(b, confirm=False)  # Bob's client is not connected
+    await _announce(b, node, bob.address)
+    now_ms = int(time.time() * 1000)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms, "while away"))
+    await b_in.wait(MessageArrived, text="while away")
+    assert b.sessions.held() == 1
+    await b.stop()
+
+    again = await _service(root, pool, node, "b")  # the node offers it again
+    again_in = Inbox(again)  # this time a client takes it
+    shown = await again_in.wait(MessageArrived, text="while away")
+    assert shown.sender == alice.address and again.sessions.held() == 0
+    session = again.sessions.peer(bob.address, alice.address).active
+    assert session is not None and session.stored_keys == 0, "the key went with delivery"
+    await again.stop()
+
+    third = await _service(root, pool, node, "b")
+    third_in = Inbox(third)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 1, "next"))
+    await third_in.wait(MessageArrived, text="next")
+    assert [e.text for e in third_in.events if isinstance(e, MessageArrived)] == []
+    assert third.health().recent_errors == []
+    await third.stop()
+    await a.stop()
+
+
 async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]
     root, pool, node = net
     b, c = await _service(root, pool, node, "b"), await _service(root, pool, node, "c")
