@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send and show XEP-0085 typing notifications with accepted contacts "
                           "(off by default: they reveal when you type, and each costs a "
                           "small proof of work)")
+    run.add_argument("--no-sessions", action="store_true",
+                     help="send every message the version-1 way (no per-message forward "
+                          "secrecy, not post-quantum): only for contacts whose daemon is "
+                          "too old for sessions")
     run.add_argument("--component-domain", metavar="DOMAIN",
                      help="run the gateway as an XEP-0114 component of your own XMPP "
                           "server under DOMAIN, e.g. p2p.example.org")

@@ -78,6 +78,12 @@ DEFAULT_TEXT = f"""\
 # storage = "memory"
 # base proof-of-work difficulty in leading zero bits
 # difficulty = {DEFAULT_BASE_BITS}
+# End-to-end sessions (docs/sessions.md): messages to a contact whose keys are known go
+# in a double ratchet started by a post-quantum hybrid handshake, so a key taken later
+# opens none of them. false (--no-sessions): every message goes the version-1 way,
+# sealed to the contact's weekly prekey; only for talking to
+# contacts whose daemon is too old to open version 2.
+# sessions = true
 # memory the network may make the node use, in MiB: stored envelopes, queued
 # outbound bytes, requests in flight (the program itself comes on top)
 # memory_budget_mb = {DEFAULT_MEMORY_BUDGET_MB}
@@ -132,6 +138,7 @@ class Config:
     peers: tuple[str, ...] = ()
     storage: str = "memory"
     difficulty: int = DEFAULT_BASE_BITS
+    sessions: bool = True
     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
     store_mb: int = 0  # 0: the memory budget's share
     dial_private: bool | None = None  # None: the ranges the node itself is in
@@ -300,6 +307,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.peers": ("peers", _peers),
     "p2p.storage": ("storage", _choice(STORAGES)),
     "p2p.difficulty": ("difficulty", _bits),
+    "p2p.sessions": ("sessions", _bool),
     "p2p.memory_budget_mb": ("memory_budget_mb", _mebibytes),
     "p2p.store_mb": ("store_mb", _store_mebibytes),
     "p2p.dial_private": ("dial_private", _auto_bool),

@@ -235,7 +235,8 @@ class Daemon:
         await parts.enter(sender)
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
-                          chat_states=cfg.chat_states, archive_file=archive)
+                          chat_states=cfg.chat_states, sessions=cfg.sessions,
+                          archive_file=archive)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]

@@ -249,6 +249,9 @@ class Inbox:
         arrival = self.sessions.open(w.owner, env, w.subject if w.pair else None)
         record = parse_record(arrival.kind, arrival.payload, version=2)
         sender = decode_address(arrival.sender)
+        c = self.contacts.find(rec, arrival.sender)
+        if c is not None and c.state == BLOCKED:
+            return  # decided now: an unblock before the key-file write must not show it
         if isinstance(record, DirectMessage) and record.chat_state is None:
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news

@@ -163,11 +163,12 @@ class Outbox:
             raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for)
         except WaitingForKeysError:
             return None
-        except TooLargeError:
+        except TooLargeError as exc:
             if turn is not None:
                 turn.done()
             raise MessageTooLargeError(
-                f"the message is {len(payload)} bytes: too large for one envelope") from None
+                f"the message is {len(payload)} bytes; at most {exc.limit} fit in one "
+                "envelope") from None
         except BaseException:
             if turn is not None:
                 turn.done()

@@ -49,7 +49,7 @@ class Service:
     def __init__(self, keystore: Keystore, node: NodeLike, pool: WorkerPool, *,
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
-                 tor: str = "off", chat_states: bool = False, sessions: bool = False,
+                 tor: str = "off", chat_states: bool = False, sessions: bool = True,
                  archive_file: ArchiveFile | None = None) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
@@ -230,7 +230,7 @@ class Service:
                            message_id: str = "") -> bytes:
         envelope_id = await self.outbox.send_message(owner, to, text, receipt=receipt,
                                                      message_id=message_id)
-        self.history.sent(owner, to, text, message_id)
+        self.history.sent(owner, to, text, message_id, envelope_id)
         return envelope_id
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],

@@ -56,6 +56,9 @@ def ready_lines(d: Daemon) -> list[str]:
                      f"STARTTLS, certificate SHA-256 {d.xmpp.fingerprint or '?'}")
     if cfg.chat_states:
         lines.append("  Chat states on: accepted contacts see when you type")
+    if not cfg.sessions:
+        lines.append("  Sessions off: messages go sealed to weekly prekeys (no forward "
+                     "secrecy per message, not post-quantum)")
     listen = "127.0.0.1" if cfg.tor else cfg.p2p_listen
     lines.append(f"  P2P    {listen}:{ports.get('p2p', cfg.p2p_port)}  "
                  f"storage {cfg.storage}, Tor {'on' if cfg.tor else 'off'}, "

@@ -77,7 +77,11 @@ FORM_HANDSHAKE: Final = 1
 
 
 class TooLargeError(LocalProtocolError):
-    """The payload does not fit in the largest envelope."""
+    """The payload does not fit in the largest envelope; ``limit``: what would."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +115,13 @@ def _bucket(inner_len: int, overhead: int) -> int:
     for b in BUCKETS:
         if inner_len + 1 <= b - overhead:
             return b
-    raise TooLargeError(f"a payload of {inner_len - INNER_OVERHEAD} bytes is too large")
+    raise TooLargeError(f"a payload of {inner_len - INNER_OVERHEAD} bytes is too large: "
+                        f"at most {max_payload(overhead)} fit", max_payload(overhead))
+
+
+def max_payload(overhead: int) -> int:
+    """The largest payload the largest bucket holds, after ``overhead``."""
+    return BUCKETS[-1] - overhead - 1 - INNER_OVERHEAD
 
 
 def sealed_bucket(payload_len: int) -> int:
