@@ -7,9 +7,9 @@ messages it saw go into a bounded per-identity archive (``core.archive``). With
 (``store.archive``); with the RAM store it dies with the daemon.
 
 An arrival's archive id comes from its envelope id, so a message shown twice
-(a restart before a client confirmed it) is archived once; a sent message gets a
-random one. Peers are addresses (a contact's) or room names; the XMPP side turns
-them into JIDs.
+(a restart before a client confirmed it) is archived once; a sent message gets
+one derived the same way from the envelope it went out in. Peers are addresses (a
+contact's) or room names; the XMPP side turns them into JIDs.
 """
 
 from __future__ import annotations
@@ -69,9 +69,12 @@ class History:
             if self.file is not None:
                 self.file.forget(event.removed)
 
-    def sent(self, owner: str, to: str, text: str, message_id: str = "") -> str:
-        """Archive a chat message ``owner`` sends; its archive id."""
-        ident = secrets.token_hex(12)
+    def sent(self, owner: str, to: str, text: str, message_id: str = "",
+             envelope_id: bytes = b"") -> str:
+        """Archive a chat message ``owner`` sends; its archive id: the one its envelope
+        gives (so the XMPP side, which learns the envelope id, can name it in the
+        carbon copies it sends), or a random one without an envelope."""
+        ident = archive_id(envelope_id) if envelope_id else secrets.token_hex(12)
         self._add(owner, Entry(ident, self.clock_ms(), to, True, text, origin_id=message_id))
         return ident
 

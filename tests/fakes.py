@@ -380,7 +380,7 @@ class FakeService:
             raise err
         envelope_id = os.urandom(32)
         self.sent.append(SentMessage(owner, to, text, receipt, message_id, envelope_id))
-        self.history.sent(owner, to, text, message_id)
+        self.history.sent(owner, to, text, message_id, envelope_id)
         if self._local(to) is not None:  # the network would bring it back to this daemon
             self.emit(MessageArrived(to=to, sender=owner, text=text, sent_at_ms=0,
                                      envelope_id=envelope_id, receipt_wanted=receipt,

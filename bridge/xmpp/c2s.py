@@ -27,6 +27,7 @@ from bridge.events import IdentityInfo
 from bridge.xmpp.errors import error_reply_to
 from bridge.xmpp.gateway import Gateway
 from bridge.xmpp.jids import Domains
+from bridge.xmpp.mam import Mam
 from bridge.xmpp.reader import Limits
 from bridge.xmpp.sasl import SCRAM_HASHES, ScramCredentials, derive_credentials
 from bridge.xmpp.server_iq import ServerIq
@@ -80,6 +81,8 @@ class C2SServer:
         self.gateway = Gateway(service, self.sessions, self.domains)
         self.iq = ServerIq(service, self.sessions, self.domains, self.gateway)
         self.gateway.identity_deleted = self._identity_deleted
+        self.gateway.delivery.stanza_ids = True  # the archive below names messages by them
+        Mam(service, self.domains).install(self.iq)
         self.certificate: Certificate | None = None
         self._connections: set[C2SConnection] = set()
         self._server: asyncio.Server | None = None

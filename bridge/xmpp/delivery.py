@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.api import ServiceAPI
 from bridge.events import ChatStateArrived, Event, MessageArrived, ReceiptArrived
+from bridge.history import archive_id
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.offline import OfflineQueues, notice
 from bridge.xmpp.sessions import Sessions
@@ -59,6 +60,9 @@ class Delivery:
         self.seen = Bounded()  # envelope ids already delivered (each arrives once)
         self.asked = Bounded()  # (owner, contact, stanza id) -> (envelope id, sender's id)
         self.sent = Bounded()  # envelope id -> client's message id, for receipts
+        # XEP-0359 stanza-ids naming the message in the identity's XEP-0313 archive: on
+        # the embedded listener (which serves the archive), not for a component's users
+        self.stanza_ids = False
 
     def flush_offline(self, conn: Session) -> None:
         """What waited while no client was online, and how much could not wait."""
@@ -101,10 +105,12 @@ class Delivery:
         if delayed:
             stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
             delay = (self.domains.server, stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+        archived = archive_id(event.envelope_id) if self.stanza_ids else ""
         for conn in targets:
             conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
                                     request_receipt=event.receipt_wanted, active=active,
-                                    delay=delay))
+                                    delay=delay,
+                                    archived=(conn.bare, archived) if archived else None))
         self.service.delivered(event.envelope_id)
 
     def send_receipt(self, event: ReceiptArrived) -> None:

@@ -20,8 +20,10 @@ event stream reports and goes to XMPP clients.
   available clients only (never held for later), and live messages from the
   network carry <active/>. XEP-0333 markers always stay local.
 - XEP-0280: a message one client sends is copied to the account's other
-  clients that enabled carbons. Messages from the network go to every
-  available client, so no "received" carbons are needed.
+  clients that enabled carbons once the service has taken it (so the copy can
+  carry its XEP-0359 archive id, the one MAM answers with); a failed send is
+  not copied. Messages from the network go to every available client, so no
+  "received" carbons are needed.
 - Events with no client online wait in a bounded in-memory queue and are
   delivered at the next initial presence (with a XEP-0203 delay stamp); what
   does not fit is counted and the person told (``offline.py``).
@@ -51,7 +53,9 @@ from bridge.events import (
     MessageArrived,
     ReceiptArrived,
     RoomMessageArrived,
+    SessionNotice,
 )
+from bridge.history import archive_id
 from bridge.tasks import TaskSet
 from bridge.xmpp.bot import Bot
 from bridge.xmpp.delivery import CHATSTATES_NS, HINTS_NS, Delivery
@@ -71,6 +75,7 @@ log = logging.getLogger(__name__)
 _C = "{jabber:client}"
 RECEIPTS_NS = "urn:xmpp:receipts"
 CARBONS_NS = "urn:xmpp:carbons:2"
+SID_NS = "urn:xmpp:sid:0"
 CHAT_STATES = ("active", "composing", "paused", "inactive", "gone")
 _PRESENCE_TYPES_SUBSCRIPTION = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 
@@ -156,11 +161,9 @@ class Gateway:
         if mtype not in ("chat", "normal"):
             raise XmppError("bad-request", f"cannot send a {mtype} message to a contact",
                             "modify")
-        self._carbon(conn, el)
         msg_id = el.get("id", "")
         wants_receipt = bool(msg_id) and el.find(f"{{{RECEIPTS_NS}}}request") is not None
-        self._spawn(self._send(conn, dict(el.attrib), address, body, wants_receipt, msg_id,
-                               state))
+        self._spawn(self._send(conn, el, address, body, wants_receipt, msg_id, state))
 
     async def _send_chat_state(self, owner: str, address: str, state: str) -> None:
         try:
@@ -168,9 +171,12 @@ class Gateway:
         except Exception as exc:  # a lost typing notification is not worth an error
             log.debug("chat state to %s not sent: %s", address[:8], exc)
 
-    async def _send(self, conn: Session, attrs: dict[str, str], address: str, body: str,
+    async def _send(self, conn: Session, el: ET.Element, address: str, body: str,
                     wants_receipt: bool, msg_id: str, state: str | None = None) -> None:
+        """Send, then copy to the other clients (XEP-0280) with the archive id the
+        message got (XEP-0359): the carbon is what MAM returns later, id included."""
         assert conn.owner is not None
+        attrs = dict(el.attrib)
         owner = conn.owner.address
         limit = self._in_flight.setdefault(owner, asyncio.Semaphore(SENDS_IN_FLIGHT))
         try:
@@ -186,6 +192,7 @@ class Gateway:
         except Exception as exc:
             conn.send(error_reply_to("message", attrs, conn.jid.full, exc, body))
             return
+        self._carbon(conn, el, archive_id(envelope_id) if self.delivery.stanza_ids else "")
         if wants_receipt:
             self.delivery.sent.remember(envelope_id, msg_id)
         if state is not None:  # after the message: its <active/> is implied, others are news
@@ -206,7 +213,7 @@ class Gateway:
         except Exception as exc:  # a lost receipt is not worth bothering the person
             log.debug("receipt to %s not sent: %s", address[:8], exc)
 
-    def _carbon(self, conn: Session, el: ET.Element) -> None:
+    def _carbon(self, conn: Session, el: ET.Element, archived: str = "") -> None:
         if el.find(f"{{{CARBONS_NS}}}private") is not None:
             return
         if el.find(f"{{{HINTS_NS}}}no-copy") is not None:
@@ -216,6 +223,8 @@ class Gateway:
             if other is conn or not other.carbons:
                 continue
             inner = new_message(copy.deepcopy(el))
+            if archived:
+                ET.SubElement(inner.xml, f"{{{SID_NS}}}stanza-id", by=conn.bare, id=archived)
             wrapper = new_message()
             wrapper["from"] = conn.bare
             wrapper["to"] = other.jid.full
@@ -326,6 +335,8 @@ class Gateway:
                 self.room.send_room_message(event)
             elif isinstance(event, IdentitiesChanged):
                 self.send_identities()
+            elif isinstance(event, SessionNotice):
+                self.send_notice(event)
         except Exception:
             log.exception("could not hand %s to XMPP clients", type(event).__name__)
 
@@ -337,6 +348,17 @@ class Gateway:
             elif event.removed is not None:
                 conn.send(self.roster.presence(conn, self.domains.contact(event.removed),
                                                 "unavailable"))
+
+    def send_notice(self, event: SessionNotice) -> None:
+        """The bot tells the identity's clients what a contact's sessions did (the
+        web UI keeps it with the contact for a client that is not connected)."""
+        for conn in self.sessions.available(event.to):
+            msg = new_message()
+            msg["to"] = conn.jid.full
+            msg["from"] = self.domains.bot
+            msg["type"] = "chat"
+            msg["body"] = f"{event.text}\n(contact: {self.domains.contact(event.sender)})"
+            conn.send(msg)
 
     def send_identities(self) -> None:
         """Identities changed (web UI, CLI): a deleted one's sessions end, a rename

@@ -96,6 +96,10 @@ class ServerIq:
                 for itype in ("get", "set"):
                     self._handlers[(kind, f"{BLOCKING_NS}}}{tag}", itype)] = self._blocking
 
+    def register(self, kind: str, ns: str, itype: str, handler: Handler) -> None:
+        """Answer IQs of ``itype`` with a payload in ``ns`` sent to a ``kind`` target."""
+        self._handlers[(kind, ns, itype)] = handler
+
     def handle(self, conn: Session, el: ET.Element) -> None:
         itype = el.get("type", "")
         to = parse_jid(el.get("to"))
