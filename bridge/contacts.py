@@ -22,6 +22,7 @@ from bridge.core.records import Announcement
 from bridge.core.requests import Offered, Request, RequestQueue
 from bridge.events import ContactInfo, ContactsChanged, ContactState, EventBus, MessageArrived
 from bridge.identities import IdentityBook
+from bridge.sessionview import describe
 from bridge.store.keystore import ContactRecord, IdentityRecord
 
 ACCEPTED = ContactState.ACCEPTED.value
@@ -75,7 +76,8 @@ class ContactBook:
     def info(owner: str, c: ContactRecord) -> ContactInfo:
         return ContactInfo(owner=owner, address=c.address, petname=c.petname,
                            state=ContactState(c.state),
-                           fingerprint=fingerprint(decode_address(c.address)))
+                           fingerprint=fingerprint(decode_address(c.address)),
+                           session=describe(c), session_note=c.session_note)
 
     def contacts(self, owner: str) -> list[ContactInfo]:
         rec = self.ids.rec(owner)

@@ -40,6 +40,8 @@ class ContactInfo:
     petname: str
     state: ContactState
     fingerprint: str
+    session: str = ""  # how messages to them are protected now, in one sentence
+    session_note: str = ""  # the last thing their sessions did that the person should know
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,17 @@ class ChatStateArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionNotice:
+    """Something a contact's sessions did that the person should know: they started
+    over (lost their state, moved their identity), or messages of theirs can no
+    longer be opened. Told by the bot; the web UI shows it with the contact."""
+
+    to: str  # local identity address
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContactsChanged:
     owner: str  # identity whose contact list changed (roster push)
     contact: ContactInfo | None = None
@@ -121,6 +134,7 @@ Event = (
     | ChatStateArrived
     | ContactsChanged
     | IdentitiesChanged
+    | SessionNotice
 )
 
 Listener = Callable[[Event], None]

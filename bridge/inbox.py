@@ -12,6 +12,7 @@ shown at once.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -33,19 +34,22 @@ from bridge.core.records import (
 )
 from bridge.core.requests import work_per_byte
 from bridge.core.seal import Opened, open_envelope
+from bridge.core.sessions import Outcome
 from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
 from bridge.events import (
     ChatStateArrived,
+    ContactsChanged,
     Event,
     EventBus,
     MessageArrived,
     ReceiptArrived,
     RecentErrors,
     RoomMessageArrived,
+    SessionNotice,
 )
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
-from bridge.sessionbook import SessionBook
+from bridge.sessionbook import Arrival, SessionBook
 from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.store.seen import SeenIds
 
@@ -252,12 +256,37 @@ class Inbox:
         c = self.contacts.find(rec, arrival.sender)
         if c is not None and c.state == BLOCKED:
             return  # decided now: an unblock before the key-file write must not show it
+        if c is not None and (arrival.outcome is Outcome.RESET or arrival.dropped):
+            self._note(w.owner, c, arrival)
         if isinstance(record, DirectMessage) and record.chat_state is None:
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news
             self.sessions.hold(w.owner, arrival, env)
             self._heard((w.owner, arrival.sender), record.sent_at_ms)
         self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
+
+    def _note(self, owner: str, c: ContactRecord, arrival: Arrival) -> None:
+        """Tell the person of a reset or of lost messages (bot, web UI), once the key
+        file holds what caused it."""
+        name = c.petname or c.address[:8]
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.clock()))
+        if arrival.outcome is Outcome.RESET:
+            text = (f"{name} started a new end-to-end session ({when}). Their daemon lost "
+                    "its session with you, or they moved their identity to another device; "
+                    "if they did not say so, compare fingerprints with them. Messages you "
+                    "sent just before may not have reached them.")
+        else:
+            text = (f"{arrival.dropped} of {name}'s messages can no longer be opened ({when}): "
+                    "they came too late or too far out of order, and their keys were "
+                    "given up.")
+        c.session_note = text
+        self.ids.save_soon()
+        info = self.contacts.info(owner, c)
+
+        def tell() -> None:
+            self.bus.emit(SessionNotice(owner, c.address, text))
+            self.bus.emit(ContactsChanged(owner, info))
+        self._after_durable(tell)
 
     def _after_durable(self, show: Callable[[], None]) -> None:
         self._until_durable.append(show)

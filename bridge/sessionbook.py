@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -55,6 +54,7 @@ from bridge.core.sessions import (
 )
 from bridge.core.stamp import Stamp
 from bridge.identities import IdentityBook
+from bridge.sessionview import decode_peer
 from bridge.store.keystore import ContactRecord, IdentityRecord
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class SessionBook:
         c = ContactBook.find(self.ids.rec(owner), address)
         if c is None:
             return self._pending.get((owner, address), Peer())
-        return _decode(c)
+        return decode_peer(c)
 
     def _keep(self, owner: str, address: str, peer: Peer) -> bool:
         """Record ``peer``; True if it went into the key file (a contact), False if
@@ -144,7 +144,7 @@ class SessionBook:
         for rec in self.ids.records():
             for c in rec.contacts:
                 if c.sessions:
-                    kept = base64.b64encode(tidy(_decode(c), now).to_bytes()).decode()
+                    kept = base64.b64encode(tidy(decode_peer(c), now).to_bytes()).decode()
                     changed = changed or kept != c.sessions
                     c.sessions = kept
         self._pending = {k: tidy(p, now) for k, p in self._pending.items()}
@@ -182,7 +182,7 @@ class SessionBook:
         rec = self.ids.rec(owner)
         c = self.contacts.need(owner, to)
         async with self._lock(owner, to):
-            peer = _decode(c)
+            peer = decode_peer(c)
             started = peer.active is None
             if started:
                 peer = self._start(rec, c)
@@ -211,7 +211,7 @@ class SessionBook:
         hs = initiate(identity=self.ids.ident(rec), responder=their, prekey=prekey,
                       one_time=None, now=self.clock(), ephemeral_secret=self.random(32),
                       encapsulated=kem.encapsulate(prekey.kem))
-        return begin(_decode(c), initiator_session(hs, self.random(32)), self.clock())
+        return begin(decode_peer(c), initiator_session(hs, self.random(32)), self.clock())
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -271,16 +271,6 @@ class SessionBook:
 
     def held(self) -> int:
         return len(self._held)
-
-
-def _decode(c: ContactRecord) -> Peer:
-    if not c.sessions:
-        return Peer()
-    try:
-        return Peer.from_bytes(base64.b64decode(c.sessions, validate=True))
-    except (binascii.Error, RemoteProtocolError) as exc:
-        log.warning("the sessions kept for a contact are unreadable (%s); starting afresh", exc)
-        return Peer()
 
 
 def _their_prekey(c: ContactRecord) -> HybridPrekey | None:

@@ -87,6 +87,7 @@ class ContactRecord:
     added_at: int = 0
     hybrid_prekey: str = ""  # hex of their newest verified signed hybrid prekey
     sessions: str = ""  # base64 of core.sessions.Peer.to_bytes(): our sessions with them
+    session_note: str = ""  # the last reset or loss to tell the person of, with its time
 
 
 @dataclass
