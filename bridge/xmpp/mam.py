@@ -147,8 +147,10 @@ class Mam:
         for kind in ("server", "account"):
             iq.register(kind, MAM_NS, "get", self.on_get)
             iq.register(kind, MAM_NS, "set", self.on_set)
-        for feature in (MAM_NS, MAM_EXTENDED, SID_NS):
-            iq.features["account"].append(feature)
+        # on the account, where XEP-0313 puts it, and on the server, where profanity
+        # (0.13) looks for it: it discovers only the server and its items
+        for kind in ("account", "server"):
+            iq.features[kind] += [MAM_NS, MAM_EXTENDED, SID_NS]
 
     # --- IQ handlers (server_iq.Handler) -----------------------------------------------
 
