@@ -181,6 +181,24 @@ class Outbox:
             if turn is not None:
                 turn.done()
 
+    async def new_session(self, owner: str, to: str) -> None:
+        """Start a new session with an accepted contact (their daemon lost ours, or the
+        person wants a fresh start): a handshake carrying only an "active" chat state,
+        which the contact's daemon shows as a reset."""
+        assert self.sessions is not None
+        c = self.contacts.accepted(owner, to)
+        if c is None:
+            raise UserError("a new session starts only with an accepted contact")
+        payload = DirectMessage.state(self._sent_at_ms(), ChatState.ACTIVE).encode()
+        turn = self.in_order.turn((owner, to))
+        try:
+            raw = await self.sessions.seal(owner, to, Kind.DIRECT, payload, self.stamp_for,
+                                           restart=True)
+            await turn.wait()
+            await self._deliver(raw, c.endpoint)
+        finally:
+            turn.done()
+
     # --- the one way out -------------------------------------------------------------
 
     async def _stamp(self, seal_args: dict[str, Any]) -> bytes:

@@ -218,6 +218,17 @@ class Service:
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
 
+    def new_session(self, owner: str, address: str) -> None:
+        """Start a new end-to-end session with an accepted contact, in the background;
+        UserError at once if it cannot start (sessions off, not accepted, their keys
+        unknown). The contact's daemon tells them of the reset."""
+        if self.outbox.sessions is None:
+            raise UserError("sessions are off in this daemon ([p2p] sessions, --no-sessions)")
+        if self.book.accepted(owner, address) is None:
+            raise UserError("a new session starts only with an accepted contact")
+        self.sessions.check_can_start(owner, address)
+        self.tasks.spawn(self.outbox.new_session(owner, address), name="new session")
+
     def invite_link(self, owner: str) -> str:
         return self.book.invite_link(owner, self.peerbook.bootstrap)
 

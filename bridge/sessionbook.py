@@ -170,20 +170,26 @@ class SessionBook:
     def _lock(self, owner: str, to: str) -> asyncio.Lock:
         return self._locks.setdefault((owner, to), asyncio.Lock())
 
+    def check_can_start(self, owner: str, to: str) -> None:
+        """WaitingForKeysError unless a new session with ``to`` can start now."""
+        self._start(self.ids.rec(owner), self.contacts.need(owner, to))
+
     async def seal(self, owner: str, to: str, kind: Kind, payload: bytes,
-                   stamp_for: Callable[[int], Awaitable[Stamp]]) -> bytes:
+                   stamp_for: Callable[[int], Awaitable[Stamp]], *,
+                   restart: bool = False) -> bytes:
         """A version-2 envelope for contact ``to`` in our session with them (started
         from their hybrid prekey if there is none), spending a stamp of the size it
         needs; on disk before it is returned whenever the ratchet asks for it.
 
         The tag: the pair tag once they know us (they wrote, or the session is
         confirmed), else their address tag — a handshake may come from anyone there,
-        a message in a session only under the pair tag."""
+        a message in a session only under the pair tag. ``restart``: start a new
+        session even if there is one (the contact sees a reset)."""
         rec = self.ids.rec(owner)
         c = self.contacts.need(owner, to)
         async with self._lock(owner, to):
             peer = decode_peer(c)
-            started = peer.active is None
+            started = peer.active is None or restart
             if started:
                 peer = self._start(rec, c)
             active = peer.active
@@ -208,10 +214,15 @@ class SessionBook:
             raise WaitingForKeysError(
                 f"waiting for {c.petname or c.address[:8]}'s keys: they reach us with their "
                 "announcement, once they are online")
+        peer = decode_peer(c)
+        # The contact takes a handshake for a reset only if it is newer than every
+        # session it holds with us (sessions.adopt): within one second of the last
+        # one, it is dated a second later (well inside the clock skew allowed).
+        created = max([self.clock(), *(s.created + 1 for s in peer.sessions())])
         hs = initiate(identity=self.ids.ident(rec), responder=their, prekey=prekey,
-                      one_time=None, now=self.clock(), ephemeral_secret=self.random(32),
+                      one_time=None, now=created, ephemeral_secret=self.random(32),
                       encapsulated=kem.encapsulate(prekey.kem))
-        return begin(decode_peer(c), initiator_session(hs, self.random(32)), self.clock())
+        return begin(peer, initiator_session(hs, self.random(32)), self.clock())
 
     # --- receiving -----------------------------------------------------------------------
 

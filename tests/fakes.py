@@ -346,6 +346,13 @@ class FakeService:
         self.held.pop((owner, address), None)
         return self._change(owner, replace(info, state=ContactState.BLOCKED))
 
+    def new_session(self, owner: str, address: str) -> None:
+        self._poke()
+        self.calls.append(("new_session", (owner, address)))
+        info = self._contact(owner, check_address(address))
+        if info is None or info.state != ContactState.ACCEPTED:
+            raise UserError("a new session starts only with an accepted contact")
+
     def remove_contact(self, owner: str, address: str) -> None:
         self._poke()
         self.calls.append(("remove_contact", (owner, address)))

@@ -42,6 +42,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/contacts/{owner}/scan", contacts.contact_scan)
     r.add_post("/contacts/{owner}/{address}/accept", contacts.contact_accept)
     r.add_post("/contacts/{owner}/{address}/block", contacts.contact_block)
+    r.add_post("/contacts/{owner}/{address}/new-session", contacts.contact_new_session)
     r.add_post("/contacts/{owner}/{address}/remove", contacts.contact_remove)
 
     r.add_get("/node", node.node_page, name="node")

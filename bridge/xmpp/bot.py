@@ -1,7 +1,8 @@
 """The gateway bot at ``paranoim@<domain>``: a chat window that answers commands.
 
 For people who would rather type than open the web UI: ``help``, ``status``,
-``invite`` and ``add <address-or-link> [petname]``. Replies are plain text;
+``invite``, ``add <address-or-link> [petname]``, ``contact <who>`` and
+``newsession <who>``. Replies are plain text;
 a ``UserError`` becomes its own message, which already says what to do.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from bridge.api import ServiceAPI
 from bridge.core.errors import UserError
-from bridge.events import IdentityInfo
+from bridge.events import ContactInfo, IdentityInfo
 from bridge.xmpp.jids import Domains
 
 HELP = """ParanoIM gateway commands:
@@ -17,6 +18,9 @@ HELP = """ParanoIM gateway commands:
   status — the P2P node's health
   invite — your invitation link, to give to someone out of band
   add <address-or-invite-link> [petname] — add a contact
+  contact <petname-or-address> — how messages to a contact are protected
+  newsession <petname-or-address> — start a new end-to-end session with a contact
+    (when they lost theirs, or to start afresh; their daemon tells them)
 Contacts are <address>@{contacts}; the public room is {room}."""
 
 
@@ -36,6 +40,13 @@ class Bot:
                 return f"Your invitation link (give it to a contact out of band):\n{link}"
             if command == "add":
                 return self._add(owner, words[1:])
+            if command == "contact":
+                return self._contact(owner, " ".join(words[1:]))
+            if command == "newsession":
+                c = self._find(owner, " ".join(words[1:]))
+                self.service.new_session(owner.address, c.address)
+                return (f"A new session with {c.petname or c.fingerprint} is starting; their "
+                        "daemon will tell them.")
         except UserError as err:
             return f"Sorry: {err}"
         prefix = "" if command == "help" else f"Unknown command {command!r}.\n"
@@ -65,3 +76,28 @@ class Bot:
             f"Added {contact.petname} as {self.domains.contact(contact.address)} "
             f"(fingerprint {contact.fingerprint})."
         )
+
+    def _find(self, owner: IdentityInfo, who: str) -> ContactInfo:
+        """A contact by petname (any case), address, address prefix or contact JID."""
+        who = who.strip()
+        if not who:
+            raise UserError("say which contact: a petname or an address")
+        address = who.split("@", 1)[0].lower()
+        contacts = self.service.contacts(owner.address)
+        found = [c for c in contacts if c.petname.lower() == who.lower()] or \
+            [c for c in contacts if len(address) >= 4 and c.address.startswith(address)]
+        if not found:
+            raise UserError(f"no contact called {who!r}")
+        if len(found) > 1:
+            raise UserError(f"{len(found)} contacts match {who!r}: give more of the address")
+        return found[0]
+
+    def _contact(self, owner: IdentityInfo, who: str) -> str:
+        c = self._find(owner, who)
+        lines = [f"{c.petname or '(no name)'} — {self.domains.contact(c.address)}",
+                 f"fingerprint {c.fingerprint}, {c.state.value}"]
+        if c.session:
+            lines.append(c.session)
+        if c.session_note:
+            lines.append(f"Last: {c.session_note}")
+        return "\n".join(lines)

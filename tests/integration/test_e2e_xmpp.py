@@ -330,6 +330,35 @@ async def test_bot_status_invite_and_add(alice: Client, mallory: Client,
     assert nonsense.startswith("Sorry: ")
 
 
+async def test_messages_go_in_a_session_and_a_new_session_is_told_to_the_contact(
+        alice: Client, bob: Client, network: Network) -> None:
+    a, b = network.account("Alice"), network.account("Bob")
+    text = f"in a session {token()}"
+    alice.chat(b.contact_jid, text)
+    await bob.wait_body(a.contact_jid, text, 30)
+    reply = f"and back {token()}"
+    bob.chat(a.contact_jid, reply)
+    await alice.wait_body(b.contact_jid, reply, 30)
+    about = await alice.bot(f"contact {b.address[:16]}")
+    assert "End-to-end session (post-quantum, forward secret) since" in about, about
+
+    started = await alice.bot(f"newsession {b.address[:16]}")
+    assert started.startswith("A new session with "), started
+
+    def told() -> str | None:
+        return next((t for t in bob.bodies(BOT) if "started a new end-to-end session" in t),
+                    None)
+
+    notice = await bob.wait(told, 60, "the bot telling Bob of Alice's new session")
+    assert a.contact_jid in notice
+    after = f"in the new session {token()}"
+    alice.chat(b.contact_jid, after)
+    await bob.wait_body(a.contact_jid, after, 30)
+    assert "Last: " in await bob.bot(f"contact {a.address[:16]}")
+    assert (await alice.bot("newsession nobody-by-that-name")).startswith("Sorry: no contact")
+    assert bob.errors() == [] and alice.errors() == []
+
+
 # --- errors a person meets ----------------------------------------------------------------
 
 

@@ -14,9 +14,10 @@ import pytest
 from bridge.core import crypto, tags
 from bridge.core.body import seal_sealed, sealed_bucket
 from bridge.core.envelope import Kind
+from bridge.core.errors import UserError
 from bridge.core.records import DirectMessage, HybridAnnouncement, Receipt
 from bridge.core.stamp import Stamp
-from bridge.events import ContactsChanged, MessageArrived, ReceiptArrived
+from bridge.events import ContactsChanged, MessageArrived, ReceiptArrived, SessionNotice
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
@@ -129,6 +130,36 @@ async def test_a_message_no_client_took_comes_again_once_after_a_restart(net) ->
     assert third.health().recent_errors == []
     await third.stop()
     await a.stop()
+
+
+async def test_a_new_session_is_told_to_the_contact(net) -> None:  # type: ignore[no-untyped-def]
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    with pytest.raises(UserError, match="keys"):  # Bob's hybrid prekey is not known yet
+        a.new_session(alice.address, bob.address)
+    b.add_contact(bob.address, alice.address, "alice")
+    a_in, b_in = Inbox(a), Inbox(b)
+    await _announce(b, node, bob.address)
+    await _announce(a, node, alice.address)
+    now_ms = int(time.time() * 1000)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms, "first"))
+    await b_in.wait(MessageArrived, text="first")
+    await _say(b, node, bob.address, alice.address, DirectMessage(now_ms + 1, "reply"))
+    await a_in.wait(MessageArrived, text="reply")
+    assert "since" in a.contacts(alice.address)[0].session
+
+    a.new_session(alice.address, bob.address)
+    notice = await b_in.wait(SessionNotice)
+    assert isinstance(notice, SessionNotice) and notice.sender == alice.address
+    assert "alice started a new end-to-end session" in notice.text
+    assert b.contacts(bob.address)[0].session_note == notice.text
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 2, "new one"))
+    await b_in.wait(MessageArrived, text="new one")
+    assert a.health().recent_errors == [] and b.health().recent_errors == []
+    await a.stop()
+    await b.stop()
 
 
 async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]

@@ -449,6 +449,12 @@ async def test_add_contact_by_address_and_by_link() -> None:
         assert "“Carol” added to your contacts." in flashes(page)
         assert {x.address for x in ui.service.contacts(a)} == {b, c}
         assert b in page and c in page
+        # No announcement of theirs has come: each row says what that means for privacy,
+        # and a new session cannot start yet, with the reason.
+        assert page.count("Their session keys have not arrived yet") == 2
+        page = await text_of(await ui.post(f"/contacts/{a}/{b}/new-session"))
+        assert "Waiting for Bobby's keys: they reach us with their announcement, once they " \
+            "are online" in flashes(page)
 
 
 async def test_bad_links_and_addresses_are_refused_with_the_reason() -> None:

@@ -96,6 +96,18 @@ async def contact_block(request: web.Request) -> web.StreamResponse:
     raise see_other(f"/contacts/{quote(owner)}")
 
 
+async def contact_new_session(request: web.Request) -> web.StreamResponse:
+    owner = _owner(request)
+    address = request.match_info["address"]
+    svc = service(request)
+    svc.new_session(owner, address)
+    name = next((c.petname or c.fingerprint for c in svc.contacts(owner) if c.address == address),
+                address[:8])
+    require_session(request).flash(
+        "ok", f"A new session with “{name}” is starting; their daemon will tell them.")
+    raise see_other(f"/contacts/{quote(owner)}")
+
+
 async def contact_remove(request: web.Request) -> web.StreamResponse:
     owner = _owner(request)
     service(request).remove_contact(owner, request.match_info["address"])
