@@ -302,6 +302,91 @@ def test_session_reply_from_the_spec_alone() -> None:
         v["tag"]
 
 
+def aead_seal(key: bytes, nonce: bytes, plain: bytes, aad: bytes) -> bytes:
+    out: bytes = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plain, aad, nonce, key)
+    return out
+
+
+def pad_exact(inner: bytes, length: int) -> bytes:
+    return inner + b"\x80" + bytes(length - len(inner) - 1)
+
+
+def stamp_envelope(head: bytes, s: dict[str, Any], body: bytes) -> bytes:
+    """head ‖ nonce ‖ K ‖ stamp signature ‖ body, signed as stamps.md says."""
+    public = ed25519_public(b(s["seed"]))
+    sig = ed25519_sign(b(s["seed"]), b"ParanoIM 2026-12 stamp signature\0" + head + public + body)
+    return head + struct.pack(">Q", s["nonce"]) + public + sig + body
+
+
+def inner_record(sender_seed: bytes, recipient: bytes, head: bytes, k: bytes,
+                 payload: bytes) -> bytes:
+    sender = ed25519_public(sender_seed)
+    signed = b"ParanoIM 2026-11 envelope signature\0" + recipient + head + k + sender + payload
+    return sender + recipient + ed25519_sign(sender_seed, signed) + payload
+
+
+def test_room_envelope_rebuilt_from_the_spec_alone() -> None:
+    """Every byte of the room envelope, built (not opened) from the quoted inputs."""
+    v = VECTORS["room"]
+    s = v["stamp"]
+    room_pub = x25519_base(derive("ParanoIM 2026-11 room key", v["room"].encode()))
+    head = bytes([2, v["kind"]]) + b(v["tag"]) + struct.pack(">Q", s["expiry"])
+    k = ed25519_public(b(s["seed"]))
+    inner = inner_record(b(v["sender_seed"]), room_pub, head, k, b(v["payload"]))
+    bucket = next(x for x in (256, 1024, 4096, 16384, 65536) if len(inner) + 1 <= x - 32)
+    assert bucket == s["bucket"]
+    e_secret = b(v["ephemeral_secret"])
+    e_pub = x25519_base(e_secret)
+    material = e_pub + room_pub + x25519(e_secret, room_pub)
+    ct = aead_seal(derive("ParanoIM 2026-11 seal key", material),
+                   derive("ParanoIM 2026-11 seal nonce", material, 24),
+                   pad_exact(inner, bucket - 32), head + k + e_pub)
+    assert stamp_envelope(head, s, e_pub + ct).hex() == v["envelope"]
+
+
+def test_session_envelopes_rebuilt_from_the_spec_alone() -> None:
+    """Both session envelopes, built from the handshake secret and block of sessions.json,
+    the ratchet secrets and the stamps (sessions.md §5–§7, §11; stamps.md)."""
+    s = VECTORS["sessions"]
+    first, reply = s["first"], s["reply"]
+    sk, ad, init = b(first["handshake_secret"]), b(first["ad"]), b(first["init"])
+    rk0 = derive("ParanoIM 2026-12 session first root key", sk)
+    hka = derive("ParanoIM 2026-12 session initiator header key", sk)
+    nhkb = derive("ParanoIM 2026-12 session responder header key", sk)
+    spk_pub = x25519_base(b(s["prekey"]["x25519_secret"]))
+
+    def build(v: dict[str, Any], form: int, header_key: bytes, chain_key: bytes,
+              ratchet_public: bytes, recipient: bytes) -> bytes:
+        st = v["stamp"]
+        head = bytes([2, v["kind"]]) + b(v["tag"]) + struct.pack(">Q", st["expiry"])
+        k = ed25519_public(b(st["seed"]))
+        block = init if form == 1 else b""
+        overhead = 81 + len(block)
+        inner = inner_record(b(v["sender_seed"]), recipient, head, k, b(v["payload"]))
+        bucket = next(x for x in (256, 1024, 4096, 16384, 65536)
+                      if len(inner) + 1 <= x - overhead)
+        outer = head + k + bytes([form]) + block
+        plain = ratchet_public + struct.pack(">II", 0, 0)
+        nonce = derive("ParanoIM 2026-12 ratchet header nonce", header_key + plain, 24)
+        header = nonce + aead_seal(header_key, nonce, plain, ad + outer)
+        mk = derive("ParanoIM 2026-12 ratchet message key", chain_key)
+        body = aead_seal(mk, derive("ParanoIM 2026-12 ratchet body nonce", mk, 24),
+                         pad_exact(inner, bucket - overhead), ad + header + outer)
+        return stamp_envelope(head, st, bytes([form]) + block + header + body)
+
+    def root_step(root: bytes, dh: bytes) -> tuple[bytes, bytes]:
+        out = derive("ParanoIM 2026-12 ratchet root step", root + dh, 96)
+        return out[:32], out[32:64]
+
+    a_secret = b(s["alice_ratchet_secret"])
+    rk1, ck_a = root_step(rk0, x25519(a_secret, spk_pub))
+    alice, bob = ed25519_public(b(first["sender_seed"])), ed25519_public(b(reply["sender_seed"]))
+    assert build(first, 1, hka, ck_a, x25519_base(a_secret), bob).hex() == first["envelope"]
+    b_secret = b(reply["ratchet_secret"])
+    _rk2, ck_b = root_step(rk1, x25519(b_secret, x25519_base(a_secret)))
+    assert build(reply, 0, nhkb, ck_b, x25519_base(b_secret), alice).hex() == reply["envelope"]
+
+
 # --- the project's code opens them and refuses the mutations --------------------------------
 
 
