@@ -50,8 +50,13 @@ from bridge.events import (
 )
 from bridge.history import History
 from bridge.identities import MAX_CLIENT_ITEMS, MAX_CLIENT_STORAGE
+from bridge.sessionview import describe
+from bridge.store.keystore import ContactRecord
 
 KEYS_PER_SECOND = 50_000.0  # what vanity_estimate pretends this machine manages
+
+# what the real service says of a contact none of whose keys arrived yet
+NO_KEYS = describe(ContactRecord("", "", ""))
 
 
 def _seed(seed: bytes | None) -> bytes:
@@ -126,7 +131,8 @@ class FakeService:
 
     def put_contact(self, owner: str, address: str, petname: str,
                     state: ContactState = ContactState.ACCEPTED) -> ContactInfo:
-        info = ContactInfo(owner, address, petname, state, fingerprint(decode_address(address)))
+        info = ContactInfo(owner, address, petname, state, fingerprint(decode_address(address)),
+                           NO_KEYS)
         self.contact_book.setdefault(owner, {})[address] = info
         return info
 
@@ -320,7 +326,7 @@ class FakeService:
             raise UserError("that is this identity's own address")
         petname = " ".join(petname.split())[:64] or invite.nick or invite.address[:8]
         info = ContactInfo(owner, invite.address, petname, ContactState.ACCEPTED,
-                           fingerprint(invite.public))
+                           fingerprint(invite.public), NO_KEYS)
         for peer in invite.peers:
             self.add_peer(peer)
         info = self._change(owner, info)
@@ -341,8 +347,8 @@ class FakeService:
         self._poke()
         self.calls.append(("block_contact", (owner, address)))
         info = self._contact(owner, check_address(address)) or ContactInfo(
-            owner, address, address[:8], ContactState.BLOCKED, fingerprint(decode_address(address))
-        )
+            owner, address, address[:8], ContactState.BLOCKED, fingerprint(decode_address(address)),
+            NO_KEYS)
         self.held.pop((owner, address), None)
         return self._change(owner, replace(info, state=ContactState.BLOCKED))
 
@@ -375,7 +381,7 @@ class FakeService:
             raise UserError("this contact is blocked; unblock it to write to it")
         if c is None:  # writing to an address makes it a contact
             self._change(owner, ContactInfo(owner, to, to[:8], ContactState.ACCEPTED,
-                                            fingerprint(decode_address(to))))
+                                            fingerprint(decode_address(to)), NO_KEYS))
         if self.send_gate is not None:
             self.sends_waiting += 1
             try:

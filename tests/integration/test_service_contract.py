@@ -36,7 +36,7 @@ from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
-from tests.fakes import FakeService, make_address
+from tests.fakes import NO_KEYS, FakeService, make_address
 
 BITS = 6  # proof of work in microseconds
 E = TypeVar("E")
@@ -190,7 +190,7 @@ async def test_add_accept_block_and_remove_a_contact(service: ServiceAPI) -> Non
 
     added = service.add_contact(alice.address, bob, " Bob  B ")
     assert added == ContactInfo(alice.address, bob, "Bob B", ContactState.ACCEPTED,
-                                fingerprint(decode_address(bob)))
+                                fingerprint(decode_address(bob)), NO_KEYS)
     assert await events.take(ContactsChanged) == ContactsChanged(alice.address, contact=added)
     assert service.contacts(alice.address) == [added]
 
@@ -263,7 +263,7 @@ async def test_a_first_message_is_a_request_until_accepted(service: ServiceAPI) 
     mine = await events.take(ContactsChanged, owner=bob.address)
     assert mine.contact == ContactInfo(bob.address, alice.address, alice.address[:8],
                                        ContactState.ACCEPTED,
-                                       fingerprint(decode_address(alice.address)))
+                                       fingerprint(decode_address(alice.address)), NO_KEYS)
     # ... and reached Alice as a contact request, the message held until she accepts
     request = await events.take(ContactsChanged, owner=alice.address)
     assert request.contact is not None and request.removed is None
@@ -326,7 +326,7 @@ async def test_writing_to_an_unknown_address_makes_it_an_accepted_contact(
     assert isinstance(envelope_id, bytes) and len(envelope_id) == 32
     changed = await events.take(ContactsChanged, owner=alice.address)
     assert changed.contact == ContactInfo(alice.address, dave, dave[:8], ContactState.ACCEPTED,
-                                          fingerprint(decode_address(dave)))
+                                          fingerprint(decode_address(dave)), NO_KEYS)
     assert service.contacts(alice.address) == [changed.contact]
     with pytest.raises(UserError):
         await service.send_message(alice.address, dave[:-1], "to a cut-off address")
