@@ -429,6 +429,55 @@ def test_rejection_vectors(case: dict[str, Any]) -> None:
     assert type(info.value).__name__ == case["error"]
 
 
+OPENING = VECTORS["opening_rejections"]
+
+
+def canonical_padding(padded: bytes, overhead: int) -> bool:
+    """stamps.md's rule: 0x80 then zeros, in the smallest bucket the record fits."""
+    end = len(padded.rstrip(b"\x00"))
+    if end == 0 or padded[end - 1] != 0x80:
+        return False
+    smallest = next(x for x in (256, 1024, 4096, 16384, 65536) if end <= x - overhead)
+    return len(padded) == smallest - overhead
+
+
+@pytest.mark.parametrize("case", OPENING, ids=lambda c: c["case"])
+def test_opening_rejections(case: dict[str, Any]) -> None:
+    """Each is refused by the recipient with its error; the envelopes pass a relay's checks."""
+    err = getattr(errors, case["error"])
+    if "record" in case:
+        with pytest.raises(err):
+            parse_record(E.Kind(case["kind"]), b(case["record"]), version=2)
+        return
+    env = check_envelope(b(case["envelope"]), now=NOW)
+    with pytest.raises(err) as info:
+        if case["opened_with"] == "room public":
+            secret = tags.room_secret("public")
+            open_sealed(env, crypto.x25519_public(secret), [secret])
+        else:
+            open_session(env, Identity.from_seed(stamped.ALICE_SEED), Peer(), NOW)
+    assert type(info.value).__name__ == case["error"]
+
+
+def test_padding_rule_from_the_spec_alone() -> None:
+    """The sealed bodies of the vectors decrypted by hand: the good one is padded as the
+    spec says, the two refused ones are not."""
+    room_secret = derive("ParanoIM 2026-11 room key", b"public")
+    room_pub = x25519_base(room_secret)
+    bodies = [(True, b(VECTORS["room"]["envelope"]))] + [
+        (False, b(c["envelope"])) for c in OPENING if c.get("opened_with") == "room public"]
+    assert len(bodies) == 3
+    for good, raw in bodies:
+        body = raw[130:]
+        material = body[:32] + room_pub + x25519(room_secret, body[:32])
+        padded = aead_open(derive("ParanoIM 2026-11 seal key", material),
+                           derive("ParanoIM 2026-11 seal nonce", material, 24),
+                           body[32:], raw[:26] + raw[34:66] + body[:32])
+        assert canonical_padding(padded, 32) is good
+    form = [c for c in OPENING if c.get("opened_with") == "alice"]
+    assert len(form) == 1 and b(form[0]["envelope"])[130] == 2
+
+
 # --- the spec quotes only what the file holds -----------------------------------------------
 
 

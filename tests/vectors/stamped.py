@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ from bridge.core.body import (
 )
 from bridge.core.checks import DEFAULT_BASE_BITS, check_envelope
 from bridge.core.errors import RemoteProtocolError
-from bridge.core.identity import Identity
+from bridge.core.identity import Identity, make_prekey
 from bridge.core.records import DirectMessage, HybridAnnouncement, RoomMessage, parse_record
+from bridge.core.seal import seal_keys, sign_inner
 from bridge.core.sessions import Outcome, Peer, begin, initiator_session
 from bridge.core.stamp import Stamp, StampOrder, stamp_digest, stamp_id
 from tests.vectors.generate import write_or_check
@@ -63,7 +65,9 @@ ALICE_SEED = bytes([0xA1]) * 32
 BOB_SEED = bytes([0xB0]) * 32
 # one stamp per envelope (a stamp is spent once)
 STAMP_SEEDS = {"room": bytes([0x51]) * 32, "announcement": bytes([0x52]) * 32,
-               "session_first": bytes([0x53]) * 32, "session_reply": bytes([0x54]) * 32}
+               "session_first": bytes([0x53]) * 32, "session_reply": bytes([0x54]) * 32,
+               "padded_too_far": bytes([0x55]) * 32, "no_marker": bytes([0x56]) * 32,
+               "form_2": bytes([0x57]) * 32}
 ROOM_EPHEMERAL = seq(0x40, 32)  # as core.json's first-contact envelope
 ANNOUNCE_EPHEMERAL = seq(0x60, 32)
 # as docs/vectors/sessions.json
@@ -325,8 +329,83 @@ def rejections(raw: bytes) -> list[dict[str, Any]]:
     return out
 
 
+def _sealed_room_padded(name: str, bucket: int, pad: Callable[[bytes, int], bytes]) -> bytes:
+    """The room message of ``room()`` sealed by hand into ``bucket``, padded by ``pad``."""
+    alice = Identity.from_seed(ALICE_SEED)
+    room_pub = crypto.x25519_public(tags.room_secret("public"))
+    payload = RoomMessage(NOW * 1000, "public", "alice", "hello room").encode()
+    stamp, _ = mint(name, bucket)
+    head = E.signed_header(E.Kind.ROOM, tags.room_tag(room_pub, tags.epoch_of(NOW)), EXPIRY,
+                           version=E.VERSION_STAMPED)
+    inner = sign_inner(alice.secret_key, alice.public, room_pub, head, stamp.public, payload)
+    e_pub = crypto.x25519_public(ROOM_EPHEMERAL)
+    key, nonce = seal_keys(e_pub, room_pub, crypto.x25519(ROOM_EPHEMERAL, room_pub))
+    ct = crypto.aead_encrypt(key, nonce, pad(inner, bucket - 32), head + stamp.public + e_pub)
+    return E.assemble_stamped(head, stamp, e_pub + ct)
+
+
+def opening_rejections(reply: bytes) -> list[dict[str, Any]]:
+    """Envelopes every relay accepts (valid stamps) that the recipient must refuse when it
+    opens them, and records a version-2 parser must refuse."""
+    out: list[dict[str, Any]] = []
+    room_secret = tags.room_secret("public")
+    room_pub = crypto.x25519_public(room_secret)
+
+    def refused(case: str, raw: bytes, opener: Callable[[E.Envelope], object],
+                **extra: Any) -> None:
+        env = check_envelope(raw, now=NOW, base_bits=BASE_BITS)  # a relay takes it
+        try:
+            opener(env)
+        except RemoteProtocolError as exc:
+            out.append({"case": case, "error": type(exc).__name__, **extra,
+                        "envelope": h(raw)})
+        else:
+            raise AssertionError(f"{case}: opened")
+
+    def open_room(env: E.Envelope) -> object:
+        return open_sealed(env, room_pub, [room_secret])
+
+    refused("sealed body padded to 1024 where 256 holds it",
+            _sealed_room_padded("padded_too_far", 1024,
+                                lambda inner, n: inner + b"\x80" + bytes(n - len(inner) - 1)),
+            open_room, opened_with="room public")
+    refused("sealed body without the 0x80 marker",
+            _sealed_room_padded("no_marker", 256,
+                                lambda inner, n: inner + bytes(n - len(inner))),
+            open_room, opened_with="room public")
+    stamp, _ = mint("form_2", 256)
+    body = bytearray(E.parse_envelope(reply).ciphertext)
+    body[0] = 2
+    raw = E.assemble_stamped(reply[:E.SIGNED_HEADER_SIZE], stamp, bytes(body))
+    refused("session body of form 2 (the reply's body, form byte changed, stamped anew)", raw,
+            lambda env: open_session(env, Identity.from_seed(ALICE_SEED), Peer(), NOW),
+            opened_with="alice")
+
+    bob = Identity.from_seed(BOB_SEED)
+    prekey = _bob_prekey()
+    v1_prekey = make_prekey(bob, SPK_SECRET, PREKEY_EXPIRES)
+    records = [
+        ("a version-2 direct message carrying a prekey (flag 2)", E.Kind.DIRECT,
+         DirectMessage(NOW * 1000, "new key", False, "m-2", v1_prekey).encode()),
+        ("a version-2 announcement with three hybrid prekeys", E.Kind.ANNOUNCEMENT,
+         struct.pack(">Q", NOW) + b"\x03bob" + b"\x00" + b"\x03" + prekey.encode() * 3),
+        ("a version-2 announcement with version-1 prekeys", E.Kind.ANNOUNCEMENT,
+         struct.pack(">Q", NOW) + b"\x03bob" + b"\x00" + b"\x01" + v1_prekey.encode()),
+    ]
+    for case, kind, payload in records:
+        try:
+            parse_record(kind, payload, version=2)
+        except RemoteProtocolError as exc:
+            out.append({"case": case, "error": type(exc).__name__, "kind": int(kind),
+                        "record": h(payload)})
+        else:
+            raise AssertionError(f"{case}: parsed")
+    return out
+
+
 def build() -> dict[str, Any]:
     r = room()
+    s = sessions()
     return {
         "about": "ParanoIM version-2 (stamped) envelopes; generated by "
                  "tests/vectors/stamped.py, checked by tests/unit/test_stamped_vectors.py. "
@@ -340,8 +419,9 @@ def build() -> dict[str, Any]:
         "sizes": {str(b): E.STAMPED_FIXED + b + crypto.AEAD_TAG_SIZE for b in E.PAD_BUCKETS},
         "room": r,
         "announcement": announcement(),
-        "sessions": sessions(),
+        "sessions": s,
         "rejections": rejections(bytes.fromhex(r["envelope"])),
+        "opening_rejections": opening_rejections(bytes.fromhex(s["reply"]["envelope"])),
     }
 
 
