@@ -328,3 +328,49 @@ async def test_after_a_kill_9_a_peer_replaying_everything_shows_nothing_twice(
         assert bob.errors() == []
     finally:
         await bob.close()
+
+
+async def test_a_kill_9_of_the_sender_mid_stream_reuses_no_key_and_shows_nothing_twice(
+        memory_pair: Pair) -> None:
+    """Alice's daemon dies by SIGKILL while her messages stream out, in their session
+    with Bob. After its restart, from what its key file holds, her next messages
+    still open at Bob (a reused message number would be refused there as a
+    duplicate), and Bob is shown every message that left A once, in order."""
+    pair, run = memory_pair, _run()
+    a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
+    alice = await pair.client("Alice").login()
+    bob = await pair.client("Bob").login()
+    await alice.wait(alice.peers, 20, "A linked to B")
+    hello = f"start {run}"
+    alice.chat(bob_jid, hello)
+    await bob.wait_body(a_jid, hello, 30)
+    stream = [f"stream {run} #{n:02d}" for n in range(20)]
+    for text in stream:
+        alice.chat(bob_jid, text)
+    await bob.wait(lambda: len([t for t in bob.bodies(a_jid) if "stream" in t and run in t])
+                   >= 3, 30, "the stream under way at Bob")
+    assert pair.a.stop(signal.SIGKILL) == -signal.SIGKILL
+    await alice.close()
+
+    pair.a.start("--storage", "memory")
+    alice = await pair.client("Alice").login()
+    try:
+        await alice.wait(alice.peers, 30, "A linked to B again")
+        after = [f"after the kill {run} #{n}" for n in range(5)]
+        for text in after:
+            alice.chat(bob_jid, text)
+        await bob.wait(lambda: all(t in bob.bodies(a_jid) for t in after), 60,
+                       "Alice's messages after the restart at Bob")
+        await bob.ping_server()
+        got = [t for t in bob.bodies(a_jid) if run in t]
+        assert len(got) == len(set(got)), f"shown twice: {got}"
+        left = [t for t in got if t.startswith("stream")]
+        print(f"{len(left)} of {len(stream)} streamed messages left A before the kill")
+        assert left == sorted(left) and set(left) <= set(stream)
+        assert got == [hello, *left, *after]
+        assert alice.errors() == [] and bob.errors() == []
+        about = await bob.bot(f"contact {pair.a.accounts['Alice'].address[:16]}")
+        assert "End-to-end session (post-quantum" in about, about
+    finally:
+        await alice.close()
+        await bob.close()
