@@ -33,6 +33,7 @@ from bridge.xmpp.sasl import SCRAM_HASHES, ScramCredentials, derive_credentials
 from bridge.xmpp.server_iq import ServerIq
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import register_stanza_plugins
+from bridge.xmpp.sm import RESUME_TIMEOUT, Resumable
 from bridge.xmpp.stream import C2SConnection, Phase, Timeouts
 from bridge.xmpp.streamerror import StreamError
 from bridge.xmpp.throttle import LoginThrottle
@@ -64,6 +65,7 @@ class C2SServer:
         throttle: LoginThrottle | None = None,
         max_auth_failures: int = 3,
         max_connections: int = 1000,
+        resume_timeout: float = RESUME_TIMEOUT,
     ) -> None:
         register_stanza_plugins()
         self.service = service
@@ -78,6 +80,7 @@ class C2SServer:
         self.max_connections = max_connections
         self.scram_secret = secrets.token_bytes(32)
         self.sessions = Sessions()
+        self.resumable = Resumable(self.end_session, resume_timeout)  # XEP-0198 (sm.py)
         self.gateway = Gateway(service, self.sessions, self.domains)
         self.iq = ServerIq(service, self.sessions, self.domains, self.gateway)
         self.gateway.identity_deleted = self._identity_deleted
@@ -107,6 +110,8 @@ class C2SServer:
             self._server.close()
         for conn in list(self._connections):
             conn.close(StreamError("system-shutdown", "the ParanoIM daemon is stopping"))
+        for conn in self.resumable.waiting():
+            self.end_session(conn)
         await self.gateway.close()
         if self._server is not None:
             await self._server.wait_closed()
@@ -177,11 +182,26 @@ class C2SServer:
         if old is not None:
             old.close(StreamError("conflict", "replaced by a new connection with this resource"))
 
-    def gone(self, conn: C2SConnection) -> None:
+    def gone(self, conn: C2SConnection, resumable: bool = False) -> None:
+        """A connection closed. Its session ends, unless it may be resumed (XEP-0198):
+        then it stays available, what it is sent waits, and it ends if not resumed."""
         self._connections.discard(conn)
+        if resumable and self.resumable.hibernate(conn):
+            log.info("%s lost its connection; its session waits %d s to be resumed",
+                     conn.jid.full, self.resumable.timeout)
+            return
+        self.end_session(conn)
+
+    def end_session(self, conn: C2SConnection) -> None:
+        """The session is over: the others hear it left, and what it did not
+        acknowledge is offered again (``delivery.py``)."""
+        self.resumable.forget(conn)
         if self.sessions.remove(conn):
             self.gateway.on_disconnect(conn)
             self.gateway.room.leave(conn)
+        if conn.sm is not None:
+            state, conn.sm = conn.sm, None
+            state.fail_all()
 
     def route(self, conn: C2SConnection, el: ET.Element) -> None:
         kind = el.tag.rsplit("}", 1)[-1]

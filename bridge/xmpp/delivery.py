@@ -1,9 +1,11 @@
 """What the network sends an identity, to its XMPP clients: messages, receipts, chat states.
 
 A ``MessageArrived`` goes to every available client of the identity (or waits in
-the bounded offline queue, ``offline.py``) and only then is reported to the
-service as delivered, so that a persistent store shows an undelivered message
-again after a restart. Each envelope is shown once (``seen``); a receipt the
+the bounded offline queue, ``offline.py``) and is reported to the service as
+delivered once a client has it: at the write for a client without XEP-0198, on
+its acknowledgement for one with it (``sm.py``); so a persistent store shows an
+undelivered message again after a restart, and a message a dropped connection
+swallowed goes to the next session. Each envelope is shown once (``seen``); a receipt the
 sender asked for is remembered until the client acknowledges the stanza
 (``asked``), and our own messages' envelope ids map back to the client's message
 ids (``sent``) so that an end-to-end receipt can name the stanza it confirms.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.api import ServiceAPI
@@ -45,6 +48,14 @@ class Bounded(OrderedDict[Any, Any]):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+
+
+@dataclass(slots=True)
+class _Shown:
+    """One message written to ``waiting`` clients, until one confirms it or none can."""
+
+    waiting: int
+    settled: bool = False
 
 
 def _sent_order(event: Event) -> tuple[int, int]:
@@ -106,12 +117,33 @@ class Delivery:
             stamp = datetime.datetime.fromtimestamp(event.sent_at_ms / 1000, datetime.UTC)
             delay = (self.domains.server, stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
         archived = archive_id(event.envelope_id) if self.stanza_ids else ""
+        shown = _Shown(len(targets))
+
+        def confirm(got: bool) -> None:
+            self._confirmed(event, shown, got)
+
         for conn in targets:
             conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
                                     request_receipt=event.receipt_wanted, active=active,
                                     delay=delay,
-                                    archived=(conn.bare, archived) if archived else None))
-        self.service.delivered(event.envelope_id)
+                                    archived=(conn.bare, archived) if archived else None),
+                       confirm)
+
+    def _confirmed(self, event: MessageArrived, shown: _Shown, got: bool) -> None:
+        """A client has the message (``got``), or a session ended without saying so.
+        The first client that has it makes it shown for good (never shown again after a
+        restart); if none of them does, it goes to the clients online now, or waits for
+        the next one, as if it had just arrived."""
+        if shown.settled:
+            return
+        if got:
+            shown.settled = True
+            self.service.delivered(event.envelope_id)
+            return
+        shown.waiting -= 1
+        if shown.waiting <= 0:
+            shown.settled = True
+            self.send_message(event, delayed=True)
 
     def send_receipt(self, event: ReceiptArrived) -> None:
         ids = list(event.message_ids)

@@ -1,11 +1,12 @@
 """The phases of c2s stream negotiation as data: what each accepts and offers.
 
 Rules: a connection starts in PLAIN and only moves forward, PLAIN -> TLS
-(STARTTLS done) -> AUTHED (SASL success) -> BOUND (resource bound), or to
-CLOSED from anywhere. In each phase only the elements in ``ACCEPTS`` are
-handled; any other ends the stream with the condition ``refusal`` picks. Each
-new stream header is checked by ``check_stream_open`` and answered with the
-phase's ``features``. Sans-IO: the connection (``stream.py``) does the moving.
+(STARTTLS done) -> AUTHED (SASL success) -> BOUND (resource bound, or an
+XEP-0198 session resumed), or to CLOSED from anywhere. In each phase only the
+elements in ``ACCEPTS`` are handled; any other ends the stream with the
+condition ``refusal`` picks. Each new stream header is checked by
+``check_stream_open`` and answered with the phase's ``features``. Sans-IO: the
+connection (``stream.py``) does the moving.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import xml.etree.ElementTree as ET
 from bridge.xmpp import stanzas as st
 from bridge.xmpp.reader import StreamOpened
 from bridge.xmpp.sasl import MECHANISMS
+from bridge.xmpp.sm import SM_NS
 from bridge.xmpp.streamerror import StreamError
 
 
@@ -32,11 +34,14 @@ _SASL = f"{{{st.SASL_NS}}}"
 _C = f"{{{st.CLIENT_NS}}}"
 STANZAS = frozenset({_C + "message", _C + "presence", _C + "iq"})
 
+_SM = f"{{{SM_NS}}}"
+SM_ELEMENTS = frozenset(_SM + name for name in ("enable", "resume", "r", "a"))
+
 ACCEPTS: dict[Phase, frozenset[str]] = {
     Phase.PLAIN: frozenset({_TLS + "starttls"}),
     Phase.TLS: frozenset({_SASL + "auth", _SASL + "response", _SASL + "abort"}),
-    Phase.AUTHED: frozenset({_C + "iq"}),
-    Phase.BOUND: STANZAS,
+    Phase.AUTHED: frozenset({_C + "iq"}) | SM_ELEMENTS,
+    Phase.BOUND: STANZAS | SM_ELEMENTS,
     Phase.CLOSED: frozenset(),
 }
 
@@ -75,4 +80,4 @@ def features(phase: Phase) -> bytes:
         return st.features(mechs)
     session = st.element(f"{{{st.SESSION_NS}}}session")
     ET.SubElement(session, f"{{{st.SESSION_NS}}}optional")
-    return st.features(st.element(f"{{{st.BIND_NS}}}bind"), session)
+    return st.features(st.element(f"{{{st.BIND_NS}}}bind"), session, st.element(_SM + "sm"))

@@ -17,6 +17,8 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from slixmpp import JID
     from slixmpp.xmlstream import ElementBase
 
@@ -38,8 +40,10 @@ class Session(Protocol):
 
     def send(self, stanza: ElementBase | ET.Element) -> None: ...
 
-    def write(self, data: bytes) -> None:
-        """One stanza already serialised (``stanzas.chat_message``)."""
+    def write(self, data: bytes, confirm: Callable[[bool], None] | None = None) -> None:
+        """One stanza already serialised (``stanzas.chat_message``). ``confirm`` is
+        told True once the client has it (at the write, or on its XEP-0198
+        acknowledgement), or False when its session ended without acknowledging."""
         ...
 
     def close(self, err: StreamError | None = None) -> None: ...

@@ -1,12 +1,16 @@
-"""One client connection: stream negotiation up to a bound resource.
+"""One client connection: stream negotiation up to a bound (or resumed) session.
 
 Owns the byte-level life of a c2s connection: direct-TLS sniffing, the pump
-from bytes to events to handlers, STARTTLS, timeouts, output and stream
-errors. The decisions are made elsewhere, without I/O: what each phase
-accepts and offers in ``phases.py``, the SASL exchange and its throttling in
-``login.py``, the bound JID in ``binding.py``; this module acts on what they
-return. Once the resource is bound every stanza goes to ``hub.route``; this
-module never looks inside messages, presences or non-negotiation IQs.
+from bytes to events to handlers, STARTTLS, timeouts and stream errors; its
+output (one write per loop turn, XEP-0198 counting) is ``output.py``. The
+decisions are made elsewhere, without I/O: what each phase accepts and offers
+in ``phases.py``, the SASL exchange and its throttling in ``login.py``, the
+bound JID in ``binding.py``, XEP-0198 in ``sm.py``; this module acts on what
+they return. Once the resource is bound (or a session resumed in its place)
+every stanza goes to ``hub.route``; this module never looks inside messages,
+presences or non-negotiation IQs. A lost connection whose session may be
+resumed is handed to ``hub.gone(conn, resumable=True)``; ``<resume/>`` takes
+such a session over from the old connection (``_resume``).
 
 Pitfalls handled here, found by running real clients (Pidgin, Gajim,
 profanity, poezio, slixmpp) against the listener: reading is paused from
@@ -29,9 +33,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from slixmpp import JID
-from slixmpp.xmlstream import ElementBase
 
 from bridge.events import IdentityInfo
+from bridge.xmpp import sm
 from bridge.xmpp import stanzas as st
 from bridge.xmpp.binding import (
     bind_refused,
@@ -43,15 +47,15 @@ from bridge.xmpp.binding import (
     stamp_from,
 )
 from bridge.xmpp.login import Login, LoginFailed, LoginHub, Reply
+from bridge.xmpp.output import MAX_WRITE_BUFFER, Output
 from bridge.xmpp.phases import ACCEPTS, Phase, check_stream_open, features, refusal
 from bridge.xmpp.reader import Limits, StanzaReceived, StreamClosed, StreamOpened, StreamReader
 from bridge.xmpp.streamerror import StreamError
+from bridge.xmpp.tls import tls_failure
 
 __all__ = ["MAX_WRITE_BUFFER", "C2SConnection", "Hub", "Phase", "Timeouts", "tls_failure"]
 
 log = logging.getLogger(__name__)
-
-MAX_WRITE_BUFFER = 4 * 1024 * 1024  # a client that stops reading is cut off here
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,35 +65,23 @@ class Timeouts:
     tls_handshake: float = 30.0
 
 
-def tls_failure(exc: BaseException) -> str:
-    """Why a TLS handshake failed, for the log: some exceptions have no text at all."""
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return f"{exc.reason} ({type(exc).__name__} from {exc.library or 'OpenSSL'})"
-    text = str(exc)
-    if text:
-        return f"{text} ({type(exc).__name__})"
-    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-        return f"the client closed the connection during the handshake ({type(exc).__name__})"
-    if isinstance(exc, TimeoutError):
-        return f"no handshake in time ({type(exc).__name__})"
-    return type(exc).__name__
-
-
 class Hub(LoginHub, Protocol):
     """What a connection needs from the server that owns it."""
 
     limits: Limits
     timeouts: Timeouts
     ssl_context: ssl.SSLContext
+    resumable: sm.Resumable
 
     def bind(self, conn: C2SConnection) -> None: ...
     def route(self, conn: C2SConnection, el: ET.Element) -> None: ...
-    def gone(self, conn: C2SConnection) -> None: ...
+    def gone(self, conn: C2SConnection, resumable: bool = False) -> None: ...
+    def end_session(self, conn: C2SConnection) -> None: ...
 
 
-class C2SConnection(asyncio.Protocol):
+class C2SConnection(Output, asyncio.Protocol):
     def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+        self.hub: Hub = hub
         self.phase = Phase.PLAIN
         self.transport: asyncio.Transport | None = None
         self.source = "?"
@@ -111,6 +103,8 @@ class C2SConnection(asyncio.Protocol):
         self.roster_requested = False
         self.rooms: dict[str, str] = {}  # room JID -> our nick in it
         self.room_seen: dict[str, set[str]] = {}  # room JID -> occupant nicks announced
+        self.sm: sm.StreamState | None = None  # XEP-0198, once enabled
+        self.successor: C2SConnection | None = None  # where a resumed session went
 
     # --- asyncio.Protocol ----------------------------------------------------
 
@@ -135,7 +129,7 @@ class C2SConnection(asyncio.Protocol):
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._drop()
+        self._drop(resumable=True)
 
     # --- what the gateway uses --------------------------------------------------
 
@@ -143,16 +137,11 @@ class C2SConnection(asyncio.Protocol):
     def bare(self) -> str:
         return self.jid.bare
 
-    def send(self, stanza: ElementBase | ET.Element) -> None:
-        self._write(st.serialize(stanza))
-
-    def write(self, data: bytes) -> None:
-        """One stanza already serialised (``stanzas.chat_message``)."""
-        self._write(data)
-
     def close(self, err: StreamError | None = None) -> None:
         """End the stream, with an error if given (conflict, system-shutdown ...)."""
         if self.phase is Phase.CLOSED:
+            if self.sm is not None:  # waiting to be resumed: that ends too
+                self.hub.end_session(self)
             return
         if err is not None:
             self._fail(err)
@@ -170,6 +159,10 @@ class C2SConnection(asyncio.Protocol):
                     waiting = self._handle(event)
                 except StreamError as err:
                     self._fail(err)
+                    return
+                except Exception:  # a bug: this connection ends, never the listener
+                    log.exception("error while handling a stanza from %s", self.source)
+                    self._fail(StreamError("internal-server-error"))
                     return
                 if waiting is not None:
                     self._wait_for(waiting)
@@ -236,10 +229,16 @@ class C2SConnection(asyncio.Protocol):
             return self._starttls()
         if self.phase is Phase.TLS:
             return self._sasl(el)
-        if self.phase is Phase.AUTHED:
+        if el.tag == sm.tag("resume") and self.phase is Phase.AUTHED:
+            self._resume(el)
+        elif el.tag.startswith(f"{{{sm.SM_NS}}}"):
+            sm.handle(self, el, self.hub.resumable)
+        elif self.phase is Phase.AUTHED:
             self._negotiate_iq(el)
-            return None
-        self._stanza(el)
+        else:
+            self._stanza(el)
+            if self.sm is not None:
+                self.sm.received()
         return None
 
     def _open(self, event: StreamOpened) -> None:
@@ -326,6 +325,41 @@ class C2SConnection(asyncio.Protocol):
         self.send(bind_result(iq, jid))
         self._arm_timer(self.hub.timeouts.idle)
 
+    # --- XEP-0198 resumption (sm.py) ---------------------------------------------------
+
+    def _resume(self, el: ET.Element) -> None:
+        """Take over the session ``previd`` names: its JID, state and unacknowledged
+        stanzas, which are sent again after ``<resumed/>``."""
+        assert self.owner is not None
+        h = sm.parse_h(el.get("h"))
+        old = self.hub.resumable.take(el.get("previd", ""), self.owner.address)
+        if old is None or old.sm is None:
+            self._write(sm.failed("item-not-found", "no session to resume: bind a new one"))
+            return
+        state, old.sm, old.successor = old.sm, None, self
+        old.retire()
+        self.jid, self.available, self.carbons = old.jid, old.available, old.carbons
+        self.roster_requested, self.rooms, self.room_seen = (
+            old.roster_requested, old.rooms, old.room_seen)
+        self.sm = state
+        self.phase = Phase.BOUND
+        self.hub.bind(self)
+        self._arm_timer(self.hub.timeouts.idle)
+        state.ack(h)  # a count too high is a stream error, and this session ends
+        self._write(sm.element("resumed", previd=state.id, h=str(state.handled)))
+        for unacked in state.queue:
+            self._write(unacked.data)
+        log.info("%s resumed its session from %s", self.jid.full, self.source)
+
+    def retire(self) -> None:
+        """Close the connection of a session resumed elsewhere, ending nothing."""
+        self.phase = Phase.CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
     def _stanza(self, el: ET.Element) -> None:
         stamp_from(el, self.jid)
         if is_session_request(el):
@@ -333,33 +367,9 @@ class C2SConnection(asyncio.Protocol):
             return
         self.hub.route(self, el)
 
-    # --- output, errors, timers --------------------------------------------------------
+    # --- errors, timers ---------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        """Queue ``data``; what is queued within one turn of the event loop goes out as
-        one write (one TLS record and one system call for a burst of messages, not one
-        per stanza). Flushed at the end of the turn, and before STARTTLS and closing."""
-        transport = self.transport
-        if transport is None or self.phase is Phase.CLOSED or transport.is_closing():
-            return
-        if self._out:
-            self._out.append(data)
-            return
-        self._out = [data]
-        asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self.transport
-        if not out or transport is None or transport.is_closing():
-            return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            log.info("%s is not reading; dropping the connection", self.source)
-            transport.abort()
-            self._drop()
-
-    def _fail(self, err: StreamError) -> None:
+    def _fail(self, err: StreamError, resumable: bool = False) -> None:
         if self.phase is Phase.CLOSED:
             return
         log.info("stream error to %s: %s", self.source, err)
@@ -367,9 +377,11 @@ class C2SConnection(asyncio.Protocol):
             self._write(st.stream_header(self.hub.domains.server, secrets.token_hex(8)))
             self._header_sent = True
         self._write(st.stream_error(err))
-        self._drop(graceful=True)
+        self._drop(graceful=True, resumable=resumable)
 
-    def _drop(self, graceful: bool = False) -> None:
+    def _drop(self, graceful: bool = False, resumable: bool = False) -> None:
+        """Close the connection; its session ends, or with XEP-0198 resumption and
+        ``resumable`` (the connection was lost or timed out) waits to be resumed."""
         was_closed = self.phase is Phase.CLOSED
         self.phase = Phase.CLOSED
         if self._timer is not None:
@@ -384,7 +396,7 @@ class C2SConnection(asyncio.Protocol):
             # close() flushes what is queued (the stream error); abort() would not
             self.transport.close()
         if not was_closed:
-            self.hub.gone(self)
+            self.hub.gone(self, resumable)
 
     def _progress(self) -> None:
         self._last_progress = asyncio.get_running_loop().time()
@@ -402,4 +414,5 @@ class C2SConnection(asyncio.Protocol):
         if self._busy is not None or idle < limit:
             self._arm_timer(max(limit - idle, 0.05))
             return
-        self._fail(StreamError("connection-timeout", f"no complete stanza for {int(limit)} s"))
+        self._fail(StreamError("connection-timeout", f"no complete stanza for {int(limit)} s"),
+                   resumable=True)

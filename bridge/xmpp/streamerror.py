@@ -32,6 +32,7 @@ CONDITIONS: Final = frozenset(
         "resource-constraint",
         "restricted-xml",
         "system-shutdown",
+        "undefined-condition",  # XEP-0198: an acknowledgement of more than was sent
         "unsupported-encoding",
         "unsupported-stanza-type",
         "unsupported-version",

@@ -94,3 +94,17 @@ def server_context(cert: Certificate) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert.cert_path, cert.key_path)
     return ctx
+
+
+def tls_failure(exc: BaseException) -> str:
+    """Why a TLS handshake failed, for the log: some exceptions have no text at all."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return f"{exc.reason} ({type(exc).__name__} from {exc.library or 'OpenSSL'})"
+    text = str(exc)
+    if text:
+        return f"{text} ({type(exc).__name__})"
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return f"the client closed the connection during the handshake ({type(exc).__name__})"
+    if isinstance(exc, TimeoutError):
+        return f"no handshake in time ({type(exc).__name__})"
+    return type(exc).__name__

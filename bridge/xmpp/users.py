@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,10 @@ class ComponentSession:
     def send(self, stanza: ElementBase | ET.Element) -> None:
         self.component.send(stanza)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, confirm: Callable[[bool], None] | None = None) -> None:
         self.component.write(data)
+        if confirm is not None:  # handed to the user's server, which delivers or stores it
+            confirm(True)
 
     def close(self, err: StreamError | None = None) -> None:
         """Nothing to close: the user's connection belongs to their server."""
