@@ -337,12 +337,14 @@ class C2SConnection(Output, asyncio.Protocol):
             self._write(sm.failed("item-not-found", "no session to resume: bind a new one"))
             return
         state, old.sm, old.successor = old.sm, None, self
-        old.retire()
         self.jid, self.available, self.carbons = old.jid, old.available, old.carbons
         self.roster_requested, self.rooms, self.room_seen = (
             old.roster_requested, old.rooms, old.room_seen)
         self.sm = state
+        self.hub.resumable.enabled(self)  # resumable again, under the same id
         self.phase = Phase.BOUND
+        # takes the resource: an old connection not yet seen to be dead is closed
+        # (conflict), ending nothing, since the session is this one's now
         self.hub.bind(self)
         self._arm_timer(self.hub.timeouts.idle)
         state.ack(h)  # a count too high is a stream error, and this session ends
@@ -350,15 +352,6 @@ class C2SConnection(Output, asyncio.Protocol):
         for unacked in state.queue:
             self._write(unacked.data)
         log.info("%s resumed its session from %s", self.jid.full, self.source)
-
-    def retire(self) -> None:
-        """Close the connection of a session resumed elsewhere, ending nothing."""
-        self.phase = Phase.CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
 
     def _stanza(self, el: ET.Element) -> None:
         stamp_from(el, self.jid)

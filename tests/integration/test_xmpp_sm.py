@@ -20,6 +20,7 @@ import pytest
 
 from bridge.events import IdentityInfo, MessageArrived
 from bridge.xmpp import C2SServer
+from bridge.xmpp.stream import C2SConnection
 from tests.fakes import STREAM_HEADER, FakeService, RawClient, SlixClient, make_address
 from tests.util import wait_until
 
@@ -84,6 +85,13 @@ async def authed(server: C2SServer) -> RawClient:
 def unacked(server: C2SServer, alice: IdentityInfo) -> int:
     return sum(len(s.sm.queue) for s in server.sessions.of(alice.address)
                if getattr(s, "sm", None) is not None)
+
+
+def sent_count(server: C2SServer, alice: IdentityInfo) -> int:
+    """What a client that read everything reports as ``h``: every stanza sent to it."""
+    (session,) = server.sessions.of(alice.address)
+    assert isinstance(session, C2SConnection) and session.sm is not None
+    return session.sm.acked + len(session.sm.queue)
 
 
 async def test_a_message_is_shown_for_good_only_when_acknowledged_and_resent_on_resume(
@@ -234,3 +242,36 @@ async def test_another_identity_cannot_resume_a_session(server: C2SServer,
     assert b"item-not-found" in await thief.expect(b"</failed>")
     assert len(server.resumable) == 1, "still Alice's to resume"
     thief.close()
+
+
+async def test_resuming_while_the_old_connection_still_looks_open(server: C2SServer,
+                                                                   service: FakeService) -> None:
+    """The listener has not yet seen the old connection die (no FIN, as on a lost
+    Wi-Fi link): the resume takes the session, the old connection gets conflict."""
+    alice = service.identities_by_name["alice"]
+    old, sm_id = await raw_session(server)
+    event = arrival(alice, "still in the old socket")
+    service.emit(event)
+    await old.expect(b"still in the old socket")
+    new = await authed(server)
+    new.buffer = b""
+    new.send(f"<resume xmlns='{SM}' previd='{sm_id}' h='0'/>".encode())
+    await new.expect(b"still in the old socket")
+    assert b"<conflict " in await old.read_to_eof()
+    await until(lambda: len(server._connections) == 1, "only the new connection counted")
+    assert [s.jid.resource for s in server.sessions.of(alice.address)] == [
+        s.jid.resource for s in server.sessions.of(alice.address) if s.available]
+    new.send(f"<a xmlns='{SM}' h='{sent_count(server, alice)}'/>".encode())
+    await until(lambda: event.envelope_id in service.delivered_ids, "delivered on the ack")
+    # a resumed session can be resumed again
+    new.writer.transport.abort()
+    await until(lambda: len(server.resumable) == 1, "waiting to be resumed again")
+    third = await authed(server)
+    third.buffer = b""
+    third.send(f"<resume xmlns='{SM}' previd='{sm_id}' h='{sent_count(server, alice)}'/>"
+               .encode())
+    assert b"<resumed " in await third.expect(b"<resumed")
+    assert len(server.resumable) == 0 and len(server.sessions.of(alice.address)) == 1
+    third.send(b"</stream:stream>")  # a clean close ends the session for good
+    await until(lambda: not server.sessions.of(alice.address), "the session over")
+    assert len(server.resumable) == 0
