@@ -1,9 +1,9 @@
 """A TCP relay between a client and a server that can swallow what the server writes.
 
 For cutting a connection at a chosen point: ``hold()`` makes the relay keep back
-everything the server writes from then on (``held`` is set when some came), and
-``cut()`` drops both sides at once, as a dead Wi-Fi link does: the client never
-sees what was held, the server has written it. TLS passes through untouched.
+everything the server writes from then on (``wait_held`` waits until a given amount
+came), and ``cut()`` drops both sides at once, as a dead Wi-Fi link does: the client
+never sees what was held, the server has written it. TLS passes through untouched.
 """
 
 from __future__ import annotations
@@ -52,8 +52,19 @@ class Relay:
         if not writer.is_closing():
             writer.close()
 
+    async def wait_held(self, at_least: int, timeout: float = 30.0) -> None:
+        """Until the server has written at least ``at_least`` bytes since ``hold()``
+        (a long message: the small stanzas that may come too cannot add up to it)."""
+        async def wait() -> None:
+            while self.held_bytes < at_least:
+                self.held.clear()
+                await self.held.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
     def hold(self) -> None:
         self.holding = True
+        self.held_bytes = 0
         self.held.clear()
 
     def cut(self) -> None:

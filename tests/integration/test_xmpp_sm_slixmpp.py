@@ -24,6 +24,8 @@ from tests.integration.relay_support import Relay
 from tests.util import wait_until
 
 CAROL = make_address(b"carol")
+LOST = "written, never read " + "la " * 1000
+NEXT = "for the next session " + "la " * 1000
 
 
 async def _setup(tmp_path: Path, resume_timeout: float) -> tuple[C2SServer, FakeService, Relay]:
@@ -69,7 +71,7 @@ async def _lose_one(server: C2SServer, service: FakeService, relay: Relay,
                            receipt_wanted=False)
     relay.hold()
     service.emit(event)
-    await asyncio.wait_for(relay.held.wait(), 10)  # written by the listener, held back
+    await relay.wait_held(len(text))  # written by the listener, held back
     assert event.envelope_id not in service.delivered_ids
     relay.cut()
     await asyncio.wait_for(client.closed.wait(), 10)
@@ -94,7 +96,7 @@ async def test_slixmpp_resumes_and_gets_the_message_once(
     await client.connect(relay.port)
     try:
         await asyncio.wait_for(events["sm_enabled"].wait(), 10)
-        event = await _lose_one(server, service, relay, client, "written, never read")
+        event = await _lose_one(server, service, relay, client, LOST)
         await wait_until(lambda: len(server.resumable) == 1, 10, interval=0.01,
                          message="the session waiting to be resumed")
 
@@ -102,7 +104,7 @@ async def test_slixmpp_resumes_and_gets_the_message_once(
         client.xmpp.connect("127.0.0.1", relay.port)
         await asyncio.wait_for(events["session_resumed"].wait(), 15)
         assert not events["sm_failed"].is_set()
-        await _only_once(client, "written, never read")
+        await _only_once(client, LOST)
         await wait_until(lambda: event.envelope_id in service.delivered_ids, 10,
                          interval=0.01, message="delivered once slixmpp acknowledged it")
         assert service.delivered_ids.count(event.envelope_id) == 1
@@ -119,7 +121,7 @@ async def test_slixmpp_not_resumed_in_time_gets_it_in_its_new_session(
     await client.connect(relay.port)
     try:
         await asyncio.wait_for(events["sm_enabled"].wait(), 10)
-        event = await _lose_one(server, service, relay, client, "for the next session")
+        event = await _lose_one(server, service, relay, client, NEXT)
         await wait_until(lambda: len(server.gateway.delivery.offline) == 1, 10, interval=0.01,
                          message="the wait over: the message held for the next session")
         assert event.envelope_id not in service.delivered_ids
@@ -129,7 +131,7 @@ async def test_slixmpp_not_resumed_in_time_gets_it_in_its_new_session(
         client.xmpp.connect("127.0.0.1", relay.port)
         await asyncio.wait_for(events["sm_failed"].wait(), 15)  # nothing left to resume
         await asyncio.wait_for(client.started.wait(), 15)  # bound anew, presence sent
-        await _only_once(client, "for the next session")
+        await _only_once(client, NEXT)
         await wait_until(lambda: event.envelope_id in service.delivered_ids, 10,
                          interval=0.01, message="delivered in the new session")
     finally:
