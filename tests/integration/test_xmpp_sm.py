@@ -87,6 +87,10 @@ def unacked(server: C2SServer, alice: IdentityInfo) -> int:
                if getattr(s, "sm", None) is not None)
 
 
+def waiting_ids(server: C2SServer) -> list[str]:
+    return [c.sm.id for c in server.resumable.waiting() if c.sm is not None]
+
+
 def sent_count(server: C2SServer, alice: IdentityInfo) -> int:
     """What a client that read everything reports as ``h``: every stanza sent to it."""
     (session,) = server.sessions.of(alice.address)
@@ -275,3 +279,53 @@ async def test_resuming_while_the_old_connection_still_looks_open(server: C2SSer
     third.send(b"</stream:stream>")  # a clean close ends the session for good
     await until(lambda: not server.sessions.of(alice.address), "the session over")
     assert len(server.resumable) == 0
+
+
+@pytest.mark.parametrize("waiting", [False, True])
+async def test_past_the_unacknowledged_bound_the_session_ends_and_nothing_is_lost(
+        server: C2SServer, service: FakeService, monkeypatch: pytest.MonkeyPatch,
+        waiting: bool) -> None:
+    """A client that never acknowledges (or a dropped one that never comes back) cannot
+    make the listener keep stanzas for ever: past the bound its session ends, and the
+    messages it did not acknowledge wait for the identity's next client."""
+    monkeypatch.setattr("bridge.xmpp.sm.MAX_UNACKED", 5)
+    alice = service.identities_by_name["alice"]
+    raw, _ = await raw_session(server)
+    assert sent_count(server, alice) < 5, "the login's own stanzas are within the bound"
+    if waiting:
+        raw.writer.transport.abort()
+        await until(lambda: len(server.resumable) == 1, "waiting to be resumed")
+    events = [arrival(alice, f"unacked #{n}") for n in range(6)]
+    for event in events:
+        service.emit(event)
+    if not waiting:
+        closed = await raw.read_to_eof()
+        assert b"<resource-constraint " in closed and b"not acknowledged" in closed
+    await until(lambda: not server.sessions.of(alice.address), "the session ended")
+    assert len(server.resumable) == 0
+    assert service.delivered_ids == []
+    assert len(server.gateway.delivery.offline) == len(events), "all held for the next"
+
+
+async def test_dropped_sessions_waiting_to_be_resumed_are_bounded_per_identity(
+        server: C2SServer, service: FakeService) -> None:
+    alice = service.identities_by_name["alice"]
+    server.resumable.per_identity = 2
+    ids = []
+    for _ in range(3):
+        raw, sm_id = await raw_session(server)
+        ids.append(sm_id)
+        raw.writer.transport.abort()
+        await until(lambda: sm_id in waiting_ids(server), "waiting to be resumed")  # noqa: B023
+    assert waiting_ids(server) == ids[1:]
+    assert len(server.sessions.of(alice.address)) == 2, "the oldest waiting one ended"
+    first = await authed(server)
+    first.buffer = b""
+    first.send(f"<resume xmlns='{SM}' previd='{ids[0]}' h='0'/>".encode())
+    assert b"item-not-found" in await first.expect(b"</failed>")
+    last = await authed(server)
+    last.buffer = b""
+    last.send(f"<resume xmlns='{SM}' previd='{ids[2]}' h='0'/>".encode())
+    await last.expect(b"<resumed")
+    first.close()
+    last.close()
