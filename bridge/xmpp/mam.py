@@ -10,7 +10,8 @@ bounded. This module turns a client's ``<query xmlns='urn:xmpp:mam:2'>`` into a
   JID), ``start``/``end`` (XEP-0082 date-times), ``before-id``/``after-id`` and
   ``ids`` (the ``urn:xmpp:mam:2#extended`` ones);
 - paging: ``<set xmlns='http://jabber.org/protocol/rsm'>`` with ``max`` (default
-  50, at most 250), ``after``, ``before`` (empty: the last page);
+  50, at most 250), ``after``, ``before`` (empty: the last page); a page stops
+  early (not ``complete``) past ``MAX_PAGE_BYTES`` of results;
 - the archive is the user's one-to-one chats; the public room's messages are
   not in it (its clients get the room's own history);
 - anything it cannot honour is a stanza error, never a guess: an unknown field
@@ -35,6 +36,7 @@ from slixmpp.jid import InvalidJID
 
 from bridge.api import ServiceAPI
 from bridge.core.archive import MAX_PAGE, ArchiveError, Entry, Page, Query
+from bridge.xmpp import stanzas as st
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.slixfix import new_iq
@@ -51,6 +53,7 @@ DATA_NS = "jabber:x:data"
 FORWARD_NS = "urn:xmpp:forward:0"
 DELAY_NS = "urn:xmpp:delay"
 DEFAULT_PAGE = 50
+MAX_PAGE_BYTES = 1024 * 1024  # of result stanzas in one answer (at least one result)
 MAX_QUERY_ID = 256  # characters of a queryid echoed back
 MAX_IDS = MAX_PAGE  # ids asked for at once
 FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
@@ -183,10 +186,34 @@ class Mam:
             page = self.service.archive_query(conn.owner.address, query)
         except ArchiveError as exc:
             raise XmppError("item-not-found", str(exc)) from None
-        for entry in page.items:
-            conn.send(self.result(conn, entry, query_id))
+        page, results = self.within_bytes(conn, page, query, query_id)
+        for data in results:
+            conn.write(data)
         reply.xml.append(self.fin(page, query))
         return reply
+
+    def within_bytes(self, conn: Session, page: Page, query: Query,
+                     query_id: str) -> tuple[Page, list[bytes]]:
+        """The page's results, serialised, cut to ``MAX_PAGE_BYTES`` (at least one): a
+        page of long messages is sent in parts, never as one burst past what a client
+        is given at once. Paging backwards keeps the newest, forwards the oldest, so
+        the next page goes on from where this one stops."""
+        items = list(page.items) if query.before is None else list(reversed(page.items))
+        results: list[bytes] = []
+        size = 0
+        for entry in items:
+            data = st.serialize(self.result(conn, entry, query_id))
+            if results and size + len(data) > MAX_PAGE_BYTES:
+                break
+            results.append(data)
+            size += len(data)
+        dropped = len(items) - len(results)
+        if not dropped:
+            return page, results if query.before is None else results[::-1]
+        if query.before is None:
+            return Page(page.items[:len(results)], page.count, False, page.first_index), results
+        return (Page(page.items[dropped:], page.count, False, page.first_index + dropped),
+                results[::-1])
 
     # --- parsing --------------------------------------------------------------------
 

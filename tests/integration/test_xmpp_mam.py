@@ -211,3 +211,43 @@ async def test_a_form_of_the_wrong_type_and_the_query_form(server: C2SServer) ->
         assert {"FORM_TYPE", "with", "start", "end", "before-id", "after-id"} <= set(fields)
     finally:
         await client.close()
+
+
+async def test_a_page_of_long_messages_comes_in_parts_that_walk_the_whole_archive(
+        server: C2SServer, service: FakeService) -> None:
+    """80 messages of 60 KB (4.8 MB, more than the 4 MiB a client may leave unread)
+    asked as one page: each answer stays within 1 MiB (sent at once, such a page could
+    get a slow client cut off as "not reading"), and paging on gets all of them, in
+    order, once, both ways."""
+    alice = service.identities_by_name["alice"]
+    texts = [f"{n:02d} " + "x" * 60_000 for n in range(80)]
+    for text in texts:
+        service.emit(arrival(alice, CAROL, text))
+    await service.wait_for(lambda: service.history.archive.count(alice.address) == 80)
+    client = await login(server)
+    try:
+        forward, after, answers = [], None, 0
+        while True:
+            results, fin = await mam_query(
+                client.xmpp, rsm={"max": "80", **({"after": after} if after else {})})
+            assert 0 < len(results) < 80 and sum(len(r.body) for r in results) < 1_100_000
+            forward += [r.body for r in results]
+            answers += 1
+            if fin.complete:
+                break
+            assert fin.last == results[-1].id
+            after = fin.last
+        assert forward == texts and answers > 2
+
+        backward: list[str] = []
+        before = ""
+        while True:
+            results, fin = await mam_query(client.xmpp, rsm={"max": "80", "before": before})
+            backward = [r.body for r in results] + backward
+            if fin.complete:
+                break
+            assert fin.first == results[0].id
+            before = fin.first or ""
+        assert backward == texts
+    finally:
+        await client.close()
