@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.e2e_support import Client, Daemon, pair_from_template, start_pair
+from tests.integration.e2e_support import (
+    Client,
+    Daemon,
+    IqError,
+    pair_from_template,
+    start_pair,
+)
 from tests.integration.mam_support import mam_query, stanza_id
 
 pytestmark = pytest.mark.slow
@@ -128,6 +134,13 @@ async def test_a_later_client_pages_out_what_was_shown_and_sent_with_the_same_id
 
         nothing, fin = await mam_query(carol)
         assert nothing == [] and fin.count == 0, "Carol's archive holds nothing of Bob's"
+        with pytest.raises(IqError) as err:  # Bob's ids mean nothing in Carol's archive
+            await mam_query(carol, rsm={"after": ids[0]})
+        assert err.value.iq["error"]["condition"] == "item-not-found"
+        with pytest.raises(IqError) as err:
+            await mam_query(later, {"colour": "blue"}, {"max": "ten"})
+        assert err.value.iq["error"]["condition"] == "bad-request"
+        assert "unknown field 'colour'" in err.value.iq["error"]["text"]
     finally:
         await asyncio.gather(later.close(), carol.close())
 
