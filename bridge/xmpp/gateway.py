@@ -89,6 +89,15 @@ def _chat_state(el: ET.Element) -> str | None:
     return None
 
 
+def _without_stanza_ids(el: ET.Element) -> ET.Element:
+    """A copy of a client's stanza for its other clients, minus any XEP-0359
+    stanza-id it carried: only the server names archive ids (XEP-0359 §4)."""
+    copied = copy.deepcopy(el)
+    for sid in copied.findall(f"{{{SID_NS}}}stanza-id"):
+        copied.remove(sid)
+    return copied
+
+
 SENDS_IN_FLIGHT = 8  # per identity: messages sealed and stamped at once
 
 class Gateway:
@@ -222,7 +231,7 @@ class Gateway:
         for other in self.sessions.of(conn.owner.address):
             if other is conn or not other.carbons:
                 continue
-            inner = new_message(copy.deepcopy(el))
+            inner = new_message(_without_stanza_ids(el))
             if archived:
                 ET.SubElement(inner.xml, f"{{{SID_NS}}}stanza-id", by=conn.bare, id=archived)
             wrapper = new_message()
@@ -242,7 +251,7 @@ class Gateway:
         if resource and not targets:
             raise XmppError("recipient-unavailable", "that client is not connected", "wait")
         for target in targets:
-            forwarded = copy.deepcopy(el)
+            forwarded = _without_stanza_ids(el)
             forwarded.set("to", target.jid.full)
             target.send(forwarded)
 

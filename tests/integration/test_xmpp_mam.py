@@ -134,10 +134,13 @@ async def test_what_one_client_sends_is_archived_and_carbon_copied_with_its_id(
         other.xmpp.add_event_handler("carbon_sent", carbons.put_nowait)
         await other.xmpp.plugin["xep_0280"].enable()
         msg = sender.xmpp.make_message(mto=CAROL_JID, mbody="from the laptop", mtype="chat")
+        # a client cannot name archive ids: a stanza-id of its own is dropped
+        ET.SubElement(msg.xml, "{urn:xmpp:sid:0}stanza-id", by="alice@localhost", id="forged")
         msg.send()
         carbon = await asyncio.wait_for(carbons.get(), 10)
         inner = carbon["carbon_sent"]
         assert inner["body"] == "from the laptop" and inner["id"] == msg["id"]
+        assert len(carbon.xml.findall(".//{urn:xmpp:sid:0}stanza-id")) == 1
         copied = stanza_id(carbon)
         assert copied == archive_id(service.sent[0].envelope_id)
 
