@@ -12,7 +12,6 @@ shown at once.
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -22,7 +21,13 @@ from bridge.core import crypto, pow, tags
 from bridge.core.address import decode_address, encode_address
 from bridge.core.body import open_sealed
 from bridge.core.envelope import VERSION_STAMPED, Envelope, Kind
-from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.core.errors import (
+    DuplicateMessageError,
+    RemoteProtocolError,
+    SessionError,
+    TooFarAheadError,
+    UserError,
+)
 from bridge.core.identity import SignedPrekey
 from bridge.core.records import (
     Announcement,
@@ -38,18 +43,17 @@ from bridge.core.sessions import Outcome
 from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
 from bridge.events import (
     ChatStateArrived,
-    ContactsChanged,
     Event,
     EventBus,
     MessageArrived,
     ReceiptArrived,
     RecentErrors,
     RoomMessageArrived,
-    SessionNotice,
 )
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
-from bridge.sessionbook import Arrival, SessionBook
+from bridge.sessionbook import SessionBook
+from bridge.sessionnotes import SessionNotes
 from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.store.seen import SeenIds
 
@@ -103,6 +107,7 @@ class Inbox:
         # (docs/sessions.md §11): shown after the write, in the order they came.
         self._until_durable: list[Callable[[], None]] = []
         self._draining = False
+        self.notes = SessionNotes(ids, contacts, bus, clock, self._after_durable)
         self._watch: WatchTable = {}
         self._pairs: dict[tuple[bytes, bytes], bytes] = {}  # (our key, theirs) -> pair secret
         self._opened = ExpiringIds()  # opened in this run (held ones included)
@@ -152,6 +157,7 @@ class Inbox:
         candidates = [tags.announce_tag(their, e) for e in epochs]
         if secret is not None:
             candidates += [tags.pair_tag(secret, e) for e in epochs]
+            candidates += [tags.pair_tag_to(secret, ident.public, e) for e in epochs]
         for tag in candidates:
             kept = tuple(w for w in self._watch.get(tag, ())
                          if not (w.owner == owner and w.subject == address))
@@ -216,6 +222,8 @@ class Inbox:
         if env.version == VERSION_STAMPED:
             self._open_stamped(env, w)
             return
+        if w.inbound:
+            raise SessionError("a version-1 envelope under a session's pair tag")
         if w.purpose is Purpose.ROOM:
             self._room(env, w.subject)
             return
@@ -250,43 +258,33 @@ class Inbox:
             return
         if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
             raise UserError(f"unexpected {env.kind.name.lower()} envelope for {rec.nick}")
-        arrival = self.sessions.open(w.owner, env, w.subject if w.pair else None)
+        if w.pair and not w.inbound:  # sessions write only under the pair tag to us
+            raise SessionError("a version-2 envelope under a version-1 pair tag")
+        try:
+            arrival = self.sessions.open(w.owner, env, w.subject if w.pair else None)
+        except SessionError as exc:
+            # opens in none of our sessions, names a prekey we lack, or steps where ours
+            # cannot follow: the contact writes in a session we no longer have (a replay
+            # is a duplicate, a jump too far is theirs alone; neither means that)
+            if w.pair and not isinstance(exc, DuplicateMessageError | TooFarAheadError):
+                self.notes.lost(w.owner, w.subject, env.expiry)
+            raise
         record = parse_record(arrival.kind, arrival.payload, version=2)
         sender = decode_address(arrival.sender)
         c = self.contacts.find(rec, arrival.sender)
         if c is not None and c.state == BLOCKED:
             return  # decided now: an unblock before the key-file write must not show it
-        if c is not None and (arrival.outcome is Outcome.RESET or arrival.dropped):
-            self._note(w.owner, c, arrival)
+        self.notes.opened(w.owner, arrival.sender, env.expiry)
+        if c is not None and arrival.outcome is Outcome.RESET:
+            self.notes.reset(w.owner, c)
+        if c is not None and arrival.dropped:
+            self.notes.dropped(w.owner, c, arrival.dropped)
         if isinstance(record, DirectMessage) and record.chat_state is None:
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news
             self.sessions.hold(w.owner, arrival, env)
             self._heard((w.owner, arrival.sender), record.sent_at_ms)
         self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
-
-    def _note(self, owner: str, c: ContactRecord, arrival: Arrival) -> None:
-        """Tell the person of a reset or of lost messages (bot, web UI), once the key
-        file holds what caused it."""
-        name = c.petname or c.address[:8]
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.clock()))
-        if arrival.outcome is Outcome.RESET:
-            text = (f"{name} started a new end-to-end session ({when}). Their daemon lost "
-                    "its session with you, or they moved their identity to another device; "
-                    "if they did not say so, compare fingerprints with them. Messages you "
-                    "sent just before may not have reached them.")
-        else:
-            text = (f"{arrival.dropped} of {name}'s messages can no longer be opened ({when}): "
-                    "they came too late or too far out of order, and their keys were "
-                    "given up.")
-        c.session_note = text
-        self.ids.save_soon()
-        info = self.contacts.info(owner, c)
-
-        def tell() -> None:
-            self.bus.emit(SessionNotice(owner, c.address, text))
-            self.bus.emit(ContactsChanged(owner, info))
-        self._after_durable(tell)
 
     def _after_durable(self, show: Callable[[], None]) -> None:
         self._until_durable.append(show)
@@ -449,6 +447,7 @@ class Inbox:
 
     def forget_identity(self, address: str) -> None:
         self.contacts.forget_identity(address)
+        self.notes.forget(address)
         self._held = {k: v for k, v in self._held.items() if k[0] != address}
         self._heard_ms = {k: v for k, v in self._heard_ms.items() if k[0] != address}
 

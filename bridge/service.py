@@ -68,6 +68,8 @@ class Service:
                            chat_states=chat_states, sessions=self.sessions,
                            spawn=self.tasks.spawn)
         self.book.on_release = self.inbox.show_released
+        if sessions:
+            self.inbox.notes.restart = self.new_session
         self.history = History(self.bus.subscribe, lambda: self.clock() * 1000,
                                file=archive_file)
         self.peerbook = PeerBook(node, self.errors)
@@ -211,12 +213,14 @@ class Service:
     def block_contact(self, owner: str, address: str) -> ContactInfo:
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
+        self.inbox.notes.forget(owner, address)
         return self.book.block(owner, address)
 
     def remove_contact(self, owner: str, address: str) -> None:
         self.book.remove(owner, address)
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
+        self.inbox.notes.forget(owner, address)
 
     def new_session(self, owner: str, address: str) -> None:
         """Start a new end-to-end session with an accepted contact, in the background;

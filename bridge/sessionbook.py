@@ -191,13 +191,14 @@ class SessionBook:
             peer = decode_peer(c)
             started = peer.active is None or restart
             if started:
-                peer = self._start(rec, c)
+                peer = self._start(rec, c, restart=restart)
             active = peer.active
             assert active is not None
             stamp = await stamp_for(session_bucket(len(payload), active.init is not None))
             me, their = self.ids.ident(rec), decode_address(to)
             epoch = tags.epoch_of(self.clock())
-            tag = (tags.pair_tag(tags.pair_secret(me.x25519_secret, me.public, their), epoch)
+            tag = (tags.pair_tag_to(tags.pair_secret(me.x25519_secret, me.public, their), their,
+                                    epoch)
                    if c.heard_from or active.confirmed else tags.address_tag(their, epoch))
             raw, after, persist = seal_session(
                 sender=self.ids.ident(rec), recipient=decode_address(to), kind=kind, tag=tag,
@@ -207,7 +208,7 @@ class SessionBook:
                 await self.durable()
             return raw
 
-    def _start(self, rec: IdentityRecord, c: ContactRecord) -> Peer:
+    def _start(self, rec: IdentityRecord, c: ContactRecord, restart: bool = False) -> Peer:
         their = decode_address(c.address)
         prekey = _their_prekey(c)
         if prekey is None or prekey.expires <= self.clock():
@@ -221,7 +222,8 @@ class SessionBook:
         created = max([self.clock(), *(s.created + 1 for s in peer.sessions())])
         hs = initiate(identity=self.ids.ident(rec), responder=their, prekey=prekey,
                       one_time=None, now=created, ephemeral_secret=self.random(32),
-                      encapsulated=kem.encapsulate(prekey.kem))
+                      encapsulated=kem.encapsulate(prekey.kem),
+                      restart=restart and peer.active is not None)
         return begin(peer, initiator_session(hs, self.random(32)), self.clock())
 
     # --- receiving -----------------------------------------------------------------------

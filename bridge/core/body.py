@@ -338,7 +338,7 @@ def open_handshake(env: Envelope, me: Identity, prekeys: PrekeyLookup, now: int,
     dec = decrypt(responder_session(hs, x_secret), parts.header, parts.ciphertext, parts.outer,
                   now)
     opened = _finish(env, me, parts, dec)
-    adopted, outcome = adopt(peer, dec.state, now)
+    adopted, outcome = adopt(peer, dec.state, now, restart=block.restart)
     after, dropped = cap_keys(adopted)
     return SessionOpened(opened, after, dataclasses.replace(dec, dropped=dec.dropped + dropped),
                          outcome)

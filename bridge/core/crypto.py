@@ -69,6 +69,7 @@ CTX_RATCHET_HEADER_NONCE: Final = "ParanoIM 2026-12 ratchet header nonce"
 # Stamps: proof of work minted before the text is written (docs/stamps.md).
 CTX_STAMP_DIGEST: Final = "ParanoIM 2026-12 stamp digest"
 CTX_STAMP_ID: Final = "ParanoIM 2026-12 stamped envelope id"
+CTX_PAIR_TAG_TO: Final = "ParanoIM 2026-12 pair tag to"
 
 # The message archive kept on disk with --storage sqlite (bridge/store/archive.py).
 CTX_ARCHIVE_OWNER: Final = "ParanoIM 2026-12 archive owner"

@@ -43,6 +43,7 @@ HYBRID_PREKEY_SIZE: Final = 32 + kem.PUBLIC_SIZE + 8 + crypto.SIGNATURE_SIZE  # 
 ONE_TIME_PREKEY_SIZE: Final = 32 + 8 + crypto.SIGNATURE_SIZE  # 104
 INIT_VERSION: Final = 1
 FLAG_ONE_TIME: Final = 1
+FLAG_RESTART: Final = 2  # the initiator starts over with a contact it had a session with
 _SEALED_ID_SIZE: Final = 32 + crypto.AEAD_TAG_SIZE
 INIT_SIZE: Final = (1 + 1 + 2 * PREKEY_ID_SIZE + 32 + kem.CIPHERTEXT_SIZE + 8
                     + _SEALED_ID_SIZE)  # 1194
@@ -167,6 +168,8 @@ class InitBlock:
 
     ``created`` is the initiator's clock when it started the session; it tells a late
     handshake of a simultaneous start from a contact starting over (sessions.py).
+    ``restart`` (flag 2) says the initiator starts over on purpose (it lost its
+    session, or the person asked): never the other half of a simultaneous start.
     """
 
     prekey_id: bytes
@@ -175,10 +178,12 @@ class InitBlock:
     kem_ciphertext: bytes = field(repr=False)
     created: int
     sealed_identity: bytes = field(repr=False)
+    restart: bool = False
 
     def encode(self) -> bytes:
         return _init_prefix(self.prekey_id, self.one_time_id, self.ephemeral,
-                            self.kem_ciphertext, self.created) + self.sealed_identity
+                            self.kem_ciphertext, self.created, self.restart) \
+            + self.sealed_identity
 
     @classmethod
     def parse(cls, data: bytes) -> InitBlock:
@@ -188,7 +193,7 @@ class InitBlock:
         if data[0] != INIT_VERSION:
             raise UnknownVersionError(f"handshake version {data[0]} is not spoken here")
         flags = data[1]
-        if flags & ~FLAG_ONE_TIME:
+        if flags & ~(FLAG_ONE_TIME | FLAG_RESTART):
             raise NonCanonicalError(f"unknown handshake flags {flags:#04x}")
         one_time_id = data[10:18]
         if flags & FLAG_ONE_TIME:
@@ -200,12 +205,12 @@ class InitBlock:
                    one_time_id=one_time_id if flags & FLAG_ONE_TIME else None,
                    ephemeral=data[18:50], kem_ciphertext=data[50:50 + kem.CIPHERTEXT_SIZE],
                    created=int.from_bytes(data[_INIT_PREFIX - 8:_INIT_PREFIX], "big"),
-                   sealed_identity=data[_INIT_PREFIX:])
+                   sealed_identity=data[_INIT_PREFIX:], restart=bool(flags & FLAG_RESTART))
 
 
 def _init_prefix(prekey_id: bytes, one_time_id: bytes | None, ephemeral: bytes,
-                 ciphertext: bytes, created: int) -> bytes:
-    flags = FLAG_ONE_TIME if one_time_id is not None else 0
+                 ciphertext: bytes, created: int, restart: bool = False) -> bytes:
+    flags = (FLAG_ONE_TIME if one_time_id is not None else 0) | (FLAG_RESTART if restart else 0)
     return (bytes([INIT_VERSION, flags]) + prekey_id + (one_time_id or _NO_ID) + ephemeral
             + ciphertext + struct.pack(">Q", created))
 
@@ -250,8 +255,9 @@ def _finish(initiator: bytes, responder: bytes, prekey: HybridPrekey, one_time_p
 
 def initiate(*, identity: Identity, responder: bytes, prekey: HybridPrekey,
              one_time: OneTimePrekey | None, now: int, ephemeral_secret: bytes,
-             encapsulated: kem.Encapsulated) -> Handshake:
-    """Start a session with ``responder`` (an Ed25519 key) from its signed prekeys.
+             encapsulated: kem.Encapsulated, restart: bool = False) -> Handshake:
+    """Start a session with ``responder`` (an Ed25519 key) from its signed prekeys
+    (``restart``: starting over with a contact we had a session with, InitBlock).
 
     ``encapsulated`` is ``kem.encapsulate(prekey.kem)``, made by the caller; the
     prekeys are verified here (expiry, signature, ML-KEM key check).
@@ -271,7 +277,7 @@ def initiate(*, identity: Identity, responder: bytes, prekey: HybridPrekey,
     dh2 = crypto.x25519(ephemeral_secret, responder_x)
     dh4 = crypto.x25519(ephemeral_secret, one_time.public) if one_time else _NO_KEY
     one_time_id = one_time.id if one_time else None
-    prefix = _init_prefix(prekey.id, one_time_id, e_pub, encapsulated.ciphertext, now)
+    prefix = _init_prefix(prekey.id, one_time_id, e_pub, encapsulated.ciphertext, now, restart)
     key, nonce = _identity_keys(e_pub, prekey.x25519, dh3, encapsulated.shared)
     init = prefix + crypto.aead_encrypt(key, nonce, identity.public, prefix)
     return _finish(identity.public, responder, prekey,
@@ -298,7 +304,7 @@ def respond(*, identity: Identity, block: InitBlock, prekey: HybridPrekey, preke
     dh3 = crypto.x25519(prekey_secret, block.ephemeral)  # WeakKeyError on a low-order E
     shared = kem.decapsulate(kem_seed, block.kem_ciphertext)
     prefix = _init_prefix(block.prekey_id, block.one_time_id, block.ephemeral,
-                          block.kem_ciphertext, block.created)
+                          block.kem_ciphertext, block.created, block.restart)
     key, nonce = _identity_keys(block.ephemeral, prekey.x25519, dh3, shared)
     try:
         initiator = crypto.aead_decrypt(key, nonce, block.sealed_identity, prefix)

@@ -178,8 +178,11 @@ def begin(peer: Peer, session: Session, now: int) -> Peer:
     return _with_active(_retire(peer, peer.active, now), session)
 
 
-def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
+def adopt(peer: Peer, incoming: Session, now: int,
+          restart: bool = False) -> tuple[Peer, Outcome]:
     """Take in a session the contact initiated, after its first message opened in it.
+    ``restart``: its handshake says the contact starts over on purpose (FLAG_RESTART):
+    newer than our active session, it is a reset whatever the timing.
 
     The caller checks ``is_closed`` first (a handshake of a session dropped early is
     a replay: DuplicateMessageError here too)."""
@@ -195,6 +198,10 @@ def adopt(peer: Peer, incoming: Session, now: int) -> tuple[Peer, Outcome]:
     active = peer.active
     if active is None:
         return _with_active(_retire(peer, None, now), incoming), Outcome.NEW
+    if restart and incoming.created > active.created:
+        # Not the other half of a simultaneous start (that never carries the flag):
+        # the contact lost our session, or its person asked for a new one.
+        return _with_active(_retire(peer, active, now), incoming), Outcome.RESET
     if active.initiator and (not active.confirmed
                              or incoming.created < active.confirmed_at + CLOCK_SKEW):
         # Both started before hearing from the other (the contact's handshake is older

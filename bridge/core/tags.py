@@ -7,6 +7,13 @@ tag in the outer header does that:
     address tag = derive(CTX_RECIPIENT_TAG, pub ‖ epoch)[:16]      anyone who knows the address
     pair tag    = derive(CTX_PAIR_TAG, pair secret ‖ epoch)[:16]   only the two contacts
     pair secret = derive(CTX_PAIR_SECRET, low pub ‖ high pub ‖ X25519(a, B))
+    pair tag to = derive(CTX_PAIR_TAG_TO, pair secret ‖ recipient pub ‖ epoch)[:16]
+
+Version-1 envelopes between contacts go under the pair tag, which both ends share,
+so each end also sees its own come back; version-2 envelopes (sessions) go under the
+pair tag *to* their recipient, one per direction: a daemon watches only the tags of
+what is sent to it, and an envelope under one that opens in none of its sessions
+really is from the contact (docs/sessions.md §10, "We lost ours").
 
 Tags rotate every EPOCH seconds, so a relay cannot link traffic across epochs
 unless it knows the address; once two contacts share a secret, not even
@@ -47,6 +54,11 @@ def pair_secret(my_x25519_secret: bytes, my_pub: bytes, their_pub: bytes) -> byt
 
 def pair_tag(secret: bytes, epoch: int) -> bytes:
     return crypto.derive(crypto.CTX_PAIR_TAG, secret + _e(epoch), TAG_SIZE)
+
+
+def pair_tag_to(secret: bytes, recipient: bytes, epoch: int) -> bytes:
+    """The tag of version-2 envelopes from one contact to the other (``recipient``)."""
+    return crypto.derive(crypto.CTX_PAIR_TAG_TO, secret + recipient + _e(epoch), TAG_SIZE)
 
 
 def announce_tag(pub: bytes, epoch: int) -> bytes:

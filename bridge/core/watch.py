@@ -2,11 +2,13 @@
 
 For each local identity it watches, in every epoch a message may still be
 stamped with (``tags.watch_epochs``): its own address tag (first contacts),
-the pair tag it shares with each contact (everything after the first reply),
-and each contact's announcement tag (their prekeys and endpoint); plus each
-room's tag once any identity exists. A pair tag is shared by both ends, so a
-daemon also sees its own envelopes come back under it: the ``pair`` flag lets
-the caller tell such an echo from a real refusal. Pure: keys in, table out.
+the pair tag it shares with each contact (version 1, after the first reply),
+the pair tag *to* it from each contact (version 2), and each contact's
+announcement tag (their prekeys and endpoint); plus each room's tag once any
+identity exists. A pair tag is shared by both ends, so a daemon also sees its own
+version-1 envelopes come back under it: the ``pair`` flag lets the caller tell
+such an echo from a real refusal; under a pair tag to it (``inbound``) nothing of
+its own comes back. Pure: keys in, table out.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class Watch:
     owner: str  # the local identity's address; "" for rooms (every identity)
     purpose: Purpose
     subject: str = ""  # the contact's address (pair tags, announcements) or the room
-    pair: bool = False  # a pair tag, shared with the contact
+    pair: bool = False  # a pair tag: the contact ``subject`` is the only other who has it
+    inbound: bool = False  # the pair tag to us (version 2), not the shared one (version 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,14 @@ PairSecret = Callable[[bytes, bytes, bytes], bytes]  # as tags.pair_secret
 
 def contact_watches(w: Watcher, their: bytes, epochs: Iterable[int], *,
                     pair_secret: PairSecret = tags.pair_secret) -> list[tuple[bytes, Watch]]:
-    """The tags one contact adds to the table: the pair tag and their announcements."""
+    """The tags one contact adds to the table: both pair tags and their announcements."""
     me, them = encode_address(w.public), encode_address(their)
     secret = pair_secret(w.x25519_secret, w.public, their)
     out: list[tuple[bytes, Watch]] = []
     for e in epochs:
         out.append((tags.pair_tag(secret, e), Watch(me, Purpose.DIRECT, them, pair=True)))
+        out.append((tags.pair_tag_to(secret, w.public, e),
+                    Watch(me, Purpose.DIRECT, them, pair=True, inbound=True)))
         out.append((tags.announce_tag(their, e), Watch(me, Purpose.ANNOUNCE, them)))
     return out
 

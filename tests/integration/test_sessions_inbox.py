@@ -5,6 +5,7 @@ shows nothing twice (bridge/inbox.py, bridge/sessionbook.py)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,6 +161,44 @@ async def test_a_new_session_is_told_to_the_contact(net) -> None:  # type: ignor
     assert a.health().recent_errors == [] and b.health().recent_errors == []
     await a.stop()
     await b.stop()
+
+
+async def test_a_daemon_restored_from_an_older_key_file_starts_a_new_session(net) -> None:  # type: ignore[no-untyped-def]
+    """Bob's key file is put back to a copy from before his session with Alice: her
+    next message, under the pair tag to him, opens in none of his sessions. His
+    daemon starts a new one (once), both are told, and her next message opens."""
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    a_in, b_in = Inbox(a), Inbox(b)
+    await _announce(b, node, bob.address)
+    await _announce(a, node, alice.address)
+    await b.ids.flush()
+    shutil.copytree(root / "b", root / "b-old")  # the copy, before any session
+    now_ms = int(time.time() * 1000)
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms, "first"))
+    await b_in.wait(MessageArrived, text="first")
+    await _say(b, node, bob.address, alice.address, DirectMessage(now_ms + 1, "reply"))
+    await a_in.wait(MessageArrived, text="reply")
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 2, "second"))
+    await b_in.wait(MessageArrived, text="second")
+    await b.stop()
+
+    old = await _service(root, pool, node, "b-old")  # everything is offered again
+    old_in = Inbox(old)
+    mine = await old_in.wait(SessionNotice)
+    assert isinstance(mine, SessionNotice) and mine.sender == alice.address
+    assert "could not be opened" in mine.text and "A new session was started" in mine.text
+    theirs = await a_in.wait(SessionNotice)
+    assert isinstance(theirs, SessionNotice) and "bob started a new" in theirs.text
+    await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 3, "after"))
+    await old_in.wait(MessageArrived, text="after")
+    notices = [e for e in old_in.events if isinstance(e, SessionNotice)]
+    assert notices == [], "one new session, however many old messages fail"
+    await old.stop()
+    await a.stop()
 
 
 async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]

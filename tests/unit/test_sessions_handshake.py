@@ -140,12 +140,31 @@ def test_init_block_parser_is_strict() -> None:
     with pytest.raises(UnknownVersionError):
         H.InitBlock.parse(b"\x02" + init[1:])
     with pytest.raises(NonCanonicalError):
-        H.InitBlock.parse(init[:1] + b"\x02" + init[2:])  # unknown flag
+        H.InitBlock.parse(init[:1] + b"\x04" + init[2:])  # unknown flag
     with pytest.raises(NonCanonicalError):
         H.InitBlock.parse(init[:1] + b"\x01" + init[2:])  # flag without an id
     with pytest.raises(NonCanonicalError):
         H.InitBlock.parse(init[:10] + b"\x01" * 8 + init[18:])  # id without the flag
     assert H.InitBlock.parse(init).encode() == init
+    restarted = H.InitBlock.parse(init[:1] + b"\x02" + init[2:])
+    assert restarted.restart and restarted.encode()[1] == H.FLAG_RESTART
+
+
+def test_the_restart_flag_is_authenticated() -> None:
+    """The flag is in the prefix the initiator's identity is sealed under: set or
+    cleared by a relay, the handshake no longer opens."""
+    hs = H.initiate(identity=ALICE, responder=BOB.public, prekey=PREKEY, one_time=None,
+                    now=NOW, ephemeral_secret=bytes(range(32)),
+                    encapsulated=kem.encapsulate(PREKEY.kem), restart=True)
+    block = H.InitBlock.parse(hs.init)
+    assert block.restart
+    got = H.respond(identity=BOB, block=block, prekey=PREKEY, prekey_secret=SPK_SECRET,
+                    kem_seed=KEM_SEED)
+    assert got.secret == hs.secret
+    cleared = H.InitBlock.parse(hs.init[:1] + b"\x00" + hs.init[2:])
+    with pytest.raises(HandshakeError):
+        H.respond(identity=BOB, block=cleared, prekey=PREKEY, prekey_secret=SPK_SECRET,
+                  kem_seed=KEM_SEED)
 
 
 def test_responder_errors() -> None:

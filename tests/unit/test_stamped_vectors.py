@@ -298,8 +298,9 @@ def test_session_reply_from_the_spec_alone() -> None:
                   + max(bob.public, ed25519_public(b(v["recipient_seed"])))
                   + x25519(alice, bob.x25519_public))
     epoch = NOW // 86400
-    assert derive("ParanoIM 2026-11 pair tag", pair + struct.pack(">Q", epoch), 16).hex() == \
-        v["tag"]
+    to_alice = ed25519_public(b(v["recipient_seed"]))
+    assert derive("ParanoIM 2026-12 pair tag to", pair + to_alice + struct.pack(">Q", epoch),
+                  16).hex() == v["tag"]
 
 
 def aead_seal(key: bytes, nonce: bytes, plain: bytes, aad: bytes) -> bytes:

@@ -21,14 +21,18 @@ def test_table_for_two_identities_and_a_contact() -> None:
                                                                    Purpose.DIRECT),)
         assert table[tags.address_tag(carol.public, e)] == (Watch(carol.address,
                                                                    Purpose.DIRECT),)
-        pair = tags.pair_tag(tags.pair_secret(alice.x25519_secret, alice.public, bob.public), e)
-        assert table[pair] == (Watch(alice.address, Purpose.DIRECT, bob.address, pair=True),)
+        secret = tags.pair_secret(alice.x25519_secret, alice.public, bob.public)
+        assert table[tags.pair_tag(secret, e)] == (
+            Watch(alice.address, Purpose.DIRECT, bob.address, pair=True),)
+        assert table[tags.pair_tag_to(secret, alice.public, e)] == (
+            Watch(alice.address, Purpose.DIRECT, bob.address, pair=True, inbound=True),)
+        assert tags.pair_tag_to(secret, bob.public, e) not in table  # what Alice sends
         assert table[tags.announce_tag(bob.public, e)] == (
             Watch(alice.address, Purpose.ANNOUNCE, encode_address(bob.public)),)
         room = tags.room_tag(crypto.x25519_public(tags.room_secret("public")), e)
         assert table[room] == (Watch("", Purpose.ROOM, "public"),)
-    # per epoch: 2 address tags, 1 pair, 1 announcement, 1 room
-    assert len(table) == 5 * len(epochs)
+    # per epoch: 2 address tags, 2 pair tags (shared, and to Alice), 1 announcement, 1 room
+    assert len(table) == 6 * len(epochs)
 
 
 def test_both_ends_of_a_pair_compute_the_same_tag() -> None:
@@ -38,6 +42,10 @@ def test_both_ends_of_a_pair_compute_the_same_tag() -> None:
     b = watch_table([_watcher(bob, alice)], [], epochs)
     shared = set(a) & set(b)
     assert len(shared) == 1 and all(w.pair for w in a[next(iter(shared))])
+    # the pair tags to each: Alice watches what Bob sends her, which Bob does not watch
+    inbound_a = {t for t, ws in a.items() if any(w.inbound for w in ws)}
+    inbound_b = {t for t, ws in b.items() if any(w.inbound for w in ws)}
+    assert len(inbound_a) == len(inbound_b) == 1 and not inbound_a & set(b)
 
 
 def test_no_identity_watches_nothing_not_even_rooms() -> None:

@@ -263,17 +263,17 @@ def sessions() -> dict[str, Any]:
     assert got.outcome is Outcome.NEW and got.opened.payload == first_payload
     bob_peer = got.peer
 
-    # form 0: Bob's reply under the pair tag, after his sending half (a new ratchet key)
+    # form 0: Bob's reply under the pair tag to Alice, after his sending half (a new ratchet key)
     reply_payload = DirectMessage(NOW * 1000 + 1, "hi Alice", True, "r-1").encode()
     stamp, made = mint("session_reply", session_bucket(len(reply_payload), False))
     pair = tags.pair_secret(bob.x25519_secret, bob.public, alice.public)
-    reply_tag = tags.pair_tag(pair, epoch)
+    reply_tag = tags.pair_tag_to(pair, alice.public, epoch)
     raw2, bob_peer, persist2 = seal_session(
         sender=bob, recipient=alice.public, kind=E.Kind.DIRECT, tag=reply_tag, stamp=stamp,
         peer=bob_peer, payload=reply_payload, ratchet_secret=BOB_RATCHET)
     dh = crypto.x25519(BOB_RATCHET, crypto.x25519_public(ALICE_RATCHET))
     rk2, ck_b, _ = R.root_step(rk1, dh)
-    reply = {"description": "Bob's reply: form 0, the pair tag, his first sending chain "
+    reply = {"description": "Bob's reply: form 0, the pair tag to Alice, his first sending chain "
                             "after his sending half with a fresh ratchet key, message 0",
              "sender_seed": h(BOB_SEED), "recipient_seed": h(ALICE_SEED),
              "kind": int(E.Kind.DIRECT), "tag": h(reply_tag), "payload": h(reply_payload),
