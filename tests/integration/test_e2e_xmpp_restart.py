@@ -18,6 +18,7 @@ import asyncio
 import base64
 import itertools
 import json
+import shutil
 import signal
 import time
 import xml.etree.ElementTree as ET
@@ -30,6 +31,7 @@ import slixmpp
 from bridge.core.seenset import ENTRY
 from bridge.store.keystore import MAGIC_PLAIN
 from tests.integration.e2e_support import (
+    BOT,
     MUC_NS,
     ROOM,
     Client,
@@ -371,6 +373,57 @@ async def test_a_kill_9_of_the_sender_mid_stream_reuses_no_key_and_shows_nothing
         assert alice.errors() == [] and bob.errors() == []
         about = await bob.bot(f"contact {pair.a.accounts['Alice'].address[:16]}")
         assert "End-to-end session (post-quantum" in about, about
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
+        memory_pair: Pair) -> None:
+    """B's key file is replaced by a copy taken before Bob and Alice talked: Alice's
+    messages in their session no longer open there. B's daemon starts a new session
+    on its own; the bots tell both people, and what Alice writes next reaches Bob."""
+    pair, run = memory_pair, _run()
+    a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
+    alice_key, bob_key = (pair.a.accounts["Alice"].address[:16],
+                          pair.b.accounts["Bob"].address[:16])
+    alice = await pair.client("Alice").login()
+    bob = await pair.client("Bob").login()
+    await alice.wait(alice.peers, 20, "A linked to B")
+
+    async def knows_alices_keys() -> bool:
+        return "Their keys are known" in await bob.bot(f"contact {alice_key}")
+
+    await bob.wait(knows_alices_keys, 30, "Alice's announcement at B")
+    older = pair.b.data_dir.parent / "keys-before-the-talk.pim"
+    shutil.copy(pair.b.data_dir / "keys.pim", older)
+    for text, sender, to, reader in ((f"first {run}", alice, bob_jid, bob),
+                                     (f"reply {run}", bob, a_jid, alice),
+                                     (f"second {run}", alice, bob_jid, bob)):
+        sender.chat(to, text)
+        await reader.wait_body(a_jid if reader is bob else bob_jid, text, 30)
+    await bob.close()
+    assert pair.b.stop() == 0
+    shutil.copy(older, pair.b.data_dir / "keys.pim")
+    pair.b.start("--peer", pair.a.p2p, "--storage", "memory")
+    bob = await pair.client("Bob").login()
+    try:
+        def told_alice() -> str | None:
+            return next((t for t in alice.bodies(BOT) if "Bob" in t or bob_jid in t), None)
+
+        notice = await alice.wait(told_alice, 60, "the bot telling Alice of Bob's new session")
+        assert "started a new end-to-end session" in notice, notice
+
+        async def noted_at_b() -> str:
+            about = await bob.bot(f"contact {alice_key}")
+            return about if "could not be opened" in about else ""
+
+        about = await bob.wait(noted_at_b, 30, "B's note of the lost session")
+        assert "A new session was started" in about, about
+        after = f"after the new session {run}"
+        alice.chat(bob_jid, after)
+        await bob.wait_body(a_jid, after, 30)
+        assert "End-to-end session" in await alice.bot(f"contact {bob_key}")
     finally:
         await alice.close()
         await bob.close()
