@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from bridge.core.archive import Page, Query
+# The archive's vocabulary is the API's: the XMPP face pages it (XEP-0313).
+from bridge.core.archive import MAX_PAGE as MAX_PAGE
+from bridge.core.archive import ArchiveError as ArchiveError
+from bridge.core.archive import Entry as Entry
+from bridge.core.archive import Page as Page
+from bridge.core.archive import Query as Query
+from bridge.core.archive import archive_id as archive_id
 from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth
 
 Listener = Callable[[Event], None]

@@ -14,21 +14,17 @@ contact's) or room names; the XMPP side turns them into JIDs.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Callable
 
-from bridge.core.archive import Archive, ArchiveError, Entry, Page, Query
+from bridge.core.archive import Archive, ArchiveError, Entry, Page, Query, archive_id
 from bridge.events import Event, IdentitiesChanged, MessageArrived, RoomMessageArrived
 from bridge.store.archive import ArchiveFile
 
 log = logging.getLogger(__name__)
 
-
-def archive_id(envelope_id: bytes) -> str:
-    """The archive id (XEP-0359 stanza-id) of what arrived in ``envelope_id``."""
-    return base64.b32encode(envelope_id[:15]).decode().lower()
+__all__ = ["History", "archive_id"]
 
 
 class History:

@@ -14,6 +14,7 @@ for what came after it.
 
 from __future__ import annotations
 
+import base64
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,13 @@ MAX_ENTRIES: Final = 10_000  # per identity
 MAX_BYTES: Final = 8 * 1024 * 1024  # per identity, text and overhead
 ENTRY_OVERHEAD: Final = 200  # bytes counted per entry beyond its texts
 MAX_PAGE: Final = 250  # the most a query returns at once, whatever it asks
+
+
+def archive_id(envelope_id: bytes) -> str:
+    """The archive id (XEP-0359 stanza-id) of the message an envelope carried: shown to
+    one identity, or sent by it. Derived, so the same message is archived once, and
+    the XMPP side can name it as soon as it knows the envelope."""
+    return base64.b32encode(envelope_id[:15]).decode().lower()
 
 
 class ArchiveError(UserError):

@@ -19,9 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bridge.api import ServiceAPI
+from bridge.api import ServiceAPI, archive_id
 from bridge.events import ChatStateArrived, Event, MessageArrived, ReceiptArrived
-from bridge.history import archive_id
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.offline import OfflineQueues, notice
 from bridge.xmpp.sessions import Sessions

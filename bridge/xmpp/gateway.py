@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from slixmpp import Presence
 
-from bridge.api import ServiceAPI
+from bridge.api import ServiceAPI, archive_id
 from bridge.core.errors import UserError
 from bridge.events import (
     ChatStateArrived,
@@ -55,7 +55,6 @@ from bridge.events import (
     RoomMessageArrived,
     SessionNotice,
 )
-from bridge.history import archive_id
 from bridge.tasks import TaskSet
 from bridge.xmpp.bot import Bot
 from bridge.xmpp.delivery import CHATSTATES_NS, HINTS_NS, Delivery

@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING
 from slixmpp import JID, Iq
 from slixmpp.jid import InvalidJID
 
-from bridge.api import ServiceAPI
-from bridge.core.archive import MAX_PAGE, ArchiveError, Entry, Page, Query
+from bridge.api import MAX_PAGE, ArchiveError, Entry, Page, Query, ServiceAPI
 from bridge.xmpp import stanzas as st
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.jids import Domains
