@@ -201,6 +201,41 @@ async def test_a_daemon_restored_from_an_older_key_file_starts_a_new_session(net
     await a.stop()
 
 
+async def test_both_writing_first_at_once_converge_on_one_session(net) -> None:  # type: ignore[no-untyped-def]
+    """Alice and Bob each start a session before either hears from the other: both
+    messages open, and afterwards both send in the same session."""
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    a_in, b_in = Inbox(a), Inbox(b)
+    await _announce(b, node, bob.address)
+    await _announce(a, node, alice.address)
+    now_ms = int(time.time() * 1000)
+    # both sealed before either is published: two sessions, started at once
+    to_bob = await a.sessions.seal(alice.address, bob.address, Kind.DIRECT,
+                                   DirectMessage(now_ms, "hi Bob").encode(), _stamp)
+    to_alice = await b.sessions.seal(bob.address, alice.address, Kind.DIRECT,
+                                     DirectMessage(now_ms, "hi Alice").encode(), _stamp)
+    await node.publish(to_bob)
+    await node.publish(to_alice)
+    await b_in.wait(MessageArrived, text="hi Bob")
+    await a_in.wait(MessageArrived, text="hi Alice")
+    for n in range(3):  # a few turns: each in whichever session its side now holds active
+        await _say(a, node, alice.address, bob.address, DirectMessage(now_ms + 1 + n, f"a{n}"))
+        await b_in.wait(MessageArrived, text=f"a{n}")
+        await _say(b, node, bob.address, alice.address, DirectMessage(now_ms + 1 + n, f"b{n}"))
+        await a_in.wait(MessageArrived, text=f"b{n}")
+    ours = a.sessions.peer(alice.address, bob.address).active
+    theirs = b.sessions.peer(bob.address, alice.address).active
+    assert ours is not None and theirs is not None
+    assert ours.session_id == theirs.session_id, "one session on both sides"
+    assert not [e for e in (*a_in.events, *b_in.events) if isinstance(e, SessionNotice)]
+    await a.stop()
+    await b.stop()
+
+
 async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]
     root, pool, node = net
     b, c = await _service(root, pool, node, "b"), await _service(root, pool, node, "c")
