@@ -60,6 +60,9 @@ class IdentityBook:
         # Derived keys by seed, so no hot path re-derives them; an entry leaves with
         # its identity, so a deleted identity's secret is referenced nowhere here.
         self._keys: dict[str, Identity] = {}
+        # Signed hybrid prekeys made from their records, by a hash of the record's
+        # X25519 secret (never the secret itself); emptied when an identity goes.
+        self._hybrids: dict[bytes, HybridPrekey] = {}
         self._dirty = False
         self._saving: asyncio.Task[None] | None = None
         self._writing: asyncio.Future[None] | None = None
@@ -146,6 +149,7 @@ class IdentityBook:
         rec = self.rec(address)
         self.records().remove(rec)
         self._keys.pop(rec.seed, None)
+        self._hybrids = {}
         self.keystore.save()
         self.on_change()
         self.bus.emit(IdentitiesChanged(removed=address))
@@ -265,8 +269,18 @@ class IdentityBook:
                      for p in live[:limit])
 
     def _hybrid(self, rec: IdentityRecord, p: HybridPrekeyRecord) -> HybridPrekey:
-        return make_hybrid_prekey(self.ident(rec), bytes.fromhex(p.x25519),
-                                  bytes.fromhex(p.kem_seed), p.expires)
+        """The signed prekey of a record, made once (an ML-KEM key pair from its seed
+        and a signature: a handshake lookup would otherwise pay both per prekey held)."""
+        key = crypto.hash32(p.x25519.encode())
+        made = self._hybrids.get(key)
+        if made is None or made.expires != p.expires:
+            if len(self._hybrids) >= 64:  # prekeys rotate weekly: drop what went
+                held = {crypto.hash32(q.x25519.encode())
+                        for r in self.records() for q in r.hybrid_prekeys}
+                self._hybrids = {k: v for k, v in self._hybrids.items() if k in held}
+            made = self._hybrids[key] = make_hybrid_prekey(
+                self.ident(rec), bytes.fromhex(p.x25519), bytes.fromhex(p.kem_seed), p.expires)
+        return made
 
     def live_hybrid_prekeys(self, rec: IdentityRecord, limit: int = 2) -> tuple[HybridPrekey, ...]:
         """The newest signed hybrid prekeys, for announcements (1288 bytes each)."""
