@@ -59,6 +59,8 @@ from bridge.store.seen import SeenIds
 
 log = logging.getLogger(__name__)
 
+# Outcomes after which the contact's session is the one we send in, unconfirmed by us.
+_THEIRS = frozenset({Outcome.NEW, Outcome.RESET, Outcome.TOOK_THEIRS})
 # A chat state older than this when it arrives (a catch-up) is not shown.
 CHAT_STATE_STALE = 120
 # What one run remembers of envelopes it opened and messages it handed out but no
@@ -275,6 +277,8 @@ class Inbox:
         if c is not None and c.state == BLOCKED:
             return  # decided now: an unblock before the key-file write must not show it
         self.notes.opened(w.owner, arrival.sender, env.expiry)
+        if c is not None and c.state == ACCEPTED and arrival.outcome in _THEIRS:
+            self.notes.confirm(w.owner, arrival.sender)
         if c is not None and arrival.outcome is Outcome.RESET:
             self.notes.reset(w.owner, c)
         if c is not None and arrival.dropped:
@@ -369,6 +373,10 @@ class Inbox:
                            env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
+        if not record.text and record.chat_state is None:
+            if c is not None:
+                self.contacts.heard(c, sender_key, prekey)
+            return  # a session confirmation (docs/sessions.md §11): nothing to show
         if record.chat_state is not None:
             self._chat_state(me, sender, c, env, record)
             return

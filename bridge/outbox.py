@@ -181,6 +181,25 @@ class Outbox:
             if turn is not None:
                 turn.done()
 
+    async def confirm_session(self, owner: str, to: str) -> None:
+        """Answer a contact's new session at once: a text-free message in it (never
+        shown), after which their messages need no handshake block. Only if nothing
+        of ours went in it since (any message confirms it)."""
+        assert self.sessions is not None
+        c = self.contacts.accepted(owner, to)
+        if c is None or not self.sessions.unanswered(owner, to):
+            return
+        payload = DirectMessage(self._sent_at_ms(), "").encode()
+        turn = self.in_order.turn((owner, to))
+        try:
+            raw = await self.sessions.seal(owner, to, Kind.DIRECT, payload, self.stamp_for)
+            await turn.wait()
+            await self._deliver(raw, c.endpoint)
+        except (UserError, RemoteProtocolError) as exc:
+            log.debug("session confirmation to %s… not sent: %s", to[:8], exc)
+        finally:
+            turn.done()
+
     async def new_session(self, owner: str, to: str) -> None:
         """Start a new session with an accepted contact (their daemon lost ours, or the
         person wants a fresh start): a handshake carrying only an "active" chat state,

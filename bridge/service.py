@@ -70,6 +70,7 @@ class Service:
         self.book.on_release = self.inbox.show_released
         if sessions:
             self.inbox.notes.restart = self.new_session
+            self.inbox.notes.confirm_soon = self._confirm_session
         self.history = History(self.bus.subscribe, lambda: self.clock() * 1000,
                                file=archive_file)
         self.peerbook = PeerBook(node, self.errors)
@@ -221,6 +222,10 @@ class Service:
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
         self.inbox.notes.forget(owner, address)
+
+    def _confirm_session(self, owner: str, address: str) -> None:
+        self.tasks.spawn(self.outbox.confirm_session(owner, address),
+                         name="session confirmation")
 
     def new_session(self, owner: str, address: str) -> None:
         """Start a new end-to-end session with an accepted contact, in the background;

@@ -170,6 +170,12 @@ class SessionBook:
     def _lock(self, owner: str, to: str) -> asyncio.Lock:
         return self._locks.setdefault((owner, to), asyncio.Lock())
 
+    def unanswered(self, owner: str, to: str) -> bool:
+        """Our active session with ``to`` is theirs and we have sent nothing in it."""
+        active = self.peer(owner, to).active
+        return active is not None and not active.initiator and active.cks is None \
+            and active.ns == 0 and active.pn == 0
+
     def check_can_start(self, owner: str, to: str) -> None:
         """WaitingForKeysError unless a new session with ``to`` can start now."""
         self._start(self.ids.rec(owner), self.contacts.need(owner, to))

@@ -43,6 +43,9 @@ class SessionNotes:
         # Starts a new session with a contact, in the background; UserError if it
         # cannot (set by the service; None: sessions off, nothing is started).
         self.restart: Callable[[str, str], None] | None = None
+        # Answers a contact's new session with a text-free message in it, so their
+        # next messages need no handshake block (set by the service; None: nothing).
+        self.confirm_soon: Callable[[str, str], None] | None = None
         self._heard: dict[tuple[str, str], int] = {}  # (owner, contact) -> latest expiry opened
         self._restarted: dict[tuple[str, str], int] = {}  # -> last automatic new session
 
@@ -56,6 +59,14 @@ class SessionNotes:
         for table in (self._heard, self._restarted):
             for key in [k for k in table if k[0] == owner and contact in (None, k[1])]:
                 del table[key]
+
+    def confirm(self, owner: str, contact: str) -> None:
+        """An accepted contact's session became the one we send in: answer it now
+        rather than with the person's next message, so every message the contact
+        writes until then does not carry the 1,194-byte handshake block (a larger
+        envelope, more proof of work)."""
+        if self.confirm_soon is not None:
+            self.confirm_soon(owner, contact)
 
     def reset(self, owner: str, c: ContactRecord) -> None:
         name, when = _name(c), self._when()

@@ -198,9 +198,12 @@ def adopt(peer: Peer, incoming: Session, now: int,
     active = peer.active
     if active is None:
         return _with_active(_retire(peer, None, now), incoming), Outcome.NEW
-    if restart and incoming.created > active.created:
+    if restart and incoming.created > active.created \
+            and not (active.initiator and not active.confirmed):
         # Not the other half of a simultaneous start (that never carries the flag):
-        # the contact lost our session, or its person asked for a new one.
+        # the contact lost our session, or its person asked for a new one. (If ours is
+        # a start of our own that nothing answered yet, both started over at once: the
+        # simultaneous rule below decides, the same way on both sides.)
         return _with_active(_retire(peer, active, now), incoming), Outcome.RESET
     if active.initiator and (not active.confirmed
                              or incoming.created < active.confirmed_at + CLOCK_SKEW):

@@ -18,7 +18,9 @@ from bridge.core.stamp import BUCKETS, Stamp, StampOrder, bucket_index, envelope
 # while at least MIN_LIFE remains (an envelope's life is its stamp's).
 DEFAULT_LIFE: Final = 2 * 24 * 3600
 MIN_LIFE: Final = 36 * 3600
-POOL_TARGET: Final = {0: 3, 1: 2}  # bucket index -> stamps kept ready (256 B, 1 KiB)
+# bucket index -> stamps kept ready: 256 B, 1 KiB, and one 4 KiB for the first message
+# of a session (its handshake block takes it to that size)
+POOL_TARGET: Final = {0: 3, 1: 2, 2: 1}
 
 
 def bits_to_spend(stamp: Stamp, now: int, base_bits: int) -> int:
