@@ -14,6 +14,22 @@ so every payload has exactly one encoding. Layouts (big-endian):
                   prekey count u8 (1..4) ‖ prekeys 104 each
     receipt       count u8 (1..64) ‖ count × (envelope id 32 ‖ msgid len u8 ‖ msgid)
 
+A direct message with flag 8 acts on an earlier message of the conversation, named
+by its XMPP message id (``ref``, 1..64 bytes); the act block follows the msgid (and
+the prekey, version 1), and what follows it depends on the act:
+
+                  act u8 ‖ ref len u8 (1..64) ‖ ref ‖ ...
+                  1 correction  text (rest, 1+ bytes: the whole corrected text)
+                  2 reply       author u8 (0 the record's sender, 1 its recipient) ‖
+                                text (rest, 1+ bytes)
+                  3 reaction    count u8 (0..16) ‖ count × (len u8 (1..32) ‖ UTF-8),
+                                distinct — nothing after (0: reactions withdrawn)
+                  4 retraction  nothing after
+                  5 displayed   nothing after (an XEP-0333 read marker)
+                  flag 1 (receipt) only with 1 and 2; flag 4 never.
+    presence      sent_at_ms u64 ‖ 10 ‖ 00 (empty msgid) ‖ show u8 (1..6) ‖
+                  status len u8 (0..64) ‖ status — nothing after (flags = 16 exactly)
+
 In version-2 envelopes (sessions, docs/sessions.md §11) the direct message never
 carries a prekey (flag 2 is refused: the session's ratchet replaces it), and the
 announcement carries signed hybrid prekeys instead:
@@ -29,6 +45,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.core.acts import MAX_STATUS, TEXT_ACTS, Act, Presence, Show
 from bridge.core.envelope import Kind
 from bridge.core.errors import LocalProtocolError, MalformedError, NonCanonicalError
 from bridge.core.handshake import HYBRID_PREKEY_SIZE, HybridPrekey
@@ -44,6 +61,8 @@ MAX_RECEIPT_IDS: Final = 64
 FLAG_RECEIPT: Final = 1
 FLAG_PREKEY: Final = 2
 FLAG_CHAT_STATE: Final = 4
+FLAG_ACT: Final = 8
+FLAG_PRESENCE: Final = 16
 
 
 class ChatState(enum.IntEnum):
@@ -93,7 +112,9 @@ def _text(raw: bytes) -> str:
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
     """A chat message, or (``chat_state`` set) a typing notification with nothing else:
-    no text, receipt, message id or prekey, so a chat state has one encoding."""
+    no text, receipt, message id or prekey, so a chat state has one encoding; likewise
+    a ``presence``. With ``act`` set, an act on an earlier message (text only for a
+    correction or reply, where it is required)."""
 
     sent_at_ms: int
     text: str
@@ -101,11 +122,24 @@ class DirectMessage:
     message_id: str = ""
     prekey: SignedPrekey | None = None
     chat_state: ChatState | None = None
+    act: Act | None = None
+    presence: Presence | None = None
 
     def __post_init__(self) -> None:
-        if self.chat_state is not None and (self.text or self.receipt_wanted
-                                            or self.message_id or self.prekey is not None):
-            raise LocalProtocolError("a chat state carries no text, receipt, id or prekey")
+        alone = self.chat_state is not None or self.presence is not None
+        if alone and (self.text or self.receipt_wanted or self.message_id
+                      or self.prekey is not None or self.act is not None
+                      or (self.chat_state is not None and self.presence is not None)):
+            raise LocalProtocolError("a chat state or presence carries nothing else")
+        if self.act is not None:
+            if self.act.kind in TEXT_ACTS and not self.text:
+                raise LocalProtocolError("a correction or reply carries text")
+            if self.act.kind not in TEXT_ACTS and (self.text or self.receipt_wanted):
+                raise LocalProtocolError("only a correction or reply carries text or a receipt")
+
+    @classmethod
+    def presence_of(cls, sent_at_ms: int, presence: Presence) -> DirectMessage:
+        return cls(sent_at_ms, "", presence=presence)
 
     @classmethod
     def state(cls, sent_at_ms: int, chat_state: ChatState) -> DirectMessage:
@@ -114,10 +148,16 @@ class DirectMessage:
     def encode(self) -> bytes:
         if self.chat_state is not None:
             return struct.pack(">QBBB", self.sent_at_ms, FLAG_CHAT_STATE, 0, self.chat_state)
-        flags = (FLAG_RECEIPT if self.receipt_wanted else 0) | (FLAG_PREKEY if self.prekey else 0)
+        if self.presence is not None:
+            return (struct.pack(">QBBB", self.sent_at_ms, FLAG_PRESENCE, 0, self.presence.show)
+                    + _short(self.presence.status, MAX_STATUS))
+        flags = ((FLAG_RECEIPT if self.receipt_wanted else 0) | (FLAG_PREKEY if self.prekey else 0)
+                 | (FLAG_ACT if self.act else 0))
         out = struct.pack(">QB", self.sent_at_ms, flags) + _short(self.message_id)
         if self.prekey is not None:
             out += self.prekey.encode()
+        if self.act is not None:
+            out += self.act.encode()
         return out + self.text.encode("utf-8")
 
     @classmethod
@@ -127,11 +167,35 @@ class DirectMessage:
         flags = r.u8()
         if flags & FLAG_CHAT_STATE:
             return cls._parse_state(r, sent_at, flags)
-        if flags & ~(FLAG_RECEIPT | FLAG_PREKEY):
+        if flags & FLAG_PRESENCE:
+            return cls._parse_presence(r, sent_at, flags)
+        if flags & ~(FLAG_RECEIPT | FLAG_PREKEY | FLAG_ACT):
             raise NonCanonicalError("unknown flag bits in a direct message")
         msgid = _short_field(r)
         prekey = SignedPrekey.parse(r.take(PREKEY_SIZE)) if flags & FLAG_PREKEY else None
-        return cls(sent_at, _text(r.rest()), bool(flags & FLAG_RECEIPT), msgid, prekey)
+        act = Act.parse(r) if flags & FLAG_ACT else None
+        text = _text(r.rest())
+        if act is not None:
+            if act.kind in TEXT_ACTS and not text:
+                raise MalformedError(f"a {act.kind.name.lower()} without text")
+            if act.kind not in TEXT_ACTS and (text or flags & FLAG_RECEIPT):
+                raise NonCanonicalError(f"a {act.kind.name.lower()} carries no text or receipt")
+        return cls(sent_at, text, bool(flags & FLAG_RECEIPT), msgid, prekey, act=act)
+
+    @classmethod
+    def _parse_presence(cls, r: Reader, sent_at: int, flags: int) -> DirectMessage:
+        if flags != FLAG_PRESENCE:
+            raise NonCanonicalError("a presence carries no other flag")
+        if r.u8() != 0:
+            raise NonCanonicalError("a presence carries no message id")
+        code = r.u8()
+        try:
+            show = Show(code)
+        except ValueError:
+            raise MalformedError(f"unknown presence code {code}") from None
+        status = _short_field(r, MAX_STATUS)
+        r.end()
+        return cls.presence_of(sent_at, Presence(show, status))
 
     @classmethod
     def _parse_state(cls, r: Reader, sent_at: int, flags: int) -> DirectMessage:

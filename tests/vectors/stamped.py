@@ -29,6 +29,7 @@ from bridge.core import crypto, kem, pow, tags
 from bridge.core import envelope as E
 from bridge.core import handshake as H
 from bridge.core import ratchet as R
+from bridge.core.acts import Act, ActKind, Presence, Show
 from bridge.core.body import (
     open_handshake,
     open_sealed,
@@ -132,7 +133,7 @@ def room() -> dict[str, Any]:
     room_pub = crypto.x25519_public(secret)
     payload = RoomMessage(NOW * 1000, "public", "alice", "hello room").encode()
     stamp, made = mint("room", sealed_bucket(len(payload)))
-    tag = tags.room_tag(room_pub, tags.epoch_of(NOW))
+    tag = tags.room_tag_v2(room_pub, tags.epoch_of(NOW))
     raw = seal_sealed(sender=alice, recipient=room_pub, kex_public=room_pub, kind=E.Kind.ROOM,
                       tag=tag, stamp=stamp, payload=payload, ephemeral_secret=ROOM_EPHEMERAL)
     env = check_envelope(raw, now=NOW, base_bits=BASE_BITS)
@@ -175,7 +176,7 @@ def announcement() -> dict[str, Any]:
     payload = HybridAnnouncement(NOW, (prekey,), "bob", "").encode()
     stamp, made = mint("announcement", sealed_bucket(len(payload)))
     secret = tags.announce_secret(bob.public)
-    tag = tags.announce_tag(bob.public, tags.epoch_of(NOW))
+    tag = tags.announce_tag_v2(bob.public, tags.epoch_of(NOW))
     raw = seal_sealed(sender=bob, recipient=bob.public, kex_public=crypto.x25519_public(secret),
                       kind=E.Kind.ANNOUNCEMENT, tag=tag, stamp=stamp, payload=payload,
                       ephemeral_secret=ANNOUNCE_EPHEMERAL)
@@ -240,7 +241,7 @@ def sessions() -> dict[str, Any]:
     # form 1: Alice's first message, with the handshake block, under Bob's address tag
     first_payload = DirectMessage(NOW * 1000, "hello Bob", True, "m-1").encode()
     stamp, made = mint("session_first", session_bucket(len(first_payload), True))
-    first_tag = tags.address_tag(bob.public, epoch)
+    first_tag = tags.address_tag_v2(bob.public, epoch)
     raw1, alice_peer, persist1 = seal_session(
         sender=alice, recipient=bob.public, kind=E.Kind.DIRECT, tag=first_tag, stamp=stamp,
         peer=alice_peer, payload=first_payload, ratchet_secret=UNUSED_RATCHET)
@@ -335,7 +336,7 @@ def _sealed_room_padded(name: str, bucket: int, pad: Callable[[bytes, int], byte
     room_pub = crypto.x25519_public(tags.room_secret("public"))
     payload = RoomMessage(NOW * 1000, "public", "alice", "hello room").encode()
     stamp, _ = mint(name, bucket)
-    head = E.signed_header(E.Kind.ROOM, tags.room_tag(room_pub, tags.epoch_of(NOW)), EXPIRY,
+    head = E.signed_header(E.Kind.ROOM, tags.room_tag_v2(room_pub, tags.epoch_of(NOW)), EXPIRY,
                            version=E.VERSION_STAMPED)
     inner = sign_inner(alice.secret_key, alice.public, room_pub, head, stamp.public, payload)
     e_pub = crypto.x25519_public(ROOM_EPHEMERAL)
@@ -403,6 +404,64 @@ def opening_rejections(reply: bytes) -> list[dict[str, Any]]:
     return out
 
 
+def act_records() -> dict[str, Any]:
+    """Version-2 direct-message records that act on an earlier message (flag 8) or carry
+    a presence (flag 16), with their fields, and records a parser refuses."""
+    ms = NOW * 1000
+    made = [
+        ("correction of m-1, receipt wanted, own id m-2",
+         DirectMessage(ms, "hello", True, "m-2", act=Act(ActKind.CORRECTION, "m-1"))),
+        ("reply to b-1, which the recipient wrote",
+         DirectMessage(ms, "this one", False, "m-3",
+                       act=Act(ActKind.REPLY, "b-1", to_recipient=True))),
+        ("reactions 👍 and 🎉 to m-1",
+         DirectMessage(ms, "", act=Act(ActKind.REACTION, "m-1", ("👍", "🎉")))),
+        ("all reactions to m-1 withdrawn", DirectMessage(ms, "", act=Act(ActKind.REACTION,
+                                                                          "m-1"))),
+        ("retraction of m-1", DirectMessage(ms, "", act=Act(ActKind.RETRACTION, "m-1"))),
+        ("read marker: displayed up to b-1",
+         DirectMessage(ms, "", act=Act(ActKind.DISPLAYED, "b-1"))),
+        ("presence: away, status 'lunch'", DirectMessage.presence_of(ms, Presence(Show.AWAY,
+                                                                                  "lunch"))),
+        ("presence: unavailable", DirectMessage.presence_of(ms, Presence(Show.UNAVAILABLE))),
+    ]
+    head = struct.pack(">Q", ms)
+    refused = [
+        ("act code 6", head + b"\x08\x00\x06\x03m-1"),
+        ("an act naming no message", head + b"\x08\x00\x04\x00"),
+        ("a retraction with text", head + b"\x08\x00\x04\x03m-1x"),
+        ("a retraction asking for a receipt", head + b"\x09\x00\x04\x03m-1"),
+        ("a correction without text", head + b"\x08\x00\x01\x03m-1"),
+        ("a reply with author code 2", head + b"\x08\x00\x02\x03m-1\x02hi"),
+        ("17 reactions", head + b"\x08\x00\x03\x03m-1\x11"
+         + b"".join(bytes([1, 0x41 + i]) for i in range(17))),
+        ("a reaction of 33 bytes", head + b"\x08\x00\x03\x03m-1\x01\x21" + b"x" * 33),
+        ("the same reaction twice", head + b"\x08\x00\x03\x03m-1\x02\x01x\x01x"),
+        ("an empty reaction", head + b"\x08\x00\x03\x03m-1\x01\x00"),
+        ("bytes after reactions", head + b"\x08\x00\x03\x03m-1\x01\x01x!"),
+        ("flags 4 and 8 together", head + b"\x0c\x00\x04\x03m-1"),
+        ("presence code 7", head + b"\x10\x00\x07\x00"),
+        ("a presence with a message id", head + b"\x10\x03m-1\x03\x00"),
+        ("a presence with another flag", head + b"\x11\x00\x03\x00"),
+        ("a presence status of 65 bytes", head + b"\x10\x00\x03\x41" + b"s" * 65),
+        ("bytes after a presence", head + b"\x10\x00\x03\x00!"),
+    ]
+    out: dict[str, Any] = {"records": [], "refused": []}
+    for case, msg in made:
+        payload = msg.encode()
+        assert parse_record(E.Kind.DIRECT, payload, version=2) == msg
+        out["records"].append({"case": case, "record": h(payload)})
+    for case, payload in refused:
+        try:
+            parse_record(E.Kind.DIRECT, payload, version=2)
+        except RemoteProtocolError as exc:
+            out["refused"].append({"case": case, "error": type(exc).__name__,
+                                   "record": h(payload)})
+        else:
+            raise AssertionError(f"{case}: parsed")
+    return out
+
+
 def build() -> dict[str, Any]:
     r = room()
     s = sessions()
@@ -422,6 +481,7 @@ def build() -> dict[str, Any]:
         "sessions": s,
         "rejections": rejections(bytes.fromhex(r["envelope"])),
         "opening_rejections": opening_rejections(bytes.fromhex(s["reply"]["envelope"])),
+        "acts": act_records(),
     }
 
 
