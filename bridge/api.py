@@ -88,6 +88,16 @@ class ServiceAPI(Protocol):
         Written with the keys, encrypted when they are."""
         ...
 
+    def pep_nodes(self, owner: str) -> dict[str, str]:
+        """The identity's PEP nodes (XEP-0163): node name -> its JSON (``xmpp.pep``)."""
+        ...
+
+    def set_pep_node(self, owner: str, node: str, value: str | None) -> None:
+        """Store (replace) one PEP node, or delete it (None); UserError past the
+        per-identity bound (``bridge.identities.MAX_PEP_STORAGE`` bytes,
+        ``MAX_PEP_NODES`` nodes). Written with the keys, encrypted when they are."""
+        ...
+
     # --- vanity addresses ---------------------------------------------------
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:
         """(expected attempts, expected seconds on this machine); UserError if invalid."""

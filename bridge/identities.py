@@ -28,6 +28,8 @@ from bridge.tasks import TaskSet
 
 MAX_CLIENT_STORAGE = 64 * 1024  # bytes of clients' private storage per identity
 MAX_CLIENT_ITEMS = 32  # elements of it per identity
+MAX_PEP_STORAGE = 256 * 1024  # bytes of PEP nodes (bookmarks, avatar) per identity
+MAX_PEP_NODES = 32  # PEP nodes per identity
 RESERVED_USERNAMES = frozenset({"paranoim", "admin", "root"})
 _USERNAME_RE = re.compile(r"[^a-z0-9._-]+")
 
@@ -182,6 +184,22 @@ class IdentityBook:
                 f"private storage is full for this identity (at most {MAX_CLIENT_ITEMS} "
                 f"elements and {MAX_CLIENT_STORAGE // 1024} KiB)")
         rec.client_storage = merged
+        self.save_soon()
+
+    def pep_nodes(self, owner: str) -> dict[str, str]:
+        return dict(self.rec(owner).pep)
+
+    def set_pep_node(self, owner: str, node: str, value: str | None) -> None:
+        rec = self.rec(owner)
+        nodes = {k: v for k, v in rec.pep.items() if k != node}
+        if value is not None:
+            nodes[node] = value
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in nodes.items())
+        if value is not None and (len(nodes) > MAX_PEP_NODES or size > MAX_PEP_STORAGE):
+            raise ClientStorageFullError(
+                f"PEP storage is full for this identity (at most {MAX_PEP_NODES} nodes "
+                f"and {MAX_PEP_STORAGE // 1024} KiB)")
+        rec.pep = nodes
         self.save_soon()
 
     # --- saving what envelopes change ----------------------------------------------------

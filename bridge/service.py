@@ -177,6 +177,12 @@ class Service:
     def set_client_storage(self, owner: str, items: dict[str, str]) -> None:
         self.ids.set_client_storage(owner, items)
 
+    def pep_nodes(self, owner: str) -> dict[str, str]:
+        return self.ids.pep_nodes(owner)
+
+    def set_pep_node(self, owner: str, node: str, value: str | None) -> None:
+        self.ids.set_pep_node(owner, node, value)
+
     # --- vanity ------------------------------------------------------------------------
 
     def vanity_estimate(self, prefix: str) -> tuple[float, float]:

@@ -49,7 +49,12 @@ from bridge.events import (
     ReceiptArrived,
 )
 from bridge.history import History
-from bridge.identities import MAX_CLIENT_ITEMS, MAX_CLIENT_STORAGE
+from bridge.identities import (
+    MAX_CLIENT_ITEMS,
+    MAX_CLIENT_STORAGE,
+    MAX_PEP_NODES,
+    MAX_PEP_STORAGE,
+)
 from bridge.sessionview import describe
 from bridge.store.keystore import ContactRecord
 
@@ -105,6 +110,7 @@ class FakeService:
     passphrase: str | None = None
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
+    pep_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0163
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
     history: History = field(init=False)
 
@@ -247,6 +253,7 @@ class FakeService:
         self.contact_book.pop(address, None)
         self.seeds.pop(address, None)
         self.client_store.pop(address, None)
+        self.pep_store.pop(address, None)
         self._show(IdentitiesChanged(removed=address))
 
     def _seal(self, data: bytes, passphrase: str) -> bytes:
@@ -279,6 +286,21 @@ class FakeService:
                                                   for k, v in merged.items()) > MAX_CLIENT_STORAGE):
             raise UserError("private storage is full for this identity")
         self.client_store[owner] = merged
+
+    def pep_nodes(self, owner: str) -> dict[str, str]:
+        self.identity(owner)
+        return dict(self.pep_store.get(owner, {}))
+
+    def set_pep_node(self, owner: str, node: str, value: str | None) -> None:
+        self.identity(owner)
+        nodes = {k: v for k, v in self.pep_store.get(owner, {}).items() if k != node}
+        if value is not None:
+            nodes[node] = value
+            if len(nodes) > MAX_PEP_NODES or sum(len(k.encode()) + len(v.encode())
+                                                 for k, v in nodes.items()) > MAX_PEP_STORAGE:
+                raise UserError(f"PEP storage is full for this identity (at most "
+                                f"{MAX_PEP_NODES} nodes and {MAX_PEP_STORAGE // 1024} KiB)")
+        self.pep_store[owner] = nodes
 
     def set_passphrase(self, passphrase: str | None) -> None:
         self.passphrase = passphrase or None

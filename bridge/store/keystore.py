@@ -104,6 +104,9 @@ class IdentityRecord:
     # room bookmarks, roster notes), element name -> serialised element. Kept here so
     # it is encrypted with the keys and leaves with the identity.
     client_storage: dict[str, str] = field(default_factory=dict)
+    # The identity's PEP nodes (XEP-0163: room bookmarks, its avatar), node name ->
+    # JSON of the node's settings and items (``bridge.xmpp.pep``); kept as above.
+    pep: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -86,6 +86,7 @@ class C2SServer:
         self.gateway.identity_deleted = self._identity_deleted
         self.gateway.delivery.stanza_ids = True  # the archive below names messages by them
         Mam(service, self.domains).install(self.iq)
+        self.iq.install_pep()  # XEP-0163 PEP: bookmarks, avatars
         self.certificate: Certificate | None = None
         self._connections: set[C2SConnection] = set()
         self._server: asyncio.Server | None = None

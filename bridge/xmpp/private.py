@@ -14,11 +14,17 @@ from __future__ import annotations
 import copy
 import logging
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from bridge.api import ServiceAPI
 from bridge.core.errors import UserError
+from bridge.xmpp.bookmarks import LEGACY_KEY
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.stanzas import serialize
+
+if TYPE_CHECKING:
+    from bridge.xmpp.bookmarks import Bookmarks
+    from bridge.xmpp.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,9 @@ _RESERVED = frozenset({"jabber:client", "jabber:server", "jabber:component:accep
 class PrivateStorage:
     def __init__(self, service: ServiceAPI) -> None:
         self.service = service
+        # Room bookmarks are kept once, as XEP-0402 PEP items (``bookmarks.py``), and
+        # their private-storage form is made from and written into them.
+        self.bookmarks: Bookmarks | None = None
 
     @staticmethod
     def _key(child: ET.Element) -> str:
@@ -54,20 +63,29 @@ class PrivateStorage:
         if len(children) != 1:
             raise XmppError("bad-request", "ask for exactly one element", "modify")
         key = self._key(children[0])
+        answer = ET.Element(f"{{{PRIVATE_NS}}}query")
+        if key == LEGACY_KEY and self.bookmarks is not None:
+            answer.append(self.bookmarks.legacy(owner))
+            return answer
         text = self.service.client_storage(owner).get(key)
         stored = self._parse(text) if text is not None else None
         if text is not None and stored is None:
             log.warning("a stored %s of %s… could not be read; answered empty", key, owner[:8])
-        answer = ET.Element(f"{{{PRIVATE_NS}}}query")
         answer.append(stored if stored is not None else ET.Element(key))
         return answer
 
-    def set(self, owner: str, query: ET.Element) -> None:
+    def set(self, owner: str, query: ET.Element, origin: Session | None = None) -> None:
         children = list(query)
         if not children:
             raise XmppError("bad-request", "nothing to store", "modify")
         items = {self._key(child): serialize(copy.deepcopy(child)).decode()
                  for child in children}
+        if LEGACY_KEY in items and self.bookmarks is not None:
+            del items[LEGACY_KEY]
+            marks = next(c for c in children if c.tag == LEGACY_KEY)
+            self.bookmarks.set_legacy(owner, marks, origin)
+            if not items:
+                return
         try:
             self.service.set_client_storage(owner, items)
         except UserError as exc:

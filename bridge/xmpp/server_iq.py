@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from slixmpp import JID, Iq
 
 from bridge.api import ServiceAPI
+from bridge.xmpp.avatars import Avatars
+from bridge.xmpp.bookmarks import Bookmarks
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.gateway import Gateway
 from bridge.xmpp.jids import Domains, parse_jid
+from bridge.xmpp.pep import Pep
 from bridge.xmpp.private import PRIVATE_NS, PrivateStorage
 from bridge.xmpp.roster import BLOCKING_NS, ROSTER_NS
 from bridge.xmpp.sessions import Sessions
@@ -95,6 +98,14 @@ class ServerIq:
             for tag in ("blocklist", "block", "unblock"):
                 for itype in ("get", "set"):
                     self._handlers[(kind, f"{BLOCKING_NS}}}{tag}", itype)] = self._blocking
+
+    def install_pep(self) -> None:
+        """The identities' PEP services (embedded listener only: behind an XMPP server,
+        that server keeps its users' PEP), with bookmarks and avatars on them."""
+        pep = Pep(self.service, self.sessions)
+        pep.install(self)
+        Bookmarks(pep).install(self)
+        Avatars(pep).install(self)
 
     def register(self, kind: str, ns: str, itype: str, handler: Handler) -> None:
         """Answer IQs of ``itype`` with a payload in ``ns`` sent to a ``kind`` target."""
@@ -228,7 +239,7 @@ class ServerIq:
         if el.get("type") == "get":
             reply.xml.append(self.private.get(conn.owner.address, payload))
         else:
-            self.private.set(conn.owner.address, payload)
+            self.private.set(conn.owner.address, payload, conn)
         return reply
 
     def _carbons(self, conn: Session, el: ET.Element, payload: ET.Element,

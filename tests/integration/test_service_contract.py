@@ -167,6 +167,25 @@ async def test_client_storage_is_per_identity_bounded_and_goes_with_it(
         service.client_storage(alice.address)
 
 
+async def test_pep_nodes_are_per_identity_bounded_and_go_with_it(service: ServiceAPI) -> None:
+    alice = await service.create_identity("Alice")
+    bob = await service.create_identity("Bob")
+    service.set_pep_node(alice.address, "urn:xmpp:bookmarks:1", '{"items": []}')
+    service.set_pep_node(alice.address, "urn:xmpp:avatar:data", '{"items": [1]}')
+    service.set_pep_node(alice.address, "urn:xmpp:avatar:data", None)  # deleted
+    assert service.pep_nodes(alice.address) == {"urn:xmpp:bookmarks:1": '{"items": []}'}
+    assert service.pep_nodes(bob.address) == {}
+    with pytest.raises(UserError):  # past the bound in bytes: refused, nothing changed
+        service.set_pep_node(alice.address, "big", "y" * 300_000)
+    with pytest.raises(UserError):  # past the bound in nodes
+        for i in range(40):
+            service.set_pep_node(alice.address, f"n{i}", "{}")
+    assert "big" not in service.pep_nodes(alice.address)
+    service.delete_identity(alice.address)
+    with pytest.raises(UserError):
+        service.pep_nodes(alice.address)
+
+
 async def test_login_by_username_and_password(service: ServiceAPI) -> None:
     alice = await service.create_identity("Alice")
     bob = await service.create_identity("Bob")
