@@ -53,6 +53,10 @@ class LocalNode:
     def iter_stored(self) -> Iterable[Envelope]:
         return list(self._store.values())
 
+    def stored_with_tags(self, tags: Iterable[bytes]) -> Iterable[Envelope]:
+        wanted = set(tags)
+        return [env for env in self._store.values() if env.tag in wanted]
+
     def peers(self) -> list[dict[str, object]]:
         return [{"address": p, "state": "not connected (no P2P node)"} for p in self._peers]
 

@@ -65,6 +65,10 @@ class Upkeep:
             if again or rec in rotated:
                 self.outbox.announce_soon(rec)
 
+    @property
+    def delivering(self) -> bool:
+        return self._unsubscribe is not None
+
     def stop_delivery(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()

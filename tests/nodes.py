@@ -35,6 +35,10 @@ class SharedNode:
     def iter_stored(self) -> Iterable[Envelope]:
         return list(self.store.values())
 
+    def stored_with_tags(self, tags: Iterable[bytes]) -> Iterable[Envelope]:
+        wanted = set(tags)
+        return [env for env in self.store.values() if env.tag in wanted]
+
     def peers(self) -> list[dict[str, object]]:
         return [{"address": p, "state": "configured"} for p in self.peer_list]
 

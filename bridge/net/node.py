@@ -28,7 +28,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -198,6 +198,11 @@ class Node:
     def iter_stored(self) -> Iterator[Envelope]:
         for raw in self.store.iter_raw():
             yield parse_envelope(raw)
+
+    def stored_with_tags(self, tags: Iterable[bytes]) -> list[Envelope]:
+        """What the store holds under these tags (its tag index: no scan)."""
+        raws = (self.store.get(eid) for eid in self.store.tags.ids(tags))
+        return [parse_envelope(raw) for raw in raws if raw is not None]
 
     def watch_tags(self, tags: set[bytes]) -> None:
         """Light mode: fetch envelopes for these tags from full peers (replaces the set)."""

@@ -282,6 +282,21 @@ async def test_a_new_session_is_answered_at_once_so_the_next_messages_are_small(
     await b.stop()
 
 
+async def test_adding_a_contact_opens_the_announcement_the_node_already_holds(net) -> None:  # type: ignore[no-untyped-def]
+    """Bob's announcement reached Alice's node before she added him: adding him opens
+    it at once, so her first message starts a session instead of going version 1."""
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    await _announce(b, node, bob.address)
+    a.add_contact(alice.address, bob.address, "bob")
+    assert a.book.need(alice.address, bob.address).hybrid_prekey, "known from the stored one"
+    assert "your next message starts a post-quantum session" in \
+        a.contacts(alice.address)[0].session
+    await a.stop()
+    await b.stop()
+
+
 async def test_a_strangers_session_waits_with_the_request(net) -> None:  # type: ignore[no-untyped-def]
     root, pool, node = net
     b, c = await _service(root, pool, node, "b"), await _service(root, pool, node, "c")
