@@ -12,6 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+# Acts on earlier messages (XEP-0308/0424/0444/0333), as the XMPP face names them.
+from bridge.core.acts import MAX_REACTION as MAX_REACTION
+from bridge.core.acts import MAX_REACTIONS as MAX_REACTIONS
+from bridge.core.acts import Act as Act
+from bridge.core.acts import ActKind as ActKind
+
 # The archive's vocabulary is the API's: the XMPP face pages it (XEP-0313).
 from bridge.core.archive import MAX_PAGE as MAX_PAGE
 from bridge.core.archive import ArchiveError as ArchiveError
@@ -19,7 +25,7 @@ from bridge.core.archive import Entry as Entry
 from bridge.core.archive import Page as Page
 from bridge.core.archive import Query as Query
 from bridge.core.archive import archive_id as archive_id
-from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth
+from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth, PresenceArrived
 
 Listener = Callable[[Event], None]
 
@@ -123,9 +129,39 @@ class ServiceAPI(Protocol):
 
     # --- messaging ----------------------------------------------------------
     async def send_message(
-        self, owner: str, to: str, text: str, *, receipt: bool = True, message_id: str = ""
+        self, owner: str, to: str, text: str, *, receipt: bool = True, message_id: str = "",
+        reply_to: str = "", reply_to_own: bool = False
     ) -> bytes:
-        """Seal, stamp and publish; returns the envelope id. PoW runs off the loop."""
+        """Seal, stamp and publish; returns the envelope id. PoW runs off the loop.
+        ``reply_to``: the message id this one answers (XEP-0461), a message the contact
+        wrote, or (``reply_to_own``) one ``owner`` wrote."""
+        ...
+
+    def markers_enabled(self) -> bool:
+        """True when XEP-0333 read markers cross the network (``[xmpp] markers``)."""
+        ...
+
+    def presence_enabled(self) -> bool:
+        """True when availability crosses the network (``[xmpp] presence``)."""
+        ...
+
+    def send_act(self, owner: str, to: str, act: Act, text: str = "",
+                 message_id: str = "", receipt: bool = False) -> bool:
+        """Queue a correction (with its ``text``), reaction, retraction or read marker
+        for an accepted contact; rate-limited per contact, a later one of the same
+        message replacing what still waits. False when not sent (a read marker with
+        markers off). UserError: not an accepted contact, too many waiting, no text."""
+        ...
+
+    def set_presence(self, owner: str, show: str, status: str = "") -> None:
+        """The identity's availability: "" or available, chat, away, xa, dnd,
+        unavailable; sent to accepted contacts with presence on (status cut at 64
+        bytes). UserError for another show."""
+        ...
+
+    def contact_presence(self, owner: str, address: str) -> PresenceArrived | None:
+        """What a contact's availability is now with presence on; None when off, or when
+        the contact never sent one (they show as online, as without presence)."""
         ...
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],

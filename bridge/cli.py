@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send and show XEP-0085 typing notifications with accepted contacts "
                           "(off by default: they reveal when you type, and each costs a "
                           "small proof of work)")
+    run.add_argument("--markers", action="store_true",
+                     help="send and show XEP-0333 read markers with accepted contacts (off "
+                          "by default: they reveal when you read)")
+    run.add_argument("--presence", action="store_true",
+                     help="send and show real availability (online, away, offline) with "
+                          "accepted contacts who turned it on too (off by default)")
     run.add_argument("--no-sessions", action="store_true",
                      help="send every message the version-1 way (no per-message forward "
                           "secrecy, not post-quantum): only for contacts whose daemon is "

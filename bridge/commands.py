@@ -152,6 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        announce=args.advertise,
                        xmpp_listener=False if args.no_xmpp_listener else None,
                        chat_states=True if args.chat_states else None,
+                       markers=True if args.markers else None,
+                       presence=True if args.presence else None,
                        sessions=False if args.no_sessions else None,
                        component_domain=args.component_domain,
                        component_server=args.component_server,

@@ -57,6 +57,13 @@ DEFAULT_TEXT = f"""\
 # keyboard, and each one is a proof-of-work-stamped envelope (short-lived, so cheap;
 # at most one per contact every few seconds, only the latest state is sent).
 # chat_states = false
+# XEP-0333 read markers ("displayed") sent to and shown from accepted contacts
+# (--markers). Off by default: a contact learns when you read their message.
+# markers = false
+# Your availability (online, away, extended away, do not disturb, offline) sent to
+# and shown from accepted contacts who turned it on too (--presence). Off by
+# default: a contact learns when your client is connected. Off, contacts show online.
+# presence = false
 
 [web]
 # The local web page (identities, invitations, contacts, node health), 127.0.0.1 only.
@@ -130,6 +137,8 @@ class Config:
     xmpp_domain: str = "localhost"
     xmpp_listener: bool = True
     chat_states: bool = False
+    markers: bool = False
+    presence: bool = False
     web_port: int = DEFAULT_WEB_PORT
     open_browser: bool = False
     p2p_listen: str = "0.0.0.0"  # noqa: S104 - a P2P node has to be reachable
@@ -299,6 +308,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "xmpp.domain": ("xmpp_domain", _domain),
     "xmpp.listener": ("xmpp_listener", _bool),
     "xmpp.chat_states": ("chat_states", _bool),
+    "xmpp.markers": ("markers", _bool),
+    "xmpp.presence": ("presence", _bool),
     "web.port": ("web_port", _port),
     "web.open_browser": ("open_browser", _bool),
     "p2p.listen": ("p2p_listen", _string),

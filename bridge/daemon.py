@@ -236,6 +236,7 @@ class Daemon:
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
                           chat_states=cfg.chat_states, sessions=cfg.sessions,
+                          markers=cfg.markers, presence=cfg.presence,
                           archive_file=archive)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.core.acts import Act
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,7 @@ class MessageArrived:
     receipt_wanted: bool
     message_id: str = ""  # the sender's XMPP message id, if any
     expiry: int = 0  # when the envelope leaves the network
+    act: Act | None = None  # set: a correction, reply, reaction, retraction or read marker
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,18 @@ class ChatStateArrived:
     to: str  # local identity address
     sender: str
     state: str  # the XEP-0085 element name: active, composing, paused, inactive, gone
+    sent_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceArrived:
+    """An accepted contact's availability (only with presence on at both ends), or
+    "unavailable" when the last one they sent lapsed. Never held for later."""
+
+    to: str  # local identity address
+    sender: str
+    show: str  # "" (available), chat, away, xa, dnd, or unavailable
+    status: str = ""
     sent_at_ms: int = 0
 
 
@@ -132,6 +147,7 @@ Event = (
     | RoomMessageArrived
     | ReceiptArrived
     | ChatStateArrived
+    | PresenceArrived
     | ContactsChanged
     | IdentitiesChanged
     | SessionNotice

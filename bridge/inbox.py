@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
 from bridge.core import crypto, pow, tags
+from bridge.core.acts import ActKind
 from bridge.core.address import decode_address, encode_address
 from bridge.core.body import open_sealed
 from bridge.core.envelope import VERSION_STAMPED, Envelope, Kind
@@ -52,6 +53,7 @@ from bridge.events import (
 )
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
+from bridge.presencebook import PresenceBook
 from bridge.sessionbook import SessionBook
 from bridge.sessionnotes import SessionNotes
 from bridge.store.keystore import ContactRecord, IdentityRecord
@@ -93,7 +95,8 @@ class ExpiringIds(OrderedDict[bytes, int]):
 class Inbox:
     def __init__(self, ids: IdentityBook, contacts: ContactBook, bus: EventBus, *,
                  clock: Callable[[], int], errors: RecentErrors,
-                 seen: SeenIds, chat_states: bool = False,
+                 seen: SeenIds, chat_states: bool = False, markers: bool = False,
+                 presence: bool = False,
                  sessions: SessionBook | None = None,
                  spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None) -> None:
         self.ids = ids
@@ -103,6 +106,9 @@ class Inbox:
         self.errors = errors
         self.seen = seen  # shown to the user: kept in the key file, across restarts
         self.chat_states = chat_states
+        self.markers = markers  # XEP-0333 read markers shown (opt-in)
+        self.presence = presence  # contacts' presences shown (opt-in)
+        self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
         self.spawn = spawn
         # Session arrivals wait here until the key file holds the sessions they moved
@@ -134,28 +140,22 @@ class Inbox:
         """The watch table as it stands (order within a tag does not matter)."""
         return {tag: frozenset(ws) for tag, ws in self._watch.items()}
 
-    def watch_contact(self, owner: str, address: str) -> list[bytes]:
+    def watch_contact(self, owner: str, address: str) -> None:
         """One contact changed: add or drop its tags, leaving the rest of the table
-        alone (a full rebuild costs hashes for every contact of every identity).
-        Returns the contact's announcement tags now watched: what the node already
-        holds under them (their keys and endpoint) is worth opening at once."""
+        alone (a full rebuild costs hashes for every contact of every identity)."""
         self._unwatch(owner, address)
         rec = self.ids.rec(owner)
         c = self.contacts.find(rec, address)
         if c is None:
             self._heard_ms.pop((owner, address), None)
         if c is None or c.state == BLOCKED:
-            return []
+            return
         ident = self.ids.ident(rec)
         w = Watcher(ident.public, ident.x25519_secret, ())
-        announced = []
         for tag, watch in contact_watches(w, decode_address(address),
                                           tags.watch_epochs(self.clock()),
                                           pair_secret=self._pair_secret):
             self._watch[tag] = (*self._watch.get(tag, ()), watch)
-            if watch.purpose is Purpose.ANNOUNCE:
-                announced.append(tag)
-        return announced
 
     def _unwatch(self, owner: str, address: str) -> None:
         their = decode_address(address)
@@ -289,7 +289,8 @@ class Inbox:
             self.notes.reset(w.owner, c)
         if c is not None and arrival.dropped:
             self.notes.dropped(w.owner, c, arrival.dropped)
-        if isinstance(record, DirectMessage) and record.chat_state is None:
+        if (isinstance(record, DirectMessage) and record.chat_state is None
+                and record.presence is None):
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news
             self.sessions.hold(w.owner, arrival, env)
@@ -379,6 +380,9 @@ class Inbox:
                            env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
+        if record.act is not None or record.presence is not None:
+            self._act(me, sender, c, env, record, sender_key, prekey)
+            return
         if not record.text and record.chat_state is None:
             if c is not None:
                 self.contacts.heard(c, sender_key, prekey)
@@ -420,6 +424,29 @@ class Inbox:
             return  # a catch-up: the person is no longer typing that
         self._show(ChatStateArrived(to=me, sender=sender, state=record.chat_state.element,
                                     sent_at_ms=record.sent_at_ms), env.id, env.expiry)
+
+    def _act(self, me: str, sender: str, c: ContactRecord | None, env: Envelope,
+             record: DirectMessage, sender_key: bytes, prekey: SignedPrekey | None) -> None:
+        """An act on an earlier message, or a presence: only from an accepted contact
+        (never a contact request), read markers and presences only when turned on."""
+        accepted = c is not None and c.state == ACCEPTED
+        if record.presence is not None:
+            if self.presence and accepted:
+                self.presences.arrived(me, sender, record.presence, record.sent_at_ms,
+                                       env.expiry)
+            return
+        assert record.act is not None
+        if not accepted or (record.act.kind is ActKind.DISPLAYED and not self.markers):
+            self.sessions.release(env.id)  # its key is not kept for a client
+            self.seen.add(env.id, env.expiry)
+            return
+        assert c is not None
+        self.contacts.heard(c, sender_key, prekey)
+        self._show(MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
+                                  sent_at_ms=record.sent_at_ms, envelope_id=env.id,
+                                  receipt_wanted=record.receipt_wanted,
+                                  message_id=record.message_id, act=record.act),
+                   env.id, env.expiry)
 
     # --- contact requests -------------------------------------------------------------------
 
@@ -464,6 +491,7 @@ class Inbox:
         self.notes.forget(address)
         self._held = {k: v for k, v in self._held.items() if k[0] != address}
         self._heard_ms = {k: v for k, v in self._heard_ms.items() if k[0] != address}
+        self.presences.forget(address)
 
     def subscribe_to(self, envelopes: Iterable[Envelope]) -> None:
         for env in envelopes:

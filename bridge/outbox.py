@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from bridge.contacts import ContactBook
 from bridge.core import crypto, pow, tags
+from bridge.core.acts import Act, Presence
 from bridge.core.address import decode_address
 from bridge.core.body import TooLargeError, seal_sealed, sealed_bucket
 from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
@@ -298,7 +299,7 @@ class Outbox:
     # --- what leaves -------------------------------------------------------------------
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
-                           message_id: str = "") -> bytes:
+                           message_id: str = "", act: Act | None = None) -> bytes:
         self.ids.rec(owner)
         decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
@@ -308,7 +309,7 @@ class Outbox:
         # Taken before the first await: the message's place is the order of the calls.
         turn = self.in_order.turn((owner, to))
         if self._in_session(c, may_start=True):
-            plain = DirectMessage(sent_at, text, receipt, message_id[:64])
+            plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act)
             sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
                                             turn)
             if sent is not None:
@@ -317,7 +318,7 @@ class Outbox:
             rec = self.ids.rec(owner)
             ident, their, kex, tag = self._route(rec, to)
             msg = DirectMessage(sent_at, text, receipt, message_id[:64],
-                                self.ids.current_prekey(rec))
+                                self.ids.current_prekey(rec), act=act)
             raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                                payload=msg.encode())
             del ident, rec  # see _sealed
@@ -426,5 +427,18 @@ class Outbox:
         msg = DirectMessage.state(self._sent_at_ms(), state)
         raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                            payload=msg.encode(), ttl=CHAT_STATE_TTL)
+        del ident, rec  # see _sealed
+        await self._stamp_and_publish(raw, c.endpoint, self.in_order.turn((owner, to)))
+
+    async def send_presence(self, owner: str, to: str, presence: Presence, ttl: int) -> None:
+        """A presence to an accepted contact: short-lived, version 1 as chat states."""
+        rec = self.ids.rec(owner)
+        c = self.contacts.accepted(owner, to)
+        if c is None:
+            return
+        ident, their, kex, tag = self._route(rec, to)
+        msg = DirectMessage.presence_of(self._sent_at_ms(), presence)
+        raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
+                           payload=msg.encode(), ttl=ttl)
         del ident, rec  # see _sealed
         await self._stamp_and_publish(raw, c.endpoint, self.in_order.turn((owner, to)))

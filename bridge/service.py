@@ -14,16 +14,27 @@ import secrets
 import time
 from collections.abc import Callable
 
+from bridge.actsend import ActSender
 from bridge.contacts import ContactBook, UnknownContactError
 from bridge.core import vanity
+from bridge.core.acts import Act, ActKind, Presence, Show
 from bridge.core.archive import Page, Query
 from bridge.core.checks import DEFAULT_BASE_BITS, MAX_TTL
 from bridge.core.errors import LocalProtocolError, PowCancelledError, UserError
 from bridge.core.records import ChatState
-from bridge.events import ContactInfo, Event, EventBus, IdentityInfo, NodeHealth, RecentErrors
+from bridge.events import (
+    ContactInfo,
+    Event,
+    EventBus,
+    IdentityInfo,
+    NodeHealth,
+    PresenceArrived,
+    RecentErrors,
+)
 from bridge.history import History
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
 from bridge.inbox import Inbox
+from bridge.knownids import KnownIds
 from bridge.net.workers import WorkerPool
 from bridge.outbox import CHAT_STATE_TTL, MessageTooLargeError, Outbox
 from bridge.peerbook import NodeLike, PeerBook
@@ -50,7 +61,8 @@ class Service:
                  base_bits: int = DEFAULT_BASE_BITS, ttl: int = DEFAULT_TTL,
                  clock: Callable[[], int] = _now, storage: str = "memory",
                  tor: str = "off", chat_states: bool = False, sessions: bool = True,
-                 archive_file: ArchiveFile | None = None) -> None:
+                 archive_file: ArchiveFile | None = None, markers: bool = False,
+                 presence: bool = False) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
         self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
@@ -66,13 +78,17 @@ class Service:
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
                            seen=KeyfileSeen(keystore, lambda: self.ids.save_within(SEEN_SAVE)),
                            chat_states=chat_states, sessions=self.sessions,
-                           spawn=self.tasks.spawn)
+                           spawn=self.tasks.spawn, markers=markers, presence=presence)
+        self.acts = ActSender(self.ids, self.book, self.outbox, self.tasks, markers=markers,
+                              presence=presence)
         self.book.on_release = self.inbox.show_released
         if sessions:
             self.inbox.notes.restart = self.new_session
             self.inbox.notes.confirm_soon = self._confirm_session
         self.history = History(self.bus.subscribe, lambda: self.clock() * 1000,
                                file=archive_file)
+        self.known = KnownIds(self.history.archive.entries)
+        self.bus.subscribe(self.known.on_event)
         self.peerbook = PeerBook(node, self.errors)
         self.upkeep = Upkeep(self.ids, self.inbox, self.outbox, node, self.tasks, clock,
                              loaded=lambda: self.history.load(
@@ -84,11 +100,7 @@ class Service:
         self.inbox.rewatch()
 
     def _watch_contact(self, owner: str, address: str) -> None:
-        announced = self.inbox.watch_contact(owner, address)
-        if announced and self.upkeep.delivering:
-            # Their announcement may be in the node already (it came before they were
-            # a contact): open it now, not at their next one, a day later.
-            self.inbox.subscribe_to(self.node.stored_with_tags(announced))
+        self.inbox.watch_contact(owner, address)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -257,11 +269,46 @@ class Service:
     # --- messages ------------------------------------------------------------------------
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
-                           message_id: str = "") -> bytes:
+                           message_id: str = "", reply_to: str = "",
+                           reply_to_own: bool = False) -> bytes:
+        act = None  # a reply to a message this conversation does not hold goes as a message
+        if reply_to and self.known.knows(owner, to, reply_to):
+            act = Act(ActKind.REPLY, reply_to, to_recipient=not reply_to_own)
         envelope_id = await self.outbox.send_message(owner, to, text, receipt=receipt,
-                                                     message_id=message_id)
+                                                     message_id=message_id, act=act)
+        self.known.add(owner, to, message_id[:64])
         self.history.sent(owner, to, text, message_id, envelope_id)
         return envelope_id
+
+    def markers_enabled(self) -> bool:
+        return self.acts.markers
+
+    def presence_enabled(self) -> bool:
+        return self.acts.presence
+
+    def send_act(self, owner: str, to: str, act: Act, text: str = "",
+                 message_id: str = "", receipt: bool = False) -> bool:
+        if not self.known.knows(owner, to, act.ref):
+            raise UserError(f"no message with id {act.ref[:64]!r} in this conversation (it "
+                            "may be too old)")
+        sent = self.acts.send_act(owner, to, act, text, message_id, receipt)
+        if sent and act.kind is ActKind.CORRECTION:
+            self.known.add(owner, to, message_id[:64])
+        return sent
+
+    def set_presence(self, owner: str, show: str, status: str = "") -> None:
+        name = show or "available"
+        if name not in {s.name.lower() for s in Show}:
+            raise UserError(f"{show[:20]!r} is not a presence; RFC 6121 names chat, away, "
+                            "xa and dnd")
+        self.ids.rec(owner)
+        raw = status.encode()[:64].decode("utf-8", "ignore")
+        self.acts.set_presence(owner, Presence(Show[name.upper()], raw))
+
+    def contact_presence(self, owner: str, address: str) -> PresenceArrived | None:
+        if not self.acts.presence:
+            return None
+        return self.inbox.presences.current(owner, address)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:

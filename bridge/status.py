@@ -56,6 +56,10 @@ def ready_lines(d: Daemon) -> list[str]:
                      f"STARTTLS, certificate SHA-256 {d.xmpp.fingerprint or '?'}")
     if cfg.chat_states:
         lines.append("  Chat states on: accepted contacts see when you type")
+    if cfg.markers:
+        lines.append("  Read markers on: accepted contacts see when you read")
+    if cfg.presence:
+        lines.append("  Presence on: accepted contacts who turned it on see when you are online")
     if not cfg.sessions:
         lines.append("  Sessions off: messages go sealed to weekly prekeys (no forward "
                      "secrecy per message, not post-quantum)")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bridge.api import ServiceAPI, VanityJob
 from bridge.core import vanity
+from bridge.core.acts import Act, ActKind, Show
 from bridge.core.address import decode_address, fingerprint
 from bridge.core.archive import Page, Query
 from bridge.core.errors import UserError
@@ -46,6 +47,7 @@ from bridge.events import (
     IdentityInfo,
     MessageArrived,
     NodeHealth,
+    PresenceArrived,
     ReceiptArrived,
 )
 from bridge.history import History
@@ -107,6 +109,11 @@ class FakeService:
     sends_waiting: int = 0  # send_message calls waiting on the gate now
     chat_states: bool = False  # [xmpp] chat_states
     chat_states_sent: list[tuple[str, str, str]] = field(default_factory=list)
+    markers: bool = False  # [xmpp] markers
+    presence: bool = False  # [xmpp] presence
+    acts_sent: list[tuple[str, str, Act, str]] = field(default_factory=list)
+    presences_set: list[tuple[str, str, str]] = field(default_factory=list)
+    contact_presences: dict[tuple[str, str], PresenceArrived] = field(default_factory=dict)
     passphrase: str | None = None
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
@@ -397,7 +404,11 @@ class FakeService:
     # --- messaging ----------------------------------------------------------
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
-                           message_id: str = "") -> bytes:
+                           message_id: str = "", reply_to: str = "",
+                           reply_to_own: bool = False) -> bytes:
+        if reply_to:
+            self.acts_sent.append((owner, to, Act(ActKind.REPLY, reply_to[:64],
+                                                  to_recipient=not reply_to_own), text))
         c = self._contact(owner, check_address(to))
         if c is not None and c.state is ContactState.BLOCKED:
             raise UserError("this contact is blocked; unblock it to write to it")
@@ -447,6 +458,34 @@ class FakeService:
         self.chat_states_sent.append((owner, to, state))
         await self._notify()
         return True
+
+    def markers_enabled(self) -> bool:
+        return self.markers
+
+    def presence_enabled(self) -> bool:
+        return self.presence
+
+    def send_act(self, owner: str, to: str, act: Act, text: str = "",
+                 message_id: str = "", receipt: bool = False) -> bool:
+        if act.kind is ActKind.DISPLAYED and not self.markers:
+            return False
+        c = self._contact(owner, to)
+        if c is None or c.state is not ContactState.ACCEPTED:
+            raise UserError("corrections, reactions, retractions and read markers go to "
+                            "accepted contacts only")
+        self.acts_sent.append((owner, to, act, text))
+        return True
+
+    def set_presence(self, owner: str, show: str, status: str = "") -> None:
+        if (show or "available") not in {s.name.lower() for s in Show}:
+            raise UserError(f"{show[:20]!r} is not a presence; RFC 6121 names chat, away, "
+                            "xa and dnd")
+        self.identity(owner)
+        if self.presence:
+            self.presences_set.append((owner, show, status))
+
+    def contact_presence(self, owner: str, address: str) -> PresenceArrived | None:
+        return self.contact_presences.get((owner, address)) if self.presence else None
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         if room != "public":

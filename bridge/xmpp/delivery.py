@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.api import ServiceAPI, archive_id
 from bridge.events import ChatStateArrived, Event, MessageArrived, ReceiptArrived
+from bridge.xmpp.acts import ARCHIVED_ACTS, act_message
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.offline import OfflineQueues, notice
 from bridge.xmpp.sessions import Sessions
@@ -121,6 +122,15 @@ class Delivery:
         def confirm(got: bool) -> None:
             self._confirmed(event, shown, got)
 
+        if event.act is not None:
+            if event.act.kind not in ARCHIVED_ACTS:
+                archived = ""  # reactions and read markers are not archived
+            for conn in targets:
+                conn.write(act_message(conn.jid.full, sender, conn.bare, stanza_id, event,
+                                       request_receipt=event.receipt_wanted, delay=delay,
+                                       archived=(conn.bare, archived) if archived else None),
+                           confirm)
+            return
         for conn in targets:
             conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
                                     request_receipt=event.receipt_wanted, active=active,

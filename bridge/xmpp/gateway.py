@@ -51,16 +51,19 @@ from bridge.events import (
     Event,
     IdentitiesChanged,
     MessageArrived,
+    PresenceArrived,
     ReceiptArrived,
     RoomMessageArrived,
     SessionNotice,
 )
 from bridge.tasks import TaskSet
+from bridge.xmpp.acts import ClientActs, reply_of
 from bridge.xmpp.bot import Bot
 from bridge.xmpp.delivery import CHATSTATES_NS, HINTS_NS, Delivery
 from bridge.xmpp.errors import XmppError, error_reply_to
 from bridge.xmpp.jids import Domains, parse_jid
 from bridge.xmpp.muc import PublicRoom
+from bridge.xmpp.presences import PresenceFace
 from bridge.xmpp.roster import RosterMap
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_message
@@ -109,6 +112,8 @@ class Gateway:
         self.bot = Bot(service, domains)
         self.tasks = TaskSet("XMPP gateway", logger=log)
         self.delivery = Delivery(service, sessions, domains)
+        self.acts = ClientActs(service, self._carbon)
+        self.presences = PresenceFace(service, sessions, domains, self.roster.presence)
         # what ends the sessions of a deleted identity (the component unlinks its user)
         self.identity_deleted: Callable[[str], None] = self.end_sessions
         self._unsubscribe: Callable[[], None] | None = None
@@ -162,6 +167,8 @@ class Gateway:
             self._ack(conn.owner.address, address, received.get("id", ""))
         state = (_chat_state(el) if mtype in ("chat", "normal")
                  and self.service.chat_states_enabled() else None)
+        if self.acts.on_message(conn, el, address, body):
+            return  # a correction, reaction, retraction or read marker
         if body is None:
             if state is not None:
                 self._spawn(self._send_chat_state(conn.owner.address, address, state))
@@ -193,7 +200,8 @@ class Gateway:
             # place in its contact's queue in the order the stanzas came.
             async with limit:
                 envelope_id = await self.service.send_message(
-                    owner, address, body, receipt=wants_receipt, message_id=msg_id
+                    owner, address, body, receipt=wants_receipt, message_id=msg_id,
+                    **reply_of(el, conn.bare)
                 )
         except asyncio.CancelledError:
             raise
@@ -291,6 +299,7 @@ class Gateway:
             return
         first = ptype == "" and not conn.available
         conn.available = ptype == ""
+        self.presences.own(conn, el)
         others = [s for s in self.sessions.of(conn.owner.address) if s.available]
         # RFC 6121 §4.2.2: the presence goes to all the account's available resources
         for session in set(others) | {conn}:
@@ -311,6 +320,7 @@ class Gateway:
             self.delivery.flush_offline(conn)
 
     def on_disconnect(self, conn: Session) -> None:
+        self.presences.own(conn, None)
         if conn.owner is None or not conn.available:
             return
         conn.available = False
@@ -337,6 +347,8 @@ class Gateway:
                 self.delivery.send_receipt(event)
             elif isinstance(event, ChatStateArrived):
                 self.delivery.send_chat_state(event)
+            elif isinstance(event, PresenceArrived):
+                self.presences.send_arrived(event)
             elif isinstance(event, ContactsChanged):
                 self.send_contact(event)
             elif isinstance(event, RoomMessageArrived):

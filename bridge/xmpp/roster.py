@@ -29,6 +29,7 @@ from bridge.core.errors import BadInviteError
 from bridge.events import ContactInfo, ContactState
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.jids import Domains, InvalidJID, parse_jid
+from bridge.xmpp.presences import shown
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_iq
 
@@ -155,7 +156,10 @@ class RosterMap:
         """What the client should see about one contact right now."""
         frm = self.domains.contact(contact.address)
         if contact.state is ContactState.ACCEPTED:
-            conn.send(self.presence(conn, frm, ""))
+            assert conn.owner is not None
+            known = self.service.contact_presence(conn.owner.address, contact.address)
+            available = self.presence(conn, frm, "")
+            conn.send(available if known is None else shown(available, known))
         elif contact.state is ContactState.PENDING_IN:
             request = self.presence(conn, frm, "subscribe")
             if contact.petname:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from slixmpp import JID, Iq
 
 from bridge.api import ServiceAPI
+from bridge.xmpp.acts import contact_features
 from bridge.xmpp.avatars import Avatars
 from bridge.xmpp.bookmarks import Bookmarks
 from bridge.xmpp.errors import XmppError
@@ -76,6 +77,7 @@ class ServerIq:
         self.features = {k: list(v) for k, v in _FEATURES.items()}
         if service.chat_states_enabled():  # clients send chat states to who announces them
             self.features["contact"].append(CHATSTATES)
+        self.features["contact"] += contact_features(service.markers_enabled())
         self.items: dict[str, list[tuple[str, str]]] = {
             "server": [(domains.contacts, "P2P contacts"), (domains.rooms, "Rooms")],
             "rooms": [(domains.public_room, "Public room")],

@@ -1,0 +1,169 @@
+"""What leaves besides messages: acts on earlier messages, and presences (opt-in).
+
+Acts (corrections, reactions, retractions, read markers; docs/xmpp-mapping.md) go
+to accepted contacts only, each as a direct message in the contact's session (or
+version 1 without one), through the outbox like a chat message, so one never
+overtakes the message it names. Each is an envelope with proof of work, so they
+are throttled per contact (``ActQueue``): one leaves per ``ACT_INTERVAL``; a
+second correction (or set of reactions) of the same message, or a later read
+marker, replaces the one still waiting; past ``MAX_PENDING`` waiting the next is
+refused with a UserError. Read markers leave only with ``[xmpp] markers`` on.
+
+Presences (``[xmpp] presence``) go to every accepted contact when the identity's
+availability changes, and again every ``PRESENCE_REFRESH`` while it is not
+"unavailable": each lives ``PRESENCE_TTL`` only, so a contact whose daemon stops
+hearing from us shows us offline when the last one lapses. At most one per
+contact per ``PRESENCE_INTERVAL``, the latest winning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from bridge.contacts import ContactBook
+from bridge.core.actqueue import ActQueue, Done, Send, Wait
+from bridge.core.acts import TEXT_ACTS, Act, ActKind, Presence, Show
+from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.identities import IdentityBook
+from bridge.outbox import Outbox
+from bridge.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+ACT_INTERVAL = 1.0  # seconds between two acts to one contact
+PRESENCE_INTERVAL = 5.0  # seconds between two presences to one contact
+PRESENCE_TTL = 10 * 60  # a presence's life in the network (and on the contact's screen)
+PRESENCE_REFRESH = 7 * 60  # sent again while it holds, before the last one lapses
+
+
+@dataclass(frozen=True, slots=True)
+class _Out:
+    act: Act
+    text: str
+    message_id: str
+    receipt: bool
+
+
+Key = tuple[str, str]  # (owner, contact)
+
+
+class ActSender:
+    def __init__(self, ids: IdentityBook, contacts: ContactBook, outbox: Outbox,
+                 tasks: TaskSet, *, markers: bool = False, presence: bool = False) -> None:
+        self.ids = ids
+        self.contacts = contacts
+        self.outbox = outbox
+        self.tasks = tasks
+        self.markers = markers
+        self.presence = presence
+        self.acts = ActQueue[Key, _Out](ACT_INTERVAL)
+        self.presences = ActQueue[Key, Presence](PRESENCE_INTERVAL)
+        self.current: dict[str, Presence] = {}  # owner -> what its contacts last learnt
+        self._refreshing = False
+
+    # --- acts -----------------------------------------------------------------------------
+
+    def send_act(self, owner: str, to: str, act: Act, text: str = "", message_id: str = "",
+                 receipt: bool = False) -> bool:
+        """Queue an act for an accepted contact; False when it is not sent (a read
+        marker with markers off). UserError: not an accepted contact, too many waiting,
+        or text where the act carries none."""
+        if act.kind is ActKind.DISPLAYED and not self.markers:
+            return False
+        if self.contacts.accepted(owner, to) is None:
+            raise UserError("corrections, reactions, retractions and read markers go to "
+                            "accepted contacts only")
+        if act.kind in TEXT_ACTS and not text:
+            raise UserError(f"a {act.kind.name.lower()} needs text")
+        if act.kind not in TEXT_ACTS:
+            text, receipt = "", False
+        slot: Hashable = ((act.kind, "") if act.kind is ActKind.DISPLAYED
+                          else (act.kind, act.ref))
+        key = (owner, to)
+        if self.acts.offer(key, slot, _Out(act, text, message_id, receipt), time.monotonic()):
+            self.tasks.spawn(self._flush_acts(key), name="acts")
+        return True
+
+    async def _flush_acts(self, key: Key) -> None:
+        try:
+            while True:
+                step = self.acts.step(key, time.monotonic())
+                if isinstance(step, Done):
+                    return
+                if isinstance(step, Wait):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                assert isinstance(step, Send)
+                out = step.item
+                if self.contacts.accepted(*key) is None:
+                    continue  # removed or blocked while it waited
+                try:
+                    await self.outbox.send_message(*key, out.text, receipt=out.receipt,
+                                                   message_id=out.message_id, act=out.act)
+                except (UserError, RemoteProtocolError) as exc:
+                    log.info("%s to %s… not sent: %s", out.act.kind.name.lower(),
+                             key[1][:8], exc)
+        finally:
+            self.acts.stopped(key)
+
+    # --- presence -------------------------------------------------------------------------
+
+    def set_presence(self, owner: str, presence: Presence) -> None:
+        """The identity's availability (what its clients say, all together); sent to its
+        accepted contacts if it changed, and refreshed while it holds."""
+        if not self.presence:
+            return
+        if self.current.get(owner) == presence:
+            return
+        self.current[owner] = presence
+        self._to_contacts(owner, presence)
+        if not self._refreshing:
+            self._refreshing = True
+            self.tasks.spawn(self._refresh(), name="presence refresh")
+
+    def _to_contacts(self, owner: str, presence: Presence) -> None:
+        try:
+            rec = self.ids.rec(owner)
+        except UserError:
+            self.current.pop(owner, None)  # the identity was deleted
+            return
+        for c in rec.contacts:
+            if self.contacts.accepted(owner, c.address) is None:
+                continue
+            key = (owner, c.address)
+            try:
+                if self.presences.offer(key, "presence", presence, time.monotonic()):
+                    self.tasks.spawn(self._flush_presences(key), name="presence")
+            except UserError as exc:
+                log.debug("presence to %s… not queued: %s", c.address[:8], exc)
+
+    async def _refresh(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(PRESENCE_REFRESH)
+                for owner, presence in list(self.current.items()):
+                    if presence.show is not Show.UNAVAILABLE:
+                        self._to_contacts(owner, presence)
+        finally:
+            self._refreshing = False
+
+    async def _flush_presences(self, key: Key) -> None:
+        try:
+            while True:
+                step = self.presences.step(key, time.monotonic())
+                if isinstance(step, Done):
+                    return
+                if isinstance(step, Wait):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                assert isinstance(step, Send)
+                try:
+                    await self.outbox.send_presence(*key, step.item, PRESENCE_TTL)
+                except (UserError, RemoteProtocolError) as exc:
+                    log.debug("presence to %s… not sent: %s", key[1][:8], exc)
+        finally:
+            self.presences.stopped(key)

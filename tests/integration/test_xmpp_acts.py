@@ -1,0 +1,165 @@
+"""Corrections, reactions, retractions, replies and read markers at the gateway,
+through real sockets (the service faked): what a client sends becomes the service
+call naming the same message id, bounded first; what the network brings becomes the
+XEP element for the client; presence with the feature on and off."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp import JID
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from bridge.core.acts import Act, ActKind
+from bridge.events import IdentityInfo, MessageArrived, PresenceArrived
+from bridge.xmpp import C2SServer
+from tests.fakes import FakeService, SlixClient, make_address
+
+CAROL = make_address(b"carol")
+CAROL_JID = f"{CAROL}@p2p.localhost"
+REACTIONS = "urn:xmpp:reactions:0"
+
+
+@pytest.fixture(params=[False, True], ids=["off", "on"])
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C2SServer]:
+    service = FakeService(markers=request.param, presence=request.param)
+    alice = service.add_user("alice", "alice-pw")
+    service.put_contact(alice.address, CAROL, "Carol")
+    srv = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls")
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+@pytest.fixture
+def service(server: C2SServer) -> FakeService:
+    assert isinstance(server.service, FakeService)
+    return server.service
+
+
+@pytest.fixture
+def alice(service: FakeService) -> IdentityInfo:
+    return service.identities_by_name["alice"]
+
+
+@pytest.fixture
+async def client(server: C2SServer) -> AsyncIterator[SlixClient]:
+    c = SlixClient("alice@localhost/laptop", "alice-pw", server.cert_path)
+    c.xmpp.register_handler(Callback("every message", StanzaPath("message"),
+                                     c.messages.put_nowait))
+    c.xmpp.remove_handler("IM")
+    await c.connect(server.port)
+    yield c
+    await c.close()
+
+
+def _stanza(client: SlixClient, *children: ET.Element, body: str | None = None,
+            ident: str = "") -> None:
+    msg = client.xmpp.make_message(mto=CAROL_JID, mbody=body, mtype="chat")
+    if ident:
+        msg["id"] = ident
+    for child in children:
+        msg.xml.append(child)
+    msg.send()
+
+
+def _of(stanza: object) -> Any:
+    return stanza
+
+
+def _reactions(ref: str, *values: str) -> ET.Element:
+    el = ET.Element(f"{{{REACTIONS}}}reactions", id=ref)
+    for v in values:
+        ET.SubElement(el, f"{{{REACTIONS}}}reaction").text = v
+    return el
+
+
+async def test_a_clients_acts_name_the_message(client: SlixClient, service: FakeService,
+                                               alice: IdentityInfo) -> None:
+    _stanza(client, ET.Element("{urn:xmpp:message-correct:0}replace", id="m-1"), body="fixed",
+            ident="m-2")
+    _stanza(client, _reactions("m-1", "👍", " ", "👍", "🎉"))  # blank and repeated: once
+    _stanza(client, ET.Element("{urn:xmpp:message-retract:1}retract", id="m-1"),
+            body="fallback text")
+    _stanza(client, ET.Element("{urn:xmpp:chat-markers:0}displayed", id="c-1"))
+    _stanza(client, ET.Element("{urn:xmpp:reply:0}reply", id="c-1", to=CAROL_JID),
+            body="> quoted\nanswer", ident="m-3")
+    await service.wait_for(lambda: len(service.sent) == 1)
+    assert service.sent[0].text == "> quoted\nanswer"  # a reply is a message
+    want = [(alice.address, CAROL, Act(ActKind.CORRECTION, "m-1"), "fixed"),
+            (alice.address, CAROL, Act(ActKind.REACTION, "m-1", ("👍", "🎉")), ""),
+            (alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"), "")]
+    if service.markers:  # read markers only when turned on; else they stay local
+        want.append((alice.address, CAROL, Act(ActKind.DISPLAYED, "c-1"), ""))
+    want.append((alice.address, CAROL, Act(ActKind.REPLY, "c-1", to_recipient=True),
+                 "> quoted\nanswer"))
+    assert service.acts_sent == want
+
+
+async def test_hostile_acts_are_refused_before_the_service(client: SlixClient,
+                                                           service: FakeService) -> None:
+    _stanza(client, _reactions("m-1", "x" * 10_000))
+    _stanza(client, _reactions("m-1", *(chr(0x1F600 + i) for i in range(17))))
+    _stanza(client, _reactions("i" * 65, "👍"))
+    _stanza(client, ET.Element("{urn:xmpp:message-correct:0}replace", id="m-1"))  # no text
+    _stanza(client, ET.Element("{urn:xmpp:message-retract:1}retract"))  # no id
+    errors: list[Any] = [await client.next_message(lambda m: _of(m)["type"] == "error")
+                         for _ in range(5)]
+    assert [e["error"]["condition"] for e in errors] == [
+        "not-acceptable", "not-acceptable", "not-acceptable", "bad-request", "bad-request"]
+    assert service.acts_sent == []
+
+
+async def test_acts_from_the_network_become_xep_elements(client: SlixClient,
+                                                         service: FakeService,
+                                                         alice: IdentityInfo) -> None:
+    def arrive(act: Act, text: str = "") -> None:
+        service.emit(MessageArrived(to=alice.address, sender=CAROL, text=text,
+                                    sent_at_ms=1, envelope_id=os.urandom(32),
+                                    receipt_wanted=False, message_id="c-9", act=act))
+
+    arrive(Act(ActKind.CORRECTION, "c-1"), "fixed")
+    arrive(Act(ActKind.REACTION, "m-1", ("👍",)))
+    arrive(Act(ActKind.RETRACTION, "c-1"))
+    arrive(Act(ActKind.REPLY, "m-1", to_recipient=True), "yes")
+    arrive(Act(ActKind.DISPLAYED, "m-1"))
+    got: list[Any] = [await client.next_message(lambda m: _of(m)["from"].bare == CAROL_JID)
+                      for _ in range(5)]
+    fixed, reacted, retracted, replied, marked = (m.xml for m in got)
+    assert fixed.find("{urn:xmpp:message-correct:0}replace").get("id") == "c-1"
+    assert fixed.findtext("{jabber:client}body") == "fixed"
+    reactions = reacted.find(f"{{{REACTIONS}}}reactions")
+    assert reactions.get("id") == "m-1"
+    assert [r.text for r in reactions] == ["👍"] and reacted.find("{jabber:client}body") is None
+    assert retracted.find("{urn:xmpp:message-retract:1}retract").get("id") == "c-1"
+    reply = replied.find("{urn:xmpp:reply:0}reply")
+    assert (reply.get("id"), reply.get("to")) == ("m-1", "alice@localhost")
+    assert marked.find("{urn:xmpp:chat-markers:0}displayed").get("id") == "m-1"
+    assert all(m["id"] == "c-9" for m in got)
+
+
+async def test_presence_from_the_network(client: SlixClient, service: FakeService,
+                                         alice: IdentityInfo) -> None:
+    presences: list[Any] = []
+    while not client.presences.empty():  # what came at login
+        presences.append(client.presences.get_nowait())
+    client.xmpp.add_event_handler("presence", presences.append)
+    await client.xmpp.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=10)
+    at_login = [p for p in presences if p["from"].bare == CAROL_JID]
+    assert [p.xml.get("type") for p in at_login] == [None]  # online, as always
+    service.emit(PresenceArrived(alice.address, CAROL, "away", "lunch"))
+    service.emit(PresenceArrived(alice.address, CAROL, "unavailable"))
+    await client.xmpp.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=10)
+    later = [p for p in presences if p["from"].bare == CAROL_JID][1:]
+    # the service emits these only with presence on; the gateway passes them on
+    assert [(p.xml.get("type"), str(p["show"]), str(p["status"])) for p in later] == [
+        (None, "away", "lunch"), ("unavailable", "", "")]
+    await service.wait_for(lambda: bool(service.presences_set) or not service.presence)
+    assert service.presences_set[:1] == ([(alice.address, "", "")] if service.presence
+                                         else [])
