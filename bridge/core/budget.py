@@ -107,10 +107,10 @@ class ByteQueue:
 STORE_OVERHEAD: Final = 1.45  # per stored byte of a RAM store: the cap on its raw bytes
 # Per envelope, whatever its size, with a recipient tag of its own (the worst case;
 # 631 B in a RAM store when tags are shared): the bytes object's header, the dict
-# entry, the 40-byte index key and its prefix sum, the tag index entry and the two
-# eviction-order entries (overall and per tag).
-STORE_ITEM_BYTES: Final = 1_152  # a RAM store: 1,110 B measured, and the bytes header
-SQLITE_ITEM_BYTES: Final = 1_100  # an SQLite store: 1,082 B measured (bodies on disk)
+# entry, the 42-byte index key, its expiry-heap entry and its prefix sum, the tag index
+# entry and the two eviction-order entries (overall and per tag).
+STORE_ITEM_BYTES: Final = 1_280  # a RAM store: 1,237 B measured, and the bytes header
+SQLITE_ITEM_BYTES: Final = 1_230  # an SQLite store: about 1,210 B (bodies on disk)
 ID_ENTRY_BYTES: Final = 160  # per remembered 32-byte id (bytes object + dict/set slot)
 MIN_LINK_QUEUE: Final = 512 * 1024  # at least a few of the largest frames
 MAX_LINK_QUEUE: Final = 8 * 1024 * 1024

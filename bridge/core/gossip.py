@@ -37,52 +37,23 @@ from bridge.core.checks import MAX_CLOCK_SKEW
 from bridge.core.envelope import check_size, envelope_id
 from bridge.core.errors import LocalProtocolError, RemoteProtocolError
 from bridge.core.gossip_events import (
-    PEER_HAS_MEMORY as PEER_HAS_MEMORY,
-)
-from bridge.core.gossip_events import (
-    Announced as Announced,
-)
-from bridge.core.gossip_events import (
-    BodyReceived as BodyReceived,
-)
-from bridge.core.gossip_events import (
-    Budgets as Budgets,
-)
-from bridge.core.gossip_events import (
-    Closed as Closed,
-)
-from bridge.core.gossip_events import (
-    Event as Event,
-)
-from bridge.core.gossip_events import (
-    FloodError as FloodError,
-)
-from bridge.core.gossip_events import (
-    HelloRefused as HelloRefused,
-)
-from bridge.core.gossip_events import (
-    LocalInfo as LocalInfo,
-)
-from bridge.core.gossip_events import (
-    Outgoing as Outgoing,
-)
-from bridge.core.gossip_events import (
-    PeerReady as PeerReady,
-)
-from bridge.core.gossip_events import (
-    PeersHeard as PeersHeard,
-)
-from bridge.core.gossip_events import (
-    ReconcileDone as ReconcileDone,
-)
-from bridge.core.gossip_events import (
-    Requested as Requested,
-)
-from bridge.core.gossip_events import (
-    UnrequestedError as UnrequestedError,
-)
-from bridge.core.gossip_events import (
-    WatchSet as WatchSet,
+    PEER_HAS_MEMORY,
+    Announced,
+    BodyReceived,
+    Budgets,
+    Closed,
+    Event,
+    FloodError,
+    HelloRefused,
+    LocalInfo,
+    Outgoing,
+    PeerReady,
+    PeersHeard,
+    ReconcileDone,
+    Requested,
+    ShardError,
+    UnrequestedError,
+    WatchSet,
 )
 from bridge.core.gossip_wire import (
     ID_SIZE,
@@ -90,6 +61,7 @@ from bridge.core.gossip_wire import (
     MAX_PEERS,
     MAX_TAGS,
     PROTOCOL_VERSION,
+    VERSIONS,
     Bye,
     ByeReason,
     EnvelopeBody,
@@ -104,9 +76,15 @@ from bridge.core.gossip_wire import (
     encode,
     parse,
 )
-from bridge.core.reconcile import RangeSource, Reconciler
+from bridge.core.reconcile import PrefixView, RangeSource, Reconciler
+from bridge.core.shards import EVERYTHING, Prefix, holds, overlaps, shard_of_raw, within
 
-__all__ = ["TokenBucket"]  # re-exported: the budgets live in bridge.core.budget
+# Re-exported: the budgets live in bridge.core.budget, the events in gossip_events.
+__all__ = [
+    "PEER_HAS_MEMORY", "Announced", "BodyReceived", "Budgets", "Closed", "Event", "FloodError",
+    "HelloRefused", "LocalInfo", "Outgoing", "PeerReady", "PeersHeard", "ReconcileDone",
+    "Requested", "ShardError", "TokenBucket", "UnrequestedError", "WatchSet",
+]
 
 
 class State(enum.Enum):
@@ -184,6 +162,7 @@ class Link:
             )
         }
         self._session: Reconciler | None = None
+        self._session_prefix: Prefix | None = None
         self._session_at: float | None = None  # when ours started (the caller's clock)
         self._abandoned = 0  # ours given up for want of a reply
         self.bytes_in = 0
@@ -210,6 +189,24 @@ class Link:
         return self.state is State.ACTIVE
 
     @property
+    def peer_shards(self) -> tuple[Prefix, ...]:
+        """What the peer carries: its HELLO's prefixes (a version-1 peer: everything)."""
+        return self.peer.shards if self.peer is not None else EVERYTHING
+
+    def peer_carries(self, shard: int) -> bool:
+        return holds(self.peer_shards, shard)
+
+    def carries(self, shard: int) -> bool:
+        return holds(self.local.shards, shard)
+
+    def overlaps(self) -> list[Prefix]:
+        """The prefixes both ends carry: what a reconciliation on this link may cover
+        (none with a version-1 peer, whose reconciliation has no shard key)."""
+        if self.peer is None or self.peer.version < 2 or self.peer.light or self.source is None:
+            return []
+        return overlaps(self.local.shards, self.peer.shards)
+
+    @property
     def reconciling(self) -> bool:
         return self._session is not None
 
@@ -232,7 +229,8 @@ class Link:
 
     def hello(self, now: int) -> bytes:
         loc = self.local
-        msg = Hello(PROTOCOL_VERSION, loc.min_bits, now, loc.node_id, loc.light, loc.listen)
+        msg = Hello(PROTOCOL_VERSION, loc.min_bits, now, loc.node_id, loc.light, loc.listen,
+                    loc.shards)
         return self._out(msg, Step.SEND_HELLO)
 
     def bye(self, reason: ByeReason, text: str = "") -> bytes:
@@ -283,10 +281,13 @@ class Link:
             wanted.popitem(last=False)
 
     def send_body(self, eid: bytes, raw: bytes, now: float) -> bytes | None:
-        """The ENVELOPE frame if the peer asked for this body; None otherwise."""
+        """The ENVELOPE frame if the peer asked for this body and carries its shard (it
+        would refuse it otherwise); None otherwise."""
         if eid not in self.peer_wants:
             return None
         self.peer_wants.pop(eid, None)
+        if not self.peer_carries(shard_of_raw(raw)):
+            return None
         self._remember(eid)
         sent = self.sent
         sent[eid] = now
@@ -304,15 +305,29 @@ class Link:
             sent.popitem(last=False)
         return eid in sent
 
-    def start_reconcile(self, now: float | None = None) -> bytes:
-        """The first frame of a reconciliation we start (``now``: for ``abandon_stalled``)."""
+    def start_reconcile(self, now: float | None = None, prefix: Prefix | None = None) -> bytes:
+        """The first frame of a reconciliation we start over ``prefix`` (by default the
+        first prefix both ends carry; ``now``: for ``abandon_stalled``)."""
         if self.source is None or self._session is not None or not self.active:
             raise LocalProtocolError("cannot start a reconciliation now")
         if self.peer is None or self.peer.light:
             raise LocalProtocolError("light peers do not reconcile")
-        self._session = Reconciler(self.source, initiator=True)
+        common = self.overlaps()
+        if prefix is None:
+            if not common:
+                raise LocalProtocolError("no shard prefix both ends carry")
+            prefix = common[0]
+        if not any(c.contains(prefix) for c in common):
+            raise LocalProtocolError(f"prefix {prefix} is not carried by both ends")
+        self._session = Reconciler(self._view(prefix), initiator=True)
+        self._session_prefix = prefix
         self._session_at = now
-        return self._out(Reconcile(self._session.initiate(), reply=False))
+        return self._out(Reconcile(self._session.initiate(), reply=False, prefix=prefix))
+
+    def _view(self, prefix: Prefix) -> RangeSource:
+        assert self.source is not None
+        return self.source if prefix.depth == 0 else PrefixView(self.source, prefix.start,
+                                                                  prefix.end)
 
     def peers(self, addrs: Iterable[str]) -> bytes:
         return self._out(Peers(tuple(addrs)[:MAX_PEERS]))
@@ -350,6 +365,10 @@ class Link:
                 return []
             if listing and allowed < cost and len(frame) == 3 + cost * ID_SIZE:
                 frame = frame[:1] + allowed.to_bytes(2, "big") + frame[3 : 3 + allowed * ID_SIZE]
+        if (self.peer is not None and self.peer.version < 2 and frame
+                and frame[0] in (FrameType.RECONCILE, FrameType.RECONCILE_REPLY)):
+            self._step(Step.RECV)
+            return []  # a version-1 peer's reconciliation has no shard key: not answered
         msg = parse(frame)
         if isinstance(msg, Hello):
             self._step(Step.RECV_HELLO)
@@ -376,6 +395,8 @@ class Link:
             return [Requested(tuple(asked))] if asked else []
         if isinstance(msg, EnvelopeBody):
             check_size(msg.raw)  # cheapest first: a wrong length is not worth a hash
+            if not self.carries(shard_of_raw(msg.raw)):  # two bytes: before the hash
+                raise ShardError("envelope body outside the shards this node carries")
             eid = envelope_id(msg.raw)
             if eid not in self.wanted:
                 raise UnrequestedError("envelope body that was never requested")
@@ -390,8 +411,10 @@ class Link:
         return [WatchSet(self.watch_tags)]
 
     def _check_hello(self, msg: Hello, now: int) -> None:
-        if msg.version != PROTOCOL_VERSION:
+        if msg.version not in VERSIONS:
             raise HelloRefused(ByeReason.VERSION, f"protocol version {msg.version} is unknown")
+        if msg.handoff:
+            raise HelloRefused(ByeReason.VERSION, "this node takes no hand-off links")
         if abs(msg.clock - now) > MAX_CLOCK_SKEW:
             raise HelloRefused(
                 ByeReason.CLOCK, f"clocks differ by {msg.clock - now} s (limit {MAX_CLOCK_SKEW})"
@@ -403,19 +426,25 @@ class Link:
         if not msg.reply:
             if self.source is None:
                 raise RemoteProtocolError("reconciliation asked of a light node")
-            reply = Reconciler(self.source, initiator=False).receive(msg.payload)
+            if not within(self.local.shards, msg.prefix):  # it knows ours from our HELLO
+                raise ShardError(f"reconciliation of {msg.prefix}, a prefix we do not carry")
+            reply = Reconciler(self._view(msg.prefix), initiator=False).receive(msg.payload)
             assert reply is not None  # a responder always answers
-            return [Outgoing(self._out(Reconcile(reply, reply=True)))]
+            return [Outgoing(self._out(Reconcile(reply, reply=True, prefix=msg.prefix)))]
         session = self._session
         if session is None:
             if self._abandoned:
                 return []  # the late reply of a reconciliation we gave up
             raise RemoteProtocolError("reconcile reply without a session")
+        prefix = self._session_prefix
+        assert prefix is not None
+        if msg.prefix != prefix:
+            raise RemoteProtocolError(f"reconcile reply for {msg.prefix}, not {prefix}")
         nxt = session.receive(msg.payload)
         if nxt is not None:
-            return [Outgoing(self._out(Reconcile(nxt, reply=False)))]
+            return [Outgoing(self._out(Reconcile(nxt, reply=False, prefix=prefix)))]
         self._session = None
-        return [ReconcileDone(tuple(session.have), tuple(session.need))]
+        return [ReconcileDone(tuple(session.have), tuple(session.need), prefix)]
 
     def forget(self) -> None:
         """Drop what the link remembers of the peer (it has closed; the ids go at once)."""

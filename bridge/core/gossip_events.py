@@ -9,6 +9,7 @@ from typing import Final
 
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import ByeReason, Hello
+from bridge.core.shards import EVERYTHING, Prefix
 
 PEER_HAS_MEMORY: Final = 50_000  # ids remembered per link by default (oldest forgotten first)
 
@@ -29,12 +30,17 @@ class UnrequestedError(RemoteProtocolError):
     """The peer sent an envelope body we never asked it for."""
 
 
+class ShardError(RemoteProtocolError):
+    """The peer sent a body, or asked a reconciliation, outside the shards we carry."""
+
+
 @dataclass(frozen=True, slots=True)
 class LocalInfo:
     node_id: bytes
     min_bits: int
     light: bool = False
     listen: str = ""
+    shards: tuple[Prefix, ...] = EVERYTHING  # the prefixes we carry (canonical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ class BodyReceived:
 class ReconcileDone:
     have: tuple[bytes, ...]  # we hold, the peer lacks
     need: tuple[bytes, ...]  # the peer holds, we lack
+    prefix: Prefix = EVERYTHING[0]  # the shards the session covered
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,12 @@ from bridge.core.errors import (
     UnknownKindError,
 )
 from bridge.core.reconcile import DEFAULT_FRAME_LIMIT
+from bridge.core.shards import EVERYTHING, KEY_BITS, MAX_PREFIXES, Prefix, check_canonical
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
+VERSIONS: Final = frozenset({1, 2})  # a version-1 peer carries every shard
+FLAG_LIGHT: Final = 1
+FLAG_HANDOFF: Final = 2  # version 2: a hand-off link (docs/sharding.md); reserved, refused
 ID_SIZE: Final = 32
 TAG_SIZE: Final = 16
 NODE_ID_SIZE: Final = 16
@@ -34,6 +38,7 @@ MAX_PEERS: Final = 32
 MAX_ADDR: Final = 255
 MAX_FRAME_SIZE: Final = max(1 + MAX_ENVELOPE_SIZE, 1 + DEFAULT_FRAME_LIMIT + 1024)
 _HELLO: Final = struct.Struct(">BBBQ16sB")
+_PREFIX: Final = struct.Struct(">BH")  # depth, the prefix's start (a 16-bit shard key)
 _ADDR_CHARS: Final = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
 )
@@ -71,11 +76,19 @@ class Hello:
     node_id: bytes  # random per start; detects self-links and duplicates
     light: bool  # a light node stores nothing for others
     listen: str  # "host:port" others may dial, or "" (peer exchange)
+    shards: tuple[Prefix, ...] = EVERYTHING  # the prefixes it carries (version 2)
+    handoff: bool = False  # version 2: a hand-off link (reserved)
 
     def __post_init__(self) -> None:
         if len(self.node_id) != NODE_ID_SIZE or not 0 <= self.min_bits <= 64:
             raise LocalProtocolError("bad hello")
+        if self.version == 1 and (self.shards != EVERYTHING or self.handoff):
+            raise LocalProtocolError("a version-1 hello carries every shard, no hand-off")
         _check_addr(self.listen, allow_empty=True)
+        try:
+            check_canonical(self.shards)
+        except MalformedError as e:
+            raise LocalProtocolError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,7 @@ class EnvelopeBody:
 class Reconcile:
     payload: bytes
     reply: bool  # False: initiator → responder; True: responder → initiator
+    prefix: Prefix  # the shard prefix the session covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +147,12 @@ def _ids_frame(t: FrameType, items: tuple[bytes, ...], size: int, cap: int) -> b
 def encode(msg: Message) -> bytes:
     if isinstance(msg, Hello):
         addr = msg.listen.encode("ascii")
-        flags = 1 if msg.light else 0
+        flags = (FLAG_LIGHT if msg.light else 0) | (FLAG_HANDOFF if msg.handoff else 0)
         head = _HELLO.pack(msg.version, msg.min_bits, flags, msg.clock, msg.node_id, len(addr))
-        return bytes([FrameType.HELLO]) + head + addr
+        if msg.version == 1:
+            return bytes([FrameType.HELLO]) + head + addr
+        shards = b"".join(_PREFIX.pack(p.depth, p.start) for p in msg.shards)
+        return bytes([FrameType.HELLO]) + head + addr + bytes([len(msg.shards)]) + shards
     if isinstance(msg, Have):
         return _ids_frame(FrameType.HAVE, msg.ids, ID_SIZE, MAX_IDS)
     if isinstance(msg, Want):
@@ -144,7 +161,7 @@ def encode(msg: Message) -> bytes:
         return bytes([FrameType.ENVELOPE]) + msg.raw
     if isinstance(msg, Reconcile):
         t = FrameType.RECONCILE_REPLY if msg.reply else FrameType.RECONCILE
-        return bytes([t]) + msg.payload
+        return bytes([t]) + _PREFIX.pack(msg.prefix.depth, msg.prefix.start) + msg.payload
     if isinstance(msg, Peers):
         if len(msg.addrs) > MAX_PEERS:
             raise LocalProtocolError("too many peer addresses")
@@ -178,14 +195,7 @@ def parse(frame: bytes) -> Message:
         raise TruncatedError("empty frame")
     t, body = frame[0], bytes(frame[1:])
     if t == FrameType.HELLO:
-        if len(body) < _HELLO.size:
-            raise TruncatedError("hello too short")
-        version, bits, flags, clock, node_id, alen = _HELLO.unpack_from(body)
-        if len(body) != _HELLO.size + alen or flags > 1 or bits > 64:
-            raise MalformedError("malformed hello")
-        addr = body[_HELLO.size :]
-        _check_addr(addr.decode("latin-1"), allow_empty=True)
-        return Hello(version, bits, clock, node_id, bool(flags), addr.decode("ascii"))
+        return _parse_hello(body)
     if t == FrameType.HAVE:
         return Have(_parse_ids(body, ID_SIZE, MAX_IDS))
     if t == FrameType.WANT:
@@ -197,7 +207,10 @@ def parse(frame: bytes) -> Message:
     if t in (FrameType.RECONCILE, FrameType.RECONCILE_REPLY):
         if len(body) > DEFAULT_FRAME_LIMIT + 1024:
             raise OversizeError("reconcile frame too large")
-        return Reconcile(body, t == FrameType.RECONCILE_REPLY)
+        if len(body) < _PREFIX.size:
+            raise TruncatedError("reconcile frame without its prefix")
+        prefix = _parse_prefix(body)
+        return Reconcile(body[_PREFIX.size :], t == FrameType.RECONCILE_REPLY, prefix)
     if t == FrameType.PEERS:
         return Peers(_parse_peers(body))
     if t == FrameType.WATCH:
@@ -211,6 +224,42 @@ def parse(frame: bytes) -> Message:
             reason = ByeReason.PROTOCOL
         return Bye(reason, body[2:].decode("utf-8", "replace"))
     raise UnknownKindError(f"unknown gossip frame type 0x{t:02x}")
+
+
+def _parse_prefix(raw: bytes, at: int = 0) -> Prefix:
+    depth, start = _PREFIX.unpack_from(raw, at)
+    if depth > KEY_BITS or start & ((1 << (KEY_BITS - depth)) - 1):
+        raise MalformedError(f"bad shard prefix {start:#06x}/{depth}")
+    return Prefix(start, depth)
+
+
+def _parse_hello(body: bytes) -> Hello:
+    """Version 1: the fixed head and the listen address; version 2 adds the carried
+    prefixes (count u8, 1..16, × depth u8 · start u16), sorted and disjoint, and flag
+    bit 1 (hand-off). Any other version: only the head is read, so the link can
+    answer BYE VERSION."""
+    if len(body) < _HELLO.size:
+        raise TruncatedError("hello too short")
+    version, bits, flags, clock, node_id, alen = _HELLO.unpack_from(body)
+    end = _HELLO.size + alen
+    if len(body) < end or bits > 64:
+        raise MalformedError("malformed hello")
+    addr = body[_HELLO.size : end]
+    _check_addr(addr.decode("latin-1"), allow_empty=True)
+    listen = addr.decode("ascii")
+    if version != 2:
+        if version == 1 and (len(body) != end or flags > FLAG_LIGHT):
+            raise MalformedError("malformed hello")
+        return Hello(version, bits, clock, node_id, bool(flags & FLAG_LIGHT), listen)
+    if len(body) < end + 1 or flags > FLAG_LIGHT | FLAG_HANDOFF:
+        raise MalformedError("malformed hello")
+    n = body[end]
+    if not 1 <= n <= MAX_PREFIXES or len(body) != end + 1 + n * _PREFIX.size:
+        raise MalformedError("hello's shard prefixes do not match their count")
+    shards = tuple(_parse_prefix(body, end + 1 + i * _PREFIX.size) for i in range(n))
+    check_canonical(shards)
+    return Hello(version, bits, clock, node_id, bool(flags & FLAG_LIGHT), listen, shards,
+                 bool(flags & FLAG_HANDOFF))
 
 
 def _parse_peers(body: bytes) -> tuple[str, ...]:

@@ -1,7 +1,9 @@
 """Range-based set reconciliation (Negentropy-style), sans-IO.
 
-Both sides hold sets of (expiry, id) items sorted by a 40-byte key
-``expiry (8 bytes, big-endian) ‖ id (32 bytes)``. The initiator sends the
+Both sides hold sets of (shard key, expiry, id) items sorted by a 42-byte key
+``shard key (2 bytes) ‖ expiry (8 bytes, big-endian) ‖ id (32 bytes)``, so each
+shard prefix is one contiguous range of keys (``PrefixView``: a session covers one
+prefix, docs/sharding.md). The initiator sends the
 fingerprint of its whole set; each side answers every range whose fingerprints
 differ by splitting it into ``buckets`` sub-ranges (each with a fingerprint) or,
 when the range is small, by listing its ids. Ranges that match are skipped, so
@@ -30,12 +32,14 @@ from bridge.core.errors import (
     UnknownVersionError,
 )
 
-PROTOCOL_VERSION: Final = 0x61
+PROTOCOL_VERSION: Final = 0x62  # 0x61 was the 40-byte key of version 1 (no shard key)
 ID_SIZE: Final = 32
-KEY_SIZE: Final = 8 + ID_SIZE
+SHARD_SIZE: Final = 2
+ID_OFFSET: Final = SHARD_SIZE + 8
+KEY_SIZE: Final = ID_OFFSET + ID_SIZE
 FINGERPRINT_SIZE: Final = 16
 MODULUS: Final = 1 << 256
-INF_KEY: Final = b"\xff" * 9  # above every real key (expiries are < 2**63)
+INF_KEY: Final = b"\xff" * 3  # above every real key (expiries are < 2**63)
 MIN_KEY: Final = b""
 DEFAULT_BUCKETS: Final = 4  # measured: fewest bytes per difference at 100k items
 DEFAULT_IDLIST_MAX: Final = 4  # a range with fewer items is sent as an id list
@@ -51,7 +55,7 @@ class Mode(enum.IntEnum):
 
 
 class RangeSource(Protocol):
-    """What reconciliation needs from a store's sorted (expiry, id) index."""
+    """What reconciliation needs from a store's sorted (shard, expiry, id) index."""
 
     def __len__(self) -> int: ...
     def lower_bound(self, key: bytes) -> int:
@@ -63,10 +67,45 @@ class RangeSource(Protocol):
     def fingerprint(self, lo: int, hi: int) -> bytes: ...
 
 
-def make_key(expiry: int, item_id: bytes) -> bytes:
-    if not 0 <= expiry < 1 << 63 or len(item_id) != ID_SIZE:
+def make_key(shard: int, expiry: int, item_id: bytes) -> bytes:
+    if not 0 <= expiry < 1 << 63 or len(item_id) != ID_SIZE or not 0 <= shard < 1 << 16:
         raise LocalProtocolError("bad reconcile item")
-    return expiry.to_bytes(8, "big") + item_id
+    return shard.to_bytes(SHARD_SIZE, "big") + expiry.to_bytes(8, "big") + item_id
+
+
+class PrefixView:
+    """The keys of ``source`` whose shard key lies in ``[start, end)``, indexed from 0:
+    a session over one shard prefix. Positions are found again on every call, so
+    insertions between rounds (anywhere in the store) do not shift the view."""
+
+    __slots__ = ("_hi", "_lo", "source")
+
+    def __init__(self, source: RangeSource, start: int, end: int) -> None:
+        self.source = source
+        self._lo = start.to_bytes(SHARD_SIZE, "big")
+        self._hi = end.to_bytes(SHARD_SIZE, "big") if end < 1 << 16 else INF_KEY
+
+    def _range(self) -> tuple[int, int]:
+        return self.source.lower_bound(self._lo), self.source.lower_bound(self._hi)
+
+    def __len__(self) -> int:
+        lo, hi = self._range()
+        return hi - lo
+
+    def lower_bound(self, key: bytes) -> int:
+        lo, hi = self._range()
+        return min(max(self.source.lower_bound(key), lo), hi) - lo
+
+    def key_at(self, i: int) -> bytes:
+        return self.source.key_at(self.source.lower_bound(self._lo) + i)
+
+    def ids(self, lo: int, hi: int) -> list[bytes]:
+        base = self.source.lower_bound(self._lo)
+        return self.source.ids(base + lo, base + hi)
+
+    def fingerprint(self, lo: int, hi: int) -> bytes:
+        base = self.source.lower_bound(self._lo)
+        return self.source.fingerprint(base + lo, base + hi)
 
 
 def fingerprint_of(total: int, count: int) -> bytes:
@@ -78,12 +117,10 @@ def fingerprint_of(total: int, count: int) -> bytes:
 
 def minimal_bound(prev_key: bytes, next_key: bytes) -> bytes:
     """The shortest key b with prev_key < b <= next_key (keeps bounds small on the wire)."""
-    if prev_key[:8] != next_key[:8]:
-        return next_key[:8]
     shared = 0
-    while shared < ID_SIZE and prev_key[8 + shared] == next_key[8 + shared]:
+    while shared < len(prev_key) and prev_key[shared] == next_key[shared]:
         shared += 1
-    return next_key[: 8 + shared + 1]
+    return next_key[: shared + 1]
 
 
 # --- wire encoding -------------------------------------------------------------
@@ -137,16 +174,13 @@ class _Writer:
     limit: int
     parts: list[bytes] = field(default_factory=list)
     size: int = 0
-    last_expiry: int = 0
 
-    def bound(self, key: bytes) -> bytes:
-        # Expiries are delta-coded against the previous bound; 0 means infinity.
+    @staticmethod
+    def bound(key: bytes) -> bytes:
+        # varint(0): infinity; varint(n): the first n − 1 bytes of a key (a key prefix).
         if key == INF_KEY:
-            return b"\x00\x00"
-        expiry = int.from_bytes(key[:8], "big")
-        out = _varint(1 + expiry - self.last_expiry) + _varint(len(key) - 8) + key[8:]
-        self.last_expiry = expiry
-        return out
+            return b"\x00"
+        return _varint(len(key) + 1) + key
 
     def emit(self, key: bytes, mode: Mode, payload: bytes) -> None:
         part = self.bound(key) + bytes([mode]) + payload
@@ -157,17 +191,16 @@ class _Writer:
         return bytes([PROTOCOL_VERSION]) + b"".join(self.parts)
 
 
-def _read_bound(r: _Reader, last_expiry: int) -> tuple[bytes, int]:
-    t = r.varint()
-    plen = r.varint()
-    if t == 0:
-        if plen:
-            raise MalformedError("infinite bound with an id prefix")
-        return INF_KEY, last_expiry
-    expiry = last_expiry + t - 1
-    if expiry >= 1 << 63 or plen > ID_SIZE:
+def _read_bound(r: _Reader) -> bytes:
+    n = r.varint()
+    if n == 0:
+        return INF_KEY
+    if n - 1 > KEY_SIZE:
+        raise MalformedError("reconcile bound longer than a key")
+    key = r.take(n - 1)
+    if key >= INF_KEY:
         raise MalformedError("reconcile bound out of range")
-    return expiry.to_bytes(8, "big") + r.take(plen), expiry
+    return key
 
 
 # --- the state machine ---------------------------------------------------------
@@ -230,9 +263,8 @@ class Reconciler:
         w = _Writer(self.frame_limit)
         prev_key = MIN_KEY
         skipping = False  # a skip range is owed before the next emitted range
-        last_in = 0
         while r.more():
-            upper, last_in = _read_bound(r, last_in)
+            upper = _read_bound(r)
             if upper <= prev_key:
                 raise MalformedError("reconcile bounds must increase")
             mode = r.varint()

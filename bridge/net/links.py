@@ -91,7 +91,7 @@ class Links:
     def make_link(self) -> g.Link:
         node = self.node
         cfg = node.config
-        local = g.LocalInfo(node.node_id, cfg.base_bits, cfg.light, node.advertise)
+        local = g.LocalInfo(node.node_id, cfg.base_bits, cfg.light, node.advertise, cfg.shards)
         source = None if cfg.light else node.store.index
         return g.Link(local, time.monotonic(), source=source, budgets=node.link_budgets)
 

@@ -40,6 +40,7 @@ from bridge.core.envelope import Envelope, parse_envelope
 from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import ByeReason
 from bridge.core.peers import parse_peer
+from bridge.core.shards import EVERYTHING, Prefix, overlap
 from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
@@ -64,6 +65,9 @@ class NodeConfig:
     advertise: str = ""  # "host:port" told to peers; default host:port
     base_bits: int = DEFAULT_BASE_BITS  # least PoW difficulty accepted
     light: bool = False  # store nothing for others; fetch only watched tags
+    # the shard prefixes this node carries (canonical: ``shards.canonical``); everything
+    # by default. Bodies outside them are refused; see docs/sharding.md
+    shards: tuple[Prefix, ...] = EVERYTHING
     bootstrap: list[str] = field(default_factory=list)
     target_peers: int = 8  # dial discovered peers while fewer outbound links than this
     max_peers: int = 64  # inbound links: at most max_peers - target_peers
@@ -307,15 +311,18 @@ class Node:
             for c in self.conns:
                 if c.link.abandon_stalled(now, cfg.reconcile_timeout):
                     log.debug("a peer ignored our reconciliation; it is not asked again")
-            peers = [
-                c
-                for c in self.conns
-                if c.link.active
-                and c.link.peer
-                and not c.link.peer.light
-                and not c.link.reconciling
-                and not c.link.reconcile_ignored
-            ]
-            if peers:
-                c = random.choice(peers)
-                c.send(c.link.start_reconcile(now))
+            self._reconcile_round(now)
+
+    def _reconcile_round(self, now: float) -> None:
+        """Each prefix we carry is reconciled with one random peer that carries some of it
+        (over the part both carry), one session per link at a time."""
+        free = [c for c in self.conns
+                if c.link.active and not c.link.reconciling and not c.link.reconcile_ignored
+                and c.link.overlaps()]
+        for mine in self.config.shards:
+            choices = [(c, o) for c in free for p in c.link.peer_shards
+                       if (o := overlap(mine, p)) is not None]
+            if choices:
+                c, o = random.choice(choices)
+                free.remove(c)
+                c.send(c.link.start_reconcile(now, o))

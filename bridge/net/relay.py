@@ -7,8 +7,14 @@ that long). A body is checked in cost order (size → header → expiry →
 PoW → duplicate) and stored; once the store has made it durable
 (``bridge.net.durable``) the subscribers hear of it, WANTs waiting for it are
 answered and it is announced — HAVEs at most once per ``announce_delay`` — to every
-peer that accepts its PoW and, if light, watches its tag. A light node fetches
-only the tags it watches and announces only its own envelopes.
+peer that accepts its PoW, carries its shard and, if light, watches its tag. A
+light node fetches only the tags it watches and announces only its own envelopes.
+
+Shards (docs/sharding.md): a link takes bodies only under the prefixes this node
+carries (one outside is a violation, ``gossip.ShardError``), so a relay never stores
+a shard it does not carry; what it announces to a peer, and serves, lies under the
+peer's prefixes. Its own envelopes (``publish``) it keeps whatever their shard, and
+offers them to the peers that carry it.
 
 Bounds: requests in flight are capped node-wide (``MemoryBudget.request_ids``)
 and expire; a WATCH is answered from the store's tag index, one lookup per tag;
@@ -31,6 +37,7 @@ from bridge.core.checks import MAX_CLOCK_SKEW, check_envelope, check_pow
 from bridge.core.envelope import Envelope, parse_envelope
 from bridge.core.errors import ExpiredError, RemoteProtocolError
 from bridge.core.gossip_wire import MAX_IDS, ByeReason, Hello
+from bridge.core.shards import shard_of_tag
 from bridge.net.addresses import canonical
 from bridge.net.peerlink import PeerConnection
 
@@ -78,7 +85,8 @@ class Relay:
                 for a in ev.addrs:
                     node.book.learn(a)
         elif isinstance(ev, g.WatchSet):
-            ids = [i for i in node.store.tags.ids(ev.tags) if i not in node.held]
+            watched = [t for t in ev.tags if conn.link.peer_carries(shard_of_tag(t))]
+            ids = [i for i in node.store.tags.ids(watched) if i not in node.held]
             self._queue_announce(conn, ids)
         elif isinstance(ev, g.Outgoing):
             conn.send(ev.frame)
@@ -127,7 +135,7 @@ class Relay:
         if cfg.light:
             if not hello.light and node.tags:
                 conn.send(conn.link.watch(node.tags))
-        elif conn.outbound and not hello.light:
+        elif conn.outbound and not hello.light and conn.link.overlaps():
             # catch up at once after (re)connecting
             conn.send(conn.link.start_reconcile(time.monotonic()))
         node.notify_change()
@@ -218,9 +226,12 @@ class Relay:
         node.notify_change()
         if node.config.light and not local:
             return  # a light node relays nothing for others
+        shard = shard_of_tag(env.tag)
         for c in node.conns:
             if c is source or not c.link.active or c.link.peer is None:
                 continue
+            if not c.link.peer_carries(shard):
+                continue  # it would refuse the body
             peer = c.link.peer
             if peer.light and (c.link.watch_tags is None or env.tag not in c.link.watch_tags):
                 continue

@@ -1,13 +1,12 @@
-"""The sorted (expiry, id) index every store keeps, the tag index, and the store
+"""The sorted (shard, expiry, id) index every store keeps, the tag index, and the store
 interface.
 
-The index is a Python list of 40-byte keys ``expiry ‖ id`` in sorted order plus
-prefix sums of the ids (as little-endian integers) for reconciliation's
-additive fingerprints. New envelopes expire last, so they are inserted near
-the end and the prefix sums stay valid for almost the whole list; they are
-rebuilt lazily, only up to the highest index a fingerprint asks for. Removing
-from the front (purging or evicting the earliest expiry) drops the first sums
-without touching the rest, since a range fingerprint only uses differences.
+The index is a Python list of 42-byte keys ``shard key ‖ expiry ‖ id`` in sorted
+order, so every shard prefix is one contiguous range (docs/sharding.md), plus
+prefix sums of the ids (as little-endian integers) for reconciliation's additive
+fingerprints, rebuilt lazily from the first insertion or removal onwards, only up to
+the highest index a fingerprint asks for. Expiry is not the first field, so a heap
+of ``expiry ‖ key`` (lazily pruned) finds what has expired without a pass.
 
 ``TagIndex`` maps each recipient tag to the ids stored under it, so a light
 peer's WATCH costs one lookup per tag, not a pass over the store.
@@ -19,22 +18,36 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from heapq import heapify, heappop, heappush
 from itertools import accumulate
 from typing import Protocol
 
 from bridge.core.envelope import Envelope
-from bridge.core.reconcile import fingerprint_of, make_key
+from bridge.core.reconcile import ID_OFFSET, fingerprint_of, make_key
+
+_EXP = slice(2, ID_OFFSET)  # a key's expiry bytes
+
+
+def key_id(key: bytes) -> bytes:
+    return key[ID_OFFSET:]
+
+
+def _by_expiry(key: bytes) -> bytes:
+    return key[_EXP] + key
 
 
 class SortedIndex:
     """Sorted keys with lazily maintained prefix sums; implements ``RangeSource``."""
 
-    __slots__ = ("_keys", "_sums")
+    __slots__ = ("_expiring", "_keys", "_sums")
 
     def __init__(self, keys: Iterable[bytes] = ()) -> None:
         self._keys: list[bytes] = sorted(keys)
         # _sums[i] = sum of the first i ids (plus a constant); valid for len(_sums)-1 keys.
         self._sums: list[int] = [0]
+        # expiry ‖ key of every key, and of some removed since (dropped when they surface)
+        self._expiring: list[bytes] = [_by_expiry(k) for k in self._keys]
+        heapify(self._expiring)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -45,21 +58,24 @@ class SortedIndex:
         i = bisect_left(self._keys, key)
         return i < len(self._keys) and self._keys[i] == key
 
-    def add(self, expiry: int, item_id: bytes) -> None:
-        key = make_key(expiry, item_id)
+    def add(self, shard: int, expiry: int, item_id: bytes) -> None:
+        key = make_key(shard, expiry, item_id)
         keys = self._keys
         if keys and key > keys[-1]:
             keys.append(key)
-            return
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            return
-        keys.insert(i, key)
-        if len(self._sums) > i + 1:
-            del self._sums[i + 1 :]
+        else:
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                return
+            keys.insert(i, key)
+            if len(self._sums) > i + 1:
+                del self._sums[i + 1 :]
+        heappush(self._expiring, _by_expiry(key))
 
-    def remove(self, expiry: int, item_id: bytes) -> None:
-        key = make_key(expiry, item_id)
+    def remove(self, shard: int, expiry: int, item_id: bytes) -> None:
+        self._remove(make_key(shard, expiry, item_id))
+
+    def _remove(self, key: bytes, *, tidy: bool = True) -> bool:
         i = bisect_left(self._keys, key)
         if i < len(self._keys) and self._keys[i] == key:
             del self._keys[i]
@@ -69,23 +85,26 @@ class SortedIndex:
                     self._sums.append(0)
             elif len(self._sums) > i + 1:
                 del self._sums[i + 1 :]
+            if tidy:
+                self._tidy()
+            return True
+        return False
 
-    def pop_front(self, count: int) -> list[bytes]:
-        """Remove and return the ``count`` earliest-expiring keys."""
-        out = self._keys[:count]
-        del self._keys[:count]
-        if count < len(self._sums):
-            del self._sums[:count]
-        else:
-            self._sums = [0]
+    def _tidy(self) -> None:
+        if len(self._expiring) > 2 * len(self._keys) + 64:  # mostly removed ones: rebuild
+            self._expiring = [_by_expiry(k) for k in self._keys]
+            heapify(self._expiring)
+
+    def pop_expired(self, now: int) -> list[bytes]:
+        """Remove and return the keys that expire at or before ``now``, earliest first."""
+        out: list[bytes] = []
+        heap, limit = self._expiring, (now + 1).to_bytes(8, "big")
+        while heap and heap[0] < limit:
+            key = heappop(heap)[8:]
+            if self._remove(key, tidy=False):
+                out.append(key)
+        self._tidy()
         return out
-
-    def count_expired(self, now: int) -> int:
-        """How many keys expire at or before ``now`` (they sort first)."""
-        return bisect_left(self._keys, (now + 1).to_bytes(8, "big"))
-
-    def first(self) -> bytes | None:
-        return self._keys[0] if self._keys else None
 
     def iter_keys(self) -> Iterator[bytes]:
         return iter(self._keys)
@@ -103,14 +122,15 @@ class SortedIndex:
         return self._keys[i]
 
     def ids(self, lo: int, hi: int) -> list[bytes]:
-        return [k[8:] for k in self._keys[lo:hi]]
+        return [k[ID_OFFSET:] for k in self._keys[lo:hi]]
 
     def fingerprint(self, lo: int, hi: int) -> bytes:
         sums = self._sums
         if len(sums) <= hi:
             start = len(sums) - 1
             frm = int.from_bytes
-            acc = accumulate((frm(k[8:], "little") for k in self._keys[start:]), initial=sums[-1])
+            acc = accumulate((frm(k[ID_OFFSET:], "little") for k in self._keys[start:]),
+                             initial=sums[-1])
             next(acc)  # the initial value is already the last sum
             sums.extend(acc)
         return fingerprint_of(sums[hi] - sums[lo], hi - lo)
@@ -118,6 +138,11 @@ class SortedIndex:
 
 TAG_OFFSET = 2  # the recipient tag's place in an envelope's header (envelope.md)
 TAG_SIZE = 16
+
+
+def sorted_by_expiry(keys: Iterable[bytes]) -> list[bytes]:
+    """Index keys, earliest expiry first (then by id)."""
+    return sorted(keys, key=lambda k: k[2:])
 
 
 class TagIndex:

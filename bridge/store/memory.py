@@ -4,7 +4,8 @@ Bounded by bytes and by count, and per recipient tag by a share of the bytes;
 when full, the envelope whose work buys the least per byte per second of its
 remaining life is evicted, and a newcomer worth less than it is refused instead
 (``bridge.store.values.ValueQueue``). Per envelope it holds the raw bytes, one
-dict entry keyed by the id, one 40-byte index key and one eviction entry.
+dict entry keyed by the id, one 42-byte index key (and its expiry entry) and one
+eviction entry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from bridge.core.envelope import Envelope
-from bridge.store.index import SortedIndex, TagIndex
+from bridge.core.shards import shard_of_tag
+from bridge.store.index import SortedIndex, TagIndex, key_id, sorted_by_expiry
 from bridge.store.values import ValueQueue
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -65,9 +67,9 @@ class MemoryStore:
             return False  # worth less than what it would push out
         new, victims = admitted
         for v in victims:
-            self._drop(v[5], v[3])
+            self._drop(v[5], v[3], v[6])
         self._bodies[eid] = raw
-        self.index.add(env.expiry, eid)
+        self.index.add(shard_of_tag(tag), env.expiry, eid)
         self.tags.add(tag, eid)
         self.values.add(new)
         self._bytes += size
@@ -77,14 +79,19 @@ class MemoryStore:
         return self._bodies.get(envelope_id)
 
     def purge(self, now: int) -> int:
-        n = self.index.count_expired(now)
-        if n:
-            self._evict(n)
-        return n
+        expired = self.index.pop_expired(now)
+        for key in expired:
+            eid = key_id(key)
+            raw = self._bodies.pop(eid, None)
+            self.tags.remove(eid)
+            self.values.remove(eid)
+            if raw is not None:
+                self._bytes -= len(raw)
+        return len(expired)
 
     def iter_raw(self) -> Iterator[bytes]:
-        for key in list(self.index.iter_keys()):
-            raw = self._bodies.get(key[8:])
+        for key in sorted_by_expiry(self.index.iter_keys()):
+            raw = self._bodies.get(key_id(key))
             if raw is not None:
                 yield raw
 
@@ -95,19 +102,9 @@ class MemoryStore:
         self.values.clear()
         self._bytes = 0
 
-    def _evict(self, count: int) -> None:
-        """Drop the ``count`` earliest-expiring (the expired ones, when purging)."""
-        for key in self.index.pop_front(count):
-            eid = key[8:]
-            raw = self._bodies.pop(eid, None)
-            self.tags.remove(eid)
-            self.values.remove(eid)
-            if raw is not None:
-                self._bytes -= len(raw)
-
-    def _drop(self, eid: bytes, expiry: int) -> None:
+    def _drop(self, eid: bytes, expiry: int, tag: bytes) -> None:
         raw = self._bodies.pop(eid, None)
-        self.index.remove(expiry, eid)
+        self.index.remove(shard_of_tag(tag), expiry, eid)
         self.tags.remove(eid)
         self.values.remove(eid)
         if raw is not None:

@@ -46,7 +46,8 @@ from collections.abc import Iterator
 from bridge.core import pow
 from bridge.core.envelope import HEADER_SIZE, SIGNED_HEADER_SIZE, Envelope, pow_digest
 from bridge.core.reconcile import make_key
-from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex
+from bridge.core.shards import shard_of_tag
+from bridge.store.index import TAG_OFFSET, TAG_SIZE, SortedIndex, TagIndex, key_id
 from bridge.store.memory import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT
 from bridge.store.values import ValueQueue
 
@@ -103,7 +104,7 @@ class SQLiteStore:
             tag = raw[TAG_OFFSET : TAG_OFFSET + TAG_SIZE]
             nonce = int.from_bytes(raw[SIGNED_HEADER_SIZE:HEADER_SIZE], "big")
             work = pow.work_bits(pow_digest(raw), nonce)
-            keys.append(make_key(expiry, eid))
+            keys.append(make_key(shard_of_tag(tag), expiry, eid))
             self.tags.add(tag, eid)
             self.values.add(self.values.entry(eid, tag, len(raw), expiry, work, now))
             total += len(raw)
@@ -150,7 +151,7 @@ class SQLiteStore:
         new, victims = admitted
         used = self._bytes
         for v in victims:
-            self.index.remove(v[3], v[5])
+            self.index.remove(shard_of_tag(v[6]), v[3], v[5])
             self._stage_delete(v[5])
             used -= v[7]
         self._seq += 1
@@ -158,7 +159,7 @@ class SQLiteStore:
         self._ops.append(op)
         self._staged[eid] = op
         self._gone.pop(eid, None)
-        self.index.add(env.expiry, eid)
+        self.index.add(shard_of_tag(tag), env.expiry, eid)
         self.tags.add(tag, eid)
         self.values.add(new)
         self._bytes = used + size
@@ -176,19 +177,19 @@ class SQLiteStore:
         return None if row is None else bytes(row[0])
 
     def purge(self, now: int) -> int:
-        n = self.index.count_expired(now)
-        for key in self.index.pop_front(n):
-            eid = key[8:]
+        expired = self.index.pop_expired(now)
+        for key in expired:
+            eid = key_id(key)
             self._bytes -= self._size_of(eid)
             self._stage_delete(eid)
-        return n
+        return len(expired)
 
     def iter_raw(self) -> Iterator[bytes]:
         """Every envelope in the store's view, earliest expiry first."""
-        staged = sorted((make_key(op[2], op[1]), op[3] or b"") for op in self._staged.values())
+        staged = sorted(((op[2], op[1]), op[3] or b"") for op in self._staged.values())
         rows = self._db.execute("SELECT expiry, id, raw FROM envelopes ORDER BY expiry, id")
         on_disk = (
-            (make_key(e, i), raw)
+            ((e, bytes(i)), raw)
             for e, i, raw in rows
             if i not in self._gone and i not in self._staged
         )

@@ -115,7 +115,8 @@ class Attack:
                 if isinstance(m, w.Reconcile) and not m.reply:
                     reply = responder.receive(m.payload)
                     if reply is not None:
-                        await ws.send_bytes(w.encode(w.Reconcile(reply, reply=True)))
+                        await ws.send_bytes(w.encode(w.Reconcile(reply, reply=True,
+                                                                 prefix=m.prefix)))
                     out("round")
 
 

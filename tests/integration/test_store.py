@@ -56,7 +56,7 @@ def test_bounded_by_count_evicts_the_least_work_per_byte_second(make_store):
     assert not s.add(envs[0], now)  # worth less than the cheapest stored: refused
     assert s.add(envs[4], now)
     assert envs[1].id not in s and {envs[2].id, envs[3].id, envs[4].id} <= {
-        k[8:] for k in s.index.iter_keys()
+        k[10:] for k in s.index.iter_keys()
     }
 
 
@@ -190,7 +190,7 @@ def test_sqlite_loses_nothing_acknowledged_across_kill_9(tmp_path):
     assert s.integrity_ok()
     missing = [a for a in acked if a not in s]
     assert not missing and len(s) >= len(acked) >= 150
-    stored = {k[8:] for k in s.index.iter_keys()}
+    stored = {k[10:] for k in s.index.iter_keys()}
     assert stored <= {e.id for e in envs}
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 from bridge.core import gossip as g
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import MAX_IDS, ByeReason, FrameType, Hello
-from bridge.store.index import SortedIndex
+from bridge.store.index import SortedIndex, key_id
 from tests.sim.engine import Channel
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ class SimNode:
         env = w.envs[eid]
         key = ALL if self.shards is None else env.shard
         self.have[eid] = env.expiry
-        self.index[key].add(env.expiry, eid)
+        self.index[key].add(0, env.expiry, eid)  # one index per shard: one shard key in it
         self.stored_bytes += len(env.raw)
         w.on_stored(self, env)
         for x in self.conns.values():  # waiting WANTs
@@ -404,10 +404,8 @@ class SimNode:
 
     def _purge(self, unix: int) -> None:
         for idx in self.index.values():
-            n = idx.count_expired(unix)
-            if n:
-                for key in idx.pop_front(n):
-                    self.have.pop(key[8:], None)
+            for key in idx.pop_expired(unix):
+                self.have.pop(key_id(key), None)
 
 
 def _deliver(c: Conn | None, shard: int, frame: bytes) -> None:

@@ -74,7 +74,7 @@ def test_nothing_before_hello_and_unknown_type():
 
 
 @pytest.mark.parametrize(
-    ("version", "skew", "reason"), [(2, 0, ByeReason.VERSION), (1, 3600, ByeReason.CLOCK)]
+    ("version", "skew", "reason"), [(3, 0, ByeReason.VERSION), (1, 3600, ByeReason.CLOCK)]
 )
 def test_hello_refused_with_reason(version, skew, reason):
     now = int(time.time())

@@ -45,20 +45,20 @@ def test_initiator_learns_exact_symmetric_difference(items, sides, buckets, idli
     a, b = SortedIndex(), SortedIndex()
     for (e, i), side in zip(items, sides, strict=False):
         if side in "ab" and side == "a" and i[0] % 3:
-            a.add(e, i)
-            b.add(e, i)  # shared
+            a.add(i[1] % 4, e, i)
+            b.add(i[1] % 4, e, i)  # shared
         elif side == "a":
-            a.add(e, i)
+            a.add(i[1] % 4, e, i)
         else:
-            b.add(e, i)
+            b.add(i[1] % 4, e, i)
     ka, kb = set(a.iter_keys()), set(b.iter_keys())
     init, _ = run_session(a, b, buckets=buckets, idlist_max=idlist_max)
-    assert set(init.have) == {k[8:] for k in ka - kb}
-    assert set(init.need) == {k[8:] for k in kb - ka}
+    assert set(init.have) == {k[10:] for k in ka - kb}
+    assert set(init.need) == {k[10:] for k in kb - ka}
 
 
 def test_equal_sets_finish_in_one_round_trip():
-    a = SortedIndex(make_key(i, os.urandom(32)) for i in range(5000))
+    a = SortedIndex(make_key(i % 7, i, os.urandom(32)) for i in range(5000))
     b = SortedIndex(a.iter_keys())
     init, sent = run_session(a, b)
     assert init.have == init.need == []
@@ -68,17 +68,18 @@ def test_equal_sets_finish_in_one_round_trip():
 @pytest.mark.parametrize("diff", [10, 100])
 def test_bytes_grow_with_difference_not_size(diff):
     rnd = random.Random(diff)
-    keys = [make_key(rnd.randrange(1 << 30), rnd.randbytes(32)) for _ in range(20_000)]
+    keys = [make_key(rnd.randrange(1 << 16), rnd.randrange(1 << 30), rnd.randbytes(32))
+            for _ in range(20_000)]
     a, b = SortedIndex(keys), SortedIndex(keys)
     for k in range(diff):
-        (a if k % 2 else b).add(rnd.randrange(1 << 30), rnd.randbytes(32))
+        (a if k % 2 else b).add(rnd.randrange(1 << 16), rnd.randrange(1 << 30), rnd.randbytes(32))
     init, sent = run_session(a, b)
     assert len(init.have) + len(init.need) == diff
     assert sent < 800 * diff
 
 
 def test_frame_limit_is_respected_and_session_still_converges():
-    a = SortedIndex(make_key(i, os.urandom(32)) for i in range(3000))
+    a = SortedIndex(make_key(i % 5, i, os.urandom(32)) for i in range(3000))
     b = SortedIndex()
     init = Reconciler(a, initiator=True, frame_limit=4096)
     msg = init.initiate()
@@ -91,23 +92,27 @@ def test_frame_limit_is_respected_and_session_still_converges():
 
 
 def test_minimal_bound_lies_between():
-    e = (7).to_bytes(8, "big")
+    e = b"\x00\x05" + (7).to_bytes(8, "big")
     lo, hi = e + b"\x01\x02" + bytes(30), e + b"\x01\x03" + bytes(30)
     m = minimal_bound(lo, hi)
-    assert lo < m <= hi and len(m) == 10
-    assert minimal_bound(make_key(1, bytes(32)), make_key(2, bytes(32))) == (2).to_bytes(8, "big")
+    assert lo < m <= hi and len(m) == 12
+    assert minimal_bound(make_key(3, 1, bytes(32)), make_key(3, 2, bytes(32))) == (
+        b"\x00\x03" + (2).to_bytes(8, "big"))
+    assert minimal_bound(make_key(3, 9, bytes(32)), make_key(4, 1, bytes(32))) == b"\x00\x04"
 
 
 @pytest.mark.parametrize(
     "payload",
     [
         b"",
-        b"\x62",
-        b"\x61\x05",
-        b"\x61\x01\x00\x07",
-        b"\x61\x02\x00\x01" + bytes(3),
-        b"\x61\x05\x00\x00\x03\x00\x00\x00",
-        b"\x61\x00\x00\x09",
+        b"\x61",  # version 1's 40-byte keys
+        b"\x62\x05",  # a bound of 4 bytes, cut short
+        b"\x62\x01\x00",  # an empty bound: not above the start
+        b"\x62\x2c" + bytes(44),  # a bound longer than a key
+        b"\x62\x04\xff\xff\xff\x00",  # a finite bound at infinity
+        b"\x62\x03\x00\x05\x00\x02\x00\x00",  # bounds must increase
+        b"\x62\x00\x02\x05" + bytes(10),  # an id list cut short
+        b"\x62\x00\x09",  # an unknown mode
     ],
 )
 def test_malformed_messages_are_remote_errors(payload):
@@ -116,22 +121,22 @@ def test_malformed_messages_are_remote_errors(payload):
 
 
 def test_infinite_key_is_above_every_item():
-    assert make_key((1 << 63) - 1, b"\xff" * 32) < INF_KEY
+    assert make_key(0xFFFF, (1 << 63) - 1, b"\xff" * 32) < INF_KEY
 
 
 def test_have_and_need_come_in_key_order():
-    """A listed range's difference comes in the set's own order (expiry, then id), never
+    """A listed range's difference comes in the set's own order (shard, expiry, id), never
     in a hash set's iteration order, which changes from one process to the next."""
     rnd = random.Random(7)
     a, b = SortedIndex(), SortedIndex()
     for _ in range(3):
-        a.add(rnd.randrange(1 << 20), rnd.randbytes(32))
+        a.add(rnd.randrange(4), rnd.randrange(1 << 20), rnd.randbytes(32))
     for _ in range(40):
-        b.add(rnd.randrange(1 << 20), rnd.randbytes(32))
+        b.add(rnd.randrange(4), rnd.randrange(1 << 20), rnd.randbytes(32))
     init, _ = run_session(a, b)
-    assert init.need == [k[8:] for k in b.iter_keys()]
+    assert init.need == [k[10:] for k in b.iter_keys()]
     init, _ = run_session(b, a)
-    assert init.have == [k[8:] for k in b.iter_keys()]
+    assert init.have == [k[10:] for k in b.iter_keys()]
 
 
 def test_the_difference_is_listed_alike_under_any_hash_seed():
@@ -140,7 +145,8 @@ def test_the_difference_is_listed_alike_under_any_hash_seed():
         "from bridge.store.index import SortedIndex\n"
         "from tests.unit.test_reconcile import run_session\n"
         "rnd = random.Random(3); a, b = SortedIndex(), SortedIndex()\n"
-        "for k in range(400): (a if k % 3 else b).add(rnd.randrange(1 << 20), rnd.randbytes(32))\n"
+        "for k in range(400):\n"
+        "    (a if k % 3 else b).add(k % 5, rnd.randrange(1 << 20), rnd.randbytes(32))\n"
         "init, _ = run_session(a, b)\n"
         "print(b''.join(init.need + init.have).hex())\n"
     )

@@ -34,7 +34,7 @@ def test_full_replication_delivers_through_churn_and_hostile_nodes(full):
     assert r.messages >= 120
     assert r.eligible >= 100
     assert r.ratio >= 0.99, r
-    assert len(w.gone) > 0, "churn took nodes away"
+    assert len(w.gone) + sum(n.gen > 1 for n in w.nodes) > 0, "churn took nodes away"
     assert r.spam > 0, "the flooders flooded"
     # every honest node that is up holds every live envelope (full replication)
     ids = {eid for eid, e in w.envs.items()}
@@ -59,7 +59,7 @@ def test_sharded_relays_store_only_their_shards_and_deliver():
         for idx_key, idx in n.index.items():
             assert idx_key in n.shards
             for key in idx.iter_keys():
-                assert w.envs[key[8:]].shard == idx_key
+                assert w.envs[key[10:]].shard == idx_key
     assert ALL not in {s for n in w.nodes for s in n.index}
 
 

@@ -96,7 +96,7 @@ def test_the_store_decides_as_the_model() -> None:
             now += step  # slowly enough that no more than MAX_REKEYS keys go stale at once
             env = rnd.choice(POOL)
             assert store.add(env, now) == model.add(env, now), seed
-            assert set(model.held) == {k[8:] for k in store.index.iter_keys()}
+            assert set(model.held) == {k[10:] for k in store.index.iter_keys()}
             assert store.total_bytes == sum(len(e.raw) for e, _ in model.held.values())
             assert store.total_bytes <= max_bytes
             assert all(store.values.tag_bytes(t) <= quota for t in TAGS)
