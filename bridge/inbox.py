@@ -163,6 +163,7 @@ class Inbox:
         secret = self._pairs.pop((ident.public, their), None)
         epochs = tags.watch_epochs(self.clock())
         candidates = [tags.announce_tag(their, e) for e in epochs]
+        candidates += [tags.announce_tag_v2(their, e) for e in epochs]
         if secret is not None:
             candidates += [tags.pair_tag(secret, e) for e in epochs]
             candidates += [tags.pair_tag_to(secret, ident.public, e) for e in epochs]

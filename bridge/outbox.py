@@ -384,7 +384,7 @@ class Outbox:
         raw = await self.pool.run_crypto(
             seal_sealed, sender=ident, recipient=ident.public,
             kex_public=crypto.x25519_public(secret), kind=Kind.ANNOUNCEMENT,
-            tag=tags.announce_tag(ident.public, tags.epoch_of(now)), stamp=stamp,
+            tag=tags.announce_tag_v2(ident.public, tags.epoch_of(now)), stamp=stamp,
             payload=payload, ephemeral_secret=secrets.token_bytes(32))
         del ident  # see _sealed
         await self.node.publish(raw)

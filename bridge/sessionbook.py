@@ -205,7 +205,7 @@ class SessionBook:
             epoch = tags.epoch_of(self.clock())
             tag = (tags.pair_tag_to(tags.pair_secret(me.x25519_secret, me.public, their), their,
                                     epoch)
-                   if c.heard_from or active.confirmed else tags.address_tag(their, epoch))
+                   if c.heard_from or active.confirmed else tags.address_tag_v2(their, epoch))
             raw, after, persist = seal_session(
                 sender=self.ids.ident(rec), recipient=decode_address(to), kind=kind, tag=tag,
                 stamp=stamp, peer=peer, payload=payload, ratchet_secret=self.random(32))

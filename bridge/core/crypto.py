@@ -70,6 +70,7 @@ CTX_RATCHET_HEADER_NONCE: Final = "ParanoIM 2026-12 ratchet header nonce"
 CTX_STAMP_DIGEST: Final = "ParanoIM 2026-12 stamp digest"
 CTX_STAMP_ID: Final = "ParanoIM 2026-12 stamped envelope id"
 CTX_PAIR_TAG_TO: Final = "ParanoIM 2026-12 pair tag to"
+CTX_SHARD_KEY: Final = "ParanoIM 2026-12 shard key"  # a recipient's 16 bits (docs/sharding.md)
 
 # The message archive kept on disk with --storage sqlite (bridge/store/archive.py).
 CTX_ARCHIVE_OWNER: Final = "ParanoIM 2026-12 archive owner"

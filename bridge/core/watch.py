@@ -5,7 +5,9 @@ stamped with (``tags.watch_epochs``): its own address tag (first contacts),
 the pair tag it shares with each contact (version 1, after the first reply),
 the pair tag *to* it from each contact (version 2), and each contact's
 announcement tag (their prekeys and endpoint); plus each room's tag once any
-identity exists. A pair tag is shared by both ends, so a daemon also sees its own
+identity exists. Address, announcement and room tags come in both versions
+(version 2's start with the recipient's shard key, ``tags.address_tag_v2``). A pair
+tag is shared by both ends, so a daemon also sees its own
 version-1 envelopes come back under it: the ``pair`` flag lets the caller tell
 such an echo from a real refusal; under a pair tag to it (``inbound``) nothing of
 its own comes back. Pure: keys in, table out.
@@ -62,6 +64,7 @@ def contact_watches(w: Watcher, their: bytes, epochs: Iterable[int], *,
         out.append((tags.pair_tag_to(secret, w.public, e),
                     Watch(me, Purpose.DIRECT, them, pair=True, inbound=True)))
         out.append((tags.announce_tag(their, e), Watch(me, Purpose.ANNOUNCE, them)))
+        out.append((tags.announce_tag_v2(their, e), Watch(me, Purpose.ANNOUNCE, them)))
     return out
 
 
@@ -76,8 +79,8 @@ def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str], epochs: Itera
         any_identity = True
         me = encode_address(w.public)
         for e in epochs:
-            table.setdefault(tags.address_tag(w.public, e), []).append(
-                Watch(me, Purpose.DIRECT))
+            for tag in (tags.address_tag(w.public, e), tags.address_tag_v2(w.public, e)):
+                table.setdefault(tag, []).append(Watch(me, Purpose.DIRECT))
         for their in w.contacts:
             for tag, watch in contact_watches(w, their, epochs, pair_secret=pair_secret):
                 table.setdefault(tag, []).append(watch)
@@ -85,6 +88,6 @@ def watch_table(watchers: Iterable[Watcher], rooms: Iterable[str], epochs: Itera
         for room in rooms:
             room_pub = crypto.x25519_public(tags.room_secret(room))
             for e in epochs:
-                table.setdefault(tags.room_tag(room_pub, e), []).append(
-                    Watch("", Purpose.ROOM, room))
+                for tag in (tags.room_tag(room_pub, e), tags.room_tag_v2(room_pub, e)):
+                    table.setdefault(tag, []).append(Watch("", Purpose.ROOM, room))
     return {tag: tuple(ws) for tag, ws in table.items()}

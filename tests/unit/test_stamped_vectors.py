@@ -204,7 +204,9 @@ def test_sealed_room_body_from_the_spec_alone() -> None:
               + sender + payload)
     assert signed.hex() == v["signed_message"] and sig.hex() == v["signature"]
     ed25519_verify(sender, signed, sig)
-    assert tags.room_tag(room_pub, tags.epoch_of(NOW)).hex() == v["tag"]
+    # version 2: the room's shard key, then the first 14 bytes of its room tag
+    shard = derive("ParanoIM 2026-12 shard key", room_pub, 2)
+    assert (shard + tags.room_tag(room_pub, tags.epoch_of(NOW))[:14]).hex() == v["tag"]
 
 
 # --- the session bodies, from sessions.json's handshake secret ----------------------------
@@ -268,8 +270,9 @@ def test_session_first_message_from_the_spec_alone() -> None:
     assert step[:32].hex() == s["alice_first_root"]
     assert step[32:64].hex() == v["chain_key"]
     _open_session_body(v, hka, step[32:64], ad)
-    assert raw[2:18] == tags.address_tag(ed25519_public(b(v["recipient_seed"])),
-                                         tags.epoch_of(NOW))
+    bob = ed25519_public(b(v["recipient_seed"]))
+    assert raw[2:18] == (derive("ParanoIM 2026-12 shard key", bob, 2)
+                         + tags.address_tag(bob, tags.epoch_of(NOW))[:14])
 
 
 def test_session_reply_from_the_spec_alone() -> None:
@@ -299,8 +302,9 @@ def test_session_reply_from_the_spec_alone() -> None:
                   + x25519(alice, bob.x25519_public))
     epoch = NOW // 86400
     to_alice = ed25519_public(b(v["recipient_seed"]))
-    assert derive("ParanoIM 2026-12 pair tag to", pair + to_alice + struct.pack(">Q", epoch),
-                  16).hex() == v["tag"]
+    assert (derive("ParanoIM 2026-12 shard key", to_alice, 2)
+            + derive("ParanoIM 2026-12 pair tag to", pair + to_alice + struct.pack(">Q", epoch),
+                     16)[:14]).hex() == v["tag"]
 
 
 def aead_seal(key: bytes, nonce: bytes, plain: bytes, aad: bytes) -> bytes:

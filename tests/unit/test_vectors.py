@@ -93,16 +93,29 @@ def test_tag_vectors() -> None:
     t = VECTORS["tags"]
     pub = b(t["address_tag"]["public"])
     assert tags.address_tag(pub, t["epoch"]).hex() == t["address_tag"]["tag"]
+    # version 2: the recipient's shard key, then the first 14 bytes of the tag
+    shard = crypto.derive("ParanoIM 2026-12 shard key", pub, 2)
+    assert shard.hex() == t["shard_key"]["bob"] == t["address_tag"]["tag_v2"][:4]
+    assert (shard + tags.address_tag(pub, t["epoch"])[:14]).hex() == t["address_tag"]["tag_v2"]
+    assert tags.address_tag_v2(pub, t["epoch"]).hex() == t["address_tag"]["tag_v2"]
     assert tags.epoch_of(t["now"]) == t["epoch"]
     p = t["pair"]
     a, bob = Identity.from_seed(b(p["a_seed"])), Identity.from_seed(b(p["b_seed"]))
     secret = tags.pair_secret(bob.x25519_secret, bob.public, a.public)
     assert secret.hex() == p["pair_secret"]
     assert tags.pair_tag(secret, p["epoch"] + 1).hex() == p["pair_tag_next_epoch"]
+    to_bob = crypto.derive("ParanoIM 2026-12 pair tag to", secret + bob.public
+                           + p["epoch"].to_bytes(8, "big"), 16)
+    assert (crypto.derive("ParanoIM 2026-12 shard key", bob.public, 2)
+            + to_bob[:14]).hex() == p["pair_tag_to_bob"]
+    assert p["pair_tag_to_alice"][:4] == t["shard_key"]["alice"]
     r = t["room"]
     assert crypto.x25519_public(tags.room_secret(r["name"])).hex() == r["x25519_public"]
     assert tags.room_tag(b(r["x25519_public"]), r["epoch"]).hex() == r["tag"]
+    assert r["tag_v2"] == t["shard_key"]["room"] + r["tag"][:28]
+    assert tags.room_tag_v2(b(r["x25519_public"]), r["epoch"]).hex() == r["tag_v2"]
     ann = t["announcement"]
+    assert ann["tag_v2"] == t["shard_key"]["bob"] + ann["tag"][:28]
     assert crypto.x25519_public(tags.announce_secret(b(ann["public"]))).hex() == \
         ann["x25519_public"]
 

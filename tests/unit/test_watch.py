@@ -29,10 +29,22 @@ def test_table_for_two_identities_and_a_contact() -> None:
         assert tags.pair_tag_to(secret, bob.public, e) not in table  # what Alice sends
         assert table[tags.announce_tag(bob.public, e)] == (
             Watch(alice.address, Purpose.ANNOUNCE, encode_address(bob.public)),)
-        room = tags.room_tag(crypto.x25519_public(tags.room_secret("public")), e)
-        assert table[room] == (Watch("", Purpose.ROOM, "public"),)
-    # per epoch: 2 address tags, 2 pair tags (shared, and to Alice), 1 announcement, 1 room
-    assert len(table) == 6 * len(epochs)
+        room_pub = crypto.x25519_public(tags.room_secret("public"))
+        assert table[tags.room_tag(room_pub, e)] == (Watch("", Purpose.ROOM, "public"),)
+        # version 2: the same watches under tags that start with the recipient's shard key
+        for tag, who in ((tags.address_tag_v2(alice.public, e), alice.public),
+                         (tags.announce_tag_v2(bob.public, e), bob.public),
+                         (tags.room_tag_v2(room_pub, e), room_pub),
+                         (tags.pair_tag_to(secret, alice.public, e), alice.public)):
+            assert tag[:2] == tags.shard_key(who) and tag in table
+        assert table[tags.address_tag_v2(alice.public, e)] == (Watch(alice.address,
+                                                                      Purpose.DIRECT),)
+        assert table[tags.announce_tag_v2(bob.public, e)] == (
+            Watch(alice.address, Purpose.ANNOUNCE, encode_address(bob.public)),)
+        assert table[tags.room_tag_v2(room_pub, e)] == (Watch("", Purpose.ROOM, "public"),)
+    # per epoch: 2 address tags in 2 versions, 2 pair tags (shared, and to Alice), an
+    # announcement and a room in 2 versions
+    assert len(table) == 10 * len(epochs)
 
 
 def test_both_ends_of_a_pair_compute_the_same_tag() -> None:

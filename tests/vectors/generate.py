@@ -122,8 +122,11 @@ def tag_vectors() -> dict[str, Any]:
         "now": NOW,
         "epoch": epoch,
         "watch_epochs": [tags.watch_epochs(NOW).start, tags.watch_epochs(NOW).stop - 1],
+        "shard_key": {"bob": h(tags.shard_key(b.public)), "alice": h(tags.shard_key(a.public)),
+                      "room": h(tags.shard_key(room_pub))},
         "address_tag": {"public": h(b.public), "epoch": epoch,
-                        "tag": h(tags.address_tag(b.public, epoch))},
+                        "tag": h(tags.address_tag(b.public, epoch)),
+                        "tag_v2": h(tags.address_tag_v2(b.public, epoch))},
         "pair": {"a_seed": h(ALICE_SEED), "b_seed": h(BOB_SEED),
                  "x25519_shared": h(crypto.x25519(a.x25519_secret, b.x25519_public)),
                  "pair_secret": h(pair), "epoch": epoch,
@@ -133,10 +136,12 @@ def tag_vectors() -> dict[str, Any]:
                  "pair_tag_to_alice": h(tags.pair_tag_to(pair, a.public, epoch))},
         "announcement": {"public": h(b.public), "epoch": epoch,
                          "tag": h(tags.announce_tag(b.public, epoch)),
+                         "tag_v2": h(tags.announce_tag_v2(b.public, epoch)),
                          "x25519_secret": h(ann_secret),
                          "x25519_public": h(crypto.x25519_public(ann_secret))},
         "room": {"name": room, "x25519_secret": h(room_secret), "x25519_public": h(room_pub),
-                 "epoch": epoch, "tag": h(tags.room_tag(room_pub, epoch))},
+                 "epoch": epoch, "tag": h(tags.room_tag(room_pub, epoch)),
+                 "tag_v2": h(tags.room_tag_v2(room_pub, epoch))},
     }
 
 
