@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.core.checks import DEFAULT_BASE_BITS
-from bridge.core.errors import BadPeerError, UserError
+from bridge.core.errors import BadPeerError, LocalProtocolError, UserError
 from bridge.core.peers import parse_peer
+from bridge.core.shards import EVERYTHING, Prefix, canonical, parse_prefix
 
 DEFAULT_XMPP_PORT = 5222
 DEFAULT_WEB_PORT = 8765
@@ -101,6 +102,11 @@ DEFAULT_TEXT = f"""\
 # false, or "auto": only in the ranges this node listens on, announces or has peers
 # configured in (a node on 127.0.0.1 dials loopback peers; one on 0.0.0.0 none)
 # dial_private = "auto"
+# the shards this node stores and relays, as "value/depth" prefixes of the 16-bit shard
+# key (docs/sharding.md): "0/0" is every shard; ["0/1"] and ["1/1"] are the two halves.
+# A node carrying part of the network refuses envelopes outside it, so it must carry
+# the prefixes of its own identities' shard keys, or their messages do not reach it.
+# shards = ["0/0"]
 
 [tor]
 # Send every peer connection through Tor and publish an onion service.
@@ -151,6 +157,7 @@ class Config:
     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
     store_mb: int = 0  # 0: the memory budget's share
     dial_private: bool | None = None  # None: the ranges the node itself is in
+    shards: tuple[Prefix, ...] = EVERYTHING  # the shard prefixes the node carries
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
     tor_control: str = "127.0.0.1:9051"
@@ -262,6 +269,16 @@ def _peers(key: str, v: object) -> tuple[str, ...]:
     return tuple(host_port(key, p) for p in v)
 
 
+def _shards(key: str, v: object) -> tuple[Prefix, ...]:
+    if not isinstance(v, list | tuple) or not v or not all(isinstance(p, str) for p in v):
+        raise ConfigError(f'{_what(key)} must be a list of "value/depth" prefixes, such as '
+                          '["0/0"]')
+    try:
+        return canonical(parse_prefix(p) for p in v)
+    except (ValueError, LocalProtocolError) as exc:
+        raise ConfigError(f"{_what(key)}: {exc}") from None
+
+
 def _bits(key: str, v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not MIN_BITS <= v <= MAX_BITS:
         raise ConfigError(f"{_what(key)} must be a whole number of bits from "
@@ -322,6 +339,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.memory_budget_mb": ("memory_budget_mb", _mebibytes),
     "p2p.store_mb": ("store_mb", _store_mebibytes),
     "p2p.dial_private": ("dial_private", _auto_bool),
+    "p2p.shards": ("shards", _shards),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),
     "tor.control": ("tor_control", host_port),

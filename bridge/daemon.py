@@ -297,7 +297,7 @@ class Daemon:
         node = Node(NodeConfig(host=host, port=cfg.p2p_port, advertise=advertise,
                                base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
                                memory_budget=cfg.memory_budget_mb * 1024 * 1024,
-                               dial_private=cfg.dial_private,
+                               dial_private=cfg.dial_private, shards=cfg.shards,
                                connector=onion.connector if onion is not None else None),
                     store=store)
         inbox = self.inbox = DirectInbox(cfg, node)  # its routes go on the app before it runs

@@ -241,3 +241,13 @@ def test_a_store_index_keeps_each_prefix_contiguous_and_purges_by_expiry():
     assert store.purge(now + 100 + 9) == 10  # the ten earliest, wherever their shard
     assert {e.id for e in envs[10:]} == {k[10:] for k in store.index.iter_keys()}
     assert [r for r in store.iter_raw()] == [e.raw for e in envs[10:]]  # by expiry
+
+
+def test_the_config_key_names_the_prefixes_and_defaults_to_everything():
+    from bridge.config import ConfigError, parse
+    assert parse("").shards == shards.EVERYTHING
+    assert parse('[p2p]\nshards = ["1/1", "3/2"]').shards == (HIGH,)
+    assert parse('[p2p]\nshards = ["0/2", "1/1"]').shards == (prefix(0, 2), HIGH)
+    for bad in ('"0/0"', "[]", '["2/1"]', '["0/17"]', "[1]", '["x"]'):
+        with pytest.raises(ConfigError):
+            parse(f"[p2p]\nshards = {bad}")
