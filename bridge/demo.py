@@ -51,7 +51,7 @@ class EchoBot:
         if isinstance(event, ContactsChanged) and event.owner == self.address and \
                 event.contact is not None and event.contact.state is ContactState.PENDING_IN:
             self.service.accept_contact(self.address, event.contact.address)
-        elif isinstance(event, MessageArrived) and event.to == self.address:
+        elif isinstance(event, MessageArrived) and event.to == self.address and not event.act:
             self.tasks.spawn(self._answer(event), name="echo")
 
     async def _answer(self, ev: MessageArrived) -> None:

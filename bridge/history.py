@@ -18,13 +18,25 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from bridge.core.acts import Act, ActKind
 from bridge.core.archive import Archive, ArchiveError, Entry, Page, Query, archive_id
 from bridge.events import Event, IdentitiesChanged, MessageArrived, RoomMessageArrived
 from bridge.store.archive import ArchiveFile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["History", "archive_id"]
+__all__ = ["History", "archive_id", "archived_act"]
+
+
+def archived_act(act: Act | None, *, mine: bool) -> str:
+    """How the archive names an act (``Entry.act``); "" for none, and for the acts it
+    does not keep (reactions, read markers). ``mine``: a reply to a message the
+    archive's identity wrote."""
+    if act is None or act.kind in (ActKind.REACTION, ActKind.DISPLAYED):
+        return ""
+    if act.kind is ActKind.REPLY:
+        return f"reply {act.ref} {'me' if mine else 'peer'}"
+    return f"{act.kind.name.lower()} {act.ref}"
 
 
 class History:
@@ -53,9 +65,12 @@ class History:
 
     def _on(self, event: Event) -> None:
         if isinstance(event, MessageArrived):
+            act = archived_act(event.act, mine=event.act is not None and event.act.to_recipient)
+            if event.act is not None and not act:
+                return  # reactions and read markers are not archived
             self._add(event.to, Entry(archive_id(event.envelope_id), self.clock_ms(),
                                       event.sender, False, event.text,
-                                      origin_id=event.message_id))
+                                      origin_id=event.message_id, act=act))
         elif isinstance(event, RoomMessageArrived):
             self._add(event.to, Entry(archive_id(event.envelope_id), self.clock_ms(),
                                       event.room, event.sender == event.to, event.text,
@@ -66,12 +81,14 @@ class History:
                 self.file.forget(event.removed)
 
     def sent(self, owner: str, to: str, text: str, message_id: str = "",
-             envelope_id: bytes = b"") -> str:
-        """Archive a chat message ``owner`` sends; its archive id: the one its envelope
-        gives (so the XMPP side, which learns the envelope id, can name it in the
-        carbon copies it sends), or a random one without an envelope."""
+             envelope_id: bytes = b"", act: str = "") -> str:
+        """Archive a chat message ``owner`` sends (or a correction, retraction, reply:
+        ``act``, see ``Entry``); its archive id: the one its envelope gives (so the
+        XMPP side, which learns the envelope id, can name it in the carbon copies it
+        sends), or a random one without an envelope."""
         ident = archive_id(envelope_id) if envelope_id else secrets.token_hex(12)
-        self._add(owner, Entry(ident, self.clock_ms(), to, True, text, origin_id=message_id))
+        self._add(owner, Entry(ident, self.clock_ms(), to, True, text, origin_id=message_id,
+                               act=act))
         return ident
 
     def query(self, owner: str, query: Query) -> Page:

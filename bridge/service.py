@@ -31,7 +31,7 @@ from bridge.events import (
     PresenceArrived,
     RecentErrors,
 )
-from bridge.history import History
+from bridge.history import History, archived_act
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
 from bridge.inbox import Inbox
 from bridge.knownids import KnownIds
@@ -277,7 +277,8 @@ class Service:
         envelope_id = await self.outbox.send_message(owner, to, text, receipt=receipt,
                                                      message_id=message_id, act=act)
         self.known.add(owner, to, message_id[:64])
-        self.history.sent(owner, to, text, message_id, envelope_id)
+        self.history.sent(owner, to, text, message_id, envelope_id,
+                          archived_act(act, mine=reply_to_own))
         return envelope_id
 
     def markers_enabled(self) -> bool:
@@ -294,6 +295,9 @@ class Service:
         sent = self.acts.send_act(owner, to, act, text, message_id, receipt)
         if sent and act.kind is ActKind.CORRECTION:
             self.known.add(owner, to, message_id[:64])
+        archived = archived_act(act, mine=False)
+        if sent and archived:  # a correction or retraction is archived as its own stanza
+            self.history.sent(owner, to, text, message_id[:64], act=archived)
         return sent
 
     def set_presence(self, owner: str, show: str, status: str = "") -> None:

@@ -50,7 +50,7 @@ from bridge.events import (
     PresenceArrived,
     ReceiptArrived,
 )
-from bridge.history import History
+from bridge.history import History, archived_act
 from bridge.identities import (
     MAX_CLIENT_ITEMS,
     MAX_CLIENT_STORAGE,
@@ -474,6 +474,8 @@ class FakeService:
             raise UserError("corrections, reactions, retractions and read markers go to "
                             "accepted contacts only")
         self.acts_sent.append((owner, to, act, text))
+        if archived_act(act, mine=False):  # as the service: its own stanza in the archive
+            self.history.sent(owner, to, text, message_id[:64], act=archived_act(act, mine=False))
         return True
 
     def set_presence(self, owner: str, show: str, status: str = "") -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import bisect
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bridge.core.errors import UserError
@@ -49,11 +49,14 @@ class Entry:
     groupchat: bool = False
     nick: str = ""  # a room message's sender nick
     origin_id: str = ""  # the sending client's message id
+    # what this message does to an earlier one: "correction ID", "retraction ID",
+    # "reply ID me" (a message the identity wrote) or "reply ID peer"; "" for none
+    act: str = ""
 
     @property
     def size(self) -> int:
         return (ENTRY_OVERHEAD + len(self.body.encode()) + len(self.peer) + len(self.nick)
-                + len(self.origin_id))
+                + len(self.origin_id) + len(self.act))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +116,7 @@ class Archive:
         if entry.id in log.by_id:
             raise ArchiveError(f"archive id {entry.id[:64]} is taken")
         if entry.at_ms < log.last_ms:
-            entry = Entry(entry.id, log.last_ms, entry.peer, entry.outgoing, entry.body,
-                          entry.groupchat, entry.nick, entry.origin_id)
+            entry = replace(entry, at_ms=log.last_ms)
         log.last_ms = entry.at_ms
         log.seq += 1
         key = (entry.at_ms, log.seq)

@@ -77,12 +77,13 @@ class ArchiveFile:
                                     self._owner(owner))
         d = json.loads(plain)
         return Entry(str(d["id"]), int(d["at"]), str(d["peer"]), bool(d["out"]), str(d["body"]),
-                     bool(d["muc"]), str(d["nick"]), str(d["origin"]))
+                     bool(d["muc"]), str(d["nick"]), str(d["origin"]), str(d.get("act", "")))
 
     def add(self, owner: str, entry: Entry) -> None:
         plain = json.dumps({"id": entry.id, "at": entry.at_ms, "peer": entry.peer,
                             "out": entry.outgoing, "body": entry.body, "muc": entry.groupchat,
-                            "nick": entry.nick, "origin": entry.origin_id}).encode()
+                            "nick": entry.nick, "origin": entry.origin_id,
+                            **({"act": entry.act} if entry.act else {})}).encode()
         nonce = secrets.token_bytes(_NONCE)
         sealed = nonce + crypto.aead_encrypt(self._key, nonce, plain, self._owner(owner))
         self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",

@@ -138,6 +138,21 @@ class ClientActs:
         return True
 
 
+def add_archived_act(msg: ET.Element, act: str, *, own: str, contact: str) -> None:
+    """The element of an archived act (``Entry.act``: "correction ID", "retraction ID",
+    "reply ID me|peer") in a message MAM gives back."""
+    kind, _, rest = act.partition(" ")
+    ref, _, author = rest.partition(" ")
+    if kind == "correction":
+        ET.SubElement(msg, f"{{{CORRECT_NS}}}replace", id=ref)
+    elif kind == "retraction":
+        ET.SubElement(msg, f"{{{RETRACT_NS}}}retract", id=ref)
+        ET.SubElement(msg, f"{{{FALLBACK_NS}}}fallback", {"for": RETRACT_NS})
+    elif kind == "reply":
+        ET.SubElement(msg, f"{{{REPLY_NS}}}reply", to=own if author == "me" else contact,
+                      id=ref)
+
+
 def act_message(to: str, sender: str, own_bare: str, stanza_id: str, event: MessageArrived,
                 *, request_receipt: bool = False, delay: tuple[str, str] | None = None,
                 archived: tuple[str, str] | None = None) -> bytes:

@@ -36,6 +36,7 @@ from slixmpp.jid import InvalidJID
 
 from bridge.api import MAX_PAGE, ArchiveError, Entry, Page, Query, ServiceAPI
 from bridge.xmpp import stanzas as st
+from bridge.xmpp.acts import RETRACTED, add_archived_act
 from bridge.xmpp.errors import XmppError
 from bridge.xmpp.jids import Domains
 from bridge.xmpp.slixfix import new_iq
@@ -258,7 +259,10 @@ class Mam:
             "from": conn.bare if entry.outgoing else contact,
             "to": contact if entry.outgoing else conn.bare,
             "id": entry.origin_id or entry.id})
-        ET.SubElement(inner, "{jabber:client}body").text = entry.body
+        ET.SubElement(inner, "{jabber:client}body").text = entry.body or (
+            RETRACTED if entry.act.startswith("retraction ") else "")
+        if entry.act:
+            add_archived_act(inner, entry.act, own=conn.bare, contact=contact)
         ET.SubElement(inner, f"{{{SID_NS}}}stanza-id", {"by": conn.bare, "id": entry.id})
         return msg
 

@@ -163,3 +163,29 @@ async def test_presence_from_the_network(client: SlixClient, service: FakeServic
     await service.wait_for(lambda: bool(service.presences_set) or not service.presence)
     assert service.presences_set[:1] == ([(alice.address, "", "")] if service.presence
                                          else [])
+
+
+async def test_archived_acts_come_back_from_mam_with_their_element(
+        client: SlixClient, service: FakeService, alice: IdentityInfo) -> None:
+    service.emit(MessageArrived(to=alice.address, sender=CAROL, text="fixed", sent_at_ms=1,
+                                envelope_id=os.urandom(32), receipt_wanted=False,
+                                message_id="c-2", act=Act(ActKind.CORRECTION, "c-1")))
+    service.emit(MessageArrived(to=alice.address, sender=CAROL, text="", sent_at_ms=2,
+                                envelope_id=os.urandom(32), receipt_wanted=False,
+                                act=Act(ActKind.REACTION, "c-1", ("👍",))))
+    service.send_act(alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"))
+    await client.next_message(lambda m: _of(m)["body"] == "fixed")  # shown live first
+    iq = client.xmpp.make_iq_set()
+    ET.SubElement(iq.xml, "{urn:xmpp:mam:2}query", queryid="q1")
+    await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    results: list[Any] = []
+    while not client.messages.empty():
+        msg = _of(client.messages.get_nowait())
+        if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
+            results.append(msg)
+    inner = [r.xml.find(".//{jabber:client}message") for r in results]
+    assert len(inner) == 2  # the reaction is not archived
+    assert inner[0].find("{urn:xmpp:message-correct:0}replace").get("id") == "c-1"
+    assert inner[0].findtext("{jabber:client}body") == "fixed"
+    assert inner[1].find("{urn:xmpp:message-retract:1}retract").get("id") == "m-1"
+    assert inner[1].get("to") == CAROL_JID
