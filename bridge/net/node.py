@@ -253,6 +253,7 @@ class Node:
             "difficulty_bits": self.config.base_bits,
             "storage": getattr(self.store, "kind", "memory"),
             "light": self.config.light,
+            "shards": [str(p) for p in self.config.shards],
             "peers": len([c for c in self.conns if c.link.active]),
             "banned": len(self.bans),
             "memory": usage(self),
