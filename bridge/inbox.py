@@ -140,22 +140,28 @@ class Inbox:
         """The watch table as it stands (order within a tag does not matter)."""
         return {tag: frozenset(ws) for tag, ws in self._watch.items()}
 
-    def watch_contact(self, owner: str, address: str) -> None:
+    def watch_contact(self, owner: str, address: str) -> list[bytes]:
         """One contact changed: add or drop its tags, leaving the rest of the table
-        alone (a full rebuild costs hashes for every contact of every identity)."""
+        alone (a full rebuild costs hashes for every contact of every identity).
+        Returns the contact's announcement tags now watched: what the node already
+        holds under them (their keys and endpoint) is worth opening at once."""
         self._unwatch(owner, address)
         rec = self.ids.rec(owner)
         c = self.contacts.find(rec, address)
         if c is None:
             self._heard_ms.pop((owner, address), None)
         if c is None or c.state == BLOCKED:
-            return
+            return []
         ident = self.ids.ident(rec)
         w = Watcher(ident.public, ident.x25519_secret, ())
+        announced = []
         for tag, watch in contact_watches(w, decode_address(address),
                                           tags.watch_epochs(self.clock()),
                                           pair_secret=self._pair_secret):
             self._watch[tag] = (*self._watch.get(tag, ()), watch)
+            if watch.purpose is Purpose.ANNOUNCE:
+                announced.append(tag)
+        return announced
 
     def _unwatch(self, owner: str, address: str) -> None:
         their = decode_address(address)
@@ -385,6 +391,7 @@ class Inbox:
             self._act(me, sender, c, env, record, sender_key, prekey)
             return
         if not record.text and record.chat_state is None:
+            self.sessions.release(env.id)  # no client will take it: its key goes now
             if c is not None:
                 self.contacts.heard(c, sender_key, prekey)
             return  # a session confirmation (docs/sessions.md §11): nothing to show

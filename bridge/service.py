@@ -100,7 +100,11 @@ class Service:
         self.inbox.rewatch()
 
     def _watch_contact(self, owner: str, address: str) -> None:
-        self.inbox.watch_contact(owner, address)
+        announced = self.inbox.watch_contact(owner, address)
+        if announced and self.upkeep.delivering:
+            # Their announcement may be in the node already (it came before they were
+            # a contact): open it now, not at their next one, a day later.
+            self.inbox.subscribe_to(self.node.stored_with_tags(announced))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -174,6 +178,7 @@ class Service:
     def delete_identity(self, address: str) -> None:
         self.ids.delete(address)
         self.inbox.forget_identity(address)
+        self.sessions.forget_identity(address)
 
     async def export_identity(self, address: str, passphrase: str) -> bytes:
         return await self.ids.export(address, passphrase)

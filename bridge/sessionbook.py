@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING = 256  # strangers' sessions held in RAM (as many as contact requests)
 MAX_HELD = 100_000  # messages whose keys are kept until a client has them (as the inbox's)
+LATER = 0.5  # seconds within which a change no crash could misuse reaches the key file
 
 
 class WaitingForKeysError(UserError):
@@ -97,27 +98,43 @@ class SessionBook:
         self._pending: dict[tuple[str, str], Peer] = {}  # strangers' sessions, RAM only
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._held: dict[bytes, _Held] = {}  # envelope id -> its key, kept in the session
+        # Contacts' sessions as they are now. The key file holds their stored form, which
+        # resumes sending at the end of the reserved block (docs/sessions.md §7.3): read
+        # back after every message, it would skip a block per message.
+        self._live: dict[tuple[str, str], Peer] = {}
 
     # --- state ----------------------------------------------------------------------------
 
     def peer(self, owner: str, address: str) -> Peer:
         """Our sessions with ``address`` (an empty Peer if none)."""
+        key = (owner, address)
+        live = self._live.get(key)
+        if live is not None:
+            return live
         c = ContactBook.find(self.ids.rec(owner), address)
         if c is None:
-            return self._pending.get((owner, address), Peer())
-        return decode_peer(c)
+            return self._pending.get(key, Peer())
+        live = self._live[key] = decode_peer(c)
+        return live
 
-    def _keep(self, owner: str, address: str, peer: Peer) -> bool:
+    def _keep(self, owner: str, address: str, peer: Peer, *, urgent: bool = True) -> bool:
         """Record ``peer``; True if it went into the key file (a contact), False if
-        it is held in RAM (a stranger)."""
+        it is held in RAM (a stranger). ``urgent``: written at once (a new session,
+        a new block of message numbers, a key used up); else within ``LATER``
+        seconds, with whatever else is written (a reload resumes safely without it)."""
         c = ContactBook.find(self.ids.rec(owner), address)
         if c is None:
+            self._live.pop((owner, address), None)
             if (owner, address) not in self._pending and len(self._pending) >= MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[(owner, address)] = peer
             return False
+        self._live[(owner, address)] = peer
         c.sessions = base64.b64encode(peer.to_bytes()).decode()
-        self.ids.save_soon()
+        if urgent:
+            self.ids.save_soon()
+        else:
+            self.ids.save_within(LATER)
         return True
 
     async def durable(self) -> None:
@@ -133,18 +150,29 @@ class SessionBook:
     def forget(self, owner: str, address: str) -> None:
         """A stranger's request was dropped, or a contact blocked or removed."""
         self._pending.pop((owner, address), None)
+        self._live.pop((owner, address), None)
         lock = self._locks.get((owner, address))
         if lock is not None and not lock.locked():
             del self._locks[(owner, address)]
+
+    def forget_identity(self, owner: str) -> None:
+        """An identity was deleted: nothing of its sessions stays in RAM."""
+        self._live = {k: v for k, v in self._live.items() if k[0] != owner}
+        self._pending = {k: v for k, v in self._pending.items() if k[0] != owner}
+        self._held = {k: h for k, h in self._held.items() if h.owner != owner}
+        self._locks = {k: v for k, v in self._locks.items() if k[0] != owner}
 
     def tidy(self, now: int) -> None:
         """Drop the sessions and keys nothing can still arrive for (hourly upkeep);
         one key-file save if anything went."""
         changed = False
         for rec in self.ids.records():
+            owner = self.ids.ident(rec).address
             for c in rec.contacts:
                 if c.sessions:
-                    kept = base64.b64encode(tidy(decode_peer(c), now).to_bytes()).decode()
+                    peer = tidy(self.peer(owner, c.address), now)
+                    self._live[(owner, c.address)] = peer
+                    kept = base64.b64encode(peer.to_bytes()).decode()
                     changed = changed or kept != c.sessions
                     c.sessions = kept
         self._pending = {k: tidy(p, now) for k, p in self._pending.items()}
@@ -194,7 +222,7 @@ class SessionBook:
         rec = self.ids.rec(owner)
         c = self.contacts.need(owner, to)
         async with self._lock(owner, to):
-            peer = decode_peer(c)
+            peer = self.peer(owner, to)
             started = peer.active is None or restart
             if started:
                 peer = self._start(rec, c, restart=restart)
@@ -209,7 +237,7 @@ class SessionBook:
             raw, after, persist = seal_session(
                 sender=self.ids.ident(rec), recipient=decode_address(to), kind=kind, tag=tag,
                 stamp=stamp, peer=peer, payload=payload, ratchet_secret=self.random(32))
-            self._keep(owner, to, after)
+            self._keep(owner, to, after, urgent=persist or started)
             if persist or started:
                 await self.durable()
             return raw
@@ -221,7 +249,7 @@ class SessionBook:
             raise WaitingForKeysError(
                 f"waiting for {c.petname or c.address[:8]}'s keys: they reach us with their "
                 "announcement, once they are online")
-        peer = decode_peer(c)
+        peer = self.peer(self.ids.ident(rec).address, c.address)
         # The contact takes a handshake for a reset only if it is newer than every
         # session it holds with us (sessions.adopt): within one second of the last
         # one, it is dated a second later (well inside the clock skew allowed).
@@ -286,7 +314,7 @@ class SessionBook:
         h = self._held.pop(envelope_id, None)
         if h is not None:
             self._keep(h.owner, h.sender, release(self.peer(h.owner, h.sender), h.session_id,
-                                                  h.header_key, h.number))
+                                                  h.header_key, h.number), urgent=False)
 
     def held(self) -> int:
         return len(self._held)

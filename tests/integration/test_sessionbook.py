@@ -169,3 +169,20 @@ async def test_a_crash_after_any_send_never_reuses_a_message_key(world) -> None:
             alice = await _side(root, pool, node, home)
     opened = [(await bob.read(env, alice.address))[1] for env in sent]
     assert opened == [f"m{n}" for n in range(40)]
+
+
+async def test_a_stream_of_messages_uses_every_number_in_turn(world) -> None:  # type: ignore[no-untyped-def]
+    """The key file's form of a session resumes at the end of its reserved block; the
+    book keeps the live state, so a stream of messages uses numbers 0, 1, 2, ... and
+    the recipient skips (and stores) no key."""
+    root, pool, node = world
+    alice = await _side(root, pool, node, "a", "Alice")
+    bob = await _side(root, pool, node, "b", "Bob")
+    _introduce(alice, bob)
+    bob.service.add_contact(bob.address, alice.address, "alice")
+    for n in range(70):
+        await bob.read(await alice.send(bob.address, f"m{n}"), alice.address)
+    mine = alice.book.peer(alice.address, bob.address).active
+    theirs = bob.book.peer(bob.address, alice.address).active
+    assert mine is not None and theirs is not None
+    assert (mine.ns, theirs.nr, theirs.stored_keys) == (70, 70, 0)
