@@ -18,7 +18,10 @@ event stream reports and goes to XMPP clients.
   or beside a body, goes to ``service.send_chat_state`` (which rate-limits and
   collapses them), an arriving ``ChatStateArrived`` goes to the identity's
   available clients only (never held for later), and live messages from the
-  network carry <active/>. XEP-0333 markers always stay local.
+  network carry <active/>.
+- Corrections, reactions, retractions and XEP-0333 read markers (these only with
+  ``[xmpp] markers``) go to ``service.send_act`` (``acts.py``), replies with
+  ``send_message``; presence with ``[xmpp] presence`` (``presences.py``).
 - XEP-0280: a message one client sends is copied to the account's other
   clients that enabled carbons once the service has taken it (so the copy can
   carry its XEP-0359 archive id, the one MAM answers with); a failed send is
