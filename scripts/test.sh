@@ -41,6 +41,7 @@ APT_PACKAGES=(
     tor microsocks                   # onion services (ADD_ONION) and a SOCKS5 server
     zbar-tools                       # zbarimg: a second QR decoder
     xvfb                             # an X display for the tray icon test
+    gajim                            # GTK client: rejoins its bookmarked room (Xvfb)
 )
 
 START=$(date +%s.%N)

@@ -75,7 +75,7 @@ async def items(xmpp: slixmpp.ClientXMPP, node: str, to: str | None = None
     iq = xmpp.make_iq_get(ito=to)
     ET.SubElement(ET.SubElement(iq.xml, f"{{{PUBSUB}}}pubsub"), f"{{{PUBSUB}}}items",
                   {"node": node})
-    reply = await iq.send(timeout=10)
+    reply = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
     return [(i.get("id", ""), i[0]) for i in reply.xml.iter(f"{{{PUBSUB}}}item") if len(i)]
 
 
@@ -84,7 +84,7 @@ async def retract(xmpp: slixmpp.ClientXMPP, node: str, item_id: str) -> Any:
     op = ET.SubElement(ET.SubElement(iq.xml, f"{{{PUBSUB}}}pubsub"), f"{{{PUBSUB}}}retract",
                        {"node": node, "notify": "true"})
     ET.SubElement(op, f"{{{PUBSUB}}}item", {"id": item_id})
-    return await iq.send(timeout=10)
+    return await iq.send(timeout=10)  # type: ignore[no-untyped-call]
 
 
 async def bookmarks(xmpp: slixmpp.ClientXMPP) -> list[tuple[str, str, str]]:
@@ -97,7 +97,7 @@ async def private_bookmarks(xmpp: slixmpp.ClientXMPP) -> list[tuple[str, str]]:
     """(room JID, autojoin) in XEP-0049 private storage, as profanity reads them."""
     iq = xmpp.make_iq_get()
     ET.SubElement(ET.SubElement(iq.xml, f"{{{PRIVATE}}}query"), f"{{{LEGACY}}}storage")
-    reply = await iq.send(timeout=10)
+    reply = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
     return [(c.get("jid", ""), c.get("autojoin", ""))
             for c in reply.xml.iter(f"{{{LEGACY}}}conference")]
 
@@ -165,6 +165,6 @@ def vcard_with_photo(image: bytes | None, mtype: str = "image/png") -> ET.Elemen
 async def vcard_photo(xmpp: slixmpp.ClientXMPP) -> bytes | None:
     iq = xmpp.make_iq_get()
     ET.SubElement(iq.xml, f"{{{VCARD}}}vCard")
-    reply = await iq.send(timeout=10)
+    reply = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
     binval = reply.xml.findtext(f"{{{VCARD}}}vCard/{{{VCARD}}}PHOTO/{{{VCARD}}}BINVAL")
     return base64.b64decode(binval) if binval else None

@@ -64,7 +64,8 @@ async def join(client: Client, room: str, nick: str) -> None:
 
 async def gajim_autojoin(client: Client) -> list[str]:
     """What Gajim does at login with its bookmarks; the rooms it joined."""
-    info = await client.plugin["xep_0030"].get_info(jid=client.boundjid.bare, timeout=10)
+    info = await client.plugin["xep_0030"].get_info(jid=slixmpp.JID(client.boundjid.bare),
+                                                       timeout=10)
     features = set(info["disco_info"]["features"])
     native = {f"{PUBSUB}#publish-options", f"{NATIVE}#compat-pep",
               f"{PUBSUB}#config-node-max"} <= features

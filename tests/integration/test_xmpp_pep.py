@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from slixmpp import JID
 from slixmpp.exceptions import IqError
 
 from bridge.xmpp import C2SServer
@@ -73,7 +74,7 @@ async def refused(condition: str, request: object) -> str:
 async def test_the_account_advertises_pep_and_the_bookmark_forms(server: C2SServer) -> None:
     alice = await login(server, "alice")
     try:
-        info = await alice.xmpp.plugin["xep_0030"].get_info(jid="alice@localhost", timeout=5)
+        info = await alice.xmpp.plugin["xep_0030"].get_info(jid=JID("alice@localhost"), timeout=5)
         features = set(info["disco_info"]["features"])
         # what Gajim 1.7 needs to keep bookmarks as XEP-0402 (bookmarks.py _bookmark_module)
         assert {"http://jabber.org/protocol/pubsub#publish",
@@ -129,7 +130,7 @@ async def test_private_storage_bookmarks_become_the_native_ones(server: C2SServe
         ET.SubElement(c, f"{{{LEGACY}}}nick").text = "prof"
         iq = one.xmpp.make_iq_set()
         ET.SubElement(iq.xml, f"{{{PRIVATE}}}query").append(storage)
-        await iq.send(timeout=5)
+        await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         await two_events.wait(NATIVE, "item", ROOM)
         assert await bookmarks(two.xmpp) == [(ROOM, "true", "prof")]
         # and the XEP-0048 PEP form written by an older Gajim replaces the list
@@ -148,7 +149,7 @@ async def test_node_configuration_as_nbxmpp_reconfigures_it(server: C2SServer) -
         iq = alice.xmpp.make_iq_get()
         ET.SubElement(ET.SubElement(iq.xml, f"{{{OWNER}}}pubsub"), f"{{{OWNER}}}configure",
                       {"node": "urn:example:notes"})
-        reply = await iq.send(timeout=5)
+        reply = await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         fields = {f.get("var"): f.findtext("{jabber:x:data}value")
                   for f in reply.xml.iter("{jabber:x:data}field")}
         assert fields["pubsub#max_items"] == "1" and fields["pubsub#persist_items"] == "true"
@@ -156,13 +157,13 @@ async def test_node_configuration_as_nbxmpp_reconfigures_it(server: C2SServer) -
         ET.SubElement(ET.SubElement(iq.xml, f"{{{OWNER}}}pubsub"), f"{{{OWNER}}}configure",
                       {"node": "urn:example:notes"}).append(
             form({"pubsub#max_items": "max", "pubsub#access_model": "whitelist"}))
-        await iq.send(timeout=5)
+        await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         await publish(alice.xmpp, "urn:example:notes", "n2", ET.Element("{urn:example}n"))
         assert [i for i, _ in await items(alice.xmpp, "urn:example:notes")] == ["n1", "n2"]
         iq = alice.xmpp.make_iq_set()
         ET.SubElement(ET.SubElement(iq.xml, f"{{{OWNER}}}pubsub"), f"{{{OWNER}}}delete",
                       {"node": "urn:example:notes"})
-        await iq.send(timeout=5)
+        await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         await refused("item-not-found", items(alice.xmpp, "urn:example:notes"))
     finally:
         await alice.close()
@@ -178,7 +179,7 @@ async def test_the_avatar_through_pep_and_vcard(server: C2SServer) -> None:
         picture = png(4, 4)
         iq = one.xmpp.make_iq_set()
         iq.xml.append(vcard_with_photo(picture))  # as Pidgin sets its buddy icon
-        await iq.send(timeout=5)
+        await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         sha, _ = avatar_data(picture)
         await two_events.wait(AVATAR_META, "item", sha)
         assert await vcard_photo(two.xmpp) == picture
@@ -199,7 +200,7 @@ async def test_the_avatar_through_pep_and_vcard(server: C2SServer) -> None:
         assert await vcard_photo(one.xmpp) == other
         iq = one.xmpp.make_iq_set()
         iq.xml.append(vcard_with_photo(None))  # a vCard without a photo: none
-        await iq.send(timeout=5)
+        await iq.send(timeout=5)  # type: ignore[no-untyped-call]
         assert await vcard_photo(two.xmpp) is None
     finally:
         for c in (one, two, bob):
@@ -225,7 +226,7 @@ async def test_hostile_publishes_are_refused_with_xmpp_errors(server: C2SServer)
         await refused("bad-request", publish(x, AVATAR_DATA, "0" * 40, good))
         iq = x.make_iq_set()
         iq.xml.append(vcard_with_photo(b"<svg onload='x'/>", "image/svg+xml"))
-        await refused("not-acceptable", iq.send(timeout=5))
+        await refused("not-acceptable", iq.send(timeout=5))  # type: ignore[no-untyped-call]
         # bookmarks that are not bookmarks
         await refused("bad-request", publish(x, NATIVE, "not a jid", conference()))
         await refused("bad-request", publish(x, NATIVE, ROOM, ET.Element("{u}p")))
@@ -251,7 +252,7 @@ async def test_hostile_publishes_are_refused_with_xmpp_errors(server: C2SServer)
             ET.SubElement(storage, f"{{{LEGACY}}}conference", {"jid": f"r{n}@rooms.localhost"})
         iq = x.make_iq_set()
         ET.SubElement(iq.xml, f"{{{PRIVATE}}}query").append(storage)
-        await refused("not-acceptable", iq.send(timeout=10))
+        await refused("not-acceptable", iq.send(timeout=10))  # type: ignore[no-untyped-call]
         # the identity's whole PEP budget: many nodes of big items
         blob = ET.Element("{urn:example}blob")
         blob.text = "y" * 40_000
@@ -263,7 +264,7 @@ async def test_hostile_publishes_are_refused_with_xmpp_errors(server: C2SServer)
                 break
         else:
             raise AssertionError("256 KiB of PEP per identity was not enforced")
-        await x.plugin["xep_0199"].ping(jid="localhost", timeout=5)  # still served
+        await x.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=5)  # still served
     finally:
         await alice.close()
 

@@ -1,0 +1,73 @@
+"""Gajim rejoins the public room from its bookmark after a daemon restart.
+
+Gajim 1.7 (Debian's) under Xvfb, logged in to a real ``paranoim run``. The bookmark
+is an XEP-0402 item with autojoin, published with the node options nbxmpp uses
+(Gajim writes it so when a person joins a room from its dialog; no dialog is
+clicked here). What is checked is Gajim's own doing, from its verbose log: it picks
+XEP-0402 from what the account advertises, reads the bookmark, joins the room, and
+after the daemon is stopped and started again it reconnects and joins again; a
+Gajim installed afresh after the restart finds the bookmark on the daemon and joins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.e2e_support import ROOM, Client, Daemon, pair_from_template
+from tests.integration.pep_support import BOOKMARK_OPTIONS, NATIVE, conference, publish
+from tests.interop.drivers._common import ProgramMissing, free_tcp_port
+from tests.interop.drivers.gajim import Gajim
+from tests.util import skip_or_fail
+
+JOINED = f"Set MUC state: {ROOM} JOINED"
+
+
+@pytest.fixture
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    _, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("gajim"))
+    try:
+        yield b.start("--xmpp-port", str(free_tcp_port()))  # the same after the restart
+    finally:
+        b.stop()
+
+
+def gajim_for(daemon: Daemon) -> Gajim:
+    bob = daemon.accounts["Bob"]
+    try:
+        return Gajim(bob.jid.split("@")[0], bob.password, daemon.port("xmpp"), daemon.cert)
+    except ProgramMissing as exc:
+        skip_or_fail(str(exc))
+
+
+async def test_gajim_rejoins_the_room_from_its_bookmark_after_a_restart(daemon: Daemon) -> None:
+    port = daemon.port("xmpp")
+    setup = await Client(daemon.accounts["Bob"], daemon, "setup").login()
+    try:
+        await publish(setup, NATIVE, ROOM, conference(name="Public room", nick="bob-gajim"),
+                      BOOKMARK_OPTIONS)
+    finally:
+        await setup.close()
+
+    gajim = gajim_for(daemon)
+    try:
+        gajim.start()
+        await gajim.wait_count(JOINED, 1)
+        text = gajim.text()
+        assert "request_items(node=urn:xmpp:bookmarks:1" in text  # XEP-0402, not a fallback
+        assert f"Autojoin Bookmark: {ROOM}" in text
+
+        assert daemon.stop() == 0
+        daemon.start("--xmpp-port", str(port))
+        await gajim.wait_count(JOINED, 2, timeout=90)  # reconnected, joined again
+    finally:
+        gajim.cleanup()
+
+    fresh = gajim_for(daemon)  # a new install: the room can only come from the daemon
+    try:
+        fresh.start()
+        await fresh.wait_count(JOINED, 1)
+        assert f"Autojoin Bookmark: {ROOM}" in fresh.text()
+    finally:
+        fresh.cleanup()
