@@ -150,6 +150,8 @@ class Inbox:
         c = self.contacts.find(rec, address)
         if c is None:
             self._heard_ms.pop((owner, address), None)
+        if c is None or c.state != ACCEPTED:
+            self.presences.forget(owner, address)  # removed, blocked: nothing shown
         if c is None or c.state == BLOCKED:
             return []
         ident = self.ids.ident(rec)

@@ -32,6 +32,7 @@ class PresenceBook:
         self.clock = clock
         self.spawn = spawn
         self._last: dict[tuple[str, str], tuple[PresenceArrived, int]] = {}  # -> (it, expiry)
+        self._lapsing: set[tuple[str, str]] = set()  # contacts with a lapse watch running
 
     def arrived(self, to: str, sender: str, presence: Presence, sent_at_ms: int,
                 expiry: int) -> None:
@@ -47,17 +48,30 @@ class PresenceBook:
             self._last.pop(next(iter(self._last)))
         self._last[key] = (event, expiry)
         self.bus.emit(event)
-        if self.spawn is not None and presence.show is not Show.UNAVAILABLE:
-            self.spawn(self._lapse(key, event, expiry))
+        if (self.spawn is not None and presence.show is not Show.UNAVAILABLE
+                and key not in self._lapsing):
+            self._lapsing.add(key)
+            self.spawn(self._lapse(key))
 
-    async def _lapse(self, key: tuple[str, str], event: PresenceArrived, expiry: int) -> None:
-        await asyncio.sleep(max(0, expiry - self.clock()))
-        last = self._last.get(key)
-        if last is None or last[0] is not event:
-            return  # a newer one came, or the contact went
-        gone = PresenceArrived(event.to, event.sender, "unavailable", "", event.sent_at_ms)
-        self._last[key] = (gone, expiry)
-        self.bus.emit(gone)
+    async def _lapse(self, key: tuple[str, str]) -> None:
+        """One watch per contact: when the presence shown lapses with no newer one, the
+        contact goes unavailable."""
+        try:
+            while True:
+                last = self._last.get(key)
+                if last is None or last[0].show == "unavailable":
+                    return  # the contact went, or said so itself
+                event, expiry = last
+                if expiry > self.clock():
+                    await asyncio.sleep(expiry - self.clock())
+                    continue
+                gone = PresenceArrived(event.to, event.sender, "unavailable", "",
+                                       event.sent_at_ms)
+                self._last[key] = (gone, expiry)
+                self.bus.emit(gone)
+                return
+        finally:
+            self._lapsing.discard(key)
 
     def current(self, to: str, sender: str) -> PresenceArrived | None:
         """The contact's presence now: None if never heard (shown as today)."""

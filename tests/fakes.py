@@ -57,6 +57,7 @@ from bridge.identities import (
     MAX_PEP_NODES,
     MAX_PEP_STORAGE,
 )
+from bridge.knownids import KnownIds
 from bridge.sessionview import describe
 from bridge.store.keystore import ContactRecord
 
@@ -123,6 +124,8 @@ class FakeService:
 
     def __post_init__(self) -> None:
         self.history = History(self.subscribe, lambda: int(time.time() * 1000))
+        self.known = KnownIds(self.history.archive.entries)  # as the service: ids acts name
+        self.subscribe(self.known.on_event)
 
     # --- test helpers -------------------------------------------------------
 
@@ -406,7 +409,7 @@ class FakeService:
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "", reply_to: str = "",
                            reply_to_own: bool = False) -> bytes:
-        if reply_to:
+        if reply_to and self.known.knows(owner, to, reply_to):
             self.acts_sent.append((owner, to, Act(ActKind.REPLY, reply_to[:64],
                                                   to_recipient=not reply_to_own), text))
         c = self._contact(owner, check_address(to))
@@ -426,6 +429,7 @@ class FakeService:
             raise err
         envelope_id = os.urandom(32)
         self.sent.append(SentMessage(owner, to, text, receipt, message_id, envelope_id))
+        self.known.add(owner, to, message_id[:64])
         self.history.sent(owner, to, text, message_id, envelope_id)
         if self._local(to) is not None:  # the network would bring it back to this daemon
             self.emit(MessageArrived(to=to, sender=owner, text=text, sent_at_ms=0,
@@ -467,6 +471,9 @@ class FakeService:
 
     def send_act(self, owner: str, to: str, act: Act, text: str = "",
                  message_id: str = "", receipt: bool = False) -> bool:
+        if not self.known.knows(owner, to, act.ref):
+            raise UserError(f"no message with id {act.ref[:64]!r} in this conversation (it "
+                            "may be too old)")
         if act.kind is ActKind.DISPLAYED and not self.markers:
             return False
         c = self._contact(owner, to)

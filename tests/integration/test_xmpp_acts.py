@@ -82,6 +82,11 @@ def _reactions(ref: str, *values: str) -> ET.Element:
 
 async def test_a_clients_acts_name_the_message(client: SlixClient, service: FakeService,
                                                alice: IdentityInfo) -> None:
+    _stanza(client, body="first", ident="m-1")
+    service.emit(MessageArrived(to=alice.address, sender=CAROL, text="hi", sent_at_ms=1,
+                                envelope_id=os.urandom(32), receipt_wanted=False,
+                                message_id="c-1"))
+    await service.wait_for(lambda: len(service.sent) == 1)
     _stanza(client, ET.Element("{urn:xmpp:message-correct:0}replace", id="m-1"), body="fixed",
             ident="m-2")
     _stanza(client, _reactions("m-1", "👍", " ", "👍", "🎉"))  # blank and repeated: once
@@ -90,8 +95,11 @@ async def test_a_clients_acts_name_the_message(client: SlixClient, service: Fake
     _stanza(client, ET.Element("{urn:xmpp:chat-markers:0}displayed", id="c-1"))
     _stanza(client, ET.Element("{urn:xmpp:reply:0}reply", id="c-1", to=CAROL_JID),
             body="> quoted\nanswer", ident="m-3")
-    await service.wait_for(lambda: len(service.sent) == 1)
-    assert service.sent[0].text == "> quoted\nanswer"  # a reply is a message
+    _stanza(client, _reactions("never-written", "👍"))
+    error: Any = await client.next_message(lambda m: _of(m)["type"] == "error")
+    assert "no message with id" in error["error"]["text"]
+    await service.wait_for(lambda: len(service.sent) == 2)
+    assert service.sent[1].text == "> quoted\nanswer"  # a reply is a message
     want = [(alice.address, CAROL, Act(ActKind.CORRECTION, "m-1"), "fixed"),
             (alice.address, CAROL, Act(ActKind.REACTION, "m-1", ("👍", "🎉")), ""),
             (alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"), "")]
@@ -173,6 +181,7 @@ async def test_archived_acts_come_back_from_mam_with_their_element(
     service.emit(MessageArrived(to=alice.address, sender=CAROL, text="", sent_at_ms=2,
                                 envelope_id=os.urandom(32), receipt_wanted=False,
                                 act=Act(ActKind.REACTION, "c-1", ("👍",))))
+    await service.send_message(alice.address, CAROL, "oops", message_id="m-1")
     service.send_act(alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"))
     await client.next_message(lambda m: _of(m)["body"] == "fixed")  # shown live first
     iq = client.xmpp.make_iq_set()
@@ -184,8 +193,9 @@ async def test_archived_acts_come_back_from_mam_with_their_element(
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
             results.append(msg)
     inner = [r.xml.find(".//{jabber:client}message") for r in results]
-    assert len(inner) == 2  # the reaction is not archived
+    assert len(inner) == 3  # the reaction is not archived
     assert inner[0].find("{urn:xmpp:message-correct:0}replace").get("id") == "c-1"
     assert inner[0].findtext("{jabber:client}body") == "fixed"
-    assert inner[1].find("{urn:xmpp:message-retract:1}retract").get("id") == "m-1"
-    assert inner[1].get("to") == CAROL_JID
+    assert inner[1].findtext("{jabber:client}body") == "oops"
+    assert inner[2].find("{urn:xmpp:message-retract:1}retract").get("id") == "m-1"
+    assert inner[2].get("to") == CAROL_JID

@@ -3,6 +3,9 @@ presence book (last state wins, a lapsed one is offline), and the known message 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from bridge.core.actqueue import ActQueue, Done, QueueFullError, Send, Wait
@@ -87,6 +90,30 @@ def test_the_last_presence_wins_and_a_lapsed_one_is_offline() -> None:
     assert book.current("me", "bob") == PresenceArrived("me", "bob", "", "", 4000)
     book.forget("me")
     assert book.current("me", "bob") is None
+
+
+async def test_a_lapsed_presence_is_told_as_unavailable_once() -> None:
+    bus, seen = EventBus(), list[Event]()
+    gone = asyncio.Event()
+
+    def on(event: Event) -> None:
+        seen.append(event)
+        if isinstance(event, PresenceArrived) and event.show == "unavailable":
+            gone.set()
+
+    bus.subscribe(on)
+    tasks: list[asyncio.Task[None]] = []
+    book = PresenceBook(bus, lambda: int(time.time()),
+                        lambda coro: tasks.append(asyncio.ensure_future(coro)))
+    now = int(time.time())
+    book.arrived("me", "bob", Presence(Show.AWAY), 1, expiry=now + 1)
+    book.arrived("me", "bob", Presence(Show.DND), 2, expiry=now + 2)  # one watch for both
+    assert len(tasks) == 1
+    await asyncio.wait_for(gone.wait(), 10)
+    await asyncio.gather(*tasks)
+    assert [(e.show, e.sent_at_ms) for e in seen if isinstance(e, PresenceArrived)] == [
+        ("away", 1), ("dnd", 2), ("unavailable", 2)]
+    assert book.current("me", "bob") == PresenceArrived("me", "bob", "unavailable", "", 2)
 
 
 def _arrived(message_id: str, envelope_id: bytes = b"\x01" * 32,
