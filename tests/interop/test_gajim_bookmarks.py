@@ -1,4 +1,5 @@
-"""Gajim rejoins the public room from its bookmark after a daemon restart.
+"""Gajim rejoins the public room from its bookmark after a daemon restart; a bookmark
+profanity keeps is the one both clients autojoin.
 
 Gajim 1.7 (Debian's) under Xvfb, logged in to a real ``paranoim run``. The bookmark
 is an XEP-0402 item with autojoin, published with the node options nbxmpp uses
@@ -7,6 +8,10 @@ clicked here). What is checked is Gajim's own doing, from its verbose log: it pi
 XEP-0402 from what the account advertises, reads the bookmark, joins the room, and
 after the daemon is stopped and started again it reconnects and joins again; a
 Gajim installed afresh after the restart finds the bookmark on the daemon and joins.
+
+profanity 0.13 keeps bookmarks in XEP-0049 private storage (``/bookmark add``); the
+daemon keeps them as XEP-0402 items, so the same bookmark is there for Gajim, and for
+profanity itself after the restart.
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.e2e_support import ROOM, Client, Daemon, pair_from_template
-from tests.integration.pep_support import BOOKMARK_OPTIONS, NATIVE, conference, publish
+from tests.integration.pep_support import (
+    BOOKMARK_OPTIONS,
+    NATIVE,
+    Events,
+    bookmarks,
+    conference,
+    publish,
+)
 from tests.interop.drivers._common import ProgramMissing, free_tcp_port
 from tests.interop.drivers.gajim import Gajim
+from tests.interop.drivers.profanity import Profanity
 from tests.util import skip_or_fail
 
 JOINED = f"Set MUC state: {ROOM} JOINED"
@@ -71,3 +84,48 @@ async def test_gajim_rejoins_the_room_from_its_bookmark_after_a_restart(daemon: 
         assert f"Autojoin Bookmark: {ROOM}" in fresh.text()
     finally:
         fresh.cleanup()
+
+
+def profanity_for(daemon: Daemon) -> Profanity:
+    bob = daemon.accounts["Bob"]
+    try:
+        return Profanity(bob.jid, bob.password, port=daemon.port("xmpp"))
+    except ProgramMissing as exc:
+        skip_or_fail(str(exc))
+
+
+async def test_a_profanity_bookmark_is_autojoined_by_profanity_and_gajim_after_a_restart(
+        daemon: Daemon) -> None:
+    port = daemon.port("xmpp")
+    watch = await Client(daemon.accounts["Bob"], daemon, "watch").login()
+    told = Events(watch)
+    prof = profanity_for(daemon)
+    try:
+        prof.start()
+        await prof.wait_logged_in()
+        line = f"/bookmark add {ROOM} nick bobprof autojoin on"
+        prof.pane.send_literal(line)
+        await prof.pane.wait_for(line, 10)
+        prof.pane.send_keys("Enter")
+        await told.wait(NATIVE, "item", ROOM, timeout=20)  # kept as XEP-0402
+        assert await bookmarks(watch) == [(ROOM, "true", "bobprof")]
+    finally:
+        prof.cleanup()
+        await watch.close()
+
+    assert daemon.stop() == 0
+    daemon.start("--xmpp-port", str(port))
+    again = profanity_for(daemon)
+    try:
+        again.start()
+        await again.wait_logged_in()
+        await again.pane.wait_for(f"Autojoined {ROOM} as bobprof", 20)
+    finally:
+        again.cleanup()
+    gajim = gajim_for(daemon)
+    try:
+        gajim.start()
+        await gajim.wait_count(JOINED, 1)
+        assert f"{ROOM}/bobprof" in gajim.text()  # with the nick profanity kept
+    finally:
+        gajim.cleanup()
