@@ -28,6 +28,7 @@ from bridge.contacts import ContactBook
 from bridge.core.actqueue import ActQueue, Done, Send, Wait
 from bridge.core.acts import TEXT_ACTS, Act, ActKind, Presence, Show
 from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.events import ContactsChanged, ContactState, Event
 from bridge.identities import IdentityBook
 from bridge.outbox import Outbox
 from bridge.tasks import TaskSet
@@ -63,6 +64,7 @@ class ActSender:
         self.acts = ActQueue[Key, _Out](ACT_INTERVAL)
         self.presences = ActQueue[Key, Presence](PRESENCE_INTERVAL)
         self.current: dict[str, Presence] = {}  # owner -> what its contacts last learnt
+        self._told: dict[Key, Presence] = {}  # what each contact was last offered
         self._refreshing = False
 
     # --- acts -----------------------------------------------------------------------------
@@ -125,21 +127,35 @@ class ActSender:
             self._refreshing = True
             self.tasks.spawn(self._refresh(), name="presence refresh")
 
+    def on_event(self, event: Event) -> None:
+        """A contact just accepted learns our presence now, not at the next refresh."""
+        if (self.presence and isinstance(event, ContactsChanged) and event.contact is not None
+                and event.contact.state is ContactState.ACCEPTED):
+            presence = self.current.get(event.owner)
+            if presence is not None and presence.show is not Show.UNAVAILABLE:
+                self._offer((event.owner, event.contact.address), presence, again=False)
+
     def _to_contacts(self, owner: str, presence: Presence) -> None:
         try:
             rec = self.ids.rec(owner)
         except UserError:
             self.current.pop(owner, None)  # the identity was deleted
+            self._told = {k: v for k, v in self._told.items() if k[0] != owner}
             return
         for c in rec.contacts:
-            if self.contacts.accepted(owner, c.address) is None:
-                continue
-            key = (owner, c.address)
-            try:
-                if self.presences.offer(key, "presence", presence, time.monotonic()):
-                    self.tasks.spawn(self._flush_presences(key), name="presence")
-            except UserError as exc:
-                log.debug("presence to %s… not queued: %s", c.address[:8], exc)
+            if self.contacts.accepted(owner, c.address) is not None:
+                self._offer((owner, c.address), presence, again=True)
+
+    def _offer(self, key: Key, presence: Presence, *, again: bool) -> None:
+        """Queue ``presence`` for one contact; unless ``again``, only if it is news."""
+        if not again and self._told.get(key) == presence:
+            return
+        self._told[key] = presence
+        try:
+            if self.presences.offer(key, "presence", presence, time.monotonic()):
+                self.tasks.spawn(self._flush_presences(key), name="presence")
+        except UserError as exc:
+            log.debug("presence to %s… not queued: %s", key[1][:8], exc)
 
     async def _refresh(self) -> None:
         try:

@@ -81,6 +81,7 @@ class Service:
                            spawn=self.tasks.spawn, markers=markers, presence=presence)
         self.acts = ActSender(self.ids, self.book, self.outbox, self.tasks, markers=markers,
                               presence=presence)
+        self.bus.subscribe(self.acts.on_event)
         self.book.on_release = self.inbox.show_released
         if sessions:
             self.inbox.notes.restart = self.new_session

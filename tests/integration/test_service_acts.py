@@ -131,6 +131,13 @@ async def test_presence_last_state_wins(on: tuple[Service, str, str]) -> None:
     with pytest.raises(UserError):
         s.set_presence(alice, "sleeping")
 
+    # a contact accepted later hears it at once, not at the next refresh
+    carol = (await s.create_identity("Carol")).address
+    s.add_contact(carol, alice, "Alice")
+    s.add_contact(alice, carol, "Carol")
+    got = await events.take(PresenceArrived, to=carol, sender=alice)
+    assert got.show == "away"
+
 
 async def test_a_daemon_with_them_off_drops_markers_and_presence(
         off: tuple[Service, str, str]) -> None:
