@@ -36,7 +36,9 @@ DATA = "urn:xmpp:avatar:data"
 METADATA = "urn:xmpp:avatar:metadata"
 VCARD = "vcard-temp"
 CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
-MAX_AVATAR = 32 * 1024  # bytes of picture
+# Bytes of picture. Gajim publishes a 200x200 PNG, which for a photo is often 60-110 KB;
+# the identity's whole PEP (bridge.identities.MAX_PEP_STORAGE) holds it in base64.
+MAX_AVATAR = 128 * 1024
 MAX_BASE64 = (MAX_AVATAR + 2) // 3 * 4 + 4096  # its base64, with line breaks
 TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
@@ -85,6 +87,7 @@ class Avatars:
         for node in (DATA, METADATA):
             pep.defaults[node] = Node(access="presence", max_items=1)
         pep.checks[DATA] = _check_data
+        pep.max_item[DATA] = MAX_BASE64 + 256
         pep.checks[METADATA] = _check_metadata
 
     def install(self, iq: ServerIq) -> None:

@@ -13,10 +13,11 @@ clients as a ``headline`` event message (``+notify`` interest is not tracked:
 clients ignore events for nodes they do not know).
 
 Bounds, each refused with an XMPP error saying which: a node name or item id of
-``MAX_NAME`` bytes, an item of ``MAX_ITEM_BYTES`` serialised, ``MAX_ITEMS`` items in
-a node (its ``max_items`` is at most that; a node kept at its limit loses its
-oldest item, except one at ``max`` — bookmarks — which refuses the next), and the
-identity's total (``bridge.identities.MAX_PEP_STORAGE``, ``MAX_PEP_NODES``).
+``MAX_NAME`` bytes; an item of ``MAX_ITEM_BYTES`` serialised (the avatar's picture may
+be larger, ``avatars.py``); ``MAX_ITEMS`` items in a node (its ``max_items`` is at
+most that; a node kept at its limit loses its oldest item, except one at ``max`` —
+bookmarks — which refuses the next); and the identity's total
+(``bridge.identities.MAX_PEP_STORAGE``, ``MAX_PEP_NODES``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Pep:
         self.sessions = sessions
         self.checks: dict[str, Check] = {}  # node -> what its payloads must be
         self.defaults: dict[str, Node] = {}  # node -> settings it is made with
+        self.max_item: dict[str, int] = {}  # node -> its own item size bound, if larger
         self.listeners: dict[str, list[Listener]] = {}  # node -> told after a change
         # nodes another module answers for (the XEP-0048 form of the bookmarks)
         self.virtual: dict[str, VirtualNode] = {}
@@ -126,8 +128,9 @@ class Pep:
         if check is not None:
             check(item_id, payload)
         text = serialize(copy.deepcopy(payload)).decode()
-        if len(text.encode()) > MAX_ITEM_BYTES:
-            raise XmppError("not-acceptable", f"an item may be at most {MAX_ITEM_BYTES // 1024} "
+        limit = self.max_item.get(node, MAX_ITEM_BYTES)
+        if len(text.encode()) > limit:
+            raise XmppError("not-acceptable", f"an item may be at most {limit // 1024} "
                             "KiB", "modify")
         state = self.load(owner, node) or copy.deepcopy(self.defaults.get(node, Node()))
         if options:

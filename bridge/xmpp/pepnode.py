@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PUBSUB = "http://jabber.org/protocol/pubsub"
 DATA = "jabber:x:data"
 MAX_NAME = 256  # bytes of a node name or an item id
-MAX_ITEM_BYTES = 48 * 1024  # one item, serialised (an avatar of 32 KiB in base64 fits)
+MAX_ITEM_BYTES = 48 * 1024  # one item, serialised (avatars.py allows its picture more)
 MAX_ITEMS = 256  # items in one node
 ACCESS_MODELS = ("open", "presence", "roster", "whitelist", "authorize")
 

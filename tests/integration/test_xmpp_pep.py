@@ -190,7 +190,7 @@ async def test_the_avatar_through_pep_and_vcard(server: C2SServer) -> None:
         assert await vcard_photo(bob.xmpp) is None  # Bob's own, not Alice's
 
         # XEP-0084 (Gajim, Dino): data, then metadata; the vCard shows it
-        other = png(2, 2)
+        other = png(2, 2, pad=100 * 1024)  # the size of Gajim's 200x200 PNG of a photo
         sha2, data = avatar_data(other)
         await publish(two.xmpp, AVATAR_DATA, sha2, data)
         meta_el = ET.Element(f"{{{AVATAR_META}}}metadata")
@@ -220,7 +220,7 @@ async def test_hostile_publishes_are_refused_with_xmpp_errors(server: C2SServer)
         # avatars: not an image, too big, id not its hash, a vCard photo that is text
         sha, junk = avatar_data(b"GIF89a not what we take")
         await refused("not-acceptable", publish(x, AVATAR_DATA, sha, junk))
-        sha, huge = avatar_data(png(pad=33 * 1024))
+        sha, huge = avatar_data(png(pad=129 * 1024))
         await refused("not-acceptable", publish(x, AVATAR_DATA, sha, huge))
         _, good = avatar_data(png())
         await refused("bad-request", publish(x, AVATAR_DATA, "0" * 40, good))
