@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 OWNER = PUBSUB + "#owner"
 EVENT = PUBSUB + "#event"
 CLIENT = "jabber:client"
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 FEATURES = [PUBSUB] + [f"{PUBSUB}#{f}" for f in (
     "access-presence", "access-whitelist", "access-open", "auto-create", "config-node",
     "config-node-max", "create-and-configure", "create-nodes", "delete-items",
@@ -88,6 +90,17 @@ class Pep:
                 iq.register(kind, PUBSUB, itype, self.on_pubsub)
                 iq.register(kind, OWNER, itype, self.on_owner)
         iq.identities["account"].append(("pubsub", "pep", None))
+        plain_info = iq.handler("account", DISCO_INFO, "get")
+        assert plain_info is not None
+
+        def disco_info(conn: Session, el: ET.Element, payload: ET.Element,
+                       to: JID | None) -> Iq:
+            if not payload.get("node"):
+                return plain_info(conn, el, payload, to)
+            return self.on_node_info(conn, el, payload, to)
+
+        iq.register("account", DISCO_INFO, "get", disco_info)
+        iq.register("account", DISCO_ITEMS, "get", self.on_node_items)
         iq.features["account"] += FEATURES
         iq.features["server"] += FEATURES
 
@@ -221,6 +234,36 @@ class Pep:
             session.send(msg)
 
     # --- IQ handlers (server_iq.Handler) -----------------------------------------------
+
+    def on_node_info(self, conn: Session, el: ET.Element, payload: ET.Element,
+                     to: JID | None) -> Iq:
+        """disco#info on one of the identity's nodes (XEP-0060 §5.3)."""
+        assert conn.owner is not None
+        node = check_name(payload.get("node"), "node name")
+        if node not in self.virtual and self.load(conn.owner.address, node) is None:
+            raise XmppError("item-not-found", "no such node")
+        reply = new_iq("result", el.get("id", ""))
+        query = ET.SubElement(reply.xml, f"{{{DISCO_INFO}}}query", {"node": node})
+        ET.SubElement(query, f"{{{DISCO_INFO}}}identity", {"category": "pubsub", "type": "leaf"})
+        ET.SubElement(query, f"{{{DISCO_INFO}}}feature", {"var": PUBSUB})
+        return reply
+
+    def on_node_items(self, conn: Session, el: ET.Element, payload: ET.Element,
+                      to: JID | None) -> Iq:
+        """disco#items on the account: its nodes (XEP-0060 §5.2); on a node: its items."""
+        assert conn.owner is not None
+        owner, bare = conn.owner.address, conn.jid.bare
+        reply = new_iq("result", el.get("id", ""))
+        node = payload.get("node")
+        query = ET.SubElement(reply.xml, f"{{{DISCO_ITEMS}}}query", {"node": node} if node else {})
+        if node:
+            check_name(node, "node name")
+            for item_id, _ in self.items(owner, node):
+                ET.SubElement(query, f"{{{DISCO_ITEMS}}}item", {"jid": bare, "name": item_id})
+        else:
+            for name in self.nodes(owner):
+                ET.SubElement(query, f"{{{DISCO_ITEMS}}}item", {"jid": bare, "node": name})
+        return reply
 
     def on_pubsub(self, conn: Session, el: ET.Element, payload: ET.Element,
                   to: JID | None) -> Iq:

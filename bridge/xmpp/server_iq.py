@@ -109,6 +109,10 @@ class ServerIq:
         Bookmarks(pep).install(self)
         Avatars(pep).install(self)
 
+    def handler(self, kind: str, ns: str, itype: str) -> Handler | None:
+        """Who answers now (to wrap it before ``register`` replaces it)."""
+        return self._handlers.get((kind, ns, itype))
+
     def register(self, kind: str, ns: str, itype: str, handler: Handler) -> None:
         """Answer IQs of ``itype`` with a payload in ``ns`` sent to a ``kind`` target."""
         self._handlers[(kind, ns, itype)] = handler

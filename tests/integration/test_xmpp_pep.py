@@ -146,6 +146,15 @@ async def test_node_configuration_as_nbxmpp_reconfigures_it(server: C2SServer) -
     alice = await login(server, "alice")
     try:
         await publish(alice.xmpp, "urn:example:notes", "n1", ET.Element("{urn:example}n"))
+        disco = alice.xmpp.plugin["xep_0030"]
+        own = JID("alice@localhost")
+        listed = await disco.get_items(jid=own, timeout=5)
+        assert [n for _, n, _ in listed["disco_items"]["items"]] == ["urn:example:notes"]
+        info = await disco.get_info(jid=own, node="urn:example:notes", timeout=5)
+        assert ("pubsub", "leaf", None, None) in info["disco_info"]["identities"]
+        with pytest.raises(IqError) as err:
+            await disco.get_info(jid=own, node="urn:example:none", timeout=5)
+        assert err.value.condition == "item-not-found"
         iq = alice.xmpp.make_iq_get()
         ET.SubElement(ET.SubElement(iq.xml, f"{{{OWNER}}}pubsub"), f"{{{OWNER}}}configure",
                       {"node": "urn:example:notes"})
