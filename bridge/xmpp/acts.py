@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 CORRECT_NS = "urn:xmpp:message-correct:0"
 REACTIONS_NS = "urn:xmpp:reactions:0"
 RETRACT_NS = "urn:xmpp:message-retract:1"
+# XEP-0424 before 0.4 (some clients still send it): a retraction fastened to the message
+FASTEN_NS = "urn:xmpp:fasten:0"
+RETRACT_OLD_NS = "urn:xmpp:message-retract:0"
 MARKERS_NS = "urn:xmpp:chat-markers:0"
 REPLY_NS = "urn:xmpp:reply:0"
 FALLBACK_NS = "urn:xmpp:fallback:0"
@@ -87,6 +90,9 @@ def client_act(el: ET.Element, body: str | None) -> ClientAct | None:
     retract = el.find(f"{{{RETRACT_NS}}}retract")
     if retract is not None:
         return ClientAct(Act(ActKind.RETRACTION, _ref(retract, "retraction")), "")
+    fastened = el.find(f"{{{FASTEN_NS}}}apply-to")
+    if fastened is not None and fastened.find(f"{{{RETRACT_OLD_NS}}}retract") is not None:
+        return ClientAct(Act(ActKind.RETRACTION, _ref(fastened, "retraction")), "")
     displayed = el.find(f"{{{MARKERS_NS}}}displayed")
     if displayed is not None:
         return ClientAct(Act(ActKind.DISPLAYED, _ref(displayed, "read marker")), "")
@@ -176,6 +182,8 @@ def act_message(to: str, sender: str, own_bare: str, stanza_id: str, event: Mess
     elif act.kind is ActKind.RETRACTION:
         parts.append(f"<body>{escape(RETRACTED)}</body>")
         parts.append(f'<retract xmlns="{RETRACT_NS}" id="{ref}" />')
+        parts.append(f'<apply-to xmlns="{FASTEN_NS}" id="{ref}">'
+                     f'<retract xmlns="{RETRACT_OLD_NS}" /></apply-to>')
         parts.append(f'<fallback xmlns="{FALLBACK_NS}" for="{RETRACT_NS}" />')
         parts.append(f'<store xmlns="{HINTS_NS}" />')
     else:

@@ -92,6 +92,9 @@ async def test_a_clients_acts_name_the_message(client: SlixClient, service: Fake
     _stanza(client, _reactions("m-1", "👍", " ", "👍", "🎉"))  # blank and repeated: once
     _stanza(client, ET.Element("{urn:xmpp:message-retract:1}retract", id="m-1"),
             body="fallback text")
+    fastened = ET.Element("{urn:xmpp:fasten:0}apply-to", id="c-1")  # XEP-0424 before 0.4
+    ET.SubElement(fastened, "{urn:xmpp:message-retract:0}retract")
+    _stanza(client, fastened)
     _stanza(client, ET.Element("{urn:xmpp:chat-markers:0}displayed", id="c-1"))
     _stanza(client, ET.Element("{urn:xmpp:reply:0}reply", id="c-1", to=CAROL_JID),
             body="> quoted\nanswer", ident="m-3")
@@ -102,7 +105,8 @@ async def test_a_clients_acts_name_the_message(client: SlixClient, service: Fake
     assert service.sent[1].text == "> quoted\nanswer"  # a reply is a message
     want = [(alice.address, CAROL, Act(ActKind.CORRECTION, "m-1"), "fixed"),
             (alice.address, CAROL, Act(ActKind.REACTION, "m-1", ("👍", "🎉")), ""),
-            (alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"), "")]
+            (alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"), ""),
+            (alice.address, CAROL, Act(ActKind.RETRACTION, "c-1"), "")]
     if service.markers:  # read markers only when turned on; else they stay local
         want.append((alice.address, CAROL, Act(ActKind.DISPLAYED, "c-1"), ""))
     want.append((alice.address, CAROL, Act(ActKind.REPLY, "c-1", to_recipient=True),
@@ -146,6 +150,8 @@ async def test_acts_from_the_network_become_xep_elements(client: SlixClient,
     assert reactions.get("id") == "m-1"
     assert [r.text for r in reactions] == ["👍"] and reacted.find("{jabber:client}body") is None
     assert retracted.find("{urn:xmpp:message-retract:1}retract").get("id") == "c-1"
+    old = retracted.find("{urn:xmpp:fasten:0}apply-to")  # for clients before XEP-0424 0.4
+    assert old.get("id") == "c-1" and old.find("{urn:xmpp:message-retract:0}retract") is not None
     reply = replied.find("{urn:xmpp:reply:0}reply")
     assert (reply.get("id"), reply.get("to")) == ("m-1", "alice@localhost")
     assert marked.find("{urn:xmpp:chat-markers:0}displayed").get("id") == "m-1"
