@@ -9,6 +9,9 @@ Rules, as the transition table below encodes them:
     body is a protocol violation — so no body crosses a link twice;
   * the link remembers which ids the peer has (it announced them, or we sent
     them), and never announces those back;
+  * shards (docs/sharding.md): a HELLO (version 2) names the prefixes its sender
+    carries; a body outside ours is a violation (``ShardError``), one outside the
+    peer's is never sent, and a reconciliation covers one prefix both ends carry;
   * BYE, sent or received, closes the link for good.
 
 Time is passed in (``now``); the link owns no socket, task or clock. Budgets are
@@ -116,10 +119,6 @@ TRANSITIONS: Final[dict[State, dict[Step, State]]] = {
 
 
 DEFAULT_BUDGETS: Final = Budgets()  # frozen: one shared instance is safe
-
-
-def _chunks(items: list[bytes]) -> list[list[bytes]]:
-    return [items[k : k + MAX_IDS] for k in range(0, len(items), MAX_IDS)]
 
 
 class Link:

@@ -1,17 +1,18 @@
-"""A simulated node: the real ``bridge.core.gossip.Link`` per peer and shard, driven on
-virtual time the way ``bridge.net.relay`` and ``bridge.net.node`` drive it.
+"""A simulated node: the real ``bridge.core.gossip.Link`` per peer, driven on virtual
+time the way ``bridge.net.relay`` and ``bridge.net.node`` drive it.
 
 What is the real core here: every frame that crosses a simulated connection is
 built by ``Link`` (``gossip_wire`` encodes it) and parsed by the peer's ``Link``,
-with its transition table, budgets, ``peer_has`` memory and the unrequested-body
-rule; every reconciliation is ``Reconciler`` over the store's real ``SortedIndex``.
-What this layer does in place of ``bridge.net`` (and says so): it keeps no
-asyncio, no sockets and no outbound queue (the channel's bandwidth paces the
-bytes); it does not check proof of work or signatures (the envelopes are
-synthetic: a real header, random body, nonce 0); and in sharded mode it gives
-each common shard of a connection its own ``Link`` (one gossip session per
-shard, two bytes of shard number counted on every frame) — the wire protocol
-for that is the next step (docs/sharding.md).
+with its transition table, budgets, ``peer_has`` memory, the unrequested-body
+rule and the shard rules (HELLO version 2 carries the node's prefixes, a body
+outside them is a violation, a body outside the peer's is never sent); every
+reconciliation is ``Reconciler`` over the store's real ``SortedIndex``, one
+session per prefix both ends carry. What this layer does in place of
+``bridge.net`` (and says so): it keeps no asyncio, no sockets and no outbound
+queue (the channel's bandwidth paces the bytes); it does not check proof of work
+or signatures (the envelopes are synthetic: a real header, random body, nonce 0);
+it finds a shard's carriers in a directory (the lookup is not built) and hands an
+envelope to them over an ordinary link (hand-off links are not built either).
 
 Behaviours: ``honest``; ``dropper`` (takes every body it can get, stores none,
 announces it anyway and never serves a WANT: a black hole that also wastes the
@@ -26,6 +27,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Final
 
 from bridge.core import gossip as g
+from bridge.core import shards as sh
 from bridge.core.errors import RemoteProtocolError
 from bridge.core.gossip_wire import MAX_IDS, ByeReason, FrameType, Hello
 from bridge.store.index import SortedIndex, key_id
@@ -40,14 +42,13 @@ REQUEST_FORGET: Final = 60.0
 RECONCILE_ANNOUNCE: Final = 4 * MAX_IDS
 SERVE_CHUNK: Final = 256
 WS_HEADER: Final = 4  # an average WebSocket frame header (2..14 bytes)
-SHARD_FIELD: Final = 2  # bytes a sharded frame spends on its shard number
 _PER_ENVELOPE: Final = frozenset((FrameType.HAVE, FrameType.WANT, FrameType.ENVELOPE))
 
 
 class Conn:
-    """One end of a connection: a channel towards the peer and one Link per shard."""
+    """One end of a connection: a channel towards the peer and its Link."""
 
-    __slots__ = ("ch", "handoff", "links", "node", "open", "other", "outbound", "peer",
+    __slots__ = ("ch", "common", "handoff", "link", "node", "open", "other", "outbound", "peer",
                  "transient")
 
     def __init__(self, node: SimNode, peer: SimNode, ch: Channel, outbound: bool) -> None:
@@ -56,7 +57,8 @@ class Conn:
         self.ch = ch
         self.outbound = outbound
         self.other: Conn | None = None
-        self.links: dict[int, g.Link] = {}
+        self.link: g.Link | None = None
+        self.common: frozenset[int] = frozenset()  # shards both ends carry (the directory's)
         self.open = True
         self.transient = False  # a sender's hand-off connection, closed once done
         self.handoff: tuple[bytes, int] | None = None  # (id, round) at the sender's end
@@ -74,11 +76,11 @@ class SimNode:
         self.node_id = b""
         self.conns: dict[int, Conn] = {}
         self.have: dict[bytes, int] = {}  # stored ids -> expiry
-        self.index: dict[int, SortedIndex] = {}
+        self.index = SortedIndex()  # shard key ‖ expiry ‖ id of every stored envelope
         self.pending: dict[bytes, tuple[Conn, float]] = {}
         self.known: list[int] = []  # address book (indices of nodes heard of)
         self.bans: dict[int, float] = {}
-        self.announce_q: dict[tuple[Conn, int], list[bytes]] = {}
+        self.announce_q: dict[Conn, list[bytes]] = {}
         self._flush_at = -1.0
         self.last_flush = -1.0
         self.online_since = 0.0
@@ -99,9 +101,7 @@ class SimNode:
         self.node_id = w.sim.rng.randbytes(16)
         if not keep_store:
             self.have.clear()
-            self.index = {}
-        for s in self.carried():
-            self.index.setdefault(s, SortedIndex())
+            self.index = SortedIndex()
         self.pending.clear()
         w.sim.at(w.sim.rng.uniform(0, 1), self._maintain, self.gen)
 
@@ -121,30 +121,34 @@ class SimNode:
     def carried(self) -> Iterable[int]:
         return (ALL,) if self.shards is None else sorted(self.shards)
 
+    def prefixes(self) -> tuple[sh.Prefix, ...]:
+        """What its HELLO says it carries: each of its shards, a prefix of depth k."""
+        if self.shards is None:
+            return sh.EVERYTHING
+        return sh.canonical(sh.prefix(s, self.world.cfg.shards_k) for s in self.shards)
+
+    def carries(self, shard: int) -> bool:
+        return shard == ALL or self.shards is None or shard in self.shards
+
     # --- connections -------------------------------------------------------------
 
-    def attach(self, c: Conn, shards: Iterable[int]) -> None:
-        """A connection is open: one Link per shard in common, each sends HELLO."""
+    def attach(self, c: Conn) -> None:
+        """A connection is open: its Link sends HELLO, with the prefixes this node carries."""
         self.conns[c.peer.idx] = c
         w = self.world
         now = w.sim.unix
-        light = False
-        for s in shards:
-            src = None if self.kind == "dropper" else self.index.get(s)
-            if src is None:
-                src = SortedIndex()  # a dropper answers reconciliation with an empty set
-            link = g.Link(
-                g.LocalInfo(self.node_id, w.cfg.base_bits, light, self.addr),
-                now, source=src, budgets=w.budgets,
-            )
-            c.links[s] = link
-            self.send(c, s, link.hello(int(now)))
+        # a dropper answers reconciliation with an empty set
+        src = SortedIndex() if self.kind == "dropper" else self.index
+        link = g.Link(g.LocalInfo(self.node_id, w.cfg.base_bits, False, self.addr,
+                                  self.prefixes()), now, source=src, budgets=w.budgets)
+        c.link = link
+        self.send(c, link.hello(int(now)))
 
-    def send(self, c: Conn, shard: int, frame: bytes) -> None:
+    def send(self, c: Conn, frame: bytes) -> None:
         if not c.open:
             return
         w = self.world
-        size = len(frame) + WS_HEADER + (SHARD_FIELD if w.sharded else 0)
+        size = len(frame) + WS_HEADER
         self.sent += size
         kind = frame[0]
         if kind in _PER_ENVELOPE:
@@ -152,24 +156,22 @@ class SimNode:
         elif kind in (FrameType.RECONCILE, FrameType.RECONCILE_REPLY):
             self.recon += size
         t = c.ch.arrival(w.sim.now, size, w.sim.rng)
-        w.sim.at(t - w.sim.now, _deliver, c.other, shard, frame)
+        w.sim.at(t - w.sim.now, _deliver, c.other, frame)
 
     def _bye(self, c: Conn, reason: ByeReason, text: str) -> None:
-        for s, link in c.links.items():
-            if link.state is not g.State.CLOSED:
-                self.send(c, s, link.bye(reason, text))
+        if c.link is not None and c.link.state is not g.State.CLOSED:
+            self.send(c, c.link.bye(reason, text))
 
     def _drop(self, c: Conn) -> None:
         """Forget the connection at this end (as ``Relay.link_closed``)."""
         c.open = False
         if self.conns.get(c.peer.idx) is c:
             del self.conns[c.peer.idx]
-        for link in c.links.values():
-            link.forget()
+        if c.link is not None:
+            c.link.forget()
         for eid in [i for i, (cc, _) in self.pending.items() if cc is c]:
             del self.pending[eid]
-        for key in [k for k in self.announce_q if k[0] is c]:
-            del self.announce_q[key]
+        self.announce_q.pop(c, None)
 
     def close(self, c: Conn, reason: ByeReason = ByeReason.NORMAL, text: str = "") -> None:
         if not c.open:
@@ -184,8 +186,8 @@ class SimNode:
 
     # --- frames in ---------------------------------------------------------------
 
-    def on_frame(self, c: Conn, shard: int, frame: bytes) -> None:
-        link = c.links.get(shard)
+    def on_frame(self, c: Conn, frame: bytes) -> None:
+        link = c.link
         if link is None:
             return
         now = self.world.sim.unix
@@ -203,52 +205,51 @@ class SimNode:
         for ev in events:
             if not c.open:
                 return
-            self._on_event(c, shard, link, ev)
+            self._on_event(c, link, ev)
 
-    def _on_event(self, c: Conn, shard: int, link: g.Link, ev: g.Event) -> None:
+    def _on_event(self, c: Conn, link: g.Link, ev: g.Event) -> None:
         if isinstance(ev, g.Announced):
-            self.request(c, shard, link, ev.ids)
+            self.request(c, link, ev.ids)
         elif isinstance(ev, g.Requested):
             if self.kind != "dropper":
-                self.serve(c, shard, link)
+                self.serve(c, link)
             self.world.on_requested(self, c, ev.ids)
         elif isinstance(ev, g.BodyReceived):
-            self.on_body(c, shard, ev.envelope_id)
+            self.on_body(c, ev.envelope_id)
         elif isinstance(ev, g.ReconcileDone):
             have = list(ev.have[:RECONCILE_ANNOUNCE])
             if have and self.kind != "dropper":
-                self.queue_announce(c, shard, have)
-            self.request(c, shard, link, ev.need)
+                self.queue_announce(c, have)
+            self.request(c, link, ev.need)
         elif isinstance(ev, g.Outgoing):
-            self.send(c, shard, ev.frame)
+            self.send(c, ev.frame)
         elif isinstance(ev, g.PeerReady):
-            self._greet(c, shard, link, ev.hello)
+            self._greet(c, link, ev.hello)
         elif isinstance(ev, g.PeersHeard):
             self.learn(ev.addrs)
         elif isinstance(ev, g.Closed):
             self._drop(c)
 
-    def _greet(self, c: Conn, shard: int, link: g.Link, hello: Hello) -> None:
+    def _greet(self, c: Conn, link: g.Link, hello: Hello) -> None:
         w = self.world
         if c.transient:
-            w.on_handoff_ready(self, c, shard)
+            w.on_handoff_ready(self, c)
             return
-        if shard == min(c.links) and w.cfg.peer_exchange:
-            self.send(c, shard, link.peers(w.addresses(self.exchange())))
-        if c.outbound and not hello.light and self.kind != "dropper":
-            self.send(c, shard, link.start_reconcile())
+        if w.cfg.peer_exchange:
+            self.send(c, link.peers(w.addresses(self.exchange())))
+        if c.outbound and not hello.light and self.kind != "dropper" and link.overlaps():
+            self.send(c, link.start_reconcile())
 
     # --- fetching, storing, serving (bridge.net.relay) ---------------------------
 
-    def request(self, c: Conn, shard: int, link: g.Link, ids: Iterable[bytes]) -> None:
+    def request(self, c: Conn, link: g.Link, ids: Iterable[bytes]) -> None:
         w = self.world
         now = w.sim.unix
         asked = len(self.pending)
-        per_conn = 1 if self.shards is None else len(self.shards)
-        bound = asked + len(self.conns) * per_conn * w.budgets.max_wanted
+        bound = asked + len(self.conns) * w.budgets.max_wanted
         if bound > w.request_ids:  # as the relay counts; only summed when it can matter
-            asked = max(asked, sum(len(lk.wanted) for x in self.conns.values()
-                                   for lk in x.links.values()))
+            asked = max(asked, sum(len(x.link.wanted) for x in self.conns.values()
+                                   if x.link is not None))
         link.expire_wanted(now)
         room = min(w.request_ids - asked, link.can_request(now))
         fresh: list[bytes] = []
@@ -267,9 +268,9 @@ class SimNode:
         for eid in fresh[: len(fresh) - len(left)]:
             pending[eid] = (c, t)
         for f in frames:
-            self.send(c, shard, f)
+            self.send(c, f)
 
-    def serve(self, c: Conn, shard: int, link: g.Link) -> None:
+    def serve(self, c: Conn, link: g.Link) -> None:
         w = self.world
         now = w.sim.unix
         wants = link.peer_wants
@@ -282,9 +283,9 @@ class SimNode:
                     continue
                 frame = link.send_body(eid, env.raw, now)
                 if frame is not None:
-                    self.send(c, shard, frame)
+                    self.send(c, frame)
 
-    def on_body(self, c: Conn, shard: int, eid: bytes) -> None:
+    def on_body(self, c: Conn, eid: bytes) -> None:
         w = self.world
         self.pending.pop(eid, None)
         env = w.envs[eid]
@@ -295,44 +296,37 @@ class SimNode:
             return
         if eid in self.have:
             return
-        if shard != ALL and shard != env.shard:
-            w.stats.violations["wrong shard"] += 1
-            self.close(c, ByeReason.PROTOCOL, "envelope outside the link's shard")
-            return
-        if shard == ALL or shard in self.index:
-            self.store(eid, source=c)
-        else:
-            w.stats.relay_refused += 1  # a relay never stores a shard it does not carry
+        # the Link took the body only under this node's prefixes (else ShardError)
+        self.store(eid, source=c)
 
     def store(self, eid: bytes, source: Conn | None) -> None:
         w = self.world
         env = w.envs[eid]
-        key = ALL if self.shards is None else env.shard
+        key = sh.shard_of_tag(env.tag)
         self.have[eid] = env.expiry
-        self.index[key].add(0, env.expiry, eid)  # one index per shard: one shard key in it
+        self.index.add(key, env.expiry, eid)
         self.stored_bytes += len(env.raw)
         w.on_stored(self, env)
         for x in self.conns.values():  # waiting WANTs
-            link = x.links.get(key)
-            if link is not None and eid in link.peer_wants:
-                self.serve(x, key, link)
+            if x.link is not None and eid in x.link.peer_wants:
+                self.serve(x, x.link)
         for x in self.conns.values():
             if x is source or x.transient:
                 continue
-            link = x.links.get(key)
-            if link is not None and link.active and link.peer is not None:
-                self.queue_announce(x, key, [eid])
+            link = x.link
+            if link is not None and link.active and link.peer_carries(key):
+                self.queue_announce(x, [eid])
 
     def flood_announce(self, ids: list[bytes], exclude: Conn | None) -> None:
+        key = sh.shard_of_tag(self.world.envs[ids[0]].tag)
         for x in self.conns.values():
             if x is exclude or x.transient:
                 continue
-            for s, link in x.links.items():
-                if link.active and (s == ALL or s == self.world.envs[ids[0]].shard):
-                    self.queue_announce(x, s, ids)
+            if x.link is not None and x.link.active and x.link.peer_carries(key):
+                self.queue_announce(x, ids)
 
-    def queue_announce(self, c: Conn, shard: int, ids: list[bytes]) -> None:
-        self.announce_q.setdefault((c, shard), []).extend(ids)
+    def queue_announce(self, c: Conn, ids: list[bytes]) -> None:
+        self.announce_q.setdefault(c, []).extend(ids)
         if self._flush_at < self.world.sim.now:
             w = self.world
             delay = max(0.0, self.last_flush + w.cfg.announce_delay - w.sim.now)
@@ -344,11 +338,11 @@ class SimNode:
             return
         self.last_flush = self.world.sim.now
         q, self.announce_q = self.announce_q, {}
-        for (c, s), ids in q.items():
-            link = c.links.get(s)
+        for c, ids in q.items():
+            link = c.link
             if c.open and link is not None and link.active:
                 for f in link.announce(ids):
-                    self.send(c, s, f)
+                    self.send(c, f)
 
     # --- peer exchange -----------------------------------------------------------
 
@@ -378,36 +372,35 @@ class SimNode:
         now, unix = w.sim.now, w.sim.unix
         self.pending = {k: v for k, v in self.pending.items() if now - v[1] < REQUEST_FORGET}
         for c in self.conns.values():
-            for link in c.links.values():
-                link.expire_wanted(unix)
+            if c.link is not None:
+                c.link.expire_wanted(unix)
         self._purge(int(unix))
         w.discover(self)
-        conns = [c for c in self.conns.values() if not c.transient and c.links]
+        conns = [c for c in self.conns.values() if not c.transient and c.link is not None]
         if w.cfg.peer_exchange and conns and self.known:
             c = rng.choice(conns)
-            s = min(c.links)
-            if c.links[s].active:
-                self.send(c, s, c.links[s].peers(w.addresses(self.exchange())))
+            if c.link is not None and c.link.active:
+                self.send(c, c.link.peers(w.addresses(self.exchange())))
         if self.kind == "flooder":
             w.flood(self, conns)
         if self.kind == "dropper":
             return
-        for s in self.carried():
-            peers = [
-                c for c in conns
-                if s in c.links and c.links[s].active and c.links[s].peer is not None
-                and not c.links[s].peer.light and not c.links[s].reconciling  # type: ignore[union-attr]
-            ]
-            if peers:
-                c = rng.choice(peers)
-                self.send(c, s, c.links[s].start_reconcile())
+        # as bridge.net.node: each prefix we carry with a random peer that shares some of it
+        free = [c for c in conns if c.link is not None and c.link.active
+                and not c.link.reconciling and c.link.overlaps()]
+        for mine in self.prefixes():
+            choices = [(c, o) for c in free for p in c.link.peer_shards  # type: ignore[union-attr]
+                       if (o := sh.overlap(mine, p)) is not None]
+            if choices:
+                c, o = rng.choice(choices)
+                free.remove(c)
+                self.send(c, c.link.start_reconcile(unix, o))  # type: ignore[union-attr]
 
     def _purge(self, unix: int) -> None:
-        for idx in self.index.values():
-            for key in idx.pop_expired(unix):
-                self.have.pop(key_id(key), None)
+        for key in self.index.pop_expired(unix):
+            self.have.pop(key_id(key), None)
 
 
-def _deliver(c: Conn | None, shard: int, frame: bytes) -> None:
+def _deliver(c: Conn | None, frame: bytes) -> None:
     if c is not None and c.open and c.node.online:
-        c.node.on_frame(c, shard, frame)
+        c.node.on_frame(c, frame)

@@ -90,7 +90,6 @@ class Env:
 @dataclass
 class Stats:
     violations: Counter[str] = field(default_factory=Counter)
-    relay_refused: int = 0
     lookups: int = 0
     lookup_bytes: int = 0
     handoffs: int = 0
@@ -215,7 +214,7 @@ class World:
                     self.dial(node, self.nodes[rng.choice(node.known)], None)
             return
         for s in node.carried():
-            have = sum(1 for c in conns if s in c.links)
+            have = sum(1 for c in conns if s in c.common)
             if have >= cfg.target_peers:
                 continue
             for peer in self.lookup(node, s, min(2, cfg.target_peers - have)):
@@ -241,20 +240,18 @@ class World:
         inbound = sum(1 for c in b.conns.values() if not c.outbound)
         if inbound >= cfg.max_inbound:
             return
-        if transient is not None:
-            shards = [self.envs[transient[0]].shard]
-        elif self.sharded:
+        common = frozenset([ALL])
+        if self.sharded:
             assert a.shards is not None and b.shards is not None
-            shards = sorted(a.shards & b.shards)
-            if not shards:
+            common = a.shards & b.shards
+            if not common and transient is None:
                 return
-        else:
-            shards = [ALL]
         lat = rng.uniform(*cfg.latency)
         ab = Channel(lat, rng.uniform(*cfg.bandwidth), cfg.loss)
         ba = Channel(lat, rng.uniform(*cfg.bandwidth), cfg.loss)
         ca, cb = Conn(a, b, ab, True), Conn(b, a, ba, False)
         ca.other, cb.other = cb, ca
+        ca.common = cb.common = common
         if transient is not None:
             ca.transient = cb.transient = True
             ca.handoff = transient
@@ -263,9 +260,9 @@ class World:
         # TCP + TLS-less WebSocket upgrade: 1.5 round trips, ~500 bytes each way
         a.sent += 500
         b.sent += 300
-        self.sim.at(3 * lat, self._open, ca, cb, shards, a.gen, b.gen)
+        self.sim.at(3 * lat, self._open, ca, cb, a.gen, b.gen)
 
-    def _open(self, ca: Conn, cb: Conn, shards: list[int], ga: int, gb: int) -> None:
+    def _open(self, ca: Conn, cb: Conn, ga: int, gb: int) -> None:
         a, b = ca.node, cb.node
         if a.gen != ga or b.gen != gb or not (a.online and b.online) or not (ca.open and cb.open):
             for c in (ca, cb):
@@ -273,8 +270,8 @@ class World:
                     del c.node.conns[c.peer.idx]
                 c.open = False
             return
-        a.attach(ca, shards)
-        b.attach(cb, shards)
+        a.attach(ca)
+        b.attach(cb)
 
     # --- users and traffic -------------------------------------------------------
 
@@ -318,8 +315,7 @@ class World:
         env = self.make_env(self.user_shard[recipient], node.idx, recipient)
         eid = envelope_id(env.raw)
         self.stats.messages += 1
-        key = ALL if not self.sharded else env.shard
-        if key in node.index:
+        if node.carries(env.shard):
             node.store(eid, None)
         else:
             node.have[eid] = env.expiry  # the outbox: served to carriers, never reconciled
@@ -349,13 +345,12 @@ class World:
         if (rnd == 0 or wanted) and rnd + 1 < self.cfg.handoff_rounds:
             self._handoff(node, eid, rnd + 1, gen)
 
-    def on_handoff_ready(self, node: SimNode, c: Conn, shard: int) -> None:
+    def on_handoff_ready(self, node: SimNode, c: Conn) -> None:
         info = c.handoff
-        if info is None:
+        if info is None or c.link is None:
             return  # the carrier's end: it waits for the announcement
-        link = c.links[shard]
-        for f in link.announce([info[0]]):
-            node.send(c, shard, f)
+        for f in c.link.announce([info[0]]):
+            node.send(c, f)
 
     def on_requested(self, node: SimNode, c: Conn, ids: tuple[bytes, ...]) -> None:
         info = c.handoff
@@ -382,10 +377,10 @@ class World:
             self.stats.spam += 1
             node.store(envelope_id(env.raw), None)
         for c in conns:
-            for s, link in c.links.items():
-                if link.active and cfg.junk_ids:
-                    for f in link.announce([rng.randbytes(32) for _ in range(cfg.junk_ids)]):
-                        node.send(c, s, f)
+            link = c.link
+            if link is not None and link.active and cfg.junk_ids:
+                for f in link.announce([rng.randbytes(32) for _ in range(cfg.junk_ids)]):
+                    node.send(c, f)
 
     # --- churn ---------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import dataclasses
 import pytest
 
 from bridge.core.envelope import parse_envelope
-from tests.sim.node import ALL
 from tests.sim.world import Config, Result, World
 
 SMALL = Config(nodes=50, seed=7, minutes=5, drain=6, rate=40.0, churn=1.0, hostile=0.1)
@@ -54,13 +53,14 @@ def test_sharded_relays_store_only_their_shards_and_deliver():
     r = w.run()
     assert r.ratio >= 0.99, r
     assert w.stats.handoffs > 0
+    stored = 0
     for n in w.nodes:
         assert n.shards is not None
-        for idx_key, idx in n.index.items():
-            assert idx_key in n.shards
-            for key in idx.iter_keys():
-                assert w.envs[key[10:]].shard == idx_key
-    assert ALL not in {s for n in w.nodes for s in n.index}
+        for key in n.index.iter_keys():  # the real Link took only bodies under its prefixes
+            assert w.envs[key[10:]].shard in n.shards
+            stored += 1
+    assert stored > r.messages  # each message is stored by the carriers of its shard
+    assert not w.stats.violations, w.stats.violations  # honest nodes never break the rules
 
 
 def test_envelopes_are_of_the_real_format():
