@@ -8,6 +8,8 @@ clicked here). What is checked is Gajim's own doing, from its verbose log: it pi
 XEP-0402 from what the account advertises, reads the bookmark, joins the room, and
 after the daemon is stopped and started again it reconnects and joins again; a
 Gajim installed afresh after the restart finds the bookmark on the daemon and joins.
+A picture another client of the identity sets through vCard-temp (as Pidgin does)
+reaches the running Gajim as an XEP-0084 event, and Gajim fetches and keeps it.
 
 profanity 0.13 keeps bookmarks in XEP-0049 private storage (``/bookmark add``); the
 daemon keeps them as XEP-0402 items, so the same bookmark is there for Gajim, and for
@@ -25,9 +27,12 @@ from tests.integration.pep_support import (
     BOOKMARK_OPTIONS,
     NATIVE,
     Events,
+    avatar_data,
     bookmarks,
     conference,
+    png,
     publish,
+    vcard_with_photo,
 )
 from tests.interop.drivers._common import ProgramMissing, free_tcp_port
 from tests.interop.drivers.gajim import Gajim
@@ -70,6 +75,19 @@ async def test_gajim_rejoins_the_room_from_its_bookmark_after_a_restart(daemon: 
         text = gajim.text()
         assert "request_items(node=urn:xmpp:bookmarks:1" in text  # XEP-0402, not a fallback
         assert f"Autojoin Bookmark: {ROOM}" in text
+
+        # a picture set as Pidgin sets it (vCard-temp) reaches Gajim as XEP-0084
+        picture = png(16, 16)
+        sha, _ = avatar_data(picture)
+        pidgin = await Client(daemon.accounts["Bob"], daemon, "pidgin").login()
+        try:
+            iq = pidgin.make_iq_set()
+            iq.xml.append(vcard_with_photo(picture))
+            await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+        finally:
+            await pidgin.close()
+        await gajim.wait_count(f"Received Avatar: {daemon.accounts['Bob'].jid} {sha}", 1)
+        assert (gajim.home / ".cache" / "gajim" / "avatars" / sha).read_bytes() == picture
 
         assert daemon.stop() == 0
         daemon.start("--xmpp-port", str(port))
