@@ -69,7 +69,8 @@ async def bench_network(n: int = 50, count: int = 100, degree_extra: int = 25) -
 def bench_reconcile(n: int = 100_000) -> None:
     rnd = random.Random(1)
     keys = [
-        make_key(rnd.randrange(1 << 31, (1 << 31) + 604800), rnd.randbytes(32)) for _ in range(n)
+        make_key(rnd.randrange(1 << 16), rnd.randrange(1 << 31, (1 << 31) + 604800),
+                 rnd.randbytes(32)) for _ in range(n)
     ]
     print(f"\n## reconciliation, stores of {n:,} envelopes\n")
     print("| differences | bytes | bytes per difference | round trips | time |")
@@ -77,7 +78,8 @@ def bench_reconcile(n: int = 100_000) -> None:
     for diff in (0, 10, 100, 1000):
         a, b = SortedIndex(keys), SortedIndex(keys)
         for k in range(diff):
-            (a if k % 2 else b).add(rnd.randrange(1 << 31, (1 << 31) + 604800), rnd.randbytes(32))
+            (a if k % 2 else b).add(rnd.randrange(1 << 16),
+                                    rnd.randrange(1 << 31, (1 << 31) + 604800), rnd.randbytes(32))
         t = time.perf_counter()
         init = Reconciler(a, initiator=True)
         msg: bytes | None = init.initiate()
