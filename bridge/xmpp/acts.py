@@ -144,7 +144,22 @@ class ClientActs:
         return True
 
 
-def add_archived_act(msg: ET.Element, act: str, *, own: str, contact: str) -> None:
+def quoted_prefix(text: str) -> int:
+    """How many characters (code points) of a reply's text are its quote: the lines
+    starting with ">" before the first that does not. XEP-0461 clients put the message
+    they answer there, for clients without replies; with the XEP-0428 fallback element
+    naming that range, clients that have them hide it."""
+    end = 0
+    while text.startswith(">", end):
+        newline = text.find("\n", end)
+        if newline < 0:
+            return 0  # all quote: nothing of the reply's own would be left
+        end = newline + 1
+    return end if end < len(text) else 0
+
+
+def add_archived_act(msg: ET.Element, act: str, *, own: str, contact: str,
+                     body: str = "") -> None:
     """The element of an archived act (``Entry.act``: "correction ID", "retraction ID",
     "reply ID me|peer") in a message MAM gives back."""
     kind, _, rest = act.partition(" ")
@@ -157,6 +172,10 @@ def add_archived_act(msg: ET.Element, act: str, *, own: str, contact: str) -> No
     elif kind == "reply":
         ET.SubElement(msg, f"{{{REPLY_NS}}}reply", to=own if author == "me" else contact,
                       id=ref)
+        quoted = quoted_prefix(body)
+        if quoted:
+            fallback = ET.SubElement(msg, f"{{{FALLBACK_NS}}}fallback", {"for": REPLY_NS})
+            ET.SubElement(fallback, f"{{{FALLBACK_NS}}}body", start="0", end=str(quoted))
 
 
 def act_message(to: str, sender: str, own_bare: str, stanza_id: str, event: MessageArrived,
@@ -175,6 +194,10 @@ def act_message(to: str, sender: str, own_bare: str, stanza_id: str, event: Mess
         author = own_bare if act.to_recipient else sender
         parts.append(f"<body>{escape(event.text)}</body>")
         parts.append(f'<reply xmlns="{REPLY_NS}" to="{escape(author)}" id="{ref}" />')
+        quoted = quoted_prefix(event.text)
+        if quoted:
+            parts.append(f'<fallback xmlns="{FALLBACK_NS}" for="{REPLY_NS}">'
+                         f'<body start="0" end="{quoted}" /></fallback>')
     elif act.kind is ActKind.REACTION:
         parts.append(f'<reactions xmlns="{REACTIONS_NS}" id="{ref}">')
         parts.extend(f"<reaction>{escape(r)}</reaction>" for r in act.reactions)

@@ -262,7 +262,8 @@ class Mam:
         ET.SubElement(inner, "{jabber:client}body").text = entry.body or (
             RETRACTED if entry.act.startswith("retraction ") else "")
         if entry.act:
-            add_archived_act(inner, entry.act, own=conn.bare, contact=contact)
+            add_archived_act(inner, entry.act, own=conn.bare, contact=contact,
+                             body=entry.body)
         ET.SubElement(inner, f"{{{SID_NS}}}stanza-id", {"by": conn.bare, "id": entry.id})
         return msg
 

@@ -19,6 +19,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from bridge.core.acts import Act, ActKind
 from bridge.events import IdentityInfo, MessageArrived, PresenceArrived
 from bridge.xmpp import C2SServer
+from bridge.xmpp.acts import quoted_prefix
 from tests.fakes import FakeService, SlixClient, make_address
 
 CAROL = make_address(b"carol")
@@ -139,7 +140,7 @@ async def test_acts_from_the_network_become_xep_elements(client: SlixClient,
     arrive(Act(ActKind.CORRECTION, "c-1"), "fixed")
     arrive(Act(ActKind.REACTION, "m-1", ("👍",)))
     arrive(Act(ActKind.RETRACTION, "c-1"))
-    arrive(Act(ActKind.REPLY, "m-1", to_recipient=True), "yes")
+    arrive(Act(ActKind.REPLY, "m-1", to_recipient=True), "> Alice:\n> are you in?\nyes")
     arrive(Act(ActKind.DISPLAYED, "m-1"))
     got: list[Any] = [await client.next_message(lambda m: _of(m)["from"].bare == CAROL_JID)
                       for _ in range(5)]
@@ -154,8 +155,19 @@ async def test_acts_from_the_network_become_xep_elements(client: SlixClient,
     assert old.get("id") == "c-1" and old.find("{urn:xmpp:message-retract:0}retract") is not None
     reply = replied.find("{urn:xmpp:reply:0}reply")
     assert (reply.get("id"), reply.get("to")) == ("m-1", "alice@localhost")
+    fallback = replied.find("{urn:xmpp:fallback:0}fallback")  # the quote, for XEP-0428
+    assert fallback.get("for") == "urn:xmpp:reply:0"
+    quote = str(len("> Alice:\n> are you in?\n"))
+    assert fallback.find("{urn:xmpp:fallback:0}body").attrib == {"start": "0", "end": quote}
     assert marked.find("{urn:xmpp:chat-markers:0}displayed").get("id") == "m-1"
     assert all(m["id"] == "c-9" for m in got)
+
+
+def test_a_replys_quote_is_its_leading_quoted_lines() -> None:
+    assert quoted_prefix("> Bob:\n> hi\nyes") == len("> Bob:\n> hi\n")
+    assert quoted_prefix("yes\n> not a quote") == 0
+    assert quoted_prefix("> only a quote\n") == 0 and quoted_prefix("> no end") == 0
+    assert quoted_prefix("> 😀\nok") == 4  # code points, as XEP-0426 counts
 
 
 async def test_presence_from_the_network(client: SlixClient, service: FakeService,
@@ -189,7 +201,11 @@ async def test_archived_acts_come_back_from_mam_with_their_element(
                                 act=Act(ActKind.REACTION, "c-1", ("👍",))))
     await service.send_message(alice.address, CAROL, "oops", message_id="m-1")
     service.send_act(alice.address, CAROL, Act(ActKind.RETRACTION, "m-1"))
-    await client.next_message(lambda m: _of(m)["body"] == "fixed")  # shown live first
+    service.emit(MessageArrived(to=alice.address, sender=CAROL, text="> oops\nwhat?",
+                                sent_at_ms=3, envelope_id=os.urandom(32),
+                                receipt_wanted=False, message_id="c-3",
+                                act=Act(ActKind.REPLY, "m-1", to_recipient=True)))
+    await client.next_message(lambda m: _of(m)["body"] == "> oops\nwhat?")  # shown live
     iq = client.xmpp.make_iq_set()
     ET.SubElement(iq.xml, "{urn:xmpp:mam:2}query", queryid="q1")
     await iq.send(timeout=10)  # type: ignore[no-untyped-call]
@@ -199,9 +215,13 @@ async def test_archived_acts_come_back_from_mam_with_their_element(
         if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
             results.append(msg)
     inner = [r.xml.find(".//{jabber:client}message") for r in results]
-    assert len(inner) == 3  # the reaction is not archived
+    assert len(inner) == 4  # the reaction is not archived
     assert inner[0].find("{urn:xmpp:message-correct:0}replace").get("id") == "c-1"
     assert inner[0].findtext("{jabber:client}body") == "fixed"
     assert inner[1].findtext("{jabber:client}body") == "oops"
     assert inner[2].find("{urn:xmpp:message-retract:1}retract").get("id") == "m-1"
     assert inner[2].get("to") == CAROL_JID
+    reply = inner[3].find("{urn:xmpp:reply:0}reply")
+    assert (reply.get("id"), reply.get("to")) == ("m-1", "alice@localhost")
+    fallback = inner[3].find("{urn:xmpp:fallback:0}fallback/{urn:xmpp:fallback:0}body")
+    assert fallback.get("end") == str(len("> oops\n"))
