@@ -125,11 +125,14 @@ async def test_acts_reach_the_contact_naming_the_message(both: tuple[Daemon, Dae
 
         bob.chat(from_alice, "which one?", ident="b-1")
         await alice.wait_body(to_bob, "which one?", 30)
-        reply = alice.plugin["xep_0461"].make_reply(slixmpp.JID(to_bob), "b-1", mto=to_bob,
+        reply = alice.plugin["xep_0461"].make_reply(slixmpp.JID(to_bob), "b-1",
+                                                    fallback="which one?", mto=to_bob,
                                                     mbody="this one", mtype="chat")
         reply.send()
         got = await bob.wait(lambda: bob.with_(from_alice, "reply"), 30, "the reply")
-        assert got[0]["reply"]["id"] == "b-1" and got[0]["body"] == "this one"
+        assert got[0]["reply"]["id"] == "b-1"
+        assert got[0]["body"] == "> which one?\nthis one"  # the quote, for other clients
+        assert got[0]["reply"].get_fallback_body() == "> which one?\n"  # hidden by this one
         assert str(got[0]["reply"]["to"]).split("/")[0] == bob_acc.jid  # Bob wrote it
 
         alice.plugin["xep_0424"].send_retraction(slixmpp.JID(to_bob), "m-1")
