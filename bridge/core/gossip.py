@@ -394,14 +394,17 @@ class Link:
             return [Requested(tuple(asked))] if asked else []
         if isinstance(msg, EnvelopeBody):
             check_size(msg.raw)  # cheapest first: a wrong length is not worth a hash
-            if not self.carries(shard_of_raw(msg.raw)):  # two bytes: before the hash
+            inside = self.carries(shard_of_raw(msg.raw))  # two bytes: before the hash
+            legacy = self.peer is not None and self.peer.version < 2
+            if not inside and not legacy:
                 raise ShardError("envelope body outside the shards this node carries")
             eid = envelope_id(msg.raw)
             if eid not in self.wanted:
                 raise UnrequestedError("envelope body that was never requested")
             del self.wanted[eid]
             self._remember(eid)
-            return [BodyReceived(eid, msg.raw)]
+            # a version-1 peer knows no shards and offers everything: dropped, not blamed
+            return [BodyReceived(eid, msg.raw)] if inside else []
         if isinstance(msg, Reconcile):
             return self._reconcile(msg)
         if isinstance(msg, Peers):

@@ -145,6 +145,13 @@ def test_a_hand_off_hello_is_refused_and_a_v1_hello_accepted():
         b.start_reconcile(now)
     v1_reconcile = bytes([FrameType.RECONCILE]) + b"\x61\x00\x01" + bytes(16)
     assert b.receive(v1_reconcile, now) == []  # not answered, not a violation
+    # it announces everything (it knows no shards): a body outside is dropped, not blamed
+    outside = make_envelope(now, tag=b"\xc0\x00" + os.urandom(14))
+    b.request([outside.id], now)
+    assert b.receive(bytes([FrameType.ENVELOPE]) + outside.raw, now) == []
+    assert b.active and outside.id not in b.wanted
+    with pytest.raises(g.UnrequestedError):  # still asked for, or a violation
+        b.receive(bytes([FrameType.ENVELOPE]) + outside.raw, now)
 
 
 def test_a_body_outside_our_prefixes_is_a_violation_found_before_hashing():
