@@ -104,8 +104,9 @@ DEFAULT_TEXT = f"""\
 # dial_private = "auto"
 # the shards this node stores and relays, as "value/depth" prefixes of the 16-bit shard
 # key (docs/sharding.md): "0/0" is every shard; ["0/1"] and ["1/1"] are the two halves.
-# A node carrying part of the network refuses envelopes outside it, so it must carry
-# the prefixes of its own identities' shard keys, or their messages do not reach it.
+# A node carrying part of the network refuses envelopes outside it. For relays: a node
+# with identities keeps "0/0" for now, since its contacts' announcements lie in their
+# shards and version-1 envelopes in rotating ones (lookup and hand-off are not built).
 # shards = ["0/0"]
 
 [tor]
