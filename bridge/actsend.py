@@ -10,10 +10,12 @@ marker, replaces the one still waiting; past ``MAX_PENDING`` waiting the next is
 refused with a UserError. Read markers leave only with ``[xmpp] markers`` on.
 
 Presences (``[xmpp] presence``) go to every accepted contact when the identity's
-availability changes, and again every ``PRESENCE_REFRESH`` while it is not
-"unavailable": each lives ``PRESENCE_TTL`` only, so a contact whose daemon stops
-hearing from us shows us offline when the last one lapses. At most one per
-contact per ``PRESENCE_INTERVAL``, the latest winning.
+availability changes, and again every ``PRESENCE_REFRESH`` (offline too, once a
+client connected since the daemon started: a contact whose daemon restarted learns
+it within that time, instead of showing us online as a contact never heard from):
+each lives ``PRESENCE_TTL`` only, so a contact whose daemon stops hearing from us
+shows us offline when the last one lapses. At most one per contact per
+``PRESENCE_INTERVAL``, the latest winning.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 from bridge.contacts import ContactBook
 from bridge.core.actqueue import ActQueue, Done, Send, Wait
-from bridge.core.acts import TEXT_ACTS, Act, ActKind, Presence, Show
+from bridge.core.acts import TEXT_ACTS, Act, ActKind, Presence
 from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.events import ContactsChanged, ContactState, Event
 from bridge.identities import IdentityBook
@@ -132,7 +134,7 @@ class ActSender:
         if (self.presence and isinstance(event, ContactsChanged) and event.contact is not None
                 and event.contact.state is ContactState.ACCEPTED):
             presence = self.current.get(event.owner)
-            if presence is not None and presence.show is not Show.UNAVAILABLE:
+            if presence is not None:
                 self._offer((event.owner, event.contact.address), presence, again=False)
 
     def _to_contacts(self, owner: str, presence: Presence) -> None:
@@ -162,8 +164,7 @@ class ActSender:
             while True:
                 await asyncio.sleep(PRESENCE_REFRESH)
                 for owner, presence in list(self.current.items()):
-                    if presence.show is not Show.UNAVAILABLE:
-                        self._to_contacts(owner, presence)
+                    self._to_contacts(owner, presence)
         finally:
             self._refreshing = False
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 
+from bridge import actsend
 from bridge.core.acts import Act, ActKind
 from bridge.core.archive import Archive, Entry, Query
 from bridge.core.errors import UserError
@@ -137,6 +138,23 @@ async def test_presence_last_state_wins(on: tuple[Service, str, str]) -> None:
     s.add_contact(alice, carol, "Carol")
     got = await events.take(PresenceArrived, to=carol, sender=alice)
     assert got.show == "away"
+
+
+async def test_presence_is_refreshed_offline_too(tmp_path: Path, pool: WorkerPool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a contact whose daemon restarted learns the person is offline, instead of
+    showing them as never heard from (online)."""
+    monkeypatch.setattr(actsend, "PRESENCE_REFRESH", 0.2)
+    monkeypatch.setattr(actsend, "PRESENCE_INTERVAL", 0.1)
+    s, alice, bob = await _service(tmp_path, pool, True)
+    try:
+        events = Events(s)
+        s.set_presence(alice, "unavailable")
+        first = await events.take(PresenceArrived, to=bob, sender=alice, show="unavailable")
+        again = await events.take(PresenceArrived, to=bob, sender=alice, show="unavailable")
+        assert again.sent_at_ms > first.sent_at_ms
+    finally:
+        await s.stop()
 
 
 async def test_a_daemon_with_them_off_drops_markers_and_presence(
