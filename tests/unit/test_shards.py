@@ -258,3 +258,34 @@ def test_the_config_key_names_the_prefixes_and_defaults_to_everything():
     for bad in ('"0/0"', "[]", '["2/1"]', '["0/17"]', "[1]", '["x"]'):
         with pytest.raises(ConfigError):
             parse(f"[p2p]\nshards = {bad}")
+
+
+edge_keys = st.sampled_from([0x0000, 0x0001, 0x3FFF, 0x4000, 0x7FFF, 0x8000, 0xC000, 0xFFFF])
+keyed = st.tuples(st.one_of(edge_keys, st.integers(0, 0xFFFF)), st.integers(0, 40),
+                  st.binary(min_size=32, max_size=32))
+short_prefixes = st.builds(lambda d, v: prefix(v % (1 << d), d), st.integers(0, 3),
+                           st.integers(0, 7))
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(keyed, max_size=150, unique_by=lambda t: t[2]),
+       sides=st.lists(st.sampled_from("aab"), min_size=150, max_size=150),
+       p=st.one_of(short_prefixes, prefixes))
+def test_a_session_over_a_prefix_learns_exactly_the_difference_under_it(items, sides, p):
+    from bridge.core.reconcile import PrefixView, Reconciler
+    from bridge.store.index import SortedIndex
+    a, b = SortedIndex(), SortedIndex()
+    for (shard, expiry, i), side in zip(items, sides, strict=False):
+        for idx in ((a, b) if i[0] % 3 == 0 else (a,) if side == "a" else (b,)):
+            idx.add(shard, expiry, i)
+    va, vb = PrefixView(a, p.start, p.end), PrefixView(b, p.start, p.end)
+    init = Reconciler(va, initiator=True)
+    msg = init.initiate()
+    while msg is not None:
+        reply = Reconciler(vb, initiator=False).receive(msg)
+        assert reply is not None
+        msg = init.receive(reply)
+    under = {k for k in set(a.iter_keys()) ^ set(b.iter_keys())
+             if p.holds(int.from_bytes(k[:2], "big"))}
+    assert set(init.have) | set(init.need) == {k[10:] for k in under}
+    assert set(init.have) == {k[10:] for k in under if k in set(a.iter_keys())}
