@@ -382,7 +382,9 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
         memory_pair: Pair) -> None:
     """B's key file is replaced by a copy taken before Bob and Alice talked: Alice's
     messages in their session no longer open there. B's daemon starts a new session
-    on its own; the bots tell both people, and what Alice writes next reaches Bob."""
+    on its own; the bots tell both people, and they talk on in one session. (B's copy
+    also answers the old handshake it opens again, from a state Alice has moved past:
+    she may find that unreadable and start over too; the restarts cross and settle.)"""
     pair, run = memory_pair, _run()
     a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
     alice_key, bob_key = (pair.a.accounts["Alice"].address[:16],
@@ -412,7 +414,7 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
             return next((t for t in alice.bodies(BOT) if "Bob" in t or bob_jid in t), None)
 
         notice = await alice.wait(told_alice, 60, "the bot telling Alice of Bob's new session")
-        assert "started a new end-to-end session" in notice, notice
+        assert "started a new end-to-end session" in notice or "could not be opened" in notice
 
         async def noted_at_b() -> str:
             about = await bob.bot(f"contact {alice_key}")
@@ -423,6 +425,9 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
         after = f"after the new session {run}"
         alice.chat(bob_jid, after)
         await bob.wait_body(a_jid, after, 30)
+        back = f"and back {run}"
+        bob.chat(a_jid, back)
+        await alice.wait_body(bob_jid, back, 30)
         assert "End-to-end session" in await alice.bot(f"contact {bob_key}")
     finally:
         await alice.close()
