@@ -29,6 +29,8 @@ the prekey, version 1), and what follows it depends on the act:
                   flag 1 (receipt) only with 1 and 2; flag 4 never.
     presence      sent_at_ms u64 ‖ 10 ‖ 00 (empty msgid) ‖ show u8 (1..6) ‖
                   status len u8 (0..64) ‖ status — nothing after (flags = 16 exactly)
+    file chunk    sent_at_ms u64 ‖ 20 ‖ msgid len u8 (1..64) ‖ msgid ‖ chunk
+                  (flags = 32 exactly; the chunk's layout is in ``bridge.core.filechunks``)
 
 In version-2 envelopes (sessions, docs/sessions.md §11) the direct message never
 carries a prekey (flag 2 is refused: the session's ratchet replaces it), and the
@@ -48,6 +50,7 @@ from typing import Final
 from bridge.core.acts import MAX_STATUS, TEXT_ACTS, Act, Presence, Show
 from bridge.core.envelope import Kind
 from bridge.core.errors import LocalProtocolError, MalformedError, NonCanonicalError
+from bridge.core.filechunks import FileChunk
 from bridge.core.handshake import HYBRID_PREKEY_SIZE, HybridPrekey
 from bridge.core.identity import PREKEY_SIZE, SignedPrekey
 from bridge.core.reader import Reader
@@ -63,6 +66,7 @@ FLAG_PREKEY: Final = 2
 FLAG_CHAT_STATE: Final = 4
 FLAG_ACT: Final = 8
 FLAG_PRESENCE: Final = 16
+FLAG_FILE: Final = 32
 
 
 class ChatState(enum.IntEnum):
@@ -124,8 +128,14 @@ class DirectMessage:
     chat_state: ChatState | None = None
     act: Act | None = None
     presence: Presence | None = None
+    chunk: FileChunk | None = None  # a piece of a file, with the message id that sent it
 
     def __post_init__(self) -> None:
+        if self.chunk is not None and (
+                self.text or self.receipt_wanted or not self.message_id
+                or self.prekey is not None or self.chat_state is not None
+                or self.act is not None or self.presence is not None):
+            raise LocalProtocolError("a file chunk carries a message id and nothing else")
         alone = self.chat_state is not None or self.presence is not None
         if alone and (self.text or self.receipt_wanted or self.message_id
                       or self.prekey is not None or self.act is not None
@@ -146,6 +156,9 @@ class DirectMessage:
         return cls(sent_at_ms, "", chat_state=chat_state)
 
     def encode(self) -> bytes:
+        if self.chunk is not None:
+            return (struct.pack(">QB", self.sent_at_ms, FLAG_FILE) + _short(self.message_id)
+                    + self.chunk.encode())
         if self.chat_state is not None:
             return struct.pack(">QBBB", self.sent_at_ms, FLAG_CHAT_STATE, 0, self.chat_state)
         if self.presence is not None:
@@ -169,6 +182,13 @@ class DirectMessage:
             return cls._parse_state(r, sent_at, flags)
         if flags & FLAG_PRESENCE:
             return cls._parse_presence(r, sent_at, flags)
+        if flags & FLAG_FILE:
+            if flags != FLAG_FILE:
+                raise NonCanonicalError("a file chunk carries no other flag")
+            msgid = _short_field(r)
+            if not msgid:
+                raise MalformedError("a file chunk names the message that sent it")
+            return cls(sent_at, "", message_id=msgid, chunk=FileChunk.parse(r))
         if flags & ~(FLAG_RECEIPT | FLAG_PREKEY | FLAG_ACT):
             raise NonCanonicalError("unknown flag bits in a direct message")
         msgid = _short_field(r)

@@ -30,6 +30,7 @@ from bridge.core import envelope as E
 from bridge.core import handshake as H
 from bridge.core import ratchet as R
 from bridge.core.acts import Act, ActKind, Presence, Show
+from bridge.core.filechunks import CHUNK_SIZE, FileChunk, split
 from bridge.core.body import (
     open_handshake,
     open_sealed,
@@ -462,6 +463,57 @@ def act_records() -> dict[str, Any]:
     return out
 
 
+def file_records() -> dict[str, Any]:
+    """Version-2 direct-message records carrying a piece of a file (flag 32), and
+    records a parser refuses. The 61441-byte file is ``seq(0, 256)`` repeated; its
+    second chunk holds its last byte."""
+    ms = NOW * 1000
+    file_id = bytes(range(16))
+    hello = b"hello, file\n"
+    big = (seq(0, 256) * 241)[:CHUNK_SIZE + 1]
+    made = [
+        ("a 12-byte text file in one chunk, sent as message f-1",
+         DirectMessage(ms, "", message_id="f-1", chunk=FileChunk(
+             file_id, crypto.hash32(hello), len(hello), 0, "hello.txt", "text/plain", hello))),
+        ("the last chunk (index 1 of 2, 1 byte) of a 61441-byte picture",
+         DirectMessage(ms, "", message_id="f-2", chunk=split(
+             file_id, crypto.hash32(big), "p.png", "image/png", big)[1])),
+    ]
+    head = struct.pack(">Q", ms) + b"\x20\x03f-1" + file_id + bytes(32)
+    one = struct.pack(">IHH", 1, 0, 1)
+    refused = [
+        ("a file chunk with another flag", struct.pack(">Q", ms) + b"\x21\x03f-1"),
+        ("a file chunk naming no message", struct.pack(">Q", ms) + b"\x20\x00"),
+        ("an empty file", head + struct.pack(">IHH", 0, 0, 0) + b"\x01a\x00"),
+        ("a file of 64 MiB and one byte", head + struct.pack(">IHH", (64 << 20) + 1, 0, 1093)),
+        ("a count that does not follow from the size", head + struct.pack(">IHH", 1, 0, 2)),
+        ("chunk index 1 of 1", head + struct.pack(">IHH", 1, 1, 1)),
+        ("a name with a slash", head + one + b"\x03a/b\x00x"),
+        ("an empty name", head + one + b"\x00\x00x"),
+        ("a media type in capitals", head + one + b"\x01a\x09Image/PNG" + b"x"),
+        ("one byte more than the chunk's share", head + one + b"\x01a\x00xy"),
+        ("one byte less than the chunk's share", head + one + b"\x01a\x00"),
+        ("a file chunk cut inside its hash", struct.pack(">Q", ms) + b"\x20\x03f-1"
+         + file_id + bytes(8)),
+    ]
+    out: dict[str, Any] = {"chunk_size": CHUNK_SIZE, "records": [], "refused": []}
+    for case, msg in made:
+        payload = msg.encode()
+        assert parse_record(E.Kind.DIRECT, payload, version=2) == msg
+        assert msg.chunk is not None
+        out["records"].append({"case": case, "record": h(payload),
+                               "data_hash": h(msg.chunk.digest)})
+    for case, payload in refused:
+        try:
+            parse_record(E.Kind.DIRECT, payload, version=2)
+        except RemoteProtocolError as exc:
+            out["refused"].append({"case": case, "error": type(exc).__name__,
+                                   "record": h(payload)})
+        else:
+            raise AssertionError(f"{case}: parsed")
+    return out
+
+
 def build() -> dict[str, Any]:
     r = room()
     s = sessions()
@@ -482,6 +534,7 @@ def build() -> dict[str, Any]:
         "rejections": rejections(bytes.fromhex(r["envelope"])),
         "opening_rejections": opening_rejections(bytes.fromhex(s["reply"]["envelope"])),
         "acts": act_records(),
+        "files": file_records(),
     }
 
 
