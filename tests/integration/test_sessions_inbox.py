@@ -19,7 +19,13 @@ from bridge.core.envelope import Kind
 from bridge.core.errors import UserError
 from bridge.core.records import DirectMessage, HybridAnnouncement, Receipt
 from bridge.core.stamp import Stamp
-from bridge.events import ContactsChanged, MessageArrived, ReceiptArrived, SessionNotice
+from bridge.events import (
+    ContactsChanged,
+    IdentityInfo,
+    MessageArrived,
+    ReceiptArrived,
+    SessionNotice,
+)
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
@@ -58,6 +64,21 @@ async def _announce(s: Service, node: SharedNode, owner: str) -> None:
         kind=Kind.ANNOUNCEMENT, tag=tags.announce_tag(me.public, tags.epoch_of(int(time.time()))),
         stamp=await _stamp(sealed_bucket(len(payload))), payload=payload,
         ephemeral_secret=crypto.hash32(me.public + b"eph")))
+
+
+async def _contacts(net: tuple[Path, WorkerPool, SharedNode]
+                    ) -> tuple[Service, Service, IdentityInfo, IdentityInfo, Inbox, Inbox]:
+    """Alice on service a and Bob on b, contacts of each other, each knowing the
+    other's hybrid prekeys; a face on each that confirms what it is shown."""
+    root, pool, node = net
+    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
+    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+    a.add_contact(alice.address, bob.address, "bob")
+    b.add_contact(bob.address, alice.address, "alice")
+    a_in, b_in = Inbox(a), Inbox(b)
+    await _announce(b, node, bob.address)
+    await _announce(a, node, alice.address)
+    return a, b, alice, bob, a_in, b_in
 
 
 async def _say(s: Service, node: SharedNode, owner: str, to: str, record: DirectMessage | Receipt,
@@ -173,13 +194,7 @@ async def test_a_daemon_restored_from_an_older_key_file_starts_a_new_session(net
     has moved past: she may find that unreadable and start over too; the two
     restarts cross, and the simultaneous-start rule settles them alike on both sides.)"""
     root, pool, node = net
-    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
-    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
-    a.add_contact(alice.address, bob.address, "bob")
-    b.add_contact(bob.address, alice.address, "alice")
-    a_in, b_in = Inbox(a), Inbox(b)
-    await _announce(b, node, bob.address)
-    await _announce(a, node, alice.address)
+    a, b, alice, bob, a_in, b_in = await _contacts(net)
     await b.ids.flush()
     shutil.copytree(root / "b", root / "b-old")  # the copy, before any session
     now_ms = int(time.time() * 1000)
@@ -216,14 +231,8 @@ async def test_a_daemon_restored_from_an_older_key_file_starts_a_new_session(net
 async def test_both_writing_first_at_once_converge_on_one_session(net) -> None:  # type: ignore[no-untyped-def]
     """Alice and Bob each start a session before either hears from the other: both
     messages open, and afterwards both send in the same session."""
-    root, pool, node = net
-    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
-    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
-    a.add_contact(alice.address, bob.address, "bob")
-    b.add_contact(bob.address, alice.address, "alice")
-    a_in, b_in = Inbox(a), Inbox(b)
-    await _announce(b, node, bob.address)
-    await _announce(a, node, alice.address)
+    node = net[2]
+    a, b, alice, bob, a_in, b_in = await _contacts(net)
     now_ms = int(time.time() * 1000)
     # both sealed before either is published: two sessions, started at once
     to_bob = await a.sessions.seal(alice.address, bob.address, Kind.DIRECT,
@@ -251,14 +260,8 @@ async def test_both_writing_first_at_once_converge_on_one_session(net) -> None: 
 async def test_a_new_session_is_answered_at_once_so_the_next_messages_are_small(net) -> None:  # type: ignore[no-untyped-def]
     """Bob's daemon answers Alice's new session with a text-free message (not shown):
     her next messages drop the 1,194-byte handshake block before Bob writes a word."""
-    root, pool, node = net
-    a, b = await _service(root, pool, node, "a"), await _service(root, pool, node, "b")
-    alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
-    a.add_contact(alice.address, bob.address, "bob")
-    b.add_contact(bob.address, alice.address, "alice")
-    a_in, b_in = Inbox(a), Inbox(b)
-    await _announce(b, node, bob.address)
-    await _announce(a, node, alice.address)
+    node = net[2]
+    a, b, alice, bob, a_in, b_in = await _contacts(net)
     now_ms = int(time.time() * 1000)
     first = await a.sessions.seal(alice.address, bob.address, Kind.DIRECT,
                                   DirectMessage(now_ms, "first").encode(), _stamp)

@@ -20,22 +20,17 @@ from bridge.core.acts import Act, ActKind
 from bridge.events import IdentityInfo, MessageArrived, PresenceArrived
 from bridge.xmpp import C2SServer
 from bridge.xmpp.acts import quoted_prefix
-from tests.fakes import FakeService, SlixClient, make_address
+from tests.fakes import FakeService, SlixClient
+from tests.integration.c2s_support import CAROL, CAROL_JID, listening, with_alice
 
-CAROL = make_address(b"carol")
-CAROL_JID = f"{CAROL}@p2p.localhost"
 REACTIONS = "urn:xmpp:reactions:0"
 
 
 @pytest.fixture(params=[False, True], ids=["off", "on"])
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C2SServer]:
-    service = FakeService(markers=request.param, presence=request.param)
-    alice = service.add_user("alice", "alice-pw")
-    service.put_contact(alice.address, CAROL, "Carol")
-    srv = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls")
-    await srv.start()
-    yield srv
-    await srv.close()
+    service = with_alice(FakeService(markers=request.param, presence=request.param))
+    async with listening(service, tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

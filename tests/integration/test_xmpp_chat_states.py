@@ -17,22 +17,16 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from bridge.events import ChatStateArrived, IdentityInfo, MessageArrived
 from bridge.xmpp import C2SServer
-from tests.fakes import FakeService, SlixClient, make_address
+from tests.fakes import FakeService, SlixClient
+from tests.integration.c2s_support import CAROL, CAROL_JID, listening, with_alice
 
-CAROL = make_address(b"carol")
-CAROL_JID = f"{CAROL}@p2p.localhost"
 NS = "http://jabber.org/protocol/chatstates"
 
 
 @pytest.fixture(params=[False, True], ids=["off", "on"])
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C2SServer]:
-    service = FakeService(chat_states=request.param)
-    alice = service.add_user("alice", "alice-pw")
-    service.put_contact(alice.address, CAROL, "Carol")
-    srv = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls")
-    await srv.start()
-    yield srv
-    await srv.close()
+    async with listening(with_alice(FakeService(chat_states=request.param)), tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -22,21 +22,15 @@ from bridge.events import (
 from bridge.xmpp import C2SServer
 from bridge.xmpp.gateway import SENDS_IN_FLIGHT
 from tests.fakes import FakeService, SlixClient, make_address
+from tests.integration.c2s_support import CAROL, CAROL_JID, listening, with_alice
 
-CAROL = make_address(b"carol")
-CAROL_JID = f"{CAROL}@p2p.localhost"
 DAVE = make_address(b"dave")
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[C2SServer]:
-    service = FakeService()
-    alice = service.add_user("alice", "alice-pw")
-    service.put_contact(alice.address, CAROL, "Carol")
-    srv = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls")
-    await srv.start()
-    yield srv
-    await srv.close()
+    async with listening(with_alice(FakeService()), tmp_path) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -21,23 +21,17 @@ import pytest
 from bridge.events import IdentityInfo, MessageArrived
 from bridge.xmpp import C2SServer
 from bridge.xmpp.stream import C2SConnection
-from tests.fakes import STREAM_HEADER, FakeService, RawClient, SlixClient, make_address
+from tests.fakes import STREAM_HEADER, FakeService, RawClient, SlixClient
+from tests.integration.c2s_support import CAROL, listening, with_alice
 from tests.util import wait_until
 
-CAROL = make_address(b"carol")
-CAROL_JID = f"{CAROL}@p2p.localhost"
 SM = "urn:xmpp:sm:3"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[C2SServer]:
-    service = FakeService()
-    alice = service.add_user("alice", "alice-pw")
-    service.put_contact(alice.address, CAROL, "Carol")
-    srv = C2SServer(service, "127.0.0.1", 0, tmp_path / "tls", resume_timeout=120)
-    await srv.start()
-    yield srv
-    await srv.close()
+    async with listening(with_alice(FakeService()), tmp_path, resume_timeout=120) as srv:
+        yield srv
 
 
 @pytest.fixture
