@@ -27,6 +27,9 @@ from bridge.core.archive import Query as Query
 from bridge.core.archive import archive_id as archive_id
 from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth, PresenceArrived
 
+# A slot refused: too large (``limit`` says the most, in bytes), too many waiting.
+from bridge.files import UploadRefusedError as UploadRefusedError
+
 Listener = Callable[[Event], None]
 
 
@@ -189,6 +192,25 @@ class ServiceAPI(Protocol):
     def delivered(self, envelope_id: bytes) -> None:
         """A face handed the MessageArrived with this envelope id to a client; until
         then a persistent store shows it again after a restart."""
+        ...
+
+    # --- files (XEP-0363) -----------------------------------------------------
+    def upload_limit(self) -> int:
+        """The largest file a client may upload, in bytes; 0: no upload service."""
+        ...
+
+    def upload_slot(self, owner: str, name: str, size: int,
+                    media_type: str = "") -> tuple[str, str]:
+        """(PUT URL, GET URL) of a single-use slot for a file of ``size`` bytes on the
+        local listener. UploadRefusedError (a UserError; ``limit`` set when the file is
+        too large), UnknownIdentityError."""
+        ...
+
+    def send_file(self, owner: str, to: str, url: str, message_id: str = "") -> str | None:
+        """Send the file behind ``url`` (a GET URL of ``owner``'s) to an accepted
+        contact, in the background; its archive id, or None when ``url`` names no
+        file of ``owner`` (the text is an ordinary message then). UserError: not an
+        accepted contact, or over a budget (``bridge.filesend``)."""
         ...
 
     # --- events and health --------------------------------------------------

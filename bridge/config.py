@@ -65,6 +65,11 @@ DEFAULT_TEXT = f"""\
 # and shown from accepted contacts who turned it on too (--presence). Off by
 # default: a contact learns when your client is connected. Off, contacts show online.
 # presence = false
+# XEP-0363 file upload (pictures, files) on 127.0.0.1: the largest file, in MiB
+# (at most 64; 0: no upload service), and the local port of its HTTP listener (0: a
+# free one at each start; set one so file links in history still open after a restart).
+# max_upload_mb = 16
+# upload_port = 0
 
 [web]
 # The local web page (identities, invitations, contacts, node health), 127.0.0.1 only.
@@ -146,6 +151,8 @@ class Config:
     chat_states: bool = False
     markers: bool = False
     presence: bool = False
+    max_upload_mb: int = 16
+    upload_port: int = 0
     web_port: int = DEFAULT_WEB_PORT
     open_browser: bool = False
     p2p_listen: str = "0.0.0.0"  # noqa: S104 - a P2P node has to be reachable
@@ -294,6 +301,13 @@ def _mebibytes(key: str, v: object) -> int:
     return v
 
 
+def _upload_mebibytes(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 64:
+        raise ConfigError(f"{_what(key)} must be a whole number of MiB from 0 (no uploads) "
+                          f"to 64; got {v!r}")
+    return v
+
+
 def _store_mebibytes(key: str, v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1 << 20:
         raise ConfigError(f"{_what(key)} must be a whole number of MiB from 0 (the memory "
@@ -328,6 +342,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "xmpp.chat_states": ("chat_states", _bool),
     "xmpp.markers": ("markers", _bool),
     "xmpp.presence": ("presence", _bool),
+    "xmpp.max_upload_mb": ("max_upload_mb", _upload_mebibytes),
+    "xmpp.upload_port": ("upload_port", _port),
     "web.port": ("web_port", _port),
     "web.open_browser": ("open_browser", _bool),
     "p2p.listen": ("p2p_listen", _string),

@@ -49,6 +49,8 @@ from bridge.control import (
 from bridge.core.errors import UserError
 from bridge.direct import DirectInbox, DirectSender, LocalInbox, own_endpoint
 from bridge.faces import ComponentFace, WebFace, XmppListener
+from bridge.files import FileStore
+from bridge.fileserver import FileServer
 from bridge.net.node import Node, NodeConfig
 from bridge.net.tor import TorController, socks_connector
 from bridge.net.workers import WorkerPool
@@ -173,6 +175,7 @@ class Daemon:
         self.xmpp: XmppListener | None = None
         self.component: ComponentFace | None = None
         self.web: WebFace | None = None
+        self.file_server: FileServer | None = None
         self._pause: NetworkPause | None = None
         self._parts: Parts | None = None
         self._stop = asyncio.Event()
@@ -204,6 +207,8 @@ class Daemon:
         if cfg.xmpp_listener:
             check_port_free("127.0.0.1", cfg.xmpp_port, "XMPP listener", "--xmpp-port")
         check_port_free("127.0.0.1", cfg.web_port, "web UI", "--web-port")
+        check_port_free("127.0.0.1", cfg.upload_port, "file upload listener",
+                        "[xmpp] upload_port")
         check_port_free(cfg.p2p_listen, cfg.p2p_port, "P2P node", "--p2p-port")
         self.access_token = secrets.token_urlsafe(24)
         self.control_token = secrets.token_urlsafe(24)
@@ -233,11 +238,15 @@ class Daemon:
             await parts.enter(Step("message archive", stop=archive.close))
         sender = DirectSender(cfg, pool.pool)
         await parts.enter(sender)
+        at_rest = cfg.storage == "sqlite"  # files encrypted on disk, else in RAM only
+        files = FileStore(self.data_dir / "files" if at_rest else None,
+                          keystore.archive_key() if at_rest else None,
+                          max_upload=cfg.max_upload_mb * 1024 * 1024)
         service = Service(keystore, node, pool.pool, base_bits=cfg.difficulty,
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
                           chat_states=cfg.chat_states, sessions=cfg.sessions,
                           markers=cfg.markers, presence=cfg.presence,
-                          archive_file=archive)
+                          archive_file=archive, files=files)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]
@@ -245,6 +254,9 @@ class Daemon:
         service.outbox.direct = sender.send
         await parts.enter(Step("service", lambda: service.start(deliver=False), service.stop))
         self.service = service
+        if cfg.max_upload_mb:  # before the listener: it offers uploads only if this runs
+            self.file_server = FileServer(files, cfg.upload_port)
+            await parts.enter(self.file_server)
 
         if cfg.xmpp_listener:
             self.xmpp = XmppListener(cfg, service, self.data_dir)
@@ -324,6 +336,8 @@ class Daemon:
             ports["web"] = self.web.port
         if self.node is not None:
             ports["p2p"] = int(self.node.port)
+        if self.file_server is not None and self.file_server.port:
+            ports["upload"] = self.file_server.port
         if self.local_inbox is not None and self.local_inbox.port:
             ports["kkv_local"] = self.local_inbox.port
         return ports

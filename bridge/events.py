@@ -59,6 +59,7 @@ class MessageArrived:
     message_id: str = ""  # the sender's XMPP message id, if any
     expiry: int = 0  # when the envelope leaves the network
     act: Act | None = None  # set: a correction, reply, reaction, retraction or read marker
+    url: str = ""  # a file a contact sent: its local GET URL (XEP-0066 OOB), also the text
 
 
 @dataclass(frozen=True, slots=True)

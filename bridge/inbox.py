@@ -51,6 +51,7 @@ from bridge.events import (
     RecentErrors,
     RoomMessageArrived,
 )
+from bridge.filerecv import FileAssembler
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
 from bridge.presencebook import PresenceBook
@@ -108,6 +109,7 @@ class Inbox:
         self.chat_states = chat_states
         self.markers = markers  # XEP-0333 read markers shown (opt-in)
         self.presence = presence  # contacts' presences shown (opt-in)
+        self.files: FileAssembler | None = None  # files from contacts (set by the service)
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
         self.spawn = spawn
@@ -299,7 +301,7 @@ class Inbox:
         if c is not None and arrival.dropped:
             self.notes.dropped(w.owner, c, arrival.dropped)
         if (isinstance(record, DirectMessage) and record.chat_state is None
-                and record.presence is None):
+                and record.presence is None and record.chunk is None):
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news
             self.sessions.hold(w.owner, arrival, env)
@@ -389,6 +391,13 @@ class Inbox:
                            env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
+        if record.chunk is not None:  # a piece of a file: bridge.filerecv
+            self.seen.add(env.id, env.expiry)
+            file = self.files.on_chunk(me, sender, c is not None and c.state == ACCEPTED,
+                                       record, env.id, env.expiry) if self.files else None
+            if file is not None:
+                self._show(file, env.id, env.expiry)
+            return
         if record.act is not None or record.presence is not None:
             self._act(me, sender, c, env, record, sender_key, prekey)
             return

@@ -39,6 +39,7 @@ from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
 from bridge.core.checks import work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
+from bridge.core.filechunks import FileChunk
 from bridge.core.identity import Identity, SignedPrekey
 from bridge.core.records import (
     Announcement,
@@ -299,7 +300,8 @@ class Outbox:
     # --- what leaves -------------------------------------------------------------------
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
-                           message_id: str = "", act: Act | None = None) -> bytes:
+                           message_id: str = "", act: Act | None = None,
+                           chunk: FileChunk | None = None) -> bytes:
         self.ids.rec(owner)
         decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
@@ -309,7 +311,7 @@ class Outbox:
         # Taken before the first await: the message's place is the order of the calls.
         turn = self.in_order.turn((owner, to))
         if self._in_session(c, may_start=True):
-            plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act)
+            plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk)
             sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
                                             turn)
             if sent is not None:
@@ -318,7 +320,8 @@ class Outbox:
             rec = self.ids.rec(owner)
             ident, their, kex, tag = self._route(rec, to)
             msg = DirectMessage(sent_at, text, receipt, message_id[:64],
-                                self.ids.current_prekey(rec), act=act)
+                                None if chunk else self.ids.current_prekey(rec), act=act,
+                                chunk=chunk)
             raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                                payload=msg.encode())
             del ident, rec  # see _sealed

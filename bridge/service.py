@@ -31,6 +31,9 @@ from bridge.events import (
     PresenceArrived,
     RecentErrors,
 )
+from bridge.filerecv import FileAssembler
+from bridge.files import FileStore
+from bridge.filesend import FileSender
 from bridge.history import History, archived_act
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
 from bridge.inbox import Inbox
@@ -62,7 +65,7 @@ class Service:
                  clock: Callable[[], int] = _now, storage: str = "memory",
                  tor: str = "off", chat_states: bool = False, sessions: bool = True,
                  archive_file: ArchiveFile | None = None, markers: bool = False,
-                 presence: bool = False) -> None:
+                 presence: bool = False, files: FileStore | None = None) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
         self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
@@ -82,6 +85,10 @@ class Service:
         self.acts = ActSender(self.ids, self.book, self.outbox, self.tasks, markers=markers,
                               presence=presence)
         self.bus.subscribe(self.acts.on_event)
+        self.files = files if files is not None else FileStore(None, None)  # no uploads
+        self.file_sender = FileSender(self.book, self.outbox, self.files, self.tasks,
+                                      self.errors.add)
+        self.inbox.files = FileAssembler(self.files, self.errors.add)
         self.book.on_release = self.inbox.show_released
         if sessions:
             self.inbox.notes.restart = self.new_session
@@ -329,6 +336,21 @@ class Service:
 
     def delivered(self, envelope_id: bytes) -> None:
         self.inbox.delivered(envelope_id)
+
+    # --- files (XEP-0363 uploads; bridge.files, bridge.filesend) -----------------------
+
+    def upload_limit(self) -> int:
+        return self.files.max_upload if self.files.base_url else 0
+
+    def upload_slot(self, owner: str, name: str, size: int,
+                    media_type: str = "") -> tuple[str, str]:
+        self.ids.rec(owner)
+        return self.files.new_slot(owner, name, size, media_type)
+
+    def send_file(self, owner: str, to: str, url: str, message_id: str = "") -> str | None:
+        if not self.file_sender.send(owner, to, url, message_id):
+            return None
+        return self.history.sent(owner, to, url.strip(), message_id)
 
     def archive_query(self, owner: str, query: Query) -> Page:
         self.ids.rec(owner)  # UnknownIdentityError for an address that is not ours

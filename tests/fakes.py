@@ -50,6 +50,7 @@ from bridge.events import (
     PresenceArrived,
     ReceiptArrived,
 )
+from bridge.files import FileStore
 from bridge.history import History, archived_act
 from bridge.identities import (
     MAX_CLIENT_ITEMS,
@@ -119,6 +120,8 @@ class FakeService:
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
     pep_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0163
+    files: FileStore = field(default_factory=lambda: FileStore(None, None))  # RAM only
+    files_sent: list[tuple[str, str, str, str]] = field(default_factory=list)
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
     history: History = field(init=False)
 
@@ -465,6 +468,31 @@ class FakeService:
 
     def markers_enabled(self) -> bool:
         return self.markers
+
+    def upload_limit(self) -> int:
+        return self.files.max_upload if self.files.base_url else 0
+
+    def upload_slot(self, owner: str, name: str, size: int,
+                    media_type: str = "") -> tuple[str, str]:
+        self.identity(owner)
+        return self.files.new_slot(owner, name, size, media_type)
+
+    def send_file(self, owner: str, to: str, url: str, message_id: str = "") -> str | None:
+        token = self.files.token_of(url.strip())
+        f = self.files.get(token) if token else None
+        if f is None or f.owner != owner:
+            return None
+        c = self._contact(owner, to)
+        if c is None or c.state is not ContactState.ACCEPTED:
+            raise UserError("files go to accepted contacts only")
+        self.files_sent.append((owner, to, f.name, message_id))
+        if self._local(to) is not None:  # the network would bring it to this daemon
+            copy = self.files.put(to, f.name, f.media_type, f.data, sender=owner)
+            self.emit(MessageArrived(to=to, sender=owner, text=self.files.url(copy),
+                                     sent_at_ms=0, envelope_id=os.urandom(32),
+                                     receipt_wanted=False, message_id=message_id[:64],
+                                     url=self.files.url(copy)))
+        return self.history.sent(owner, to, url.strip(), message_id)
 
     def presence_enabled(self) -> bool:
         return self.presence

@@ -38,6 +38,7 @@ from bridge.xmpp.stream import C2SConnection, Phase, Timeouts
 from bridge.xmpp.streamerror import StreamError
 from bridge.xmpp.throttle import LoginThrottle
 from bridge.xmpp.tls import Certificate, ensure_certificate, server_context
+from bridge.xmpp.upload import Upload
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class C2SServer:
         self.gateway.delivery.stanza_ids = True  # the archive below names messages by them
         Mam(service, self.domains).install(self.iq)
         self.iq.install_pep()  # XEP-0163 PEP: bookmarks, avatars
+        Upload(service).install(self.iq)  # XEP-0363, when the daemon runs a file listener
         self.certificate: Certificate | None = None
         self._connections: set[C2SConnection] = set()
         self._server: asyncio.Server | None = None

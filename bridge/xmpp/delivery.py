@@ -134,7 +134,7 @@ class Delivery:
         for conn in targets:
             conn.write(chat_message(conn.jid.full, sender, stanza_id, event.text,
                                     request_receipt=event.receipt_wanted, active=active,
-                                    delay=delay,
+                                    delay=delay, oob=event.url,
                                     archived=(conn.bare, archived) if archived else None),
                        confirm)
 

@@ -71,6 +71,7 @@ from bridge.xmpp.roster import RosterMap
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_message
 from bridge.xmpp.streamerror import StreamError
+from bridge.xmpp.upload import send_file
 
 if TYPE_CHECKING:
     from bridge.xmpp.sessions import Session
@@ -179,6 +180,10 @@ class Gateway:
         if mtype not in ("chat", "normal"):
             raise XmppError("bad-request", f"cannot send a {mtype} message to a contact",
                             "modify")
+        archived = send_file(self.service, conn, el, address, body)  # an upload's URL
+        if archived is not None:
+            self._carbon(conn, el, archived if self.delivery.stanza_ids else "")
+            return
         msg_id = el.get("id", "")
         wants_receipt = bool(msg_id) and el.find(f"{{{RECEIPTS_NS}}}request") is not None
         self._spawn(self._send(conn, el, address, body, wants_receipt, msg_id, state))

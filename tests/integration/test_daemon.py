@@ -42,7 +42,12 @@ def test_run_serves_and_stops_cleanly(pim: Paranoim, free_port: Callable[[], int
     rt = pim.runtime()
     assert stat.S_IMODE(pim.runtime_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(pim.data_dir.stat().st_mode) == 0o700
-    assert rt["pid"] == d.proc.pid and rt["ports"] == {"xmpp": xmpp, "web": web, "p2p": p2p}
+    ports = rt["ports"]
+    assert isinstance(ports, dict)
+    upload = ports.get("upload")  # the file listener's: a free one, not chosen
+    assert isinstance(upload, int) and upload > 0
+    assert rt["pid"] == d.proc.pid and rt["ports"] == {"xmpp": xmpp, "web": web, "p2p": p2p,
+                                                      "upload": upload}
     # the web UI's token is not in the file; `paranoim open --print` asks the daemon
     assert "access_token" not in rt and len(str(rt["control_token"])) >= 32
     res = pim.run("open", "--print")

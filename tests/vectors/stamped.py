@@ -30,7 +30,6 @@ from bridge.core import envelope as E
 from bridge.core import handshake as H
 from bridge.core import ratchet as R
 from bridge.core.acts import Act, ActKind, Presence, Show
-from bridge.core.filechunks import CHUNK_SIZE, FileChunk, split
 from bridge.core.body import (
     open_handshake,
     open_sealed,
@@ -42,6 +41,7 @@ from bridge.core.body import (
 )
 from bridge.core.checks import DEFAULT_BASE_BITS, check_envelope
 from bridge.core.errors import RemoteProtocolError
+from bridge.core.filechunks import CHUNK_SIZE, FileChunk, split
 from bridge.core.identity import Identity, make_prekey
 from bridge.core.records import DirectMessage, HybridAnnouncement, RoomMessage, parse_record
 from bridge.core.seal import seal_keys, sign_inner

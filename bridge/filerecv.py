@@ -1,0 +1,123 @@
+"""Files arriving from contacts: chunk records collected until the file is whole,
+its BLAKE3 hash checked, then kept in the ``FileStore`` and shown to the identity's
+clients as a message whose body is the local GET URL (with an XEP-0066 OOB URL).
+
+Only accepted contacts' chunks are kept; a stranger's, a blocked or pending
+contact's are dropped unread (a contact request never carries a file). What is
+collected is in RAM only and bounded by the sizes the first chunk announces, so a
+file that never completes costs at most its announced size, until it expires:
+
+* a file is at most the daemon's own limit (``[xmpp] max_upload_mb``);
+* per sender ``MAX_FILES_PER_SENDER`` (2) files at once, in all ``MAX_FILES`` (8)
+  and ``MAX_BYTES`` (64 MiB) announced;
+* a file not completed ``IDLE`` (1 hour) after its latest new chunk is dropped, and
+  any file ``MAX_AGE`` (24 hours) after its first;
+* a file completed is remembered (``MAX_DONE`` of them) so late copies of its
+  chunks do not start it again.
+
+A restart forgets what was collected (the file must be sent again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.core import crypto
+from bridge.core.filechunks import FileChunk
+from bridge.core.records import DirectMessage
+from bridge.events import MessageArrived
+from bridge.files import FileStore
+
+MAX_FILES_PER_SENDER = 2
+MAX_FILES = 8
+MAX_BYTES = 64 * 1024 * 1024
+IDLE = 3600.0
+MAX_AGE = 24 * 3600.0
+MAX_DONE = 1024
+
+Key = tuple[str, str, bytes]  # (identity, sender, file id)
+
+
+@dataclass(slots=True)
+class _Partial:
+    first: FileChunk  # what every later chunk must agree with
+    message_id: str
+    started: float
+    touched: float
+    pieces: dict[int, bytes] = field(default_factory=dict)
+
+    def agrees(self, chunk: FileChunk, message_id: str) -> bool:
+        f = self.first
+        return (chunk.digest, chunk.size, chunk.name, chunk.media_type, message_id) == (
+            f.digest, f.size, f.name, f.media_type, self.message_id)
+
+
+class FileAssembler:
+    def __init__(self, files: FileStore, errors: Callable[[str], None], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.files = files
+        self.errors = errors
+        self.clock = clock
+        self.partial: OrderedDict[Key, _Partial] = OrderedDict()
+        self.done: OrderedDict[Key, None] = OrderedDict()
+        self.refused = 0  # chunks dropped: over a bound, disagreeing, or not a contact's
+
+    def held_bytes(self) -> int:
+        return sum(p.first.size for p in self.partial.values())
+
+    def on_chunk(self, me: str, sender: str, accepted: bool, record: DirectMessage,
+                 envelope_id: bytes, expiry: int) -> MessageArrived | None:
+        """Take one chunk; the message to show when it completed a file."""
+        chunk = record.chunk
+        assert chunk is not None
+        key = (me, sender, chunk.file_id)
+        if not accepted or key in self.done or chunk.size > self.files.max_upload:
+            self.refused += 1
+            return None
+        now = self.clock()
+        self._expire(now)
+        p = self.partial.get(key)
+        if p is None:
+            if not self._room_for(me, sender, chunk.size):
+                self.refused += 1
+                return None
+            p = self.partial[key] = _Partial(chunk, record.message_id, now, now)
+        elif not p.agrees(chunk, record.message_id):
+            self.refused += 1
+            return None
+        if chunk.index in p.pieces:
+            return None  # a copy (direct and gossip both delivered it)
+        p.pieces[chunk.index] = chunk.data
+        p.touched = now
+        if len(p.pieces) < chunk.count:
+            return None
+        del self.partial[key]
+        data = b"".join(p.pieces[i] for i in range(chunk.count))
+        if not crypto.equal(crypto.hash32(data), chunk.digest):
+            self.errors(f"a file from {sender[:8]}… did not match its hash and was dropped")
+            return None
+        self.done[key] = None
+        while len(self.done) > MAX_DONE:
+            self.done.popitem(last=False)
+        f = self.files.put(me, chunk.name, chunk.media_type, data, sender=sender)
+        url = self.files.url(f)
+        return MessageArrived(to=me, sender=sender, text=url, sent_at_ms=record.sent_at_ms,
+                              envelope_id=envelope_id, receipt_wanted=False,
+                              message_id=p.message_id, expiry=expiry, url=url)
+
+    def _room_for(self, me: str, sender: str, size: int) -> bool:
+        mine = sum(1 for k in self.partial if k[:2] == (me, sender))
+        return (mine < MAX_FILES_PER_SENDER and len(self.partial) < MAX_FILES
+                and self.held_bytes() + size <= MAX_BYTES)
+
+    def _expire(self, now: float) -> None:
+        for key, p in list(self.partial.items()):
+            if now - p.touched > IDLE or now - p.started > MAX_AGE:
+                del self.partial[key]
+
+    def forget_identity(self, address: str) -> None:
+        for key in [k for k in self.partial if k[0] == address]:
+            del self.partial[key]

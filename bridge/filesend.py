@@ -1,0 +1,126 @@
+"""Files leaving for a contact: a client sent the GET URL of an upload (as the body,
+or as an XEP-0066 OOB URL) to an accepted contact, and the file goes to the
+contact's daemon in chunk records (``bridge.core.filechunks``), each a direct
+message in the contact's session through the outbox: the contact's endpoint first,
+gossip if it cannot be reached, every chunk stamped for its bucket (64 KiB) and
+lifetime like a chat message.
+
+Budgets, so that a file cannot flood the network:
+
+* a file is at most ``FileStore.max_upload`` bytes (``[xmpp] max_upload_mb``, 16 MiB
+  by default): at most 274 chunks;
+* to one contact at most ``BYTES_PER_CONTACT_DAY`` (64 MiB) in any 24 hours, and at
+  most ``MAX_WAITING_PER_CONTACT`` (4) files queued; ``MAX_WAITING`` (16) in all;
+* one file at a time per contact, its chunks one after the other (a chat message
+  written meanwhile leaves between two chunks, not after the file).
+
+What is refused is said to the client at once (a UserError). Nothing is resumed
+after a restart: a file whose chunks had not all left must be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridge.contacts import ContactBook
+from bridge.core import crypto
+from bridge.core.errors import RemoteProtocolError, UserError
+from bridge.core.filechunks import FILE_ID_SIZE, split
+from bridge.files import FileStore
+from bridge.outbox import Outbox
+from bridge.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_CONTACT_DAY = 64 * 1024 * 1024
+DAY = 24 * 3600
+MAX_WAITING_PER_CONTACT = 4
+MAX_WAITING = 16
+
+Key = tuple[str, str]  # (owner, contact)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    token: str
+    message_id: str
+
+
+class FileSender:
+    def __init__(self, contacts: ContactBook, outbox: Outbox, files: FileStore,
+                 tasks: TaskSet, errors: Callable[[str], None], *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.contacts = contacts
+        self.outbox = outbox
+        self.files = files
+        self.tasks = tasks
+        self.errors = errors
+        self.monotonic = monotonic
+        self.queues: dict[Key, deque[_Job]] = {}
+        self.spent: dict[Key, deque[tuple[float, int]]] = {}  # (when, bytes) in 24 hours
+        self.sent_chunks = 0
+
+    def send(self, owner: str, to: str, url: str, message_id: str = "") -> bool:
+        """Queue the file behind ``url`` for ``to``; False when the URL names no file
+        of ``owner`` (the text is then an ordinary message). UserError when refused."""
+        token = self.files.token_of(url.strip())
+        f = self.files.get(token) if token else None
+        if f is None or f.owner != owner:
+            return False
+        if self.contacts.accepted(owner, to) is None:
+            raise UserError("files go to accepted contacts only")
+        key = (owner, to)
+        queue = self.queues.setdefault(key, deque())
+        if len(queue) >= MAX_WAITING_PER_CONTACT:
+            raise UserError(f"{MAX_WAITING_PER_CONTACT} files already wait for this contact")
+        if sum(len(q) for q in self.queues.values()) >= MAX_WAITING:
+            raise UserError(f"{MAX_WAITING} files already wait to be sent")
+        now = self.monotonic()
+        spent = self.spent.setdefault(key, deque())
+        while spent and spent[0][0] <= now - DAY:
+            spent.popleft()
+        used = sum(n for _, n in spent)
+        if used + len(f.data) > BYTES_PER_CONTACT_DAY:
+            raise UserError(f"at most {BYTES_PER_CONTACT_DAY // (1024 * 1024)} MiB of files go "
+                            f"to one contact in 24 hours; {used // 1024} KiB went already")
+        spent.append((now, len(f.data)))
+        queue.append(_Job(token, (message_id or secrets.token_hex(8))[:64]))
+        if len(queue) == 1:
+            self.tasks.spawn(self._drain(key), name="file")
+        return True
+
+    async def _drain(self, key: Key) -> None:
+        queue = self.queues[key]
+        try:
+            while queue:
+                job = queue[0]
+                try:
+                    await self._send_one(key, job)
+                except (UserError, RemoteProtocolError) as exc:
+                    self.errors(f"a file to {key[1][:8]}… was not sent whole: {exc}")
+                queue.popleft()
+        finally:
+            if not queue:
+                self.queues.pop(key, None)
+
+    async def _send_one(self, key: Key, job: _Job) -> None:
+        f = self.files.get(job.token)
+        if f is None:
+            raise UserError("the file is no longer kept")
+        chunks = split(secrets.token_bytes(FILE_ID_SIZE), crypto.hash32(f.data), f.name,
+                       f.media_type, f.data)
+        del f
+        for chunk in chunks:
+            if self.contacts.accepted(*key) is None:
+                raise UserError("no longer an accepted contact")
+            await self.outbox.send_message(*key, "", receipt=False, message_id=job.message_id,
+                                           chunk=chunk)
+            self.sent_chunks += 1
+            await asyncio.sleep(0)
+        log.info("file of %d chunks sent to %s…", len(chunks), key[1][:8])
