@@ -15,7 +15,9 @@ file that never completes costs at most its announced size, until it expires:
 * a file completed is remembered (``MAX_DONE`` of them) so late copies of its
   chunks do not start it again.
 
-A restart forgets what was collected (the file must be sent again).
+With storage "sqlite" every chunk kept is also written to disk, encrypted as files
+are (``FileStore.keep``), and a restarted daemon collects on from there (``load``);
+in memory mode a restart forgets what was collected.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.core import crypto
+from bridge.core.errors import RemoteProtocolError
 from bridge.core.filechunks import FileChunk
+from bridge.core.reader import Reader
 from bridge.core.records import DirectMessage
 from bridge.events import MessageArrived
 from bridge.files import FileStore
@@ -71,10 +75,37 @@ class FileAssembler:
     def on_chunk(self, me: str, sender: str, accepted: bool, record: DirectMessage,
                  envelope_id: bytes, expiry: int) -> MessageArrived | None:
         """Take one chunk; the message to show when it completed a file."""
+        if not accepted:
+            self.refused += 1
+            return None
+        return self._add(me, sender, record, envelope_id, expiry, keep=True)
+
+    def load(self) -> None:
+        """Collect on from what a previous run kept (storage "sqlite")."""
+        for name, blob in self.files.kept("in-"):
+            try:
+                r = Reader(blob)
+                me = r.take(r.u8()).decode()
+                sender = r.take(r.u8()).decode()
+                record = DirectMessage.parse(r.rest())
+                if record.chunk is None:
+                    raise ValueError("not a file chunk")
+            except (RemoteProtocolError, ValueError):
+                self.files.unkeep(name)
+                continue
+            self._add(me, sender, record, b"", 0, keep=False)
+
+    @staticmethod
+    def _name(key: Key) -> str:
+        me, sender, file_id = key
+        return "in-" + crypto.hash32(f"{me}\0{sender}\0".encode() + file_id).hex()[:32]
+
+    def _add(self, me: str, sender: str, record: DirectMessage, envelope_id: bytes,
+             expiry: int, *, keep: bool) -> MessageArrived | None:
         chunk = record.chunk
         assert chunk is not None
         key = (me, sender, chunk.file_id)
-        if not accepted or key in self.done or chunk.size > self.files.max_upload:
+        if key in self.done or chunk.size > self.files.max_upload:
             self.refused += 1
             return None
         now = self.clock()
@@ -93,8 +124,13 @@ class FileAssembler:
         p.pieces[chunk.index] = chunk.data
         p.touched = now
         if len(p.pieces) < chunk.count:
+            if keep and self.files.at_rest:
+                self.files.keep(f"{self._name(key)}-{chunk.index:05d}",
+                                bytes([len(me)]) + me.encode() + bytes([len(sender)])
+                                + sender.encode() + record.encode())
             return None
         del self.partial[key]
+        self.files.unkeep(self._name(key))
         data = b"".join(p.pieces[i] for i in range(chunk.count))
         if not crypto.equal(crypto.hash32(data), chunk.digest):
             self.errors(f"a file from {sender[:8]}… did not match its hash and was dropped")
@@ -117,7 +153,9 @@ class FileAssembler:
         for key, p in list(self.partial.items()):
             if now - p.touched > IDLE or now - p.started > MAX_AGE:
                 del self.partial[key]
+                self.files.unkeep(self._name(key))
 
     def forget_identity(self, address: str) -> None:
         for key in [k for k in self.partial if k[0] == address]:
             del self.partial[key]
+            self.files.unkeep(self._name(key))

@@ -22,6 +22,7 @@ identity wait at once, and it fixes the size the PUT must have.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -43,6 +44,7 @@ MAX_RAM_BYTES = 128 * 1024 * 1024  # memory mode: all files together
 MAX_DISK_BYTES = 1024 * 1024 * 1024  # sqlite mode: all files together
 CTX_FILES = "ParanoIM 2026-12 files at rest"
 _NONCE = 24
+_STATE_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,80}")
 
 
 class UploadRefusedError(UserError):
@@ -206,3 +208,47 @@ class FileStore:
                 break
             p.unlink(missing_ok=True)
             total -= size
+
+    # --- what transfers keep across a restart (storage "sqlite" only) ---------------------
+
+    @property
+    def at_rest(self) -> bool:
+        return self.dir is not None
+
+    def _state(self, name: str) -> Path:
+        assert self.dir is not None
+        if not _STATE_NAME.fullmatch(name):
+            raise ValueError(f"not a state name: {name!r}")
+        return ensure_private_dir(self.dir / "transfers") / name
+
+    def keep(self, name: str, data: bytes) -> None:
+        """Keep ``data`` under ``name``, encrypted as files are; nothing in memory mode."""
+        if self.dir is None:
+            return
+        assert self._key is not None
+        nonce = secrets.token_bytes(_NONCE)
+        write_private(self._state(name), nonce + crypto.aead_encrypt(
+            self._key, nonce, data, b"state\0" + name.encode()))
+
+    def kept(self, prefix: str) -> list[tuple[str, bytes]]:
+        """What was kept under names starting with ``prefix``, by name; what does not
+        open under the key is skipped."""
+        if self.dir is None:
+            return []
+        assert self._key is not None
+        out = []
+        for path in sorted(self._state("x").parent.glob(f"{prefix}*")):
+            raw = path.read_bytes()
+            if len(raw) < _NONCE + 16:
+                continue
+            try:
+                out.append((path.name, crypto.aead_decrypt(
+                    self._key, raw[:_NONCE], raw[_NONCE:], b"state\0" + path.name.encode())))
+            except (DecryptionError, ValueError):
+                continue
+        return out
+
+    def unkeep(self, prefix: str) -> None:
+        if self.dir is not None:
+            for path in self._state("x").parent.glob(f"{prefix}*"):
+                path.unlink(missing_ok=True)

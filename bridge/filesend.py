@@ -14,13 +14,17 @@ Budgets, so that a file cannot flood the network:
 * one file at a time per contact, its chunks one after the other (a chat message
   written meanwhile leaves between two chunks, not after the file).
 
-What is refused is said to the client at once (a UserError). Nothing is resumed
-after a restart: a file whose chunks had not all left must be sent again.
+What is refused is said to the client at once (a UserError). With storage "sqlite"
+the files waiting, and how far each got, are kept (encrypted, ``FileStore.keep``) after
+every chunk, and a restarted daemon goes on from the first chunk that had not left,
+under the same file id, so the contact's daemon completes the file it began. In
+memory mode a restart forgets them: the file must be sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -42,14 +46,21 @@ BYTES_PER_CONTACT_DAY = 64 * 1024 * 1024
 DAY = 24 * 3600
 MAX_WAITING_PER_CONTACT = 4
 MAX_WAITING = 16
+STATE = "outgoing"  # FileStore.keep name of the files waiting
 
 Key = tuple[str, str]  # (owner, contact)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Job:
     token: str
     message_id: str
+    file_id: bytes
+    next: int = 0  # the first chunk that has not left
+
+    def state(self, key: Key) -> dict[str, object]:
+        return {"owner": key[0], "to": key[1], "token": self.token, "id": self.message_id,
+                "file": self.file_id.hex(), "next": self.next}
 
 
 class FileSender:
@@ -90,10 +101,32 @@ class FileSender:
             raise UserError(f"at most {BYTES_PER_CONTACT_DAY // (1024 * 1024)} MiB of files go "
                             f"to one contact in 24 hours; {used // 1024} KiB went already")
         spent.append((now, len(f.data)))
-        queue.append(_Job(token, (message_id or secrets.token_hex(8))[:64]))
+        queue.append(_Job(token, (message_id or secrets.token_hex(8))[:64],
+                          secrets.token_bytes(FILE_ID_SIZE)))
+        self._save()
         if len(queue) == 1:
             self.tasks.spawn(self._drain(key), name="file")
         return True
+
+    def resume(self) -> None:
+        """Go on with what a previous run had not sent (storage "sqlite")."""
+        for _, raw in self.files.kept(STATE):
+            try:
+                for j in json.loads(raw):
+                    key = (str(j["owner"]), str(j["to"]))
+                    job = _Job(str(j["token"]), str(j["id"])[:64], bytes.fromhex(j["file"]),
+                               int(j["next"]))
+                    if len(job.file_id) == FILE_ID_SIZE:
+                        self.queues.setdefault(key, deque()).append(job)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.errors(f"files waiting to be sent could not be read: {exc}")
+        for key in self.queues:
+            self.tasks.spawn(self._drain(key), name="file")
+
+    def _save(self) -> None:
+        if self.files.at_rest:
+            self.files.keep(STATE, json.dumps(
+                [job.state(key) for key, q in self.queues.items() for job in q]).encode())
 
     async def _drain(self, key: Key) -> None:
         queue = self.queues[key]
@@ -105,6 +138,7 @@ class FileSender:
                 except (UserError, RemoteProtocolError) as exc:
                     self.errors(f"a file to {key[1][:8]}… was not sent whole: {exc}")
                 queue.popleft()
+                self._save()
         finally:
             if not queue:
                 self.queues.pop(key, None)
@@ -113,14 +147,15 @@ class FileSender:
         f = self.files.get(job.token)
         if f is None:
             raise UserError("the file is no longer kept")
-        chunks = split(secrets.token_bytes(FILE_ID_SIZE), crypto.hash32(f.data), f.name,
-                       f.media_type, f.data)
+        chunks = split(job.file_id, crypto.hash32(f.data), f.name, f.media_type, f.data)
         del f
-        for chunk in chunks:
+        for chunk in chunks[job.next:]:
             if self.contacts.accepted(*key) is None:
                 raise UserError("no longer an accepted contact")
             await self.outbox.send_message(*key, "", receipt=False, message_id=job.message_id,
                                            chunk=chunk)
+            job.next = chunk.index + 1
+            self._save()
             self.sent_chunks += 1
             await asyncio.sleep(0)
         log.info("file of %d chunks sent to %s…", len(chunks), key[1][:8])

@@ -88,7 +88,7 @@ class Service:
         self.files = files if files is not None else FileStore(None, None)  # no uploads
         self.file_sender = FileSender(self.book, self.outbox, self.files, self.tasks,
                                       self.errors.add)
-        self.inbox.files = FileAssembler(self.files, self.errors.add)
+        self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
         self.book.on_release = self.inbox.show_released
         if sessions:
             self.inbox.notes.restart = self.new_session
@@ -121,6 +121,8 @@ class Service:
         node until ``start_delivery()``: a daemon calls that once its faces have
         subscribed, so nothing is handed to nobody."""
         await self.upkeep.start(deliver=deliver)
+        self.file_collector.load()  # files in transit when the daemon stopped (sqlite)
+        self.file_sender.resume()
 
     def start_delivery(self) -> None:
         self.upkeep.start_delivery()

@@ -28,6 +28,7 @@ from tests.integration.e2e_support import (
     pair_from_template,
     start_pair,
 )
+from tests.util import free_tcp_port
 
 pytestmark = pytest.mark.slow
 UPLOAD_NS = "urn:xmpp:http:upload:0"
@@ -164,3 +165,28 @@ async def test_the_listener_answers_only_live_slots_and_held_files(
     # A page that rebinds a name to 127.0.0.1 sends its own Host: refused.
     status, _ = await fetch(slot["get"]["url"], headers={"Host": "evil.example:80"})
     assert status == 403
+
+
+async def test_with_sqlite_an_upload_is_kept_encrypted_and_outlives_a_restart(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    a, _ = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("rest"))
+    port = free_tcp_port()
+    a.config.write_text(a.config.read_text() + f"\n[xmpp]\nupload_port = {port}\n")
+    a.start("--storage", "sqlite")
+    try:
+        alice = await _login(a, "Alice")
+        picture = png(64, 64)
+        try:
+            url = await alice.plugin["xep_0363"].upload_file(
+                "p.png", size=len(picture), content_type="image/png",
+                input_file=io.BytesIO(picture), timeout=20)
+        finally:
+            await alice.close()
+        assert url.startswith(f"http://127.0.0.1:{port}/file/")
+        kept = [p for p in (a.data_dir / "files").iterdir() if p.is_file()]
+        assert len(kept) == 1 and picture[-200:] not in kept[0].read_bytes()
+        a.stop()
+        a.start("--storage", "sqlite")
+        assert await fetch(url) == (200, picture)
+    finally:
+        a.stop()
