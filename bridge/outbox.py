@@ -24,6 +24,7 @@ queue (``InOrder``) and its ``sent_at_ms``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -133,6 +134,13 @@ class Outbox:
         return await self._mint(order(bucket, now + self.ttl, now, self.base_bits,
                                       secrets.token_bytes))
 
+    async def stamp_lasting(self, ttl: int, bucket: int) -> Stamp:
+        """A stamp minted now for an envelope that lives ``ttl`` seconds (file chunks:
+        the work for a 64 KiB bucket falls with its life, ``stamps.md``)."""
+        now = self.clock()
+        return await self._mint(order(bucket, now + min(ttl, self.ttl), now, self.base_bits,
+                                      secrets.token_bytes))
+
     def refill_soon(self) -> None:
         if not self._refilling:
             self._refilling = True
@@ -156,13 +164,15 @@ class Outbox:
                 and bool(c.sessions or (may_start and c.hybrid_prekey)))
 
     async def _session_send(self, owner: str, to: str, kind: Kind, payload: bytes,
-                            endpoint: str, turn: Turn | None) -> bytes | None:
+                            endpoint: str, turn: Turn | None,
+                            ttl: int | None = None) -> bytes | None:
         """Seal in the contact's session and deliver; None when the session cannot
         start (their hybrid prekey lapsed): the caller sends version 1 instead, in the
         same ``turn`` (it is released here only when this path ends)."""
         assert self.sessions is not None
         try:
-            raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for)
+            raw = await self.sessions.seal(owner, to, kind, payload, self.stamp_for if ttl is None
+                                           else functools.partial(self.stamp_lasting, ttl))
         except WaitingForKeysError:
             return None
         except TooLargeError as exc:
@@ -301,7 +311,7 @@ class Outbox:
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "", act: Act | None = None,
-                           chunk: FileChunk | None = None) -> bytes:
+                           chunk: FileChunk | None = None, ttl: int | None = None) -> bytes:
         self.ids.rec(owner)
         decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
@@ -313,7 +323,7 @@ class Outbox:
         if self._in_session(c, may_start=True):
             plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk)
             sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
-                                            turn)
+                                            turn, ttl)
             if sent is not None:
                 return sent
         try:
@@ -323,7 +333,7 @@ class Outbox:
                                 None if chunk else self.ids.current_prekey(rec), act=act,
                                 chunk=chunk)
             raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
-                               payload=msg.encode())
+                               payload=msg.encode(), ttl=ttl)
             del ident, rec  # see _sealed
         except BaseException:
             turn.done()

@@ -17,6 +17,7 @@ from bridge.core.records import DirectMessage
 from bridge.events import Event, MessageArrived
 from bridge.filerecv import IDLE, MAX_BYTES, MAX_FILES, MAX_FILES_PER_SENDER, FileAssembler
 from bridge.files import FileStore
+from bridge.filesend import CHUNK_TTL
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
@@ -172,3 +173,22 @@ async def test_the_inbox_keeps_nothing_from_a_stranger_and_nothing_with_a_wrong_
     assert [e.text for e in shown] == ["after the files"]
     assert files.partial == {} and service.files._ram == {}
     assert [c.address for c in service.contacts(alice)] == [bob]  # no request from Carol
+
+
+async def test_a_files_chunks_live_an_hour(service: Service) -> None:
+    alice = (await service.create_identity("Alice")).address
+    bob = (await service.create_identity("Bob")).address
+    service.add_contact(alice, bob, "Bob")
+    service.add_contact(bob, alice, "Alice")
+    shown: list[MessageArrived] = []
+    service.subscribe(lambda e: shown.append(e) if isinstance(e, MessageArrived) else None)
+    data = os.urandom(6 * CHUNK_SIZE)  # more chunks than are stamped at once
+    upload = service.files.put(alice, "six.bin", "", data)
+    assert service.send_file(alice, bob, service.files.url(upload), "six")
+    await wait_until(lambda: shown, 20)
+    chunks = [e for e in service.node.iter_stored() if e.size > 32 * 1024]
+    assert len(chunks) == 6
+    now = service.clock()
+    assert all(now < e.expiry <= now + CHUNK_TTL for e in chunks)
+    f = service.files.get(service.files.token_of(shown[0].url))
+    assert f is not None and f.data == data
