@@ -96,4 +96,6 @@ class FileServer:
             raise web.HTTPNotFound(text="no such file")
         return web.Response(body=f.data, content_type=f.media_type or "application/octet-stream",
                             headers={"X-Content-Type-Options": "nosniff",
+                                     # a contact's "text/html" runs no script here
+                                     "Content-Security-Policy": "sandbox",
                                      "Cache-Control": "private, max-age=86400"})

@@ -161,6 +161,10 @@ async def test_the_listener_answers_only_live_slots_and_held_files(
         service["from"], "note.txt", 5, "text/plain", timeout=10))["http_upload_slot"]
     assert (await fetch(slot["put"]["url"], "PUT", data=b"hello"))[0] == 201
     assert await fetch(slot["get"]["url"]) == (200, b"hello")
+    async with aiohttp.ClientSession() as http, http.get(slot["get"]["url"]) as resp:
+        assert resp.headers["Content-Type"] == "text/plain"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert (await fetch(slot["put"]["url"], "PUT", data=b"hello"))[0] == 404
     # A page that rebinds a name to 127.0.0.1 sends its own Host: refused.
     status, _ = await fetch(slot["get"]["url"], headers={"Host": "evil.example:80"})
