@@ -17,11 +17,15 @@ file that never completes costs at most its announced size, until it expires:
 
 With storage "sqlite" every chunk kept is also written to disk, encrypted as files
 are (``FileStore.keep``), and a restarted daemon collects on from there (``load``);
-in memory mode a restart forgets what was collected.
+in memory mode a restart forgets what was collected. A file completed is remembered
+on disk too, with the envelope that completed it, until that envelope expires: the
+inbox counts that envelope shown only once a client has the message, so after a
+restart before then it comes again and the message is shown again, from the file kept.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -59,6 +63,20 @@ class _Partial:
             f.digest, f.size, f.name, f.media_type, self.message_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    envelope_id: bytes  # the envelope whose chunk completed the file
+    token: str  # the file in the FileStore
+    message_id: str
+    sent_at_ms: int
+    expiry: int  # the envelope's, unix seconds
+
+    def encode(self, key: Key) -> bytes:
+        return self.envelope_id + json.dumps({
+            "me": key[0], "sender": key[1], "file": key[2].hex(), "token": self.token,
+            "id": self.message_id, "sent": self.sent_at_ms, "expiry": self.expiry}).encode()
+
+
 class FileAssembler:
     def __init__(self, files: FileStore, errors: Callable[[str], None], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -66,7 +84,7 @@ class FileAssembler:
         self.errors = errors
         self.clock = clock
         self.partial: OrderedDict[Key, _Partial] = OrderedDict()
-        self.done: OrderedDict[Key, None] = OrderedDict()
+        self.done: OrderedDict[Key, _Done] = OrderedDict()
         self.refused = 0  # chunks dropped: over a bound, disagreeing, or not a contact's
 
     def held_bytes(self) -> int:
@@ -82,6 +100,18 @@ class FileAssembler:
 
     def load(self) -> None:
         """Collect on from what a previous run kept (storage "sqlite")."""
+        for name, blob in self.files.kept("done-"):
+            try:
+                j = json.loads(blob[32:])
+                key = (str(j["me"]), str(j["sender"]), bytes.fromhex(j["file"]))
+                done = _Done(blob[:32], str(j["token"]), str(j["id"]), int(j["sent"]),
+                             int(j["expiry"]))
+            except (ValueError, KeyError, TypeError):
+                done = None
+            if done is None or done.expiry <= time.time() or len(done.envelope_id) != 32:
+                self.files.unkeep(name)
+                continue
+            self.done[key] = done
         for name, blob in self.files.kept("in-"):
             try:
                 r = Reader(blob)
@@ -105,7 +135,9 @@ class FileAssembler:
         chunk = record.chunk
         assert chunk is not None
         key = (me, sender, chunk.file_id)
-        if key in self.done or chunk.size > self.files.max_upload:
+        if key in self.done:
+            return self._again(key, envelope_id)
+        if chunk.size > self.files.max_upload:
             self.refused += 1
             return None
         now = self.clock()
@@ -135,14 +167,32 @@ class FileAssembler:
         if not crypto.equal(crypto.hash32(data), chunk.digest):
             self.errors(f"a file from {sender[:8]}… did not match its hash and was dropped")
             return None
-        self.done[key] = None
-        while len(self.done) > MAX_DONE:
-            self.done.popitem(last=False)
         f = self.files.put(me, chunk.name, chunk.media_type, data, sender=sender)
+        done = self.done[key] = _Done(envelope_id, f.token, p.message_id, record.sent_at_ms,
+                                      expiry)
+        if envelope_id and self.files.at_rest:
+            self.files.keep("done-" + self._name(key)[3:], done.encode(key))
+        while len(self.done) > MAX_DONE:
+            old, _ = self.done.popitem(last=False)
+            self.files.unkeep("done-" + self._name(old)[3:])
+        return self._message(key, done)
+
+    def _again(self, key: Key, envelope_id: bytes) -> MessageArrived | None:
+        """A chunk of a file already whole: the message again only for the envelope that
+        completed it (it comes again after a restart until a client had the message)."""
+        done = self.done[key]
+        if not envelope_id or envelope_id != done.envelope_id:
+            return None
+        return self._message(key, done)
+
+    def _message(self, key: Key, done: _Done) -> MessageArrived | None:
+        f = self.files.get(done.token)
+        if f is None:
+            return None
         url = self.files.url(f)
-        return MessageArrived(to=me, sender=sender, text=url, sent_at_ms=record.sent_at_ms,
-                              envelope_id=envelope_id, receipt_wanted=False,
-                              message_id=p.message_id, expiry=expiry, url=url)
+        return MessageArrived(to=key[0], sender=key[1], text=url, sent_at_ms=done.sent_at_ms,
+                              envelope_id=done.envelope_id, receipt_wanted=False,
+                              message_id=done.message_id, expiry=done.expiry, url=url)
 
     def _room_for(self, me: str, sender: str, size: int) -> bool:
         mine = sum(1 for k in self.partial if k[:2] == (me, sender))

@@ -301,7 +301,7 @@ class Inbox:
         if c is not None and arrival.dropped:
             self.notes.dropped(w.owner, c, arrival.dropped)
         if (isinstance(record, DirectMessage) and record.chat_state is None
-                and record.presence is None and record.chunk is None):
+                and record.presence is None):
             # a chat message waits for a client: its key is kept until one has it, and
             # a chat state sent before it and arriving later is no news
             self.sessions.hold(w.owner, arrival, env)
@@ -392,11 +392,13 @@ class Inbox:
             return
         assert isinstance(record, DirectMessage)
         if record.chunk is not None:  # a piece of a file: bridge.filerecv
-            self.seen.add(env.id, env.expiry)
             file = self.files.on_chunk(me, sender, c is not None and c.state == ACCEPTED,
                                        record, env.id, env.expiry) if self.files else None
-            if file is not None:
+            if file is not None:  # the last piece: its key is kept until a client has it
                 self._show(file, env.id, env.expiry)
+            else:
+                self.sessions.release(env.id)
+                self.seen.add(env.id, env.expiry)
             return
         if record.act is not None or record.presence is not None:
             self._act(me, sender, c, env, record, sender_key, prekey)

@@ -120,8 +120,8 @@ class Service:
         """Load keys and begin upkeep. With ``deliver=False`` arrivals wait in the
         node until ``start_delivery()``: a daemon calls that once its faces have
         subscribed, so nothing is handed to nobody."""
-        await self.upkeep.start(deliver=deliver)
         self.file_collector.load()  # files in transit when the daemon stopped (sqlite)
+        await self.upkeep.start(deliver=deliver)
         self.file_sender.resume()
 
     def start_delivery(self) -> None:

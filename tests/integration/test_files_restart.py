@@ -104,3 +104,45 @@ async def test_a_file_cut_off_by_a_restart_completes_after_it(tmp_path: Path,
         assert arrived.empty()
     finally:
         await second.stop()
+
+
+async def test_a_file_no_client_took_is_shown_again_after_a_restart_and_then_not(
+        tmp_path: Path, pool: WorkerPool) -> None:
+    node = LocalNode(BITS)  # the network keeps its envelopes across the restarts
+
+    async def run() -> tuple[Service, asyncio.Queue[MessageArrived]]:
+        service = Service(Keystore(tmp_path / "keys"), node, pool, base_bits=BITS,
+                          files=store(tmp_path))
+        arrived: asyncio.Queue[MessageArrived] = asyncio.Queue()
+        service.subscribe(lambda e: arrived.put_nowait(e)
+                          if isinstance(e, MessageArrived) and e.to == bob else None)
+        await service.start()
+        return service, arrived
+
+    first, arrived = await run()
+    alice = (await first.create_identity("Alice")).address
+    bob = (await first.create_identity("Bob")).address
+    first.add_contact(alice, bob, "Bob")
+    first.add_contact(bob, alice, "Alice")
+    data = os.urandom(CHUNK_SIZE + 10)
+    upload = first.files.put(alice, "two.bin", "", data)
+    assert first.send_file(alice, bob, first.files.url(upload), "two")
+    shown = await asyncio.wait_for(arrived.get(), 30)
+    await first.stop()  # before any client had it
+
+    second, arrived = await run()
+    again = await asyncio.wait_for(arrived.get(), 30)
+    assert (again.message_id, again.envelope_id, again.url) == (
+        "two", shown.envelope_id, shown.url)
+    got = second.files.get(second.files.token_of(again.url))
+    assert got is not None and got.data == data
+    second.delivered(again.envelope_id)  # a client has it now
+    await second.stop()
+
+    third, arrived = await run()
+    try:
+        await third.send_message(alice, bob, "after the file", message_id="t")
+        later = await asyncio.wait_for(arrived.get(), 30)
+        assert (later.text, later.url) == ("after the file", "")  # the file was not shown
+    finally:
+        await third.stop()
