@@ -109,7 +109,8 @@ class PresenceArrived:
 class SessionNotice:
     """Something a contact's sessions did that the person should know: they started
     over (lost their state, moved their identity), or messages of theirs can no
-    longer be opened. Told by the bot; the web UI shows it with the contact."""
+    longer be opened; or a file sent to them did not leave whole. Told by the bot;
+    the web UI shows the sessions' with the contact."""
 
     to: str  # local identity address
     sender: str

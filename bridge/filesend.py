@@ -18,7 +18,8 @@ Budgets, so that a file cannot flood the network:
   core), not two days (30 bits, 108 s). A contact whose daemon is unreachable for more
   than the hour the chunks live by gossip does not get the file.
 
-What is refused is said to the client at once (a UserError). With storage "sqlite"
+What is refused is said to the client at once (a UserError); a file that fails once
+queued is told to the identity's clients by the bot (a ``SessionNotice``). With storage "sqlite"
 the files waiting, and how far each got, are kept (encrypted, ``FileStore.keep``) after
 every chunk, and a restarted daemon goes on from the first chunk that had not left,
 under the same file id, so the contact's daemon completes the file it began. In
@@ -72,12 +73,14 @@ class _Job:
 class FileSender:
     def __init__(self, contacts: ContactBook, outbox: Outbox, files: FileStore,
                  tasks: TaskSet, errors: Callable[[str], None], *,
+                 tell: Callable[[str, str, str], None] = lambda owner, to, text: None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.contacts = contacts
         self.outbox = outbox
         self.files = files
         self.tasks = tasks
         self.errors = errors
+        self.tell = tell  # (owner, contact, text): what the identity's clients are told
         self.monotonic = monotonic
         self.queues: dict[Key, deque[_Job]] = {}
         self.spent: dict[Key, deque[tuple[float, int]]] = {}  # (when, bytes) in 24 hours
@@ -143,6 +146,8 @@ class FileSender:
                     await self._send_one(key, job)
                 except (UserError, RemoteProtocolError) as exc:
                     self.errors(f"a file to {key[1][:8]}… was not sent whole: {exc}")
+                    self.tell(*key, f"A file you sent (message {job.message_id}) did not "
+                              f"leave whole: {exc}. Send it again.")
                 queue.popleft()
                 self._save()
         finally:

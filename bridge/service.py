@@ -30,6 +30,7 @@ from bridge.events import (
     NodeHealth,
     PresenceArrived,
     RecentErrors,
+    SessionNotice,
 )
 from bridge.filerecv import FileAssembler
 from bridge.files import FileStore
@@ -87,7 +88,8 @@ class Service:
         self.bus.subscribe(self.acts.on_event)
         self.files = files if files is not None else FileStore(None, None)  # no uploads
         self.file_sender = FileSender(self.book, self.outbox, self.files, self.tasks,
-                                      self.errors.add)
+                                      self.errors.add, tell=lambda owner, to, text:
+                                      self.bus.emit(SessionNotice(owner, to, text)))
         self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
         self.book.on_release = self.inbox.show_released
         if sessions:

@@ -14,7 +14,7 @@ import pytest
 from bridge.core import crypto
 from bridge.core.filechunks import CHUNK_SIZE, FileChunk, split
 from bridge.core.records import DirectMessage
-from bridge.events import Event, MessageArrived
+from bridge.events import Event, MessageArrived, SessionNotice
 from bridge.filerecv import IDLE, MAX_BYTES, MAX_FILES, MAX_FILES_PER_SENDER, FileAssembler
 from bridge.files import FileStore
 from bridge.filesend import CHUNK_TTL
@@ -192,3 +192,19 @@ async def test_a_files_chunks_live_an_hour(service: Service) -> None:
     assert all(now < e.expiry <= now + CHUNK_TTL for e in chunks)
     f = service.files.get(service.files.token_of(shown[0].url))
     assert f is not None and f.data == data
+
+
+async def test_a_file_that_cannot_leave_whole_is_told_to_the_sender(service: Service) -> None:
+    alice = (await service.create_identity("Alice")).address
+    bob = (await service.create_identity("Bob")).address
+    service.add_contact(alice, bob, "Bob")
+    service.add_contact(bob, alice, "Alice")
+    told: list[SessionNotice] = []
+    service.subscribe(lambda e: told.append(e) if isinstance(e, SessionNotice) else None)
+    upload = service.files.put(alice, "a.bin", "", b"x" * 100)
+    assert service.send_file(alice, bob, service.files.url(upload), "gone")
+    service.remove_contact(alice, bob)  # before the first chunk could leave
+    await wait_until(lambda: told, 10)
+    assert (told[0].to, told[0].sender) == (alice, bob)
+    assert "message gone" in told[0].text and "no longer an accepted contact" in told[0].text
+    assert not [e for e in service.node.iter_stored() if e.size > 32 * 1024]
