@@ -194,3 +194,40 @@ async def test_with_sqlite_an_upload_is_kept_encrypted_and_outlives_a_restart(
         assert await fetch(url) == (200, picture)
     finally:
         a.stop()
+
+
+async def test_a_picture_to_a_daemon_that_is_off_arrives_by_gossip_when_it_starts(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("off"))
+    start_pair(a, b)
+    try:
+        alice = await _login(a, "Alice")
+        try:
+            await alice.wait(alice.peers, 20, "daemon A linked to B")
+            b.stop()  # Bob's daemon is off: its endpoint refuses, the chunks wait in A's store
+            stored = await alice.stored_envelopes()
+            picture = png(200, 200)  # about 120 KiB: 2 chunks
+            url = await alice.plugin["xep_0363"].upload_file(
+                "off.png", size=len(picture), content_type="image/png",
+                input_file=io.BytesIO(picture), timeout=20)
+            alice.chat(b.accounts["Bob"].contact_jid, url, ident="off-1")
+            await alice.wait(lambda: _more(alice, stored + 2), 60, "the chunks in A's store")
+        finally:
+            await alice.close()
+        b.start("--peer", a.p2p)
+        bob = await _login(b, "Bob")
+        try:
+            alice_jid = a.accounts["Alice"].contact_jid
+            got = await bob.wait(lambda: next((m for m in bob.from_(alice_jid) if oob(m)), None),
+                                 60, "the picture at Bob")
+            assert got["id"] == "off-1"
+            assert await fetch(oob(got)) == (200, picture)
+        finally:
+            await bob.close()
+    finally:
+        b.stop()
+        a.stop()
+
+
+async def _more(client: Client, count: int) -> bool:
+    return await client.stored_envelopes() >= count
