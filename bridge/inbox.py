@@ -12,10 +12,10 @@ shown at once.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from bridge.aftersave import AfterSave
 from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
 from bridge.core import crypto, pow, tags
 from bridge.core.acts import ActKind
@@ -41,7 +41,7 @@ from bridge.core.records import (
 from bridge.core.requests import work_per_byte
 from bridge.core.seal import Opened, open_envelope
 from bridge.core.sessions import Outcome
-from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
+from bridge.core.watch import Purpose, Watch
 from bridge.events import (
     ChatStateArrived,
     Event,
@@ -58,7 +58,8 @@ from bridge.presencebook import PresenceBook
 from bridge.sessionbook import SessionBook
 from bridge.sessionnotes import SessionNotes
 from bridge.store.keystore import ContactRecord, IdentityRecord
-from bridge.store.seen import SeenIds
+from bridge.store.seen import ExpiringIds, SeenIds
+from bridge.watching import Watching
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +67,10 @@ log = logging.getLogger(__name__)
 _THEIRS = frozenset({Outcome.NEW, Outcome.RESET, Outcome.TOOK_THEIRS})
 # A chat state older than this when it arrives (a catch-up) is not shown.
 CHAT_STATE_STALE = 120
-# What one run remembers of envelopes it opened and messages it handed out but no
-# face confirmed yet; both forget expired envelopes, and past the cap the oldest.
-MAX_REMEMBERED = 100_000
 # Contact requests' messages held in RAM until accepted: per (identity, stranger),
 # and strangers in all; past these they stay in the network and are not shown.
 MAX_HELD_PER_SENDER = 50
 MAX_HELD_SENDERS = 256
-
-
-class ExpiringIds(OrderedDict[bytes, int]):
-    """Envelope id -> expiry, oldest first, at most ``cap`` entries."""
-
-    def __init__(self, cap: int = MAX_REMEMBERED) -> None:
-        super().__init__()
-        self.cap = cap
-
-    def put(self, key: bytes, expiry: int) -> None:
-        self[key] = expiry
-        self.move_to_end(key)
-        while len(self) > self.cap:
-            self.popitem(last=False)
-
-    def purge(self, now: int) -> None:
-        for key in [k for k, e in self.items() if e <= now]:
-            del self[key]
 
 
 class Inbox:
@@ -113,13 +93,10 @@ class Inbox:
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
         self.spawn = spawn
-        # Session arrivals wait here until the key file holds the sessions they moved
-        # (docs/sessions.md §11): shown after the write, in the order they came.
-        self._until_durable: list[Callable[[], None]] = []
-        self._draining = False
+        # Session arrivals are shown once the key file holds the sessions they moved
+        self._after_durable = AfterSave(self.sessions.durable, errors, spawn)
         self.notes = SessionNotes(ids, contacts, bus, clock, self._after_durable)
-        self._watch: WatchTable = {}
-        self._pairs: dict[tuple[bytes, bytes], bytes] = {}  # (our key, theirs) -> pair secret
+        self.watching = Watching(ids, contacts, clock, ROOMS)
         self._opened = ExpiringIds()  # opened in this run (held ones included)
         self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
@@ -128,69 +105,20 @@ class Inbox:
     # --- what to watch ------------------------------------------------------------------
 
     def rewatch(self) -> None:
-        watchers = []
-        for rec in self.ids.records():
-            ident = self.ids.ident(rec)
-            watchers.append(Watcher(ident.public, ident.x25519_secret, tuple(
-                decode_address(c.address) for c in rec.contacts if c.state != BLOCKED)))
-        wanted = {(w.public, their) for w in watchers for their in w.contacts}
-        self._pairs = {k: v for k, v in self._pairs.items() if k in wanted}  # none kept stale
-        self._watch = watch_table(watchers, ROOMS, tags.watch_epochs(self.clock()),
-                                  pair_secret=self._pair_secret)
+        self.watching.rebuild()
 
     def watched(self) -> dict[bytes, frozenset[Watch]]:
-        """The watch table as it stands (order within a tag does not matter)."""
-        return {tag: frozenset(ws) for tag, ws in self._watch.items()}
+        return self.watching.watched()
 
     def watch_contact(self, owner: str, address: str) -> list[bytes]:
-        """One contact changed: add or drop its tags, leaving the rest of the table
-        alone (a full rebuild costs hashes for every contact of every identity).
-        Returns the contact's announcement tags now watched: what the node already
-        holds under them (their keys and endpoint) is worth opening at once."""
-        self._unwatch(owner, address)
-        rec = self.ids.rec(owner)
-        c = self.contacts.find(rec, address)
+        """One contact changed (``Watching.contact``): its tags, and what the inbox
+        remembers of it."""
+        c = self.contacts.find(self.ids.rec(owner), address)
         if c is None:
             self._heard_ms.pop((owner, address), None)
         if c is None or c.state != ACCEPTED:
             self.presences.forget(owner, address)  # removed, blocked: nothing shown
-        if c is None or c.state == BLOCKED:
-            return []
-        ident = self.ids.ident(rec)
-        w = Watcher(ident.public, ident.x25519_secret, ())
-        announced = []
-        for tag, watch in contact_watches(w, decode_address(address),
-                                          tags.watch_epochs(self.clock()),
-                                          pair_secret=self._pair_secret):
-            self._watch[tag] = (*self._watch.get(tag, ()), watch)
-            if watch.purpose is Purpose.ANNOUNCE:
-                announced.append(tag)
-        return announced
-
-    def _unwatch(self, owner: str, address: str) -> None:
-        their = decode_address(address)
-        ident = self.ids.ident(self.ids.rec(owner))
-        secret = self._pairs.pop((ident.public, their), None)
-        epochs = tags.watch_epochs(self.clock())
-        candidates = [tags.announce_tag(their, e) for e in epochs]
-        candidates += [tags.announce_tag_v2(their, e) for e in epochs]
-        if secret is not None:
-            candidates += [tags.pair_tag(secret, e) for e in epochs]
-            candidates += [tags.pair_tag_to(secret, ident.public, e) for e in epochs]
-        for tag in candidates:
-            kept = tuple(w for w in self._watch.get(tag, ())
-                         if not (w.owner == owner and w.subject == address))
-            if kept:
-                self._watch[tag] = kept
-            else:
-                self._watch.pop(tag, None)
-
-    def _pair_secret(self, x25519_secret: bytes, public: bytes, their: bytes) -> bytes:
-        secret = self._pairs.get((public, their))
-        if secret is None:
-            secret = self._pairs[(public, their)] = tags.pair_secret(x25519_secret, public,
-                                                                     their)
-        return secret
+        return self.watching.contact(owner, address)
 
     def purge(self, now: int) -> None:
         self.contacts.purge_requests(now)
@@ -203,7 +131,7 @@ class Inbox:
     # --- arrivals -----------------------------------------------------------------------
 
     def on_envelope(self, env: Envelope) -> None:
-        watches = self._watch.get(env.tag)
+        watches = self.watching.table.get(env.tag)
         if not watches or env.id in self._opened or env.id in self.seen:
             return
         self._opened.put(env.id, env.expiry)
@@ -307,37 +235,6 @@ class Inbox:
             self.sessions.hold(w.owner, arrival, env)
             self._heard((w.owner, arrival.sender), record.sent_at_ms)
         self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
-
-    def _after_durable(self, show: Callable[[], None]) -> None:
-        self._until_durable.append(show)
-        if self.spawn is None:  # no event loop to wait on (tests of the pure paths)
-            self._show_durable()
-            return
-        if not self._draining:
-            self._draining = True
-            self.spawn(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self._until_durable:
-                try:
-                    await self.sessions.durable()
-                except (UserError, OSError) as exc:
-                    # Shown all the same: holding them back would lose them for good if
-                    # the write never succeeds; a restart may show them a second time.
-                    self.errors.add(f"the key file could not be saved ({exc}); messages "
-                                    "shown now may be shown again after a restart")
-                self._show_durable()
-        finally:
-            self._draining = False
-
-    def _show_durable(self) -> None:
-        ready, self._until_durable = self._until_durable, []
-        for show in ready:
-            try:
-                show()
-            except (RemoteProtocolError, UserError) as exc:
-                self.errors.add(f"a message in a session was not shown: {exc}")
 
     def _room(self, env: Envelope, room: str) -> None:
         secret = tags.room_secret(room)
@@ -503,7 +400,7 @@ class Inbox:
 
     def sizes(self) -> dict[str, int]:
         """How much the inbox remembers now, for the health page and tests."""
-        return {"watched_tags": len(self._watch), "opened": len(self._opened),
+        return {"watched_tags": len(self.watching.table), "opened": len(self._opened),
                 "unconfirmed": len(self._unconfirmed),
                 "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms)}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,27 @@ from bridge.store.keystore import Keystore
 log = logging.getLogger(__name__)
 
 LEGACY_FILE = "delivered.db"
+# What one run remembers of envelopes it opened and messages it handed out but no
+# face confirmed yet; both forget expired envelopes, and past the cap the oldest.
+MAX_REMEMBERED = 100_000
+
+
+class ExpiringIds(OrderedDict[bytes, int]):
+    """Envelope id -> expiry, oldest first, at most ``cap`` entries."""
+
+    def __init__(self, cap: int = MAX_REMEMBERED) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def put(self, key: bytes, expiry: int) -> None:
+        self[key] = expiry
+        self.move_to_end(key)
+        while len(self) > self.cap:
+            self.popitem(last=False)
+
+    def purge(self, now: int) -> None:
+        for key in [k for k, e in self.items() if e <= now]:
+            del self[key]
 
 
 class SeenIds(Protocol):

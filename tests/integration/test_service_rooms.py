@@ -15,10 +15,10 @@ from bridge.core.errors import UserError
 from bridge.core.identity import Identity
 from bridge.core.invite import Invite, encode_invite
 from bridge.events import MessageArrived
-from bridge.inbox import ExpiringIds
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
+from bridge.store.seen import ExpiringIds
 from tests.integration.test_service import Inbox
 from tests.nodes import SharedNode
 
