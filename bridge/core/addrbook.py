@@ -22,6 +22,9 @@ Modelled on Bitcoin Core's addrman. Rules:
 * Peer exchange offers tried addresses first, then addresses peers announced for
   themselves in their own HELLO (first-hand), never addresses heard second-hand
   that this node has not linked to itself.
+* Each entry keeps the shard prefixes its node carries (docs/sharding.md), ``()`` while
+  unknown: as its node said in its own HELLO, which nothing second-hand overrides, else
+  as the latest PEERS entry told. ``carriers`` finds the addresses of a prefix.
 
 Which addresses are taken at all is the caller's policy (see ``scope_of``):
 strangers' announcements of private, link-local, loopback and reserved ranges
@@ -39,6 +42,7 @@ from typing import Final
 import blake3
 
 from bridge.core.peers import peer_host
+from bridge.core.shards import Prefix, overlap
 
 NEW_BUCKETS: Final = 64
 TRIED_BUCKETS: Final = 16
@@ -124,6 +128,13 @@ class Entry:
     attempts: int = 0  # dials since it last linked (or ever, if it never did)
     last_try: float = -1e18
     last_good: float | None = None
+    shards: tuple[Prefix, ...] = ()  # what its node carries; () not known
+    shards_first_hand: bool = False  # told by the node itself (its HELLO)
+
+    def learn_shards(self, shards: tuple[Prefix, ...], first_hand: bool) -> None:
+        """What the node carries, as its HELLO (``first_hand``) or a PEERS entry says."""
+        if shards and (first_hand or not self.shards_first_hand):
+            self.shards, self.shards_first_hand = shards, first_hand
 
     def terrible(self) -> bool:
         if self.last_good is None:
@@ -179,15 +190,20 @@ class AddrBook:
 
     # --- changes ---------------------------------------------------------------
 
-    def add(self, addr: str, source: str, now: float, *, first_hand: bool = False) -> bool:
-        """Heard of ``addr`` (canonical) from host ``source``; True if it is in the book now."""
+    def add(self, addr: str, source: str, now: float, *, first_hand: bool = False,
+            shards: tuple[Prefix, ...] = ()) -> bool:
+        """Heard of ``addr`` (canonical) from host ``source`` (``first_hand``: from its own
+        HELLO), its node carrying ``shards`` (``()``: not said); True if it is in the book."""
         known = self.entry(addr)
         if known is not None:
             known.seen = now
             known.first_hand = known.first_hand or first_hand
+            known.learn_shards(shards, first_hand)
             return True
         b = self.new_bucket(addr, source)
-        return self._put_new(Entry(addr, group(source) if source else "?", first_hand, now), b)
+        e = Entry(addr, group(source) if source else "?", first_hand, now)
+        e.learn_shards(shards, first_hand)
+        return self._put_new(e, b)
 
     def _put_new(self, e: Entry, b: int) -> bool:
         bucket = self.new[b]
@@ -208,14 +224,15 @@ class AddrBook:
             e.attempts += 1
             e.last_try = now
 
-    def good(self, addr: str, now: float) -> None:
-        """Dialled ``addr`` and got a valid HELLO: move it to tried."""
+    def good(self, addr: str, now: float, shards: tuple[Prefix, ...] = ()) -> None:
+        """Dialled ``addr`` and got a valid HELLO (naming ``shards``): move it to tried."""
         e = self.entry(addr)
         if e is None:
             e = Entry(addr, "self", True, now)
         else:
             self.remove(addr)
         e.attempts, e.last_good, e.first_hand, e.seen = 0, now, True, now
+        e.learn_shards(shards, True)
         b = self.tried_bucket(addr)
         bucket = self.tried[b]
         if len(bucket) >= BUCKET_SIZE:
@@ -247,6 +264,11 @@ class AddrBook:
         for e in pool:
             buckets.setdefault(self.where[e.addr], []).append(e)
         return rng.choice(buckets[rng.choice(sorted(buckets))])
+
+    def carriers(self, prefix: Prefix) -> list[str]:
+        """The addresses whose nodes carry some of ``prefix``, as far as the book knows."""
+        return [e.addr for e in self.entries()
+                if any(overlap(p, prefix) is not None for p in e.shards)]
 
     def offer(self, n: int, exclude: set[str], rng: random.Random) -> list[str]:
         """Up to ``n`` addresses for peer exchange: tried first, then first-hand new

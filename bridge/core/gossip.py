@@ -328,8 +328,14 @@ class Link:
         return self.source if prefix.depth == 0 else PrefixView(self.source, prefix.start,
                                                                   prefix.end)
 
-    def peers(self, addrs: Iterable[str]) -> bytes:
-        return self._out(Peers(tuple(addrs)[:MAX_PEERS]))
+    def peers(self, addrs: Iterable[str],
+              carried: Iterable[tuple[Prefix, ...]] | None = None) -> bytes:
+        """PEERS; ``carried``: what each address's node carries, as far as we know (``()``:
+        not known), sent to a version-2 peer only: a version-1 peer reads plain lists."""
+        out = tuple(addrs)[:MAX_PEERS]
+        if carried is None or self.peer is None or self.peer.version < 2:
+            return self._out(Peers(out))
+        return self._out(Peers(out, tuple(carried)[:len(out)]))
 
     def watch(self, tags: Iterable[bytes]) -> bytes:
         return self._out(Watch(tuple(sorted(set(tags)))[:MAX_TAGS]))
@@ -408,7 +414,7 @@ class Link:
         if isinstance(msg, Reconcile):
             return self._reconcile(msg)
         if isinstance(msg, Peers):
-            return [PeersHeard(msg.addrs)]
+            return [PeersHeard(msg.addrs, msg.carried)]
         self.watch_tags = frozenset(msg.tags)
         return [WatchSet(self.watch_tags)]
 

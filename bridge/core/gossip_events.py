@@ -106,6 +106,7 @@ class ReconcileDone:
 @dataclass(frozen=True, slots=True)
 class PeersHeard:
     addrs: tuple[str, ...]
+    carried: tuple[tuple[Prefix, ...], ...] | None = None  # per address; () not known
 
 
 @dataclass(frozen=True, slots=True)

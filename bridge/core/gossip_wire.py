@@ -35,6 +35,7 @@ NODE_ID_SIZE: Final = 16
 MAX_IDS: Final = 1024  # ids per have/want frame
 MAX_TAGS: Final = 256
 MAX_PEERS: Final = 32
+PEERS_CARRIED: Final = 0x80  # PEERS count byte: each address followed by its prefixes
 MAX_ADDR: Final = 255
 MAX_FRAME_SIZE: Final = max(1 + MAX_ENVELOPE_SIZE, 1 + DEFAULT_FRAME_LIMIT + 1024)
 _HELLO: Final = struct.Struct(">BBBQ16sB")
@@ -115,7 +116,24 @@ class Reconcile:
 
 @dataclass(frozen=True, slots=True)
 class Peers:
+    """Addresses for peer exchange. ``carried``: None for the plain list (what a version-1
+    peer sends and reads); else, for each address, the prefixes its node carries as the
+    sender knows them, ``()`` when it does not know (sent only to version-2 peers)."""
+
     addrs: tuple[str, ...]
+    carried: tuple[tuple[Prefix, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.carried is None:
+            return
+        if len(self.carried) != len(self.addrs):
+            raise LocalProtocolError("one prefix list per address")
+        for prefixes in self.carried:
+            try:
+                if prefixes:
+                    check_canonical(prefixes)
+            except MalformedError as e:
+                raise LocalProtocolError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +183,13 @@ def encode(msg: Message) -> bytes:
     if isinstance(msg, Peers):
         if len(msg.addrs) > MAX_PEERS:
             raise LocalProtocolError("too many peer addresses")
-        parts = [bytes([FrameType.PEERS, len(msg.addrs)])]
-        for a in msg.addrs:
+        flag = 0 if msg.carried is None else PEERS_CARRIED
+        parts = [bytes([FrameType.PEERS, flag | len(msg.addrs)])]
+        for i, a in enumerate(msg.addrs):
             _check_addr(a)
             parts.append(bytes([len(a)]) + a.encode("ascii"))
+            if msg.carried is not None:
+                parts.append(_prefixes(msg.carried[i]))
         return b"".join(parts)
     if isinstance(msg, Watch):
         return _ids_frame(FrameType.WATCH, msg.tags, TAG_SIZE, MAX_TAGS)
@@ -212,7 +233,7 @@ def parse(frame: bytes) -> Message:
         prefix = _parse_prefix(body)
         return Reconcile(body[_PREFIX.size :], t == FrameType.RECONCILE_REPLY, prefix)
     if t == FrameType.PEERS:
-        return Peers(_parse_peers(body))
+        return _parse_peers(body)
     if t == FrameType.WATCH:
         return Watch(_parse_ids(body, TAG_SIZE, MAX_TAGS))
     if t == FrameType.BYE:
@@ -262,17 +283,36 @@ def _parse_hello(body: bytes) -> Hello:
                  bool(flags & FLAG_HANDOFF))
 
 
-def _parse_peers(body: bytes) -> tuple[str, ...]:
-    if not body or body[0] > MAX_PEERS:
+def _prefixes(prefixes: tuple[Prefix, ...]) -> bytes:
+    return bytes([len(prefixes)]) + b"".join(_PREFIX.pack(p.depth, p.start) for p in prefixes)
+
+
+def _parse_peers(body: bytes) -> Peers:
+    """count u8 (bit 7: entries carry prefixes; the rest ≤ ``MAX_PEERS``), then per
+    entry: len u8 · address, and with bit 7: n u8 (0: not known; ≤ ``MAX_PREFIXES``) ·
+    n × (depth u8 · prefix u16), sorted and disjoint as in HELLO."""
+    if not body or body[0] & (PEERS_CARRIED - 1) > MAX_PEERS:
         raise MalformedError("malformed peers frame")
-    pos, out = 1, []
-    for _ in range(body[0]):
+    with_prefixes = bool(body[0] & PEERS_CARRIED)
+    pos, out, carried = 1, [], []
+    for _ in range(body[0] & (PEERS_CARRIED - 1)):
         if pos >= len(body) or pos + 1 + body[pos] > len(body):
             raise TruncatedError("peers frame ends inside an address")
         addr = body[pos + 1 : pos + 1 + body[pos]].decode("latin-1")
         _check_addr(addr)
         out.append(addr)
         pos += 1 + body[pos]
+        if with_prefixes:
+            if pos >= len(body):
+                raise TruncatedError("peers frame ends before an address's prefixes")
+            n, pos = body[pos], pos + 1
+            if n > MAX_PREFIXES or pos + n * _PREFIX.size > len(body):
+                raise MalformedError("a peer address's prefixes do not match their count")
+            prefixes = tuple(_parse_prefix(body, pos + i * _PREFIX.size) for i in range(n))
+            if prefixes:
+                check_canonical(prefixes)
+            carried.append(prefixes)
+            pos += n * _PREFIX.size
     if pos != len(body):
         raise MalformedError("trailing bytes after peer addresses")
-    return tuple(out)
+    return Peers(tuple(out), tuple(carried) if with_prefixes else None)

@@ -33,6 +33,7 @@ from bridge.core.addrbook import LOCAL_SCOPES, AddrBook, Scope, scope_of
 from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import MAX_PEERS
 from bridge.core.peers import is_loopback_host, parse_peer, peer_host
+from bridge.core.shards import Prefix
 
 MAX_FOUND: Final = 256  # addresses found to be this node (each one was dialled)
 MAX_LOCAL_IPS: Final = 64
@@ -142,20 +143,23 @@ class PeerBook:
             return False
         return bool(self.dial_private) or sc in self.local_scopes
 
-    def learn(self, addr: str, source: str = "", *, first_hand: bool = False) -> bool:
-        """Remember an address a stranger announced, if usable, in scope and not ours."""
+    def learn(self, addr: str, source: str = "", *, first_hand: bool = False,
+              shards: tuple[Prefix, ...] = ()) -> bool:
+        """Remember an address a stranger announced, if usable, in scope and not ours,
+        with the shard prefixes its node carries (``()``: not said)."""
         peer = canonical(addr)
         if (not peer or not dialable(peer) or peer in self.selves
                 or not self.may_dial(peer_host(peer))):
             return False
-        return self.book.add(peer, source, time.monotonic(), first_hand=first_hand)
+        return self.book.add(peer, source, time.monotonic(), first_hand=first_hand,
+                             shards=shards)
 
     def attempt(self, addr: str) -> None:
         self.book.attempt(addr, time.monotonic())
 
-    def good(self, addr: str) -> None:
-        """``addr`` was dialled and answered with a valid HELLO."""
-        self.book.good(addr, time.monotonic())
+    def good(self, addr: str, shards: tuple[Prefix, ...] = ()) -> None:
+        """``addr`` was dialled and answered with a valid HELLO naming ``shards``."""
+        self.book.good(addr, time.monotonic(), shards)
 
     def found_self(self, peer: str) -> bool:
         """``peer`` was dialled and turned out to be this node; False if already known."""
@@ -170,3 +174,8 @@ class PeerBook:
         themselves; never second-hand ones this node has not reached, never its own."""
         out = self.book.offer(MAX_PEERS, {exclude}, _rng)
         return [a for a in out if a not in self.selves]
+
+    def carried(self, addrs: list[str]) -> list[tuple[Prefix, ...]]:
+        """What each address's node carries, as far as the book knows (``()``: not known)."""
+        entries = [self.book.entry(a) for a in addrs]
+        return [e.shards if e is not None else () for e in entries]

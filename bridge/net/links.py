@@ -172,14 +172,16 @@ class Links:
         node = self.node
         if isinstance(ev, g.PeersHeard):  # addresses a stranger tells of, with their source
             if node.config.peer_exchange:
-                for a in ev.addrs:
-                    node.book.learn(a, conn.remote)
+                carried = ev.carried or ((),) * len(ev.addrs)
+                for a, shards in zip(ev.addrs, carried, strict=True):
+                    node.book.learn(a, conn.remote, shards=shards)
             return
         if isinstance(ev, g.PeerReady):  # a peer's own address, first-hand
             hello = ev.hello
             if hello.listen and node.config.peer_exchange and not hello.light and not (
                     self.banned("id:" + hello.node_id.hex(), hello.listen)):
-                node.book.learn(hello.listen, conn.remote, first_hand=True)
+                node.book.learn(hello.listen, conn.remote, first_hand=True,
+                                shards=hello.shards)
         novel = (slot is not None and isinstance(ev, g.BodyReceived)
                  and ev.envelope_id not in node.store)
         node.relay.on_event(conn, ev)
@@ -191,7 +193,8 @@ class Links:
         if slot is not None:
             slot.hello_at = now
         if conn.outbound and conn.dialled and conn in self.conns and conn.link.active:
-            self.node.book.good(conn.dialled)  # it answered: tried
+            peer = conn.link.peer
+            self.node.book.good(conn.dialled, peer.shards if peer is not None else ())  # tried
 
     def admit(self, conn: PeerConnection, hello: Hello) -> bool:
         """At HELLO: refuse a banned peer, and the loser of two links to one node."""

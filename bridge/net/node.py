@@ -304,7 +304,8 @@ class Node:
             active = self.active_conns()
             if cfg.peer_exchange and active and self.known:
                 c = random.choice(active)  # addresses learned since that link's hello
-                c.send(c.link.peers(self.book.exchange(c.address)))
+                addrs = self.book.exchange(c.address)
+                c.send(c.link.peers(addrs, self.book.carried(addrs)))
             if cfg.light:
                 if self.tags:  # light catch-up: ask again; known ids are not re-announced
                     self.watch_tags(self.tags)

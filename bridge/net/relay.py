@@ -131,7 +131,8 @@ class Relay:
         if hello.listen and cfg.peer_exchange and not hello.light:
             node.book.learn(hello.listen)
         if cfg.peer_exchange:
-            conn.send(conn.link.peers(node.book.exchange(canonical(hello.listen) or "")))
+            addrs = node.book.exchange(canonical(hello.listen) or "")
+            conn.send(conn.link.peers(addrs, node.book.carried(addrs)))
         if cfg.light:
             if not hello.light and node.tags:
                 conn.send(conn.link.watch(node.tags))

@@ -1,0 +1,47 @@
+"""Real nodes on loopback learn who carries what through peer exchange (docs/sharding.md,
+item 5): a node's HELLO tells its own prefixes, and a PEERS entry passes them on."""
+
+from __future__ import annotations
+
+from bridge.core import shards
+from bridge.net.node import Node
+from tests.gossip_support import fast_config, linked, wait_all
+from tests.gossip_support import stop_all as stop_nodes
+from tests.util import wait_until
+
+LOW, HIGH = shards.prefix(0, 1), shards.prefix(1, 1)
+
+
+async def test_a_node_learns_a_stranger_s_prefixes_from_a_peer():
+    high = Node(fast_config(shards=(HIGH,)))
+    full = Node(fast_config())
+    low = Node(fast_config(shards=(LOW,)))  # never links to ``high`` (no discovery dials)
+    nodes = [high, full, low]
+    for n in nodes:
+        await n.start()
+    try:
+        high_addr, full_addr = f"127.0.0.1:{high.port}", f"127.0.0.1:{full.port}"
+        high.add_peer(full_addr)
+        await wait_all([full], linked(1), 10)
+        low.add_peer(full_addr)
+        await wait_all([full], linked(2), 10)
+
+        def heard() -> bool:
+            e = low.book.book.entry(high_addr)
+            return e is not None and bool(e.shards)
+
+        await wait_until(heard, 10, message="low hearing of high's prefixes from full")
+        told = low.book.book.entry(high_addr)
+        assert told is not None and (told.shards, told.shards_first_hand) == ((HIGH,), False)
+        # the node it dialled told of itself: everything
+        dialled = low.book.book.entry(full_addr)
+        assert dialled is not None and (dialled.shards, dialled.shards_first_hand) == (
+            (shards.ALL,), True)
+        assert sorted(low.book.book.carriers(HIGH)) == sorted([high_addr, full_addr])
+        assert low.book.book.carriers(shards.prefix(0, 2)) == [full_addr]
+        assert not any(c.dialled == high_addr or c.address == high_addr for c in low.conns)
+        # and the middle node heard it first-hand, from high's own HELLO
+        own = full.book.book.entry(high_addr)
+        assert own is not None and (own.shards, own.shards_first_hand) == ((HIGH,), True)
+    finally:
+        await stop_nodes(nodes)
