@@ -51,11 +51,11 @@ from bridge.core.records import (
     RoomMessage,
 )
 from bridge.core.seal import MAX_PAYLOAD, seal
-from bridge.core.stamp import Stamp, StampOrder, order
-from bridge.core.stamppool import StampPool
+from bridge.core.stamp import Stamp
 from bridge.events import RecentErrors
 from bridge.identities import IdentityBook
 from bridge.inorder import InOrder, Turn
+from bridge.minting import Minter
 from bridge.net.workers import INLINE_BITS, WorkerPool
 from bridge.sessionbook import SessionBook, WaitingForKeysError
 from bridge.store.keystore import ContactRecord, IdentityRecord
@@ -115,47 +115,16 @@ class Outbox:
         self.in_order = InOrder[tuple[str, str]]()  # (owner, contact): what leaves in order
         self._last_sent_ms = 0
         self.sessions: SessionBook | None = None  # set by the service: version 2 on
-        self.stamps = StampPool(life=ttl, min_life=min(ttl, ttl * 3 // 4))
-        self._refilling = False
+        self.minter = Minter(pool, clock, base_bits=base_bits, ttl=ttl, tasks=tasks)
+        self.stamps = self.minter.stamps
 
     # --- stamps (version 2) ----------------------------------------------------------------
 
-    async def _mint(self, wanted: StampOrder) -> Stamp:
-        return wanted.minted(await self.pool.solve_pow(wanted.digest, wanted.bits))
-
     async def stamp_for(self, bucket: int) -> Stamp:
-        """A stamp for an envelope of ``bucket``: one minted ahead if there is one
-        (no wait), else minted now; the pool refills behind it."""
-        now = self.clock()
-        ready = self.stamps.take(bucket, now, self.base_bits)
-        self.refill_soon()
-        if ready is not None:
-            return ready
-        return await self._mint(order(bucket, now + self.ttl, now, self.base_bits,
-                                      secrets.token_bytes))
+        return await self.minter.stamp_for(bucket)
 
     async def stamp_lasting(self, ttl: int, bucket: int) -> Stamp:
-        """A stamp minted now for an envelope that lives ``ttl`` seconds (file chunks:
-        the work for a 64 KiB bucket falls with its life, ``stamps.md``)."""
-        now = self.clock()
-        return await self._mint(order(bucket, now + min(ttl, self.ttl), now, self.base_bits,
-                                      secrets.token_bytes))
-
-    def refill_soon(self) -> None:
-        if not self._refilling:
-            self._refilling = True
-            self.tasks.spawn(self._refill(), name="stamps")
-
-    async def _refill(self) -> None:
-        try:
-            for wanted in self.stamps.wanted(self.clock(), self.base_bits, secrets.token_bytes):
-                try:
-                    self.stamps.add(await self._mint(wanted))
-                except BaseException:
-                    self.stamps.cancel(wanted)
-                    raise
-        finally:
-            self._refilling = False
+        return await self.minter.stamp_lasting(ttl, bucket)
 
     def _in_session(self, c: ContactRecord | None, *, may_start: bool) -> bool:
         """Version 2 for this contact: sessions are on and we have one with them, or

@@ -353,7 +353,7 @@ async def test_the_outbox_sends_in_sessions_once_it_knows_the_contacts_keys(
     assert (await a_in.wait(ReceiptArrived)).acked == (got.envelope_id,)
     await b.send_message(bob.address, alice.address, "answered in the session")
     await a_in.wait(MessageArrived, text="answered in the session")
-    assert sum(a.outbox.stamps.ready().values()) > 0 or a.outbox._refilling
+    assert sum(a.outbox.stamps.ready().values()) > 0 or a.outbox.minter.refilling
     assert a.health().recent_errors == [] and b.health().recent_errors == []
     await a.stop()
     await b.stop()
