@@ -5,8 +5,9 @@ and quarters of the shard keys and hold none (``tests/integration/mesh_support.p
 draws who dials whom). Every link goes through a relay on loopback that holds each
 chunk 20-80 ms each way (``delay_relay.py``: the kernel here has no netem). People on
 different daemons write to each other from real XMPP clients, in pairs that give
-every quarter of the shard keys a recipient; halfway through, the busiest relay whose
-loss the topology survives is killed with SIGKILL while messages are on their way.
+every quarter of the shard keys a recipient; as the second round of messages is
+written, the relay of a half with the most links whose loss the topology survives is
+killed with SIGKILL.
 
 Shown: every message reaches its recipient's client exactly once; every relay's
 store (its SQLite file) holds only envelopes of the shards it carries, and, once the
