@@ -25,7 +25,14 @@ from bridge.core.archive import Entry as Entry
 from bridge.core.archive import Page as Page
 from bridge.core.archive import Query as Query
 from bridge.core.archive import archive_id as archive_id
-from bridge.events import ContactInfo, Event, IdentityInfo, NodeHealth, PresenceArrived
+from bridge.events import (
+    ContactInfo,
+    Event,
+    GroupInfo,
+    IdentityInfo,
+    NodeHealth,
+    PresenceArrived,
+)
 
 # A slot refused: too large (``limit`` says the most, in bytes), too many waiting.
 from bridge.files import UploadRefusedError as UploadRefusedError
@@ -170,6 +177,18 @@ class ServiceAPI(Protocol):
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None: ...
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes: ...
+
+    # Private groups (docs/groups.md): the creator signs every membership change;
+    # messages go through the creator's daemon, in pairwise sessions. UserError for a
+    # group that is not there, a non-creator's change, a non-contact, past the bounds.
+    def groups(self, owner: str) -> list[GroupInfo]: ...
+    def create_group(self, owner: str, name: str) -> GroupInfo: ...
+    def invite_to_group(self, owner: str, group: str, address: str) -> GroupInfo:
+        """Add an accepted contact; the new state goes to every member at once."""
+        ...
+    def remove_from_group(self, owner: str, group: str, address: str) -> GroupInfo: ...
+    async def send_group_message(self, owner: str, group: str, text: str,
+                                 message_id: str = "") -> None: ...
 
     def archive_query(self, owner: str, query: Query) -> Page:
         """What ``owner`` sent and was shown (chat, and room messages it saw), in

@@ -144,8 +144,44 @@ class NodeHealth:
     recent_errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A private group as a local identity knows it (docs/groups.md)."""
+
+    group: str  # the group id, 32 hex digits: the room's localpart
+    name: str
+    creator: str  # address
+    members: tuple[str, ...]  # addresses, the creator among them
+    version: int
+    member: bool  # False once this identity was removed
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A group's state arrived or was made here: an invitation (``invited_by`` set),
+    a membership change, or this identity's removal (``info.member`` False)."""
+
+    owner: str
+    info: GroupInfo
+    invited_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessageArrived:
+    """A message of a private group, its author proved by signature and a member."""
+
+    to: str
+    group: str
+    sender: str  # the author's address
+    text: str
+    message_id: str
+    sent_at_ms: int
+
+
 Event = (
     MessageArrived
+    | GroupChanged
+    | GroupMessageArrived
     | RoomMessageArrived
     | ReceiptArrived
     | ChatStateArrived

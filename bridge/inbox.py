@@ -52,6 +52,7 @@ from bridge.events import (
     RoomMessageArrived,
 )
 from bridge.filerecv import FileAssembler
+from bridge.groups import GroupBook
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
 from bridge.presencebook import PresenceBook
@@ -90,6 +91,7 @@ class Inbox:
         self.markers = markers  # XEP-0333 read markers shown (opt-in)
         self.presence = presence  # contacts' presences shown (opt-in)
         self.files: FileAssembler | None = None  # files from contacts (set by the service)
+        self.groups: GroupBook | None = None  # private groups (set by the service)
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
         self.spawn = spawn
@@ -288,6 +290,14 @@ class Inbox:
                            env.id, env.expiry)
             return
         assert isinstance(record, DirectMessage)
+        if record.group is not None:  # a private group's state or message: bridge.groups
+            self.sessions.release(env.id)
+            self.seen.add(env.id, env.expiry)
+            if c is None:  # a stranger: no session with them is kept either
+                self.sessions.forget(me, sender)
+            if self.groups is not None:
+                self.groups.on_record(me, sender, c is not None and c.state == ACCEPTED, record)
+            return
         if record.chunk is not None:  # a piece of a file: bridge.filerecv
             file = self.files.on_chunk(me, sender, c is not None and c.state == ACCEPTED,
                                        record, env.id, env.expiry) if self.files else None

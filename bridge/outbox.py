@@ -41,6 +41,7 @@ from bridge.core.checks import work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
 from bridge.core.filechunks import FileChunk
+from bridge.core.groups import GroupRecord
 from bridge.core.identity import Identity, SignedPrekey
 from bridge.core.records import (
     Announcement,
@@ -280,7 +281,8 @@ class Outbox:
 
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "", act: Act | None = None,
-                           chunk: FileChunk | None = None, ttl: int | None = None) -> bytes:
+                           chunk: FileChunk | None = None, ttl: int | None = None,
+                           group: GroupRecord | None = None) -> bytes:
         self.ids.rec(owner)
         decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
@@ -290,7 +292,8 @@ class Outbox:
         # Taken before the first await: the message's place is the order of the calls.
         turn = self.in_order.turn((owner, to))
         if self._in_session(c, may_start=True):
-            plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk)
+            plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk,
+                                  group=group)
             sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
                                             turn, ttl)
             if sent is not None:
@@ -299,8 +302,8 @@ class Outbox:
             rec = self.ids.rec(owner)
             ident, their, kex, tag = self._route(rec, to)
             msg = DirectMessage(sent_at, text, receipt, message_id[:64],
-                                None if chunk else self.ids.current_prekey(rec), act=act,
-                                chunk=chunk)
+                                None if chunk or group else self.ids.current_prekey(rec),
+                                act=act, chunk=chunk, group=group)
             raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                                payload=msg.encode(), ttl=ttl)
             del ident, rec  # see _sealed

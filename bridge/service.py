@@ -26,6 +26,7 @@ from bridge.events import (
     ContactInfo,
     Event,
     EventBus,
+    GroupInfo,
     IdentityInfo,
     NodeHealth,
     PresenceArrived,
@@ -35,6 +36,7 @@ from bridge.events import (
 from bridge.filerecv import FileAssembler
 from bridge.files import FileStore
 from bridge.filesend import FileSender
+from bridge.groups import GroupBook
 from bridge.history import History, archived_act
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
 from bridge.inbox import Inbox
@@ -92,6 +94,8 @@ class Service:
                                       self.bus.emit(SessionNotice(owner, to, text)))
         self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
         self.book.on_release = self.inbox.show_released
+        self.group_book = self.inbox.groups = GroupBook(
+            self.ids, self.book, self.outbox, self.tasks, self.bus.emit, clock, self.errors.add)
         if sessions:
             self.inbox.notes.restart = self.new_session
             self.inbox.notes.confirm_soon = self._confirm_session
@@ -340,6 +344,24 @@ class Service:
 
     def delivered(self, envelope_id: bytes) -> None:
         self.inbox.delivered(envelope_id)
+
+    # --- private groups (bridge.groups, docs/groups.md) ----------------------------------
+
+    def groups(self, owner: str) -> list[GroupInfo]:
+        return self.group_book.groups(owner)
+
+    def create_group(self, owner: str, name: str) -> GroupInfo:
+        return self.group_book.create(owner, name)
+
+    def invite_to_group(self, owner: str, group: str, address: str) -> GroupInfo:
+        return self.group_book.invite(owner, group, address)
+
+    def remove_from_group(self, owner: str, group: str, address: str) -> GroupInfo:
+        return self.group_book.remove(owner, group, address)
+
+    async def send_group_message(self, owner: str, group: str, text: str,
+                                 message_id: str = "") -> None:
+        await self.group_book.send(owner, group, text, message_id)
 
     # --- files (XEP-0363 uploads; bridge.files, bridge.filesend) -----------------------
 

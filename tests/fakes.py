@@ -43,6 +43,8 @@ from bridge.events import (
     ContactsChanged,
     ContactState,
     Event,
+    GroupChanged,
+    GroupInfo,
     IdentitiesChanged,
     IdentityInfo,
     MessageArrived,
@@ -122,6 +124,8 @@ class FakeService:
     pep_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0163
     files: FileStore = field(default_factory=lambda: FileStore(None, None))  # RAM only
     files_sent: list[tuple[str, str, str, str]] = field(default_factory=list)
+    group_book: dict[tuple[str, str], GroupInfo] = field(default_factory=dict)  # (owner, id)
+    group_sent: list[tuple[str, str, str, str]] = field(default_factory=list)
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
     history: History = field(init=False)
 
@@ -531,6 +535,64 @@ class FakeService:
         self.room_sent.append((owner, room, text))
         await self._notify()
         return os.urandom(32)
+
+    # --- private groups, as bridge.groups decides (no network: nothing travels) ---
+
+    def groups(self, owner: str) -> list[GroupInfo]:
+        self.identity(owner)
+        return [g for (o, _), g in self.group_book.items() if o == owner]
+
+    def create_group(self, owner: str, name: str) -> GroupInfo:
+        self.identity(owner)
+        name = " ".join(name.split())
+        if not name or len(name.encode()) > 64:
+            raise UserError("a group's name is 1 to 64 bytes")
+        if len(self.groups(owner)) >= 64:
+            raise UserError("this identity keeps at most 64 groups")
+        info = GroupInfo(os.urandom(16).hex(), name, owner, (owner,), 1, True)
+        self.group_book[(owner, info.group)] = info
+        self.emit(GroupChanged(owner, info))
+        return info
+
+    def _regroup(self, owner: str, group: str, members: tuple[str, ...]) -> GroupInfo:
+        old = self.group_book.get((owner, group))
+        if old is None or not old.member:
+            raise UserError("there is no such group")
+        if old.creator != owner:
+            raise UserError("only the group's creator changes its members")
+        if len(members) > 32:
+            raise UserError("a group has at most 32 members")
+        info = GroupInfo(group, old.name, owner, tuple(sorted(members)), old.version + 1, True)
+        self.group_book[(owner, group)] = info
+        self.emit(GroupChanged(owner, info))
+        return info
+
+    def invite_to_group(self, owner: str, group: str, address: str) -> GroupInfo:
+        c = self._contact(owner, address)
+        if c is None or c.state is not ContactState.ACCEPTED:
+            raise UserError("only an accepted contact can be invited to a group")
+        old = self.group_book.get((owner, group))
+        if old is not None and address in old.members:
+            return old
+        return self._regroup(owner, group, (*(old.members if old else ()), address))
+
+    def remove_from_group(self, owner: str, group: str, address: str) -> GroupInfo:
+        old = self.group_book.get((owner, group))
+        if old is None or address not in old.members:
+            raise UserError("that address is not a member of the group")
+        if address == old.creator:
+            raise UserError("the creator cannot be removed from their group")
+        return self._regroup(owner, group, tuple(m for m in old.members if m != address))
+
+    async def send_group_message(self, owner: str, group: str, text: str,
+                                 message_id: str = "") -> None:
+        info = self.group_book.get((owner, group))
+        if info is None or not info.member:
+            raise UserError("you are not a member of this group")
+        if not text:
+            raise UserError("a group message has text")
+        self.group_sent.append((owner, group, text, message_id))
+        await self._notify()
 
     def delivered(self, envelope_id: bytes) -> None:
         self.delivered_ids.append(envelope_id)

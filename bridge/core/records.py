@@ -31,6 +31,8 @@ the prekey, version 1), and what follows it depends on the act:
                   status len u8 (0..64) ‖ status — nothing after (flags = 16 exactly)
     file chunk    sent_at_ms u64 ‖ 20 ‖ msgid len u8 (1..64) ‖ msgid ‖ chunk
                   (flags = 32 exactly; the chunk's layout is in ``bridge.core.filechunks``)
+    group         sent_at_ms u64 ‖ 40 ‖ 00 (empty msgid) ‖ group record
+                  (flags = 64 exactly; the layouts are in ``bridge.core.groups``)
 
 In version-2 envelopes (sessions, docs/sessions.md §11) the direct message never
 carries a prekey (flag 2 is refused: the session's ratchet replaces it), and the
@@ -51,6 +53,7 @@ from bridge.core.acts import MAX_STATUS, TEXT_ACTS, Act, Presence, Show
 from bridge.core.envelope import Kind
 from bridge.core.errors import LocalProtocolError, MalformedError, NonCanonicalError
 from bridge.core.filechunks import FileChunk
+from bridge.core.groups import GroupRecord, parse_group
 from bridge.core.handshake import HYBRID_PREKEY_SIZE, HybridPrekey
 from bridge.core.identity import PREKEY_SIZE, SignedPrekey
 from bridge.core.reader import Reader
@@ -67,6 +70,7 @@ FLAG_CHAT_STATE: Final = 4
 FLAG_ACT: Final = 8
 FLAG_PRESENCE: Final = 16
 FLAG_FILE: Final = 32
+FLAG_GROUP: Final = 64
 
 
 class ChatState(enum.IntEnum):
@@ -129,8 +133,14 @@ class DirectMessage:
     act: Act | None = None
     presence: Presence | None = None
     chunk: FileChunk | None = None  # a piece of a file, with the message id that sent it
+    group: GroupRecord | None = None  # a private group's state or message, and nothing else
 
     def __post_init__(self) -> None:
+        if self.group is not None and (
+                self.text or self.receipt_wanted or self.message_id or self.prekey is not None
+                or self.chat_state is not None or self.act is not None
+                or self.presence is not None or self.chunk is not None):
+            raise LocalProtocolError("a group record carries nothing else")
         if self.chunk is not None and (
                 self.text or self.receipt_wanted or not self.message_id
                 or self.prekey is not None or self.chat_state is not None
@@ -156,6 +166,8 @@ class DirectMessage:
         return cls(sent_at_ms, "", chat_state=chat_state)
 
     def encode(self) -> bytes:
+        if self.group is not None:
+            return struct.pack(">QBB", self.sent_at_ms, FLAG_GROUP, 0) + self.group.encode()
         if self.chunk is not None:
             return (struct.pack(">QB", self.sent_at_ms, FLAG_FILE) + _short(self.message_id)
                     + self.chunk.encode())
@@ -189,6 +201,12 @@ class DirectMessage:
             if not msgid:
                 raise MalformedError("a file chunk names the message that sent it")
             return cls(sent_at, "", message_id=msgid, chunk=FileChunk.parse(r))
+        if flags & FLAG_GROUP:
+            if flags != FLAG_GROUP:
+                raise NonCanonicalError("a group record carries no other flag")
+            if r.u8() != 0:
+                raise NonCanonicalError("a group record carries no message id")
+            return cls(sent_at, "", group=parse_group(r))
         if flags & ~(FLAG_RECEIPT | FLAG_PREKEY | FLAG_ACT):
             raise NonCanonicalError("unknown flag bits in a direct message")
         msgid = _short_field(r)

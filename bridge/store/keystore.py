@@ -107,6 +107,9 @@ class IdentityRecord:
     # The identity's PEP nodes (XEP-0163: room bookmarks, its avatar), node name ->
     # JSON of the node's settings and items (``bridge.xmpp.pep``); kept as above.
     pep: dict[str, str] = field(default_factory=dict)
+    # Private groups (``bridge.groups``): group id hex -> the latest signed state, hex
+    # (``core.groups.GroupState``), at most 64; kept as above.
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
