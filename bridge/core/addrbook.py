@@ -23,8 +23,9 @@ Modelled on Bitcoin Core's addrman. Rules:
   themselves in their own HELLO (first-hand), never addresses heard second-hand
   that this node has not linked to itself.
 * Each entry keeps the shard prefixes its node carries (docs/sharding.md), ``()`` while
-  unknown: as its node said in its own HELLO, which nothing second-hand overrides, else
-  as the latest PEERS entry told. ``carriers`` finds the addresses of a prefix.
+  unknown, from the best source yet: the HELLO that answered when this node dialled the
+  address, else a HELLO that named the address as its sender's own (anyone can claim an
+  address), else the latest PEERS entry. ``carriers`` finds the addresses of a prefix.
 
 Which addresses are taken at all is the caller's policy (see ``scope_of``):
 strangers' announcements of private, link-local, loopback and reserved ranges
@@ -44,6 +45,10 @@ import blake3
 from bridge.core.peers import peer_host
 from bridge.core.shards import Prefix, overlap
 
+# how an entry's prefixes were learnt, worst first (``Entry.learn_shards``)
+HEARD: Final = 0  # a PEERS entry
+CLAIMED: Final = 1  # the HELLO of a link its sender opened, naming the address as its own
+DIALLED: Final = 2  # the HELLO that answered when this node dialled the address
 NEW_BUCKETS: Final = 64
 TRIED_BUCKETS: Final = 16
 BUCKET_SIZE: Final = 16
@@ -129,12 +134,12 @@ class Entry:
     last_try: float = -1e18
     last_good: float | None = None
     shards: tuple[Prefix, ...] = ()  # what its node carries; () not known
-    shards_first_hand: bool = False  # told by the node itself (its HELLO)
+    shards_from: int = HEARD  # how ``shards`` was learnt: HEARD, CLAIMED or DIALLED
 
-    def learn_shards(self, shards: tuple[Prefix, ...], first_hand: bool) -> None:
-        """What the node carries, as its HELLO (``first_hand``) or a PEERS entry says."""
-        if shards and (first_hand or not self.shards_first_hand):
-            self.shards, self.shards_first_hand = shards, first_hand
+    def learn_shards(self, shards: tuple[Prefix, ...], source: int) -> None:
+        """What the node carries, as ``source`` says; a worse source changes nothing."""
+        if shards and source >= self.shards_from:
+            self.shards, self.shards_from = shards, source
 
     def terrible(self) -> bool:
         if self.last_good is None:
@@ -198,11 +203,11 @@ class AddrBook:
         if known is not None:
             known.seen = now
             known.first_hand = known.first_hand or first_hand
-            known.learn_shards(shards, first_hand)
+            known.learn_shards(shards, CLAIMED if first_hand else HEARD)
             return True
         b = self.new_bucket(addr, source)
         e = Entry(addr, group(source) if source else "?", first_hand, now)
-        e.learn_shards(shards, first_hand)
+        e.learn_shards(shards, CLAIMED if first_hand else HEARD)
         return self._put_new(e, b)
 
     def _put_new(self, e: Entry, b: int) -> bool:
@@ -232,7 +237,7 @@ class AddrBook:
         else:
             self.remove(addr)
         e.attempts, e.last_good, e.first_hand, e.seen = 0, now, True, now
-        e.learn_shards(shards, True)
+        e.learn_shards(shards, DIALLED)
         b = self.tried_bucket(addr)
         bucket = self.tried[b]
         if len(bucket) >= BUCKET_SIZE:

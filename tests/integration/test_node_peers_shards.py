@@ -4,6 +4,7 @@ item 5): a node's HELLO tells its own prefixes, and a PEERS entry passes them on
 from __future__ import annotations
 
 from bridge.core import shards
+from bridge.core.addrbook import CLAIMED, DIALLED, HEARD
 from bridge.net.node import Node
 from tests.gossip_support import fast_config, linked, wait_all
 from tests.gossip_support import stop_all as stop_nodes
@@ -32,16 +33,16 @@ async def test_a_node_learns_a_stranger_s_prefixes_from_a_peer():
 
         await wait_until(heard, 10, message="low hearing of high's prefixes from full")
         told = low.book.book.entry(high_addr)
-        assert told is not None and (told.shards, told.shards_first_hand) == ((HIGH,), False)
+        assert told is not None and (told.shards, told.shards_from) == ((HIGH,), HEARD)
         # the node it dialled told of itself: everything
         dialled = low.book.book.entry(full_addr)
-        assert dialled is not None and (dialled.shards, dialled.shards_first_hand) == (
-            (shards.ALL,), True)
+        assert dialled is not None and (dialled.shards, dialled.shards_from) == (
+            (shards.ALL,), DIALLED)
         assert sorted(low.book.book.carriers(HIGH)) == sorted([high_addr, full_addr])
         assert low.book.book.carriers(shards.prefix(0, 2)) == [full_addr]
         assert not any(c.dialled == high_addr or c.address == high_addr for c in low.conns)
-        # and the middle node heard it first-hand, from high's own HELLO
+        # and the middle node heard it from high's own HELLO, on the link high opened
         own = full.book.book.entry(high_addr)
-        assert own is not None and (own.shards, own.shards_first_hand) == ((HIGH,), True)
+        assert own is not None and (own.shards, own.shards_from) == ((HIGH,), CLAIMED)
     finally:
         await stop_nodes(nodes)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.core import gossip as g
-from bridge.core.addrbook import AddrBook
+from bridge.core.addrbook import CLAIMED, DIALLED, HEARD, AddrBook
 from bridge.core.errors import (
     LocalProtocolError,
     MalformedError,
@@ -121,23 +121,26 @@ def test_prefixes_go_to_a_version_2_peer_and_a_plain_list_to_version_1():
     assert plain == g.PeersHeard((C,), None)
 
 
-def test_the_book_keeps_what_a_node_says_of_itself_over_what_others_say():
+def test_the_book_keeps_what_the_best_source_said():
     book = AddrBook(os.urandom(32))
     book.add(A, "203.0.113.9", 1.0, shards=(LOW,))  # second-hand: taken
     e = book.entry(A)
-    assert e is not None and (e.shards, e.shards_first_hand) == ((LOW,), False)
+    assert e is not None and (e.shards, e.shards_from) == ((LOW,), HEARD)
     book.add(A, "203.0.113.9", 2.0, shards=(HIGH,))  # a later PEERS entry: taken
     assert e.shards == (HIGH,)
-    book.add(A, "192.0.2.1", 3.0, first_hand=True, shards=(Q2,))  # its own HELLO
-    book.add(A, "203.0.113.9", 4.0, shards=(ALL,))  # a stranger cannot change that
-    book.add(A, "203.0.113.9", 5.0)  # nor does an entry that says nothing
-    assert (e.shards, e.shards_first_hand) == ((Q2,), True)
+    book.add(A, "192.0.2.1", 3.0, first_hand=True, shards=(Q2,))  # a HELLO naming it
+    book.add(A, "203.0.113.9", 4.0, shards=(ALL,))  # a PEERS entry cannot change that
+    book.add(A, "203.0.113.9", 5.0)  # nor does one that says nothing
+    assert (e.shards, e.shards_from) == ((Q2,), CLAIMED)
     book.good(B, 6.0, (HIGH,))  # dialled, and its HELLO said so
     book.add(B, "203.0.113.9", 7.0, shards=(LOW,))
+    book.add(B, "203.0.113.66", 8.0, first_hand=True, shards=(LOW,))  # anyone may claim B
     tried = book.entry(B)
-    assert tried is not None and tried.shards == (HIGH,)
+    assert tried is not None and (tried.shards, tried.shards_from) == ((HIGH,), DIALLED)
+    book.good(B, 9.0, (LOW,))  # dialled again: it carries something else now
+    assert (tried.shards, tried.shards_from) == ((LOW,), DIALLED)
     book.add(C, "203.0.113.9", 8.0)  # nothing known
-    assert sorted(book.carriers(HIGH)) == sorted([A, B])  # Q2 lies in the high half
-    assert book.carriers(prefix(0, 2)) == []
+    assert book.carriers(HIGH) == [A]  # Q2 lies in the high half
+    assert book.carriers(prefix(0, 2)) == [B]
     assert sorted(book.carriers(ALL)) == sorted([A, B])
 
