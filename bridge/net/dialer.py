@@ -10,7 +10,9 @@ slots — under limits: at most ``DIAL_BURST`` discovery dials at once, refilled
 at ``DIAL_RATE`` per second; one address at most once per ``backoff_max``,
 doubling with each failure; while a global address's /16 already has an
 outbound link, none other of it is dialled (an attacker's many addresses in one
-network cannot take all outbound slots); a stranger's DNS name is resolved once,
+network cannot take all outbound slots); an address whose node is known to carry
+none of this node's shard prefixes is not dialled (such a link would carry nothing
+but addresses); a stranger's DNS name is resolved once,
 not dialled if it points into a range a stranger may not make us dial, and
 otherwise dialled at the address that was checked (the name goes in the Host
 header), so a second answer from the name's server cannot point the connection
@@ -34,6 +36,7 @@ import aiohttp
 from bridge.core.addrbook import Scope, group, ip_scope, scope_of
 from bridge.core.gossip_wire import MAX_FRAME_SIZE
 from bridge.core.peers import peer_host
+from bridge.core.shards import overlaps
 
 if TYPE_CHECKING:
     from bridge.net.node import Node
@@ -106,6 +109,7 @@ class Dialer:
             and not node.links.banned(e.addr)
             and node.book.may_dial(peer_host(e.addr))
             and group(peer_host(e.addr)) not in busy
+            and (not e.shards or overlaps(node.config.shards, e.shards))
         ]
         while missing > 0 and self.tokens >= 1 and eligible:
             entry = node.book.book.select(eligible, self._rng)

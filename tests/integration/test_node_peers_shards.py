@@ -8,7 +8,7 @@ from bridge.core.addrbook import CLAIMED, DIALLED, HEARD
 from bridge.net.node import Node
 from tests.gossip_support import fast_config, linked, wait_all
 from tests.gossip_support import stop_all as stop_nodes
-from tests.util import wait_until
+from tests.util import free_tcp_port, wait_until
 
 LOW, HIGH = shards.prefix(0, 1), shards.prefix(1, 1)
 
@@ -46,3 +46,17 @@ async def test_a_node_learns_a_stranger_s_prefixes_from_a_peer():
         assert own is not None and (own.shards, own.shards_from) == ((HIGH,), CLAIMED)
     finally:
         await stop_nodes(nodes)
+
+
+async def test_a_node_does_not_dial_an_address_known_to_share_none_of_its_shards():
+    node = Node(fast_config(shards=(LOW,), target_peers=4))
+    await node.start()
+    try:
+        other, same, unknown = (f"127.0.0.1:{free_tcp_port()}" for _ in range(3))
+        node.book.learn(other, "", shards=(HIGH,))
+        node.book.learn(same, "", shards=(shards.prefix(1, 2),))  # inside the low half
+        node.book.learn(unknown, "")
+        node.dialer.discover()
+        assert set(node.dialer.tried) == {same, unknown}
+    finally:
+        await stop_nodes([node])
