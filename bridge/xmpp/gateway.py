@@ -52,6 +52,8 @@ from bridge.events import (
     ChatStateArrived,
     ContactsChanged,
     Event,
+    GroupChanged,
+    GroupMessageArrived,
     IdentitiesChanged,
     MessageArrived,
     PresenceArrived,
@@ -64,6 +66,7 @@ from bridge.xmpp.acts import ClientActs, reply_of
 from bridge.xmpp.bot import Bot
 from bridge.xmpp.delivery import CHATSTATES_NS, HINTS_NS, Delivery
 from bridge.xmpp.errors import XmppError, error_reply_to
+from bridge.xmpp.groupmuc import GroupRooms
 from bridge.xmpp.jids import Domains, parse_jid
 from bridge.xmpp.muc import PublicRoom
 from bridge.xmpp.presences import PresenceFace
@@ -113,6 +116,7 @@ class Gateway:
         self.domains = domains
         self.roster = RosterMap(service, sessions, domains)
         self.room = PublicRoom(service, sessions, domains, self._spawn)
+        self.groups = GroupRooms(service, sessions, domains, self._spawn)
         self.bot = Bot(service, domains)
         self.tasks = TaskSet("XMPP gateway", logger=log)
         self.delivery = Delivery(service, sessions, domains)
@@ -153,6 +157,9 @@ class Gateway:
         if to is None or to.bare == conn.bare:
             self._to_own_account(conn, el, to.resource if to else "")
             return
+        if self.groups.handles(to):
+            self.groups.on_message(conn, el, to)
+            return
         if self.domains.is_room(to):
             self.room.on_message(conn, el, to)
             return
@@ -166,6 +173,8 @@ class Gateway:
         if address is None:
             raise XmppError("service-unavailable",
                             f"this server only reaches P2P contacts ({self.domains.contacts})")
+        if self.groups.direct_invite(conn, el, address):
+            return  # an XEP-0249 invitation to one of our groups
         received = el.find(f"{{{RECEIPTS_NS}}}received")
         if received is not None:
             self._ack(conn.owner.address, address, received.get("id", ""))
@@ -287,6 +296,9 @@ class Gateway:
         if to is None:
             self._own_presence(conn, el, ptype)
             return
+        if self.groups.handles(to):
+            self.groups.on_presence(conn, el, to)
+            return
         if self.domains.is_room(to):
             self.room.on_presence(conn, el, to)
             return
@@ -361,6 +373,10 @@ class Gateway:
                 self.send_contact(event)
             elif isinstance(event, RoomMessageArrived):
                 self.room.send_room_message(event)
+            elif isinstance(event, GroupMessageArrived):
+                self.groups.on_message_arrived(event)
+            elif isinstance(event, GroupChanged):
+                self.groups.on_changed(event)
             elif isinstance(event, IdentitiesChanged):
                 self.send_identities()
             elif isinstance(event, SessionNotice):

@@ -100,6 +100,8 @@ class ServerIq:
             for tag in ("blocklist", "block", "unblock"):
                 for itype in ("get", "set"):
                     self._handlers[(kind, f"{BLOCKING_NS}}}{tag}", itype)] = self._blocking
+        if gateway.groups.offered:  # private groups, on the embedded listener
+            gateway.groups.install(self)
 
     def install_pep(self) -> None:
         """The identities' PEP services (embedded listener only: behind an XMPP server,
@@ -166,6 +168,8 @@ class ServerIq:
             return "contact"
         if to.full == d.rooms:
             return "rooms"
+        if self.gateway.groups.handles(to):
+            return "group" if to.local else "groups"
         return "other"
 
     # --- handlers ----------------------------------------------------------------------
