@@ -270,10 +270,13 @@ class AddrBook:
             buckets.setdefault(self.where[e.addr], []).append(e)
         return rng.choice(buckets[rng.choice(sorted(buckets))])
 
-    def carriers(self, prefix: Prefix) -> list[str]:
-        """The addresses whose nodes carry some of ``prefix``, as far as the book knows."""
+    def carriers(self, prefix: Prefix, *, vouched: bool = False) -> list[str]:
+        """The addresses whose nodes carry some of ``prefix``, as far as the book knows;
+        ``vouched``: only those ``offer`` would pass on (reached, or first-hand)."""
         return [e.addr for e in self.entries()
-                if any(overlap(p, prefix) is not None for p in e.shards)]
+                if any(overlap(p, prefix) is not None for p in e.shards)
+                and (not vouched or e.last_good is not None
+                     or (e.first_hand and not e.terrible()))]
 
     def offer(self, n: int, exclude: set[str], rng: random.Random) -> list[str]:
         """Up to ``n`` addresses for peer exchange: tried first, then first-hand new

@@ -54,10 +54,13 @@ from bridge.core.gossip_events import (
     PeersHeard,
     ReconcileDone,
     Requested,
+    ShardAsked,
     ShardError,
+    ShardPeersHeard,
     UnrequestedError,
     WatchSet,
 )
+from bridge.core.gossip_lookup import Lookup
 from bridge.core.gossip_wire import (
     ID_SIZE,
     MAX_IDS,
@@ -68,12 +71,14 @@ from bridge.core.gossip_wire import (
     Bye,
     ByeReason,
     EnvelopeBody,
+    FindShard,
     FrameType,
     Have,
     Hello,
     Message,
     Peers,
     Reconcile,
+    ShardPeers,
     Want,
     Watch,
     encode,
@@ -86,7 +91,8 @@ from bridge.core.shards import EVERYTHING, Prefix, holds, overlaps, shard_of_raw
 __all__ = [
     "PEER_HAS_MEMORY", "Announced", "BodyReceived", "Budgets", "Closed", "Event", "FloodError",
     "HelloRefused", "LocalInfo", "Outgoing", "PeerReady", "PeersHeard", "ReconcileDone",
-    "Requested", "ShardError", "TokenBucket", "UnrequestedError", "WatchSet",
+    "Requested", "ShardAsked", "ShardError", "ShardPeersHeard", "TokenBucket",
+    "UnrequestedError", "WatchSet",
 ]
 
 
@@ -121,7 +127,7 @@ TRANSITIONS: Final[dict[State, dict[Step, State]]] = {
 DEFAULT_BUDGETS: Final = Budgets()  # frozen: one shared instance is safe
 
 
-class Link:
+class Link(Lookup):
     """Gossip with one peer: call ``hello()``, feed frames to ``receive()``."""
 
     def __init__(
@@ -145,6 +151,7 @@ class Link:
         self.wanted: OrderedDict[bytes, float] = OrderedDict()  # ids asked of the peer -> when
         self.sent: OrderedDict[bytes, float] = OrderedDict()  # bodies sent -> when
         self.watch_tags: frozenset[bytes] | None = None  # a light peer's tags
+        self.finding: OrderedDict[Prefix, float] = OrderedDict()  # our FIND_SHARDs -> when
         self.throttled = 0  # items of cheap frames ignored for want of budget
         self._bytes = TokenBucket(b.bytes_rate, b.bytes_burst, now)
         self._frames = TokenBucket(b.frames_rate, b.frames_burst, now)
@@ -157,6 +164,7 @@ class Link:
                 (FrameType.WANT, b.want_rate, b.want_burst),
                 (FrameType.WATCH, b.watch_rate, b.watch_burst),
                 (FrameType.PEERS, b.peers_rate, b.peers_burst),
+                (FrameType.FIND_SHARD, b.find_rate, b.find_burst),
                 (FrameType.RECONCILE, b.reconcile_rate, b.reconcile_burst),
             )
         }
@@ -340,6 +348,7 @@ class Link:
     def watch(self, tags: Iterable[bytes]) -> bytes:
         return self._out(Watch(tuple(sorted(set(tags)))[:MAX_TAGS]))
 
+
     # --- receiving -------------------------------------------------------------
 
     def receive(self, frame: bytes, now: float, *, wall: int | None = None) -> list[Event]:
@@ -415,6 +424,8 @@ class Link:
             return self._reconcile(msg)
         if isinstance(msg, Peers):
             return [PeersHeard(msg.addrs, msg.carried)]
+        if isinstance(msg, FindShard | ShardPeers):
+            return self._lookup(msg, now)  # ``gossip_lookup``
         self.watch_tags = frozenset(msg.tags)
         return [WatchSet(self.watch_tags)]
 

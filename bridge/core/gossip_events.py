@@ -61,6 +61,9 @@ class Budgets:
     watch_burst: float = 8.0
     peers_rate: float = 0.5  # PEERS frames
     peers_burst: float = 32.0  # one address book's worth (1,024 addresses) at once
+    find_rate: float = 0.5  # FIND_SHARD frames answered (each from the address book)
+    find_burst: float = 16.0  # one for each prefix a node may carry, at once
+    max_finds: int = 16  # our FIND_SHARD frames awaiting their answer, per link
     reconcile_rate: float = 20.0  # reconciliation requests answered
     reconcile_burst: float = 256.0
     drop_factor: float = 2.0
@@ -110,6 +113,18 @@ class PeersHeard:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardAsked:
+    prefix: Prefix  # the peer asks which nodes carry it: answer with ``Link.shard_peers``
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPeersHeard:
+    prefix: Prefix  # we asked; carriers of it, each with its prefixes
+    addrs: tuple[str, ...]
+    carried: tuple[tuple[Prefix, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WatchSet:
     tags: frozenset[bytes]
 
@@ -132,6 +147,8 @@ Event = (
     | BodyReceived
     | ReconcileDone
     | PeersHeard
+    | ShardAsked
+    | ShardPeersHeard
     | WatchSet
     | Outgoing
     | Closed

@@ -23,7 +23,14 @@ from bridge.core.errors import (
     UnknownKindError,
 )
 from bridge.core.reconcile import DEFAULT_FRAME_LIMIT
-from bridge.core.shards import EVERYTHING, KEY_BITS, MAX_PREFIXES, Prefix, check_canonical
+from bridge.core.shards import (
+    EVERYTHING,
+    KEY_BITS,
+    MAX_PREFIXES,
+    Prefix,
+    check_canonical,
+    overlap,
+)
 
 PROTOCOL_VERSION: Final = 2
 VERSIONS: Final = frozenset({1, 2})  # a version-1 peer carries every shard
@@ -55,6 +62,8 @@ class FrameType(enum.IntEnum):
     PEERS = 0x07
     WATCH = 0x08
     BYE = 0x09
+    FIND_SHARD = 0x0A  # which nodes carry this prefix? (version 2)
+    SHARD_PEERS = 0x0B  # the answer: carriers of the prefix asked
 
 
 class ByeReason(enum.IntEnum):
@@ -147,7 +156,28 @@ class Bye:
     text: str
 
 
-Message = Hello | Have | Want | EnvelopeBody | Reconcile | Peers | Watch | Bye
+@dataclass(frozen=True, slots=True)
+class FindShard:
+    prefix: Prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPeers:
+    """Carriers of ``prefix`` as the sender knows them: each address with its node's
+    prefixes, of which at least one overlaps ``prefix``."""
+
+    prefix: Prefix
+    addrs: tuple[str, ...]
+    carried: tuple[tuple[Prefix, ...], ...]
+
+    def __post_init__(self) -> None:
+        Peers(self.addrs, self.carried)  # the same checks
+        if not all(any(overlap(p, self.prefix) for p in c) for c in self.carried):
+            raise LocalProtocolError("a carrier that carries nothing of the prefix")
+
+
+Message = (Hello | Have | Want | EnvelopeBody | Reconcile | Peers | Watch | Bye | FindShard
+           | ShardPeers)
 
 
 def _check_addr(addr: str, *, allow_empty: bool = False) -> None:
@@ -193,6 +223,12 @@ def encode(msg: Message) -> bytes:
         return b"".join(parts)
     if isinstance(msg, Watch):
         return _ids_frame(FrameType.WATCH, msg.tags, TAG_SIZE, MAX_TAGS)
+    if isinstance(msg, FindShard):
+        return bytes([FrameType.FIND_SHARD]) + _PREFIX.pack(msg.prefix.depth, msg.prefix.start)
+    if isinstance(msg, ShardPeers):
+        entries = encode(Peers(msg.addrs, msg.carried))[1:]
+        return (bytes([FrameType.SHARD_PEERS]) + _PREFIX.pack(msg.prefix.depth, msg.prefix.start)
+                + entries)
     text = msg.text.encode("utf-8")[:MAX_ADDR]
     return bytes([FrameType.BYE, msg.reason, len(text)]) + text
 
@@ -236,6 +272,8 @@ def parse(frame: bytes) -> Message:
         return _parse_peers(body)
     if t == FrameType.WATCH:
         return Watch(_parse_ids(body, TAG_SIZE, MAX_TAGS))
+    if t in (FrameType.FIND_SHARD, FrameType.SHARD_PEERS):
+        return _parse_find(t, body)
     if t == FrameType.BYE:
         if len(body) < 2 or len(body) != 2 + body[1]:
             raise MalformedError("malformed bye")
@@ -316,3 +354,19 @@ def _parse_peers(body: bytes) -> Peers:
     if pos != len(body):
         raise MalformedError("trailing bytes after peer addresses")
     return Peers(tuple(out), tuple(carried) if with_prefixes else None)
+
+
+def _parse_find(t: int, body: bytes) -> FindShard | ShardPeers:
+    """FIND_SHARD: depth u8 · prefix u16. SHARD_PEERS: the same prefix, then a PEERS body
+    whose entries carry their prefixes (count bit 7), each entry at least one prefix and
+    one that overlaps the prefix asked."""
+    if len(body) < _PREFIX.size or (t == FrameType.FIND_SHARD and len(body) != _PREFIX.size):
+        raise MalformedError("malformed shard lookup frame")
+    prefix = _parse_prefix(body)
+    if t == FrameType.FIND_SHARD:
+        return FindShard(prefix)
+    peers = _parse_peers(body[_PREFIX.size :])
+    if peers.carried is None or not all(
+            any(overlap(p, prefix) for p in c) for c in peers.carried):
+        raise MalformedError("a carrier in SHARD_PEERS that carries nothing of the prefix")
+    return ShardPeers(prefix, peers.addrs, peers.carried)

@@ -176,6 +176,10 @@ class Links:
                 for a, shards in zip(ev.addrs, carried, strict=True):
                     node.book.learn(a, conn.remote, shards=shards)
             return
+        if isinstance(ev, g.ShardPeersHeard):  # carriers we asked this peer for
+            for a, shards in zip(ev.addrs, ev.carried, strict=True):
+                node.book.learn(a, conn.remote, shards=shards)
+            return
         if isinstance(ev, g.PeerReady):  # a peer's own address, first-hand
             hello = ev.hello
             if hello.listen and node.config.peer_exchange and not hello.light and not (

@@ -218,6 +218,16 @@ class Node:
     def peers(self) -> list[dict[str, object]]:
         return [c.info() for c in self.conns if c.dialled not in self.selves]
 
+    def find_carriers(self, prefix: Prefix, fanout: int = 3) -> int:
+        """Ask up to ``fanout`` version-2 peers which nodes carry ``prefix``; their answers
+        go to the address book (``book.book.carriers``). How many were asked."""
+        able = [c for c in self.active_conns()
+                if c.link.peer is not None and c.link.peer.version >= 2 and not c.link.peer.light]
+        now = time.monotonic()
+        for c in random.sample(able, min(fanout, len(able))):
+            c.send(c.link.find_shard(prefix, now))
+        return min(fanout, len(able))
+
     @property
     def known(self) -> dict[str, None]:
         """Addresses heard of through peer exchange, canonical, the latest last."""

@@ -36,7 +36,7 @@ from bridge.core import gossip as g
 from bridge.core.checks import MAX_CLOCK_SKEW, check_envelope, check_pow
 from bridge.core.envelope import Envelope, parse_envelope
 from bridge.core.errors import ExpiredError, RemoteProtocolError
-from bridge.core.gossip_wire import MAX_IDS, ByeReason, Hello
+from bridge.core.gossip_wire import MAX_IDS, MAX_PEERS, ByeReason, Hello
 from bridge.core.shards import shard_of_tag
 from bridge.net.addresses import canonical
 from bridge.net.peerlink import PeerConnection
@@ -84,6 +84,12 @@ class Relay:
             if node.config.peer_exchange:
                 for a in ev.addrs:
                     node.book.learn(a)
+        elif isinstance(ev, g.ShardAsked):  # carriers from the book (none without exchange)
+            addrs = []
+            if node.config.peer_exchange:
+                addrs = [a for a in node.book.book.carriers(ev.prefix, vouched=True)
+                         if a != conn.address and a not in node.selves][:MAX_PEERS]
+            conn.send(conn.link.shard_peers(ev.prefix, addrs, node.book.carried(addrs)))
         elif isinstance(ev, g.WatchSet):
             watched = [t for t in ev.tags if conn.link.peer_carries(shard_of_tag(t))]
             ids = [i for i in node.store.tags.ids(watched) if i not in node.held]

@@ -60,3 +60,33 @@ async def test_a_node_does_not_dial_an_address_known_to_share_none_of_its_shards
         assert set(node.dialer.tried) == {same, unknown}
     finally:
         await stop_nodes([node])
+
+
+async def test_a_node_asks_its_peers_who_carries_a_prefix():
+    high = Node(fast_config(shards=(HIGH,)))
+    full = Node(fast_config())
+    low = Node(fast_config(shards=(LOW,), peer_exchange=False))  # no PEERS: only the lookup
+    nodes = [high, full, low]
+    for n in nodes:
+        await n.start()
+    try:
+        high_addr, full_addr = f"127.0.0.1:{high.port}", f"127.0.0.1:{full.port}"
+        high.add_peer(full_addr)
+        await wait_all([full], linked(1), 10)
+        low.add_peer(full_addr)
+        await wait_all([full], linked(2), 10)
+        assert low.book.book.carriers(HIGH) == [full_addr]  # it dialled full: everything
+        assert low.find_carriers(HIGH) == 1
+        await wait_until(lambda: high_addr in low.book.book.carriers(HIGH), 10,
+                         message="full's answer naming high")
+        entry = low.book.book.entry(high_addr)
+        assert entry is not None and (entry.shards, entry.shards_from) == ((HIGH,), HEARD)
+        # a prefix only the asker carries, but for full itself: an empty answer, no violation
+        assert low.find_carriers(shards.prefix(0, 2)) == 1
+        await wait_until(lambda: not any(c.link.finding for c in low.conns), 10,
+                         message="full's empty answer")
+        assert low.book.book.carriers(shards.prefix(0, 2)) == [full_addr]
+        for n in nodes:
+            assert not [e for e in n.recent_errors if "banned" in e], n.recent_errors
+    finally:
+        await stop_nodes(nodes)

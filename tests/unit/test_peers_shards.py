@@ -1,6 +1,7 @@
 """PEERS entries with the shard prefixes each address's node carries (docs/sharding.md,
 item 5): the wire form and its bounds, the plain form still read and still sent to a
-version-1 peer, and the address book's memory of who carries what."""
+version-1 peer, and the address book's memory of who carries what; the lookup frames
+FIND_SHARD and SHARD_PEERS, their bounds and allowance."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from bridge.core.errors import (
     RemoteProtocolError,
     TruncatedError,
 )
+from bridge.core.gossip_events import UnrequestedError
 from bridge.core.gossip_wire import (
     MAX_PEERS,
     PEERS_CARRIED,
+    FindShard,
     FrameType,
     Hello,
     Peers,
+    ShardPeers,
     encode,
     parse,
 )
@@ -144,3 +148,84 @@ def test_the_book_keeps_what_the_best_source_said():
     assert book.carriers(prefix(0, 2)) == [B]
     assert sorted(book.carriers(ALL)) == sorted([A, B])
 
+
+
+# --- the lookup frames: FIND_SHARD and its answer, SHARD_PEERS ---------------------------
+
+
+def test_lookup_frames_round_trip():
+    assert parse(encode(FindShard(Q2))) == FindShard(Q2)
+    assert encode(FindShard(HIGH)) == bytes([FrameType.FIND_SHARD, 1, 0x80, 0])
+    answer = ShardPeers(Q2, (A, B), ((HIGH,), (ALL,)))
+    assert parse(encode(answer)) == answer
+    assert parse(encode(ShardPeers(Q2, (), ()))) == ShardPeers(Q2, (), ())
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    (bytes([FrameType.FIND_SHARD, 1, 0x80]), MalformedError),  # short
+    (bytes([FrameType.FIND_SHARD, 1, 0x80, 0, 0]), MalformedError),  # a byte too many
+    (bytes([FrameType.FIND_SHARD, 1, 0x40, 0]), MalformedError),  # bits past the depth
+    (bytes([FrameType.SHARD_PEERS, 1, 0x80, 0]), MalformedError),  # no entries at all
+    (bytes([FrameType.SHARD_PEERS, 1, 0x80, 0]) + frame(1, entry(A, None))[1:],
+     MalformedError),  # entries without their prefixes
+    (bytes([FrameType.SHARD_PEERS, 1, 0x80, 0]) + frame(PEERS_CARRIED | 1, entry(A, []))[1:],
+     MalformedError),  # a carrier of nothing known
+    (bytes([FrameType.SHARD_PEERS, 1, 0x80, 0])
+     + frame(PEERS_CARRIED | 1, entry(A, [(1, 0)]))[1:], MalformedError),  # the other half
+])
+def test_a_malformed_lookup_frame_is_a_protocol_violation(raw: bytes,
+                                                          error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse(raw)
+
+
+def test_only_an_answer_to_our_own_question_is_taken():
+    link, now = linked(2)
+    answer = encode(ShardPeers(HIGH, (A,), ((Q2,),)))
+    with pytest.raises(UnrequestedError):
+        link.receive(answer, now)  # never asked
+    assert parse(link.find_shard(HIGH, now)) == FindShard(HIGH)
+    (heard,) = link.receive(answer, now)
+    assert heard == g.ShardPeersHeard(HIGH, (A,), ((Q2,),))
+    with pytest.raises(UnrequestedError):
+        link.receive(answer, now)  # answered once
+    link.find_shard(LOW, now)
+    with pytest.raises(UnrequestedError):  # too late: forgotten
+        link.receive(encode(ShardPeers(LOW, (), ())), now + link.budgets.want_ttl + 1)
+    v1, _ = linked(1)
+    with pytest.raises(LocalProtocolError):
+        v1.find_shard(HIGH, now)  # a version-1 peer knows no lookup
+
+
+def test_a_link_remembers_a_bounded_number_of_questions():
+    link, now = linked(2)
+    cap = link.budgets.max_finds
+    for v in range(cap + 1):
+        link.find_shard(prefix(v, 8), now)
+    assert len(link.finding) == cap and prefix(0, 8) not in link.finding
+
+
+def test_questions_are_answered_within_an_allowance_then_a_flood():
+    link, now = linked(2)
+    asked = encode(FindShard(HIGH))
+    events = [e for _ in range(int(link.budgets.find_burst)) for e in link.receive(asked, now)]
+    assert 0 < len(events) < link.budgets.find_burst  # half a burst, then ignored
+    assert all(e == g.ShardAsked(HIGH) for e in events)
+    with pytest.raises(g.FloodError):
+        for _ in range(int(link.budgets.find_burst * 4)):
+            link.receive(asked, now)
+
+
+def test_an_answer_names_only_carriers_of_the_prefix():
+    link, _ = linked(2)
+    sent = parse(link.shard_peers(HIGH, [A, B, C], [(LOW,), (Q2,), (ALL,)]))
+    assert sent == ShardPeers(HIGH, (B, C), ((Q2,), (ALL,)))
+
+
+def test_the_book_vouches_only_for_what_peer_exchange_would_pass_on():
+    book = AddrBook(os.urandom(32))
+    book.add(A, "203.0.113.9", 1.0, shards=(HIGH,))  # heard second-hand
+    book.add(B, "198.51.100.7", 2.0, first_hand=True, shards=(HIGH,))  # its own HELLO
+    book.good(C, 3.0, (ALL,))  # reached
+    assert sorted(book.carriers(Q2)) == sorted([A, B, C])
+    assert sorted(book.carriers(Q2, vouched=True)) == sorted([B, C])
