@@ -255,7 +255,10 @@ class Daemon:
         await parts.enter(Step("service", lambda: service.start(deliver=False), service.stop))
         self.service = service
         if cfg.max_upload_mb:  # before the listener: it offers uploads only if this runs
-            self.file_server = FileServer(files, cfg.upload_port)
+            # HTTPS with the XMPP listener's certificate: clients upload only to https slots
+            self.file_server = FileServer(
+                files, cfg.upload_port, self.data_dir if cfg.xmpp_listener else None,
+                cfg.xmpp_domain)
             await parts.enter(self.file_server)
 
         if cfg.xmpp_listener:

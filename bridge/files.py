@@ -102,7 +102,7 @@ class FileStore:
         self._key = crypto.derive(CTX_FILES, key) if key is not None else None
         self.max_upload = min(max_upload, MAX_FILE_SIZE)
         self.clock = clock
-        self.base_url = ""  # http://127.0.0.1:PORT, set when the listener runs
+        self.base_url = ""  # https://127.0.0.1:PORT (http:// without TLS), set when it runs
         self.slots: dict[str, Slot] = {}
         self._ram: OrderedDict[str, StoredFile] = OrderedDict()
         self._ram_bytes = 0
@@ -146,7 +146,10 @@ class FileStore:
 
     def token_of(self, url: str) -> str:
         """The token of one of our GET URLs; "" for anything else."""
-        if not self.base_url or not url.startswith(self.base_url + "/file/"):
+        if not self.base_url:
+            return ""
+        plain = self.base_url.replace("https://", "http://", 1)  # the listener speaks both
+        if not url.startswith((self.base_url + "/file/", plain + "/file/")):
             return ""
         parts = urlsplit(url).path.split("/")
         return unquote(parts[2]) if len(parts) == 4 else ""

@@ -1,6 +1,13 @@
 """The XEP-0363 HTTP listener: a PUT into an upload slot, a GET of a file, on
 127.0.0.1 only (a part of the daemon, ``bridge.parts``).
 
+One port speaks HTTPS and plain HTTP: a connection whose first byte opens a TLS
+handshake (0x16) gets TLS with the XMPP listener's certificate (the same file, which
+names ``localhost`` and ``127.0.0.1``), any other plain HTTP. The URLs handed out are
+``https://`` when a certificate is given: Gajim and Conversations refuse to
+upload to a slot whose PUT or GET URL is not https. Plain HTTP stays for links made
+before and for programs that do not trust the certificate.
+
 A PUT is refused before its body is read unless its slot exists (single use: taken
 at once), has not expired, and its Content-Length is the size the slot was asked
 for; the body is then read in pieces and the request cut off past that size. A GET
@@ -10,30 +17,47 @@ a Host header other than this listener's (a DNS-rebinding page) is 403.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+import ssl
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bridge.files import FileStore
 from bridge.ports import bind, port_error
+from bridge.xmpp.tls import ensure_certificate, server_context
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 READ_PIECE = 64 * 1024
 MAX_HEADERS = 8 * 1024  # bytes of the request line and headers (aiohttp's own bound)
+FIRST_BYTE_WAIT = 10.0  # seconds a new connection may stay silent before it is closed
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 
 
 class FileServer:
     name = "file upload listener"
 
-    def __init__(self, files: FileStore, port: int = 0) -> None:
+    def __init__(self, files: FileStore, port: int = 0, cert_dir: Path | None = None,
+                 domain: str = "localhost") -> None:
+        """``cert_dir``: where the XMPP listener's certificate is (made if absent), for
+        HTTPS; None: plain HTTP only."""
         self.files = files
         self.wanted_port = port
         self.port = 0
+        self.cert_dir = cert_dir
+        self.domain = domain
         self._runner: web.AppRunner | None = None
         self._hosts: set[str] = set()
+        self._ssl: ssl.SSLContext | None = None
+        self._sock: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._opening: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
         # The body is read by hand (bounded by the slot), never by aiohttp's buffer.
@@ -43,6 +67,9 @@ class FileServer:
         return app
 
     async def start(self) -> None:
+        if self.cert_dir is not None:
+            cert = await asyncio.to_thread(ensure_certificate, self.cert_dir, self.domain)
+            self._ssl = server_context(cert)
         sock = bind(HOST, self.wanted_port, "file upload listener", "[xmpp] upload_port")
         try:
             self.port = int(sock.getsockname()[1])
@@ -50,7 +77,8 @@ class FileServer:
             self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=3,
                                          max_line_size=MAX_HEADERS, max_field_size=MAX_HEADERS)
             await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
+            sock.listen(128)
+            sock.setblocking(False)
         except OSError as exc:
             sock.close()
             raise port_error(exc, HOST, self.wanted_port, "file upload listener",
@@ -58,13 +86,71 @@ class FileServer:
         except BaseException:
             sock.close()
             raise
-        self.files.base_url = f"http://{HOST}:{self.port}"
+        self._sock = sock
+        self._accepting = asyncio.create_task(self._accept(sock), name="file listener")
+        scheme = "https" if self._ssl is not None else "http"
+        self.files.base_url = f"{scheme}://{HOST}:{self.port}"
 
     async def stop(self) -> None:
         self.files.base_url = ""
+        tasks = [t for t in (self._accepting, *self._opening) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._accepting = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # out of descriptors, a connection reset before accept
+                log.warning("file listener: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._open(conn))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open(self, conn: socket.socket) -> None:
+        """HTTP or HTTPS by the connection's first byte, then aiohttp serves it."""
+        loop = asyncio.get_running_loop()
+        try:
+            conn.setblocking(False)
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def ready() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+            loop.add_reader(conn.fileno(), ready)
+            try:
+                await asyncio.wait_for(readable, FIRST_BYTE_WAIT)
+            finally:
+                loop.remove_reader(conn.fileno())
+            first = conn.recv(1, socket.MSG_PEEK)
+            if not first:
+                conn.close()
+                return
+            assert self._runner is not None and self._runner.server is not None
+            if self._ssl is not None and first[0] == TLS_HANDSHAKE:
+                await loop.connect_accepted_socket(self._runner.server, conn, ssl=self._ssl,
+                                                   ssl_handshake_timeout=FIRST_BYTE_WAIT)
+            else:
+                await loop.connect_accepted_socket(self._runner.server, conn)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.debug("file listener: a connection failed before its request: %s", exc)
+            conn.close()
+        except BaseException:
+            conn.close()
+            raise
 
     @web.middleware
     async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:

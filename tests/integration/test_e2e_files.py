@@ -5,16 +5,20 @@ daemon's local listener and sends its URL to Bob (daemon B); the file crosses th
 network in chunk records, and Bob's client gets a message whose OOB URL (and body)
 points at his own daemon, from which he downloads the same bytes. The listener's
 refusals (a file over the limit, a slot that does not exist or was used) are seen
-by a client as they are sent.
+by a client as they are sent. The listener's URLs are https, under the certificate
+of the daemon's XMPP listener, which the test trusts as a client is told to; the
+same port answers plain HTTP too.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import ssl
 import struct
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -33,6 +37,15 @@ from tests.util import free_tcp_port
 pytestmark = pytest.mark.slow
 UPLOAD_NS = "urn:xmpp:http:upload:0"
 OOB_NS = "jabber:x:oob"
+# Each listener's port: a context trusting its daemon's certificate (one per daemon: they
+# all name localhost, and OpenSSL picks one certificate by that name).
+TRUST: dict[int, ssl.SSLContext] = {}
+
+
+def trust(*daemons: Daemon) -> None:
+    """Call after each start: the port may be new."""
+    for daemon in daemons:
+        TRUST[daemon.port("upload")] = ssl.create_default_context(cafile=daemon.cert)
 
 
 def png(width: int, height: int) -> bytes:
@@ -51,6 +64,7 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
     a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("files"))
     try:
         start_pair(a, b)
+        trust(a, b)
         yield a, b
     finally:
         b.stop()
@@ -82,8 +96,27 @@ async def bob(daemons: tuple[Daemon, Daemon]) -> AsyncIterator[Client]:
 async def fetch(url: str, method: str = "GET", data: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     async with aiohttp.ClientSession() as http, http.request(method, url, data=data,
-                                                             headers=headers) as resp:
+                                                             headers=headers,
+                                                             ssl=_trust(url)) as resp:
         return resp.status, await resp.read()
+
+
+def _trust(url: str) -> ssl.SSLContext | bool:
+    parts = urlsplit(url)
+    return TRUST[parts.port or 0] if parts.scheme == "https" else False
+
+
+async def upload(client: Client, name: str, data: bytes, media_type: str) -> str:
+    """XEP-0363 as a client does it: a slot from the service, a PUT; the GET URL.
+    (slixmpp's ``upload_file`` PUTs trusting only the system's certificates.)"""
+    service = await client.plugin["xep_0363"].find_upload_service(timeout=10)
+    assert service is not None
+    slot = (await client.plugin["xep_0363"].request_slot(
+        service["from"], name, len(data), media_type, timeout=10))["http_upload_slot"]
+    status, _ = await fetch(slot["put"]["url"], "PUT", data=data,
+                            headers={"Content-Type": media_type})
+    assert status == 201
+    return str(slot["get"]["url"])
 
 
 def oob(msg: slixmpp.Message) -> str:
@@ -95,10 +128,8 @@ async def test_a_picture_reaches_bob_from_his_own_daemon(alice: Client, bob: Cli
     a, b = daemons
     picture = png(320, 320)
     assert 300 * 1024 <= len(picture) < 320 * 1024
-    url = await alice.plugin["xep_0363"].upload_file(
-        "holiday.png", size=len(picture), content_type="image/png",
-        input_file=io.BytesIO(picture), timeout=20)
-    assert url.startswith(f"http://127.0.0.1:{a.port('upload')}/file/")
+    url = await upload(alice, "holiday.png", picture, "image/png")
+    assert url.startswith(f"https://127.0.0.1:{a.port('upload')}/file/")
     assert url.endswith("/holiday.png")
     assert await fetch(url) == (200, picture)  # Alice's own clients read it back
 
@@ -111,12 +142,13 @@ async def test_a_picture_reaches_bob_from_his_own_daemon(alice: Client, bob: Cli
     alice_jid = a.accounts["Alice"].contact_jid
     got = await bob.wait(lambda: next((m for m in bob.from_(alice_jid) if oob(m)), None), 60,
                          "the picture at Bob")
-    mine = f"http://127.0.0.1:{b.port('upload')}/file/"
+    mine = f"https://127.0.0.1:{b.port('upload')}/file/"
     assert oob(got).startswith(mine) and oob(got).endswith("/holiday.png")
     assert str(got["body"]) == oob(got)  # clients without OOB show the link
     assert got["id"] == "pic-1"
     status, data = await fetch(oob(got))
     assert status == 200 and data == picture
+    assert await fetch(oob(got).replace("https://", "http://", 1)) == (200, picture)  # one port
     assert alice.errors() == [] and bob.errors() == []
     assert url not in bob.bodies(alice_jid)  # Alice's local URL never travelled as text
 
@@ -142,7 +174,7 @@ async def test_a_file_over_the_limit_is_refused_with_the_limit(alice: Client) ->
 
 async def test_the_listener_answers_only_live_slots_and_held_files(
         alice: Client, daemons: tuple[Daemon, Daemon]) -> None:
-    base = f"http://127.0.0.1:{daemons[0].port('upload')}"
+    base = f"https://127.0.0.1:{daemons[0].port('upload')}"
     assert (await fetch(f"{base}/file/{'x' * 32}/a.png"))[0] == 404
     assert (await fetch(f"{base}/upload/{'x' * 32}/a.png", "PUT", data=b"hi"))[0] == 404
     assert (await fetch(f"{base}/", "GET"))[0] == 404
@@ -161,7 +193,8 @@ async def test_the_listener_answers_only_live_slots_and_held_files(
         service["from"], "note.txt", 5, "text/plain", timeout=10))["http_upload_slot"]
     assert (await fetch(slot["put"]["url"], "PUT", data=b"hello"))[0] == 201
     assert await fetch(slot["get"]["url"]) == (200, b"hello")
-    async with aiohttp.ClientSession() as http, http.get(slot["get"]["url"]) as resp:
+    get = slot["get"]["url"]
+    async with aiohttp.ClientSession() as http, http.get(get, ssl=_trust(get)) as resp:
         assert resp.headers["Content-Type"] == "text/plain"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.headers["Content-Security-Policy"] == "sandbox"
@@ -177,16 +210,15 @@ async def test_with_sqlite_an_upload_is_kept_encrypted_and_outlives_a_restart(
     port = free_tcp_port()
     a.config.write_text(a.config.read_text() + f"\n[xmpp]\nupload_port = {port}\n")
     a.start("--storage", "sqlite")
+    trust(a)
     try:
         alice = await _login(a, "Alice")
         picture = png(64, 64)
         try:
-            url = await alice.plugin["xep_0363"].upload_file(
-                "p.png", size=len(picture), content_type="image/png",
-                input_file=io.BytesIO(picture), timeout=20)
+            url = await upload(alice, "p.png", picture, "image/png")
         finally:
             await alice.close()
-        assert url.startswith(f"http://127.0.0.1:{port}/file/")
+        assert url.startswith(f"https://127.0.0.1:{port}/file/")
         kept = [p for p in (a.data_dir / "files").iterdir() if p.is_file()]
         assert len(kept) == 1 and picture[-200:] not in kept[0].read_bytes()
         a.stop()
@@ -200,6 +232,7 @@ async def test_a_picture_to_a_daemon_that_is_off_arrives_by_gossip_when_it_start
         tmp_path_factory: pytest.TempPathFactory) -> None:
     a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("off"))
     start_pair(a, b)
+    trust(a, b)
     try:
         alice = await _login(a, "Alice")
         try:
@@ -207,14 +240,13 @@ async def test_a_picture_to_a_daemon_that_is_off_arrives_by_gossip_when_it_start
             b.stop()  # Bob's daemon is off: its endpoint refuses, the chunks wait in A's store
             stored = await alice.stored_envelopes()
             picture = png(200, 200)  # about 120 KiB: 2 chunks
-            url = await alice.plugin["xep_0363"].upload_file(
-                "off.png", size=len(picture), content_type="image/png",
-                input_file=io.BytesIO(picture), timeout=20)
+            url = await upload(alice, "off.png", picture, "image/png")
             alice.chat(b.accounts["Bob"].contact_jid, url, ident="off-1")
             await alice.wait(lambda: _more(alice, stored + 2), 60, "the chunks in A's store")
         finally:
             await alice.close()
         b.start("--peer", a.p2p)
+        trust(b)
         bob = await _login(b, "Bob")
         try:
             alice_jid = a.accounts["Alice"].contact_jid
