@@ -13,13 +13,16 @@ import pytest
 
 from bridge.core.address import decode_address
 from bridge.core.errors import UserError
-from bridge.core.groups import GroupMessage, GroupState
-from bridge.events import GroupChanged, GroupMessageArrived
+from bridge.core.groups import MAX_MEMBERS, GroupMessage, GroupState
+from bridge.core.identity import Identity
+from bridge.events import GroupChanged, GroupMessageArrived, MessageArrived
+from bridge.groups import MAX_GROUPS
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
 from tests.integration.test_service import Inbox
 from tests.nodes import SharedNode
+from tests.util import wait_until
 
 BITS = 6
 
@@ -61,6 +64,11 @@ async def _invited(m: Member, group: str) -> GroupChanged:
     event = await m.inbox.wait(GroupChanged, timeout=20)
     assert isinstance(event, GroupChanged) and event.info.group == group
     return event
+
+
+async def _refused(m: Member, why: str) -> None:
+    """Wait until ``m``'s service reports a refusal naming ``why``."""
+    await wait_until(lambda: why in " ".join(m.service.errors.lines()), 20, message=why)
 
 
 async def _heard(m: Member, text: str) -> None:
@@ -105,10 +113,13 @@ async def test_a_group_of_three_then_one_removed(trio: tuple[Member, ...]) -> No
                               0, "c3", "sneaked in")
     await carol.service.outbox.send_message(carol.address, alice.address, "",
                                             receipt=False, group=sneak)
+    await _refused(alice, "not a member")
     await alice.service.send_group_message(alice.address, g.group, "still without", "a3")
     await _heard(bob, "still without")
-    assert "not a member" in " ".join(alice.service.errors.lines())
     assert not bob.said() and not alice.said()
+    # Alice to Carol, behind any group record that would have gone to her, in order:
+    await alice.service.send_message(alice.address, carol.address, "just us")
+    await carol.inbox.wait(MessageArrived, timeout=20, text="just us")
     assert not carol.said()  # nothing after the removal reached Carol
 
 
@@ -132,12 +143,31 @@ async def test_forged_states_and_strangers_are_refused(trio: tuple[Member, ...])
                         real.signature)
     await dave.service.outbox.send_message(dave.address, alice.address, "", receipt=False,
                                            group=forged)
+    await _refused(bob, "not an accepted contact")
+    await _refused(alice, "not sent by the group's creator")
     await alice.service.send_group_message(alice.address, g.group, "after all that", "a1")
     await _heard(bob, "after all that")
     assert [i.name for i in bob.service.groups(bob.address)] == ["ours"]
     assert alice.service.groups(alice.address)[0].version == 2
-    assert "not sent by the group's creator" in " ".join(alice.service.errors.lines())
     with pytest.raises(UserError):  # a stranger is never invited
         alice.service.invite_to_group(alice.address, g.group, "a" * 56)
     with pytest.raises(UserError):  # only the creator changes the members
         bob.service.remove_from_group(bob.address, g.group, alice.address)
+
+
+async def test_the_bounds_are_kept(trio: tuple[Member, ...]) -> None:
+    alice, bob, _, _ = trio
+    book = alice.service.group_book
+    for i in range(MAX_GROUPS):
+        alice.service.create_group(alice.address, f"g{i}")
+    with pytest.raises(UserError, match="at most 64 groups"):
+        alice.service.create_group(alice.address, "one too many")
+    # a full group (32 members, made as the creator would) takes no 33rd
+    ident = alice.service.ids.ident(alice.service.ids.rec(alice.address))
+    others = {Identity.from_seed(bytes([i]) * 32).public for i in range(1, 32)}
+    full = GroupState.make(ident.secret_key, bytes(16), 1, "full", ident.public, others)
+    rec = alice.service.ids.rec(alice.address)
+    rec.groups = {full.group_id.hex(): full.encode().hex()}
+    assert len(book.group(alice.address, full.group_id.hex()).members) == MAX_MEMBERS
+    with pytest.raises(UserError, match="at most 32 members"):
+        alice.service.invite_to_group(alice.address, full.group_id.hex(), bob.address)

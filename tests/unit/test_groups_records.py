@@ -4,7 +4,9 @@ refused with a protocol error only."""
 
 from __future__ import annotations
 
+import json
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -163,3 +165,27 @@ def test_a_group_record_carries_nothing_else() -> None:
         DirectMessage(NOW_MS, "text", group=state())
     with pytest.raises(LocalProtocolError):
         DirectMessage(NOW_MS, "", message_id="m", group=state())
+
+
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors"
+                      / "stamped.json").read_text("utf-8"))["groups"]
+
+
+def test_the_published_vectors_parse_verify_and_refuse_as_recorded() -> None:
+    alice = bytes.fromhex(VECTORS["signers"]["alice"])
+    for v in VECTORS["records"]:
+        raw = bytes.fromhex(v["record"])
+        back = parse_record(Kind.DIRECT, raw, version=2)
+        assert isinstance(back, DirectMessage) and back.group is not None
+        back.group.verify()
+        assert back.encode() == raw
+        if isinstance(back.group, GroupState):
+            assert back.group.creator == alice
+    for v in VECTORS["refused"]:
+        with pytest.raises(RemoteProtocolError) as info:
+            parse_record(Kind.DIRECT, bytes.fromhex(v["record"]), version=2)
+        assert info.type.__name__ == v["error"], v["case"]
+    forged = parse_record(Kind.DIRECT, bytes.fromhex(VECTORS["forged"]["record"]), version=2)
+    assert isinstance(forged, DirectMessage) and forged.group is not None
+    with pytest.raises(BadSignatureError):
+        forged.group.verify()

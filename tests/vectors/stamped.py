@@ -48,6 +48,7 @@ from bridge.core.seal import seal_keys, sign_inner
 from bridge.core.sessions import Outcome, Peer, begin, initiator_session
 from bridge.core.stamp import Stamp, StampOrder, stamp_digest, stamp_id
 from tests.vectors.generate import write_or_check
+from tests.vectors.group_records import group_records
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "vectors" / "stamped.json"
@@ -535,6 +536,7 @@ def build() -> dict[str, Any]:
         "opening_rejections": opening_rejections(bytes.fromhex(s["reply"]["envelope"])),
         "acts": act_records(),
         "files": file_records(),
+        "groups": group_records(NOW),
     }
 
 
