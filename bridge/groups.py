@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_GROUPS: Final = 64  # groups one identity keeps (its own and those it was invited to)
 SEEN_TTL: Final = 7 * 24 * 3600  # a group message's id is remembered this long (RAM)
+MAX_SEEN: Final = 10_000  # and at most this many of them
 
 
 class GroupError(UserError):
@@ -66,7 +67,7 @@ class GroupBook:
                  report: Callable[[str], None]) -> None:
         self.ids, self.contacts, self.outbox = ids, contacts, outbox
         self.tasks, self.emit, self.clock, self.report = tasks, emit, clock, report
-        self._seen = ExpiringIds()  # (group, author, message id) shown or passed on
+        self._seen = ExpiringIds(MAX_SEEN)  # (group, author, message id) shown or passed on
 
     # --- what the identity keeps -------------------------------------------------------
 
@@ -236,7 +237,7 @@ class GroupBook:
             raise GroupError("a group message from someone who is not a member was ignored")
         msg.verify()
         key = _seen_key(msg)
-        if key in self._seen:
+        if self._seen.get(key, 0) > self.clock():
             return
         self._seen.put(key, self.clock() + SEEN_TTL)
         if me == state.creator:
