@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from slixmpp import Presence
+from slixmpp.jid import InvalidJID
 from slixmpp.xmlstream import ElementBase
 
 from bridge.core.errors import (
@@ -51,6 +52,8 @@ def stanza_error_for(exc: BaseException) -> StanzaError:
         return StanzaError(exc.etype, exc.condition, exc.text)
     if isinstance(exc, BadAddressError):
         return StanzaError("modify", "jid-malformed", str(exc))
+    if isinstance(exc, InvalidJID):  # a 'to' the JID rules refuse
+        return StanzaError("modify", "jid-malformed", str(exc)[:200])
     if isinstance(exc, BadInviteError):
         return StanzaError("modify", "bad-request", str(exc))
     if isinstance(exc, OversizeError):
