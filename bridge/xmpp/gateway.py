@@ -421,6 +421,7 @@ class Gateway:
                     self.room.rename(conn, old.nick, identity.nick)
 
     def end_sessions(self, owner: str) -> None:
+        self.groups.held.forget(owner)  # group messages kept for its clients
         sessions = self.sessions.of(owner)
         if sessions:
             log.info("identity %s… was deleted: ending its %d XMPP sessions", owner[:8],

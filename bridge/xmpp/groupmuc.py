@@ -11,7 +11,7 @@ is one): the network has no presence for rooms. Invitations: XEP-0045 mediated
 contact); an invitation that arrives is given to the clients as XEP-0249, from the
 inviter's contact JID. Removal: an ``muc#admin`` item with role ``none`` or
 affiliation ``none``/``outcast``. Group messages reach the sessions joined to the
-room then; a client not in the room does not get them (as in the public room).
+room; while none is, they wait in RAM (``GroupHold``) for the first client that joins.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from bridge.api import ServiceAPI
 from bridge.core.errors import UserError
 from bridge.events import GroupChanged, GroupInfo, GroupMessageArrived
 from bridge.xmpp.errors import XmppError, error_reply_to
+from bridge.xmpp.grouphold import GroupHold
 from bridge.xmpp.jids import Domains, parse_jid
+from bridge.xmpp.mam import DELAY_NS as DELAY
+from bridge.xmpp.mam import stamp
 from bridge.xmpp.muc import MAX_NICK, MUC_USER, occupant_nick
 from bridge.xmpp.sessions import Sessions
 from bridge.xmpp.slixfix import new_iq, new_message
@@ -63,6 +66,7 @@ class GroupRooms:
         self.domain = f"groups.{domains.server}"
         self.domains = domains
         self.offered = not domains.component
+        self.held = GroupHold()
 
     def handles(self, to: JID) -> bool:
         return self.offered and to.domain == self.domain
@@ -118,6 +122,8 @@ class GroupRooms:
             presence["muc"]["status_codes"] = {110, 201}
         conn.send(presence)
         if first:
+            for event in self.held.take(owner, info.group):  # history, then the subject
+                conn.send(self._said(conn, room, event, delayed=True))
             subject = self._message(conn, room, "")
             subject["subject"] = info.name
             conn.send(subject)
@@ -303,6 +309,7 @@ class GroupRooms:
             if room not in conn.rooms:
                 continue
             if not info.member:  # removed: the room closes for this identity
+                self.held.forget(owner, info.group)
                 gone = self._self_presence(conn, room, conn.rooms.pop(room), "unavailable",
                                            "none")
                 gone["muc"]["status_codes"] = {110, 321}
@@ -337,13 +344,22 @@ class GroupRooms:
         if info is None:
             return
         room = self._jid(info, owner)
-        nick = self._nick(owner, event.sender)
-        for conn in self.sessions.of(owner):
-            if room in conn.rooms:
-                msg = self._message(conn, room, nick)
-                msg["body"] = event.text
-                msg["id"] = event.message_id
-                conn.send(msg)
+        joined = [conn for conn in self.sessions.of(owner) if room in conn.rooms]
+        if not joined:
+            self.held.hold(event)
+        for conn in joined:
+            conn.send(self._said(conn, room, event, delayed=False))
+
+    def _said(self, conn: Session, room: str, event: GroupMessageArrived, *,
+              delayed: bool) -> Message:
+        assert conn.owner is not None
+        msg = self._message(conn, room, self._nick(conn.owner.address, event.sender))
+        msg["body"] = event.text
+        msg["id"] = event.message_id
+        if delayed:
+            ET.SubElement(msg.xml, f"{{{DELAY}}}delay", {"from": room,
+                                                          "stamp": stamp(event.sent_at_ms)})
+        return msg
 
     # --- stanzas -----------------------------------------------------------------------
 

@@ -132,3 +132,30 @@ async def test_bad_joins_get_errors(client: SlixClient, to: str, condition: str)
     client.xmpp.send_raw(ET.tostring(raw, encoding="unicode"))
     got: Any = await client.next_presence(lambda p: p["type"] == "error")
     assert got["error"]["condition"] == condition
+
+
+async def test_messages_wait_for_the_first_client_in_the_room(
+        client: SlixClient, service: FakeService) -> None:
+    bodies: list[str] = []
+    client.xmpp.register_handler(Callback("group bodies", StanzaPath("message@type=groupchat"),
+                                          lambda m: bodies.append(str(m["body"]))))
+    alice = _alice(service)
+    info = service.create_group(alice, "later")
+    for i in range(3):  # no client in the room yet
+        service.emit(GroupMessageArrived(alice, info.group, CAROL, f"m{i}", f"c{i}",
+                                         1_800_000_000_000 + i))
+    await client.xmpp.plugin["xep_0030"].get_info(jid="localhost", timeout=5)  # all read
+    room = "later@groups.localhost"
+    await client.xmpp.plugin["xep_0045"].join_muc_wait(room, "alice", maxchars=0, timeout=10)
+    got: list[Any] = [await client.next_message(lambda m, i=i: m["body"] == f"m{i}")
+                      for i in range(3)]
+    delays = [m.xml.find("{urn:xmpp:delay}delay") for m in got]
+    assert delays[0].get("stamp") == "2027-01-15T08:00:00.000Z"
+    assert all(d is not None and d.get("from") == room for d in delays)
+    client.xmpp.plugin["xep_0045"].leave_muc(room, "alice")
+    await client.next_presence(lambda p: p["type"] == "unavailable")
+    await client.xmpp.plugin["xep_0045"].join_muc_wait(room, "alice", maxchars=0, timeout=10)
+    said = client.xmpp.make_message(mto=room, mbody="sync", mtype="groupchat")
+    said.send()
+    await client.next_message(lambda m: m["body"] == "sync")
+    assert [b for b in bodies if b] == ["m0", "m1", "m2", "sync"]  # once, not at a rejoin
