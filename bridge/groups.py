@@ -220,8 +220,8 @@ class GroupBook:
         if old is None and me not in state.members:
             return  # a group we were never in
         self._keep(owner, state)
-        self.emit(GroupChanged(owner, info_of(state, me),
-                               invited_by=sender if old is None else ""))
+        invited = me in state.members and (old is None or me not in old.members)
+        self.emit(GroupChanged(owner, info_of(state, me), invited_by=sender if invited else ""))
 
     def _on_message(self, owner: str, sender: str, msg: GroupMessage) -> None:
         me, _ = self._me(owner)

@@ -338,6 +338,7 @@ class Gateway:
                     conn.send(hello)
             self.roster.initial_presence(conn)
             self.delivery.flush_offline(conn)
+            self.groups.on_login(conn)
 
     def on_disconnect(self, conn: Session) -> None:
         self.presences.own(conn, None)
@@ -421,7 +422,7 @@ class Gateway:
                     self.room.rename(conn, old.nick, identity.nick)
 
     def end_sessions(self, owner: str) -> None:
-        self.groups.held.forget(owner)  # group messages kept for its clients
+        self.groups.forget(owner)  # group messages and invitations kept for its clients
         sessions = self.sessions.of(owner)
         if sessions:
             log.info("identity %s… was deleted: ending its %d XMPP sessions", owner[:8],

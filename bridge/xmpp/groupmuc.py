@@ -49,6 +49,7 @@ FEATURES = (DISCO_INFO, MUC, "muc_membersonly", "muc_persistent", "muc_hidden",
             "muc_nonanonymous", "muc_unmoderated", "muc_unsecured")
 _C = "{jabber:client}"
 _SAFE = re.compile(r"[^a-z0-9._-]+")
+MAX_UNSEEN = 64  # invitations kept per identity for its next login (one per group)
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -67,6 +68,8 @@ class GroupRooms:
         self.domains = domains
         self.offered = not domains.component
         self.held = GroupHold()
+        # invitations that came while no client was online: given at the next login
+        self._unseen: dict[str, dict[str, str]] = {}  # owner -> group -> inviter
 
     def handles(self, to: JID) -> bool:
         return self.offered and to.domain == self.domain
@@ -209,12 +212,12 @@ class GroupRooms:
         iq.identities["group"] = [("conference", "text", None)]
         iq.features["group"] = list(FEATURES)
         iq.items["server"].append((self.domain, "Private groups"))
-        disco_info = iq.handler("rooms", DISCO_INFO, "get")
-        assert disco_info is not None
+        disco_info, disco_items = (iq.handler("rooms", n, "get") for n in (DISCO_INFO, DISCO_ITEMS))
+        assert disco_info is not None and disco_items is not None
         iq.register("groups", DISCO_INFO, "get", disco_info)
+        iq.register("group", DISCO_ITEMS, "get", disco_items)  # no occupants listed (§6.5)
         iq.register("groups", DISCO_ITEMS, "get", self._rooms)
         iq.register("group", DISCO_INFO, "get", self._room_info)
-        iq.register("group", DISCO_ITEMS, "get", self._members)
         iq.register("group", MUC_ADMIN, "set", self._admin)
         iq.register("group", MUC_OWNER, "get", self._config)
         iq.register("group", MUC_OWNER, "set", self._config)
@@ -243,13 +246,6 @@ class GroupRooms:
         reply["disco_info"].add_identity("conference", "text", name=info.name)
         for feature in FEATURES:
             reply["disco_info"].add_feature(feature)
-        return reply
-
-    def _members(self, conn: Session, el: ET.Element, payload: ET.Element,
-                 to: JID | None) -> Iq:
-        self._group(conn, to)
-        reply = new_iq("result", el.get("id", ""))
-        _ = reply["disco_items"]["items"]  # occupants are not listed (XEP-0045 §6.5)
         return reply
 
     def _config(self, conn: Session, el: ET.Element, payload: ET.Element,
@@ -298,14 +294,15 @@ class GroupRooms:
     def on_changed(self, event: GroupChanged) -> None:
         owner, info = event.owner, event.info
         room = self._jid(info, owner)
+        if not info.member:
+            self._unseen.get(owner, {}).pop(info.group, None)
+        elif event.invited_by and not any(c.available for c in self.sessions.of(owner)):
+            unseen = self._unseen.setdefault(owner, {})
+            if len(unseen) < MAX_UNSEEN:
+                unseen[info.group] = event.invited_by
         for conn in self.sessions.of(owner):
             if event.invited_by and conn.available:
-                invitation = new_message()
-                invitation["to"] = conn.jid.full
-                invitation["from"] = self.domains.contact(event.invited_by)
-                ET.SubElement(invitation.xml, f"{{{CONFERENCE}}}x",
-                              {"jid": room, "reason": f"join the group {info.name}"})
-                conn.send(invitation)
+                conn.send(self._invitation(conn, info, event.invited_by))
             if room not in conn.rooms:
                 continue
             if not info.member:  # removed: the room closes for this identity
@@ -317,6 +314,28 @@ class GroupRooms:
                 conn.send(gone)
                 continue
             self._occupants(conn, room, info)
+
+    def forget(self, owner: str) -> None:
+        self.held.forget(owner)
+        self._unseen.pop(owner, None)
+
+    def on_login(self, conn: Session) -> None:
+        """A client's first available presence: invitations no client has seen yet."""
+        assert conn.owner is not None
+        unseen = self._unseen.pop(conn.owner.address, {})
+        for g in self.service.groups(conn.owner.address):
+            if g.group in unseen and g.member:
+                conn.send(self._invitation(conn, g, unseen[g.group]))
+
+    def _invitation(self, conn: Session, info: GroupInfo, inviter: str) -> Message:
+        assert conn.owner is not None
+        invitation = new_message()
+        invitation["to"] = conn.jid.full
+        invitation["from"] = self.domains.contact(inviter)
+        ET.SubElement(invitation.xml, f"{{{CONFERENCE}}}x",
+                      {"jid": self._jid(info, conn.owner.address),
+                       "reason": f"join the group {info.name}"})
+        return invitation
 
     def _occupants(self, conn: Session, room: str, info: GroupInfo) -> None:
         """Occupant presences for members not yet shown; unavailable (321) for those

@@ -121,6 +121,9 @@ async def test_a_group_of_three_then_one_removed(trio: tuple[Member, ...]) -> No
     await alice.service.send_message(alice.address, carol.address, "just us")
     await carol.inbox.wait(MessageArrived, timeout=20, text="just us")
     assert not carol.said()  # nothing after the removal reached Carol
+    alice.service.invite_to_group(alice.address, g.group, carol.address)  # back again
+    again = await _invited(carol, g.group)
+    assert again.invited_by == alice.address and again.info.member
 
 
 async def test_forged_states_and_strangers_are_refused(trio: tuple[Member, ...]) -> None:

@@ -159,3 +159,23 @@ async def test_messages_wait_for_the_first_client_in_the_room(
     said.send()
     await client.next_message(lambda m: m["body"] == "sync")
     assert [b for b in bodies if b] == ["m0", "m1", "m2", "sync"]  # once, not at a rejoin
+
+
+async def test_an_invitation_waits_for_the_next_login(server: C2SServer,
+                                                      service: FakeService) -> None:
+    alice = _alice(service)
+    gid = "cd" * 16
+    info = GroupInfo(gid, "book club", CAROL, tuple(sorted((alice, CAROL))), 2, True)
+    service.group_book[(alice, gid)] = info
+    service.emit(GroupChanged(alice, info, invited_by=CAROL))  # no client online
+    c = SlixClient("alice@localhost/phone", "alice-pw", server.cert_path,
+                   plugins=("xep_0045", "xep_0249"))
+    c.xmpp.add_event_handler("groupchat_direct_invite", c.messages.put_nowait)
+    await c.connect(server.port)
+    try:
+        invite: Any = await c.next_message(
+            lambda m: m.xml.find("{jabber:x:conference}x") is not None)
+        assert invite.xml.find("{jabber:x:conference}x").get("jid") == (
+            f"book-club-{gid[:8]}@groups.localhost")
+    finally:
+        await c.close()
