@@ -27,6 +27,7 @@ from bridge.events import (
     ContactsChanged,
     ContactState,
     Event,
+    GroupChanged,
     IdentitiesChanged,
     MessageArrived,
     NodeHealth,
@@ -457,3 +458,35 @@ async def test_xmpp_settings_are_a_copy(service: ServiceAPI) -> None:
     assert isinstance(settings, dict)
     settings["port"] = 1
     assert "port" not in service.xmpp_settings()
+
+
+async def test_private_groups_as_their_creator_changes_them(service: ServiceAPI) -> None:
+    alice = await service.create_identity("Alice")
+    bob = make_address(b"contract-bob")
+    stranger = make_address(b"contract-stranger")
+    service.add_contact(alice.address, bob, "Bob")
+    events = Events(service)
+    group = service.create_group(alice.address, " book  club ")
+    assert (group.name, group.creator, group.members, group.version, group.member) == (
+        "book club", alice.address, (alice.address,), 1, True)
+    assert (await events.take(GroupChanged)).info == group
+    with pytest.raises(UserError):  # only accepted contacts
+        service.invite_to_group(alice.address, group.group, stranger)
+    added = service.invite_to_group(alice.address, group.group, bob)
+    assert set(added.members) == {alice.address, bob} and added.version == 2
+    assert (await events.take(GroupChanged)).info == added
+    assert service.groups(alice.address) == [added]
+    for refused in (lambda: service.remove_from_group(alice.address, group.group, stranger),
+                    lambda: service.remove_from_group(alice.address, group.group,
+                                                      alice.address),
+                    lambda: service.create_group(alice.address, "   "),
+                    lambda: service.invite_to_group(alice.address, "00" * 16, bob)):
+        with pytest.raises(UserError):
+            refused()
+    removed = service.remove_from_group(alice.address, group.group, bob)
+    assert removed.members == (alice.address,) and removed.version == 3
+    with pytest.raises(UserError):
+        await service.send_group_message(alice.address, "00" * 16, "hello", "m1")
+    with pytest.raises(UserError):
+        await service.send_group_message(alice.address, group.group, "", "m1")
+    await service.send_group_message(alice.address, group.group, "to myself", "m1")
