@@ -146,6 +146,17 @@ async def test_forged_states_and_strangers_are_refused(trio: tuple[Member, ...])
                         real.signature)
     await dave.service.outbox.send_message(dave.address, alice.address, "", receipt=False,
                                            group=forged)
+    # A state of 200 members (made by hand: no encoder makes one) is refused unread.
+    crowd = {Identity.from_seed(i.to_bytes(32, "big")).public for i in range(1, 200)}
+    crowd.add(ident.public)
+    huge = object.__new__(GroupState)
+    for name, value in (("group_id", bytes(16)), ("version", 1), ("name", "crowd"),
+                        ("creator", ident.public), ("members", tuple(sorted(crowd))),
+                        ("signature", bytes(64))):
+        object.__setattr__(huge, name, value)
+    await dave.service.outbox.send_message(dave.address, alice.address, "", receipt=False,
+                                           group=huge)
+    await _refused(alice, "1 to 32 members, not 200")
     await _refused(bob, "not an accepted contact")
     await _refused(alice, "not sent by the group's creator")
     await alice.service.send_group_message(alice.address, g.group, "after all that", "a1")
