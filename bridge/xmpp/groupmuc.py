@@ -21,32 +21,26 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from slixmpp import JID, Iq, Message, Presence
+from slixmpp import JID, Message, Presence
 
 from bridge.api import ServiceAPI
 from bridge.core.errors import UserError
 from bridge.events import GroupChanged, GroupInfo, GroupMessageArrived
 from bridge.xmpp.errors import XmppError, error_reply_to
 from bridge.xmpp.grouphold import GroupHold
+from bridge.xmpp.groupiq import GroupIqs
 from bridge.xmpp.jids import Domains, parse_jid
 from bridge.xmpp.mam import DELAY_NS as DELAY
 from bridge.xmpp.mam import stamp
 from bridge.xmpp.muc import MAX_NICK, MUC_USER, occupant_nick
 from bridge.xmpp.sessions import Sessions
-from bridge.xmpp.slixfix import new_iq, new_message
+from bridge.xmpp.slixfix import new_message
 
 if TYPE_CHECKING:
     from bridge.xmpp.server_iq import ServerIq
     from bridge.xmpp.sessions import Session
 
 CONFERENCE = "jabber:x:conference"  # XEP-0249
-MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
-MUC_OWNER = "http://jabber.org/protocol/muc#owner"
-DISCO_INFO = "http://jabber.org/protocol/disco#info"
-DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
-MUC = "http://jabber.org/protocol/muc"
-FEATURES = (DISCO_INFO, MUC, "muc_membersonly", "muc_persistent", "muc_hidden",
-            "muc_nonanonymous", "muc_unmoderated", "muc_unsecured")
 _C = "{jabber:client}"
 _SAFE = re.compile(r"[^a-z0-9._-]+")
 MAX_UNSEEN = 64  # invitations kept per identity for its next login (one per group)
@@ -71,19 +65,23 @@ class GroupRooms:
         # invitations that came while no client was online: given at the next login
         self._unseen: dict[str, dict[str, str]] = {}  # owner -> group -> inviter
 
+    def install(self, iq: ServerIq) -> None:
+        """Disco, member list, removal and configuration IQs (``bridge.xmpp.groupiq``)."""
+        GroupIqs(self).install(iq)
+
     def handles(self, to: JID) -> bool:
         return self.offered and to.domain == self.domain
 
-    def _find(self, owner: str, local: str) -> GroupInfo | None:
+    def find(self, owner: str, local: str) -> GroupInfo | None:
         for g in self.service.groups(owner):
             if room_name(g, owner) == local:
                 return g
         return None
 
-    def _jid(self, info: GroupInfo, owner: str) -> str:
+    def jid(self, info: GroupInfo, owner: str) -> str:
         return f"{room_name(info, owner)}@{self.domain}"
 
-    def _nick(self, owner: str, member: str) -> str:
+    def nick(self, owner: str, member: str) -> str:
         petname = next((c.petname for c in self.service.contacts(owner)
                         if c.address == member), "")
         return occupant_nick(petname or "member", member)
@@ -104,14 +102,14 @@ class GroupRooms:
         nick = to.resource.strip()
         if not nick or len(nick) > MAX_NICK:
             raise XmppError("jid-malformed", "choose a nickname to join the room", "modify")
-        info = self._find(owner, to.local)
+        info = self.find(owner, to.local)
         created = info is None
         if info is None:
             info = self._create(owner, to.local)
         if not info.member:
             raise XmppError("registration-required", "you are not a member of this group",
                             "auth")
-        room = self._jid(info, owner)
+        room = self.jid(info, owner)
         if room != to.bare:  # the name as the group keeps it (a client's case, spaces)
             raise XmppError("item-not-found", f"this group's room is {room}")
         first = room not in conn.rooms
@@ -143,7 +141,7 @@ class GroupRooms:
     def on_message(self, conn: Session, el: ET.Element, to: JID) -> None:
         assert conn.owner is not None
         owner = conn.owner.address
-        info = self._find(owner, to.local) if to.local else None
+        info = self.find(owner, to.local) if to.local else None
         if info is None or not info.member:
             raise XmppError("item-not-found", "there is no such group")
         invite = el.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}invite")
@@ -187,7 +185,7 @@ class GroupRooms:
         if room is None or not self.handles(room):
             return False
         assert conn.owner is not None
-        info = self._find(conn.owner.address, room.local)
+        info = self.find(conn.owner.address, room.local)
         if info is None or not info.member:
             raise XmppError("item-not-found", "there is no such group")
         self._invite(conn, info, JID(self.domains.contact(address)))
@@ -204,96 +202,11 @@ class GroupRooms:
         except UserError as exc:
             raise XmppError("not-allowed", str(exc)) from None
 
-    # --- IQs: disco, kick, configuration ------------------------------------------------
-
-    def install(self, iq: ServerIq) -> None:
-        iq.identities["groups"] = [("conference", "text", "ParanoIM private groups")]
-        iq.features["groups"] = [DISCO_INFO, DISCO_ITEMS, MUC]
-        iq.identities["group"] = [("conference", "text", None)]
-        iq.features["group"] = list(FEATURES)
-        iq.items["server"].append((self.domain, "Private groups"))
-        disco_info, disco_items = (iq.handler("rooms", n, "get") for n in (DISCO_INFO, DISCO_ITEMS))
-        assert disco_info is not None and disco_items is not None
-        iq.register("groups", DISCO_INFO, "get", disco_info)
-        iq.register("group", DISCO_ITEMS, "get", disco_items)  # no occupants listed (§6.5)
-        iq.register("groups", DISCO_ITEMS, "get", self._rooms)
-        iq.register("group", DISCO_INFO, "get", self._room_info)
-        iq.register("group", MUC_ADMIN, "set", self._admin)
-        iq.register("group", MUC_OWNER, "get", self._config)
-        iq.register("group", MUC_OWNER, "set", self._config)
-
-    def _group(self, conn: Session, to: JID | None) -> GroupInfo:
-        assert conn.owner is not None
-        info = self._find(conn.owner.address, to.local) if to is not None else None
-        if info is None:
-            raise XmppError("item-not-found", "there is no such group")
-        return info
-
-    def _rooms(self, conn: Session, el: ET.Element, payload: ET.Element,
-               to: JID | None) -> Iq:
-        assert conn.owner is not None
-        reply = new_iq("result", el.get("id", ""))
-        for g in self.service.groups(conn.owner.address):
-            if g.member:
-                reply["disco_items"].add_item(self._jid(g, conn.owner.address), name=g.name)
-        _ = reply["disco_items"]["items"]
-        return reply
-
-    def _room_info(self, conn: Session, el: ET.Element, payload: ET.Element,
-                   to: JID | None) -> Iq:
-        info = self._group(conn, to)
-        reply = new_iq("result", el.get("id", ""))
-        reply["disco_info"].add_identity("conference", "text", name=info.name)
-        for feature in FEATURES:
-            reply["disco_info"].add_feature(feature)
-        return reply
-
-    def _config(self, conn: Session, el: ET.Element, payload: ET.Element,
-                to: JID | None) -> Iq:
-        """An instant room (XEP-0045 §10.1.2): nothing to configure, the group is
-        members-only and persistent whatever a form says."""
-        self._group(conn, to)
-        reply = new_iq("result", el.get("id", ""))
-        if el.get("type") == "get":
-            query = ET.SubElement(reply.xml, f"{{{MUC_OWNER}}}query")
-            ET.SubElement(query, "{jabber:x:data}x", {"type": "form"})
-        return reply
-
-    def _admin(self, conn: Session, el: ET.Element, payload: ET.Element,
-               to: JID | None) -> Iq:
-        assert conn.owner is not None and to is not None
-        owner = conn.owner.address
-        info = self._group(conn, to)
-        items = payload.findall(f"{{{MUC_ADMIN}}}item")
-        if len(items) != 1:
-            raise XmppError("bad-request", "one item at a time", "modify")
-        item = items[0]
-        if item.get("role") != "none" and item.get("affiliation") not in ("none", "outcast"):
-            raise XmppError("feature-not-implemented",
-                            "members are invited, or removed (role or affiliation none)")
-        member = self._member_of(info, owner, item, to.bare)
-        try:
-            self.service.remove_from_group(owner, info.group, member)
-        except UserError as exc:
-            raise XmppError("not-allowed", str(exc)) from None
-        return new_iq("result", el.get("id", ""))
-
-    def _member_of(self, info: GroupInfo, owner: str, item: ET.Element, room: str) -> str:
-        jid = parse_jid(item.get("jid"))
-        address = self.domains.address_of(jid) if jid is not None else None
-        if address is None:
-            nick = item.get("nick", "")
-            address = next((m for m in info.members if m != owner
-                            and self._nick(owner, m) == nick), None)
-        if address is None or address not in info.members:
-            raise XmppError("item-not-found", "no such member")
-        return address
-
     # --- to XMPP -----------------------------------------------------------------------
 
     def on_changed(self, event: GroupChanged) -> None:
         owner, info = event.owner, event.info
-        room = self._jid(info, owner)
+        room = self.jid(info, owner)
         if not info.member:
             self._unseen.get(owner, {}).pop(info.group, None)
         elif event.invited_by and not any(c.available for c in self.sessions.of(owner)):
@@ -333,7 +246,7 @@ class GroupRooms:
         invitation["to"] = conn.jid.full
         invitation["from"] = self.domains.contact(inviter)
         ET.SubElement(invitation.xml, f"{{{CONFERENCE}}}x",
-                      {"jid": self._jid(info, conn.owner.address),
+                      {"jid": self.jid(info, conn.owner.address),
                        "reason": f"join the group {info.name}"})
         return invitation
 
@@ -343,7 +256,7 @@ class GroupRooms:
         assert conn.owner is not None
         owner = conn.owner.address
         seen = conn.room_seen.setdefault(room, set())
-        now = {self._nick(owner, m): m for m in info.members if m != owner}
+        now = {self.nick(owner, m): m for m in info.members if m != owner}
         for nick in sorted(seen - set(now)):
             seen.discard(nick)
             p = self._occupant(conn, room, nick, "none")
@@ -362,7 +275,7 @@ class GroupRooms:
         info = next((g for g in self.service.groups(owner) if g.group == event.group), None)
         if info is None:
             return
-        room = self._jid(info, owner)
+        room = self.jid(info, owner)
         joined = [conn for conn in self.sessions.of(owner) if room in conn.rooms]
         if not joined:
             self.held.hold(event)
@@ -372,7 +285,7 @@ class GroupRooms:
     def _said(self, conn: Session, room: str, event: GroupMessageArrived, *,
               delayed: bool) -> Message:
         assert conn.owner is not None
-        msg = self._message(conn, room, self._nick(conn.owner.address, event.sender))
+        msg = self._message(conn, room, self.nick(conn.owner.address, event.sender))
         msg["body"] = event.text
         msg["id"] = event.message_id
         if delayed:

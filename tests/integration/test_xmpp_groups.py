@@ -71,6 +71,8 @@ async def test_create_invite_write_and_remove(client: SlixClient,
 
     muc.invite(ROOM, CAROL_JID)  # mediated
     await wait_until(lambda: CAROL in service.groups(_alice(service))[0].members, 10)
+    assert await muc.get_affiliation_list(ROOM, "member") == [CAROL_JID]
+    assert await muc.get_affiliation_list(ROOM, "owner") == ["alice@localhost"]
     muc.invite(ROOM, f"{DAVE}@p2p.localhost")  # not a contact
     await client.next_message(_error("not-allowed", ROOM))
     client.xmpp.plugin["xep_0249"].send_invitation(f"{DAVE}@p2p.localhost", ROOM)  # direct
