@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.integration.e2e_support import Client, Daemon, pair_from_template, start_pair
-from tests.interop.drivers._common import ProgramMissing
+from tests.interop.drivers._common import ProgramMissing, apoll_until
 from tests.interop.drivers.gajim import Gajim, NeedsRoot
 from tests.util import skip_or_fail
 
@@ -63,6 +64,18 @@ def picture(width: int = 360, height: int = 240) -> bytes:
     return (b"\x89PNG\r\n\x1a\n"
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))
+
+
+SEA = (20, 50, 110)  # the darker waves of ``picture()``
+
+
+def shows_sunset(screenshot: Path) -> bool:
+    """Whether a screenshot shows ``picture()``: its sea, a few thousand pixels of it."""
+    with Image.open(screenshot) as image:
+        rgb = image.convert("RGB").tobytes()
+    sea = sum(1 for i in range(0, len(rgb), 3)
+              if abs(rgb[i] - SEA[0]) + abs(rgb[i + 1] - SEA[1]) + abs(rgb[i + 2] - SEA[2]) < 24)
+    return sea > 3000
 
 
 @pytest.fixture
@@ -142,9 +155,12 @@ async def test_gajim_sends_a_picture_that_the_contacts_gajim_shows(
         for gajim, name in ((sender, "gajim-picture-sent.png"),
                             (receiver, "gajim-picture-received.png")):
             shot = gajim.inbox / name
-            await gajim.ask("screenshot", path=str(shot))
-            assert shot.read_bytes().startswith(b"\x89PNG")
-            (ARTIFACTS / name).write_bytes(shot.read_bytes())
+
+            async def drawn(gajim: Gajim = gajim, shot: Path = shot) -> bool:
+                await gajim.ask("screenshot", path=str(shot))
+                return shows_sunset(shot)
+            await apoll_until(drawn, 20, f"the picture in {name}", interval=0.3)
+            shutil.copy(shot, ARTIFACTS / name)
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         for gajim, name in ((sender, "alice"), (receiver, "bob")):
