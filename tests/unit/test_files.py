@@ -96,6 +96,17 @@ def test_only_our_own_urls_name_a_file() -> None:
     assert store.token_of("hello") == ""
 
 
+def test_with_tls_the_https_url_and_its_plain_http_form_name_the_same_file() -> None:
+    store = FileStore(None, None)
+    store.base_url = "https://127.0.0.1:9"  # the listener answers both on one port
+    f = store.put("alice", "a.png", "", b"x")
+    assert store.url(f).startswith("https://127.0.0.1:9/file/")
+    assert store.token_of(store.url(f)) == f.token
+    assert store.token_of(store.url(f).replace("https://", "http://", 1)) == f.token
+    assert store.token_of(f"https://127.0.0.1:10/file/{f.token}/a.png") == ""
+    assert store.token_of(f"ftp://127.0.0.1:9/file/{f.token}/a.png") == ""
+
+
 @pytest.mark.parametrize(("given", "kept"), [
     ("C:\\Users\\x\\photo.jpg", "photo.jpg"), ("..", "file"), ("", "file"),
     ("a\x00b\nc", "abc"), ("é" * 40, "é" * 32),
