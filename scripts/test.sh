@@ -5,8 +5,8 @@
 # browser tests drive (Prosody, profanity, poezio, finch, tor, microsocks, Chromium, ...),
 # creates .venv with the project and its test extras, creates the unprivileged user that
 # programs refusing root run as, then runs ruff, mypy and pytest (tests/bench excluded).
-# Then it runs the unit and integration tests again on each other supported Python
-# (3.12 and 3.13), each in its own .venv-3.X: an interpreter already on PATH or under
+# Then it runs the unit and integration tests again (but the slow end-to-end ones) on each
+# other supported Python (3.12 and 3.13), each in its own .venv-3.X: an interpreter already on PATH or under
 # pyenv, else Debian's python3.X package where the distribution has one.
 # As a non-root user without sudo it skips the Debian part and says so; tests whose
 # programs are missing, and Pythons that cannot be found, then skip locally and fail when
@@ -27,7 +27,9 @@ PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv
 TEST_USER=paranoim-test
 read -r -a EXTRA_PYTHONS <<<"${PARANOIM_EXTRA_PYTHONS-3.12 3.13}"
-EXTRA_TESTS=(tests/unit tests/integration)  # what the other Pythons run
+# What the other Pythons run: unit and integration tests but those marked slow (whole
+# daemons end to end, the same code paths the fast ones reach, run once on PYTHON).
+EXTRA_TESTS=(tests/unit tests/integration)
 APT_UPDATED=0
 export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -246,7 +248,7 @@ run_other_pythons() {
             date +%s.%N >"$logs/$version.start"
             rc=0
             "$ROOT/.venv-$version/bin/python" -m pytest "${EXTRA_TARGETS[@]}" -ra --durations=5 \
-                --timeout=600 "${EXTRA_ARGS[@]}" >"$logs/$version.log" 2>&1 || rc=$?
+                --timeout=600 -m "not slow" "${EXTRA_ARGS[@]}" >"$logs/$version.log" 2>&1 || rc=$?
             echo $rc >"$logs/$version.rc"
             date +%s.%N >"$logs/$version.end"
         ) &
