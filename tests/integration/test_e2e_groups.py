@@ -16,7 +16,7 @@ import slixmpp
 from tests.integration.e2e_support import Daemon, logged_in
 from tests.integration.groups_support import GROUPS, GroupClient, start_trio, trio
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
