@@ -21,11 +21,12 @@ from bridge.core.stamp import Stamp
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.sessionbook import SessionBook, WaitingForKeysError
-from bridge.store.keystore import Keystore
+from bridge.store.keystore import MAGIC_PLAIN, Keystore
 from tests.nodes import SharedNode
 from tests.stamp_support import mint_stamp
 
 BITS = 2
+PASSPHRASE = "correct horse battery staple"  # the thief knows it too
 NOW = int(time.time())  # the nodes check envelopes by the real clock
 async def _stamp(bucket: int) -> Stamp:
     return mint_stamp(bucket, now=NOW, bits=BITS)
@@ -55,8 +56,10 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Path, WorkerPool, SharedN
 
 
 async def _side(root: Path, pool: WorkerPool, node: SharedNode, name: str,
-                nick: str | None = None) -> Side:
-    s = Service(Keystore(root / name), node, pool, base_bits=BITS, clock=lambda: NOW)
+                nick: str | None = None, passphrase: str | None = None) -> Side:
+    keystore = Keystore(root / name, passphrase, kdf_ops=1, kdf_mem=8192) if passphrase \
+        else Keystore(root / name)
+    s = Service(keystore, node, pool, base_bits=BITS, clock=lambda: NOW)
     await s.start()
     if nick is not None:
         await s.create_identity(nick)
@@ -121,15 +124,16 @@ async def test_a_thief_with_the_key_file_reads_neither_the_past_nor_after_healin
         world) -> None:  # type: ignore[no-untyped-def]
     root, pool, node = world
     alice = await _side(root, pool, node, "a", "Alice")
-    bob = await _side(root, pool, node, "b", "Bob")
+    bob = await _side(root, pool, node, "b", "Bob", passphrase=PASSPHRASE)
     _introduce(alice, bob)
     bob.service.add_contact(bob.address, alice.address, "alice")
     past = [await alice.send(bob.address, f"past {n}") for n in range(3)]
     for env in past:
         await bob.read(env, alice.address)
     await bob.service.ids.flush()
-    shutil.copytree(root / "b", root / "thief")  # the key file is stolen (with its passphrase)
-    thief = await _side(root, pool, node, "thief")
+    assert not (root / "b" / "keys.pim").read_bytes().startswith(MAGIC_PLAIN)
+    shutil.copytree(root / "b", root / "thief")  # the key file is stolen, and its passphrase
+    thief = await _side(root, pool, node, "thief", passphrase=PASSPHRASE)
 
     for env in past:  # forward secrecy: what Bob opened cannot be opened again
         with pytest.raises(RemoteProtocolError):
