@@ -76,6 +76,13 @@ async def test_a_file_cut_off_by_a_restart_completes_after_it(tmp_path: Path,
     await asyncio.wait_for(node.cut.wait(), 30)  # two chunks left, the third hangs
     await wait_until(lambda: sum(len(p.pieces) for p in first.file_collector.partial.values())
                      == 2, 10)
+
+    def sent_so_far() -> list[tuple[str, str, int]]:
+        kept = files.kept("outgoing")
+        return [(j["owner"], j["to"], j["next"]) for j in json.loads(kept[0][1])] if kept else []
+
+    # the sender records its progress after each chunk leaves, a moment after it left
+    await wait_until(lambda: sent_so_far() == [(alice, bob, 2)], 10)
     await first.stop()
 
     waiting = json.loads(files.kept("outgoing")[0][1])
