@@ -223,7 +223,8 @@ class Inbox:
         c = self.contacts.find(rec, arrival.sender)
         if c is not None and c.state == BLOCKED:
             return  # decided now: an unblock before the key-file write must not show it
-        self.notes.opened(w.owner, arrival.sender, env.expiry)
+        if c is not None:  # strangers are not remembered: each would be one more entry
+            self.notes.opened(w.owner, arrival.sender, env.expiry)
         if c is not None and c.state == ACCEPTED and arrival.outcome in _THEIRS:
             self.notes.confirm(w.owner, arrival.sender)
         if c is not None and arrival.outcome is Outcome.RESET:

@@ -357,3 +357,23 @@ async def test_the_outbox_sends_in_sessions_once_it_knows_the_contacts_keys(
     assert a.health().recent_errors == [] and b.health().recent_errors == []
     await a.stop()
     await b.stop()
+
+
+async def test_strangers_writing_leave_nothing_in_the_session_notes(net) -> None:  # type: ignore[no-untyped-def]
+    """What the notes remember per contact (the latest expiry opened) is never kept for
+    a stranger: each stranger's first message would otherwise grow it by one entry."""
+    root, pool, node = net
+    b = await _service(root, pool, node, "b")
+    bob = await b.create_identity("Bob")
+    b_in = Inbox(b)
+    await _announce(b, node, bob.address)
+    for n in range(3):
+        s = await _service(root, pool, node, f"s{n}")
+        me = await s.create_identity(f"Stranger {n}")
+        s.add_contact(me.address, bob.address, "bob")
+        await _say(s, node, me.address, bob.address, DirectMessage(int(time.time() * 1000), "hi"))
+        await s.stop()
+    await wait_until(lambda: len(b.contacts(bob.address)) == 3, 10, message="three requests")
+    assert b.inbox.notes._heard == {}
+    assert not [e for e in b_in.events if isinstance(e, MessageArrived)]
+    await b.stop()
