@@ -27,12 +27,13 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from bridge.contacts import ContactBook
-from bridge.core.actqueue import ActQueue, Done, Send, Wait
+from bridge.core.actqueue import ActQueue, Send
 from bridge.core.acts import TEXT_ACTS, Act, ActKind, Presence
 from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.events import ContactsChanged, ContactState, Event
 from bridge.identities import IdentityBook
 from bridge.outbox import Outbox
+from bridge.pacing import pace
 from bridge.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -93,24 +94,18 @@ class ActSender:
         return True
 
     async def _flush_acts(self, key: Key) -> None:
+        async def send(step: Send[_Out]) -> None:
+            out = step.item
+            if self.contacts.accepted(*key) is None:
+                return  # removed or blocked while it waited
+            try:
+                await self.outbox.send_message(*key, out.text, receipt=out.receipt,
+                                               message_id=out.message_id, act=out.act)
+            except (UserError, RemoteProtocolError) as exc:
+                log.info("%s to %s… not sent: %s", out.act.kind.name.lower(), key[1][:8], exc)
+
         try:
-            while True:
-                step = self.acts.step(key, time.monotonic())
-                if isinstance(step, Done):
-                    return
-                if isinstance(step, Wait):
-                    await asyncio.sleep(step.seconds)
-                    continue
-                assert isinstance(step, Send)
-                out = step.item
-                if self.contacts.accepted(*key) is None:
-                    continue  # removed or blocked while it waited
-                try:
-                    await self.outbox.send_message(*key, out.text, receipt=out.receipt,
-                                                   message_id=out.message_id, act=out.act)
-                except (UserError, RemoteProtocolError) as exc:
-                    log.info("%s to %s… not sent: %s", out.act.kind.name.lower(),
-                             key[1][:8], exc)
+            await pace(lambda now: self.acts.step(key, now), send)
         finally:
             self.acts.stopped(key)
 
@@ -169,18 +164,13 @@ class ActSender:
             self._refreshing = False
 
     async def _flush_presences(self, key: Key) -> None:
+        async def send(step: Send[Presence]) -> None:
+            try:
+                await self.outbox.send_presence(*key, step.item, PRESENCE_TTL)
+            except (UserError, RemoteProtocolError) as exc:
+                log.debug("presence to %s… not sent: %s", key[1][:8], exc)
+
         try:
-            while True:
-                step = self.presences.step(key, time.monotonic())
-                if isinstance(step, Done):
-                    return
-                if isinstance(step, Wait):
-                    await asyncio.sleep(step.seconds)
-                    continue
-                assert isinstance(step, Send)
-                try:
-                    await self.outbox.send_presence(*key, step.item, PRESENCE_TTL)
-                except (UserError, RemoteProtocolError) as exc:
-                    log.debug("presence to %s… not sent: %s", key[1][:8], exc)
+            await pace(lambda now: self.presences.step(key, now), send)
         finally:
             self.presences.stopped(key)

@@ -23,7 +23,6 @@ queue (``InOrder``) and its ``sent_at_ms``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import secrets
@@ -36,7 +35,7 @@ from bridge.core import crypto, pow, tags
 from bridge.core.acts import Act, Presence
 from bridge.core.address import decode_address
 from bridge.core.body import TooLargeError, seal_sealed, sealed_bucket
-from bridge.core.chatstate import ChatStateThrottle, Done, Send, Wait
+from bridge.core.chatstate import ChatStateThrottle, Send
 from bridge.core.checks import work_needed
 from bridge.core.envelope import Envelope, Kind, envelope_id, with_nonce
 from bridge.core.errors import OversizeError, RemoteProtocolError, UserError
@@ -58,6 +57,7 @@ from bridge.identities import IdentityBook
 from bridge.inorder import InOrder, Turn
 from bridge.minting import Minter
 from bridge.net.workers import INLINE_BITS, WorkerPool
+from bridge.pacing import pace
 from bridge.sessionbook import SessionBook, WaitingForKeysError
 from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.tasks import TaskSet
@@ -386,20 +386,15 @@ class Outbox:
 
     async def _flush_chat_states(self, key: tuple[str, str]) -> None:
         """Send what the throttle says, when it says; states queued meanwhile collapse."""
+        async def send(step: Send) -> None:
+            try:
+                await self._publish_chat_state(*key, step.state)
+            except (UserError, RemoteProtocolError) as exc:
+                self.chat_states.failed(key)
+                log.debug("chat state to %s not sent: %s", key[1][:8], exc)
+
         try:
-            while True:
-                step = self.chat_states.step(key, time.monotonic())
-                if isinstance(step, Done):
-                    return
-                if isinstance(step, Wait):
-                    await asyncio.sleep(step.seconds)
-                    continue
-                assert isinstance(step, Send)
-                try:
-                    await self._publish_chat_state(*key, step.state)
-                except (UserError, RemoteProtocolError) as exc:
-                    self.chat_states.failed(key)
-                    log.debug("chat state to %s not sent: %s", key[1][:8], exc)
+            await pace(lambda now: self.chat_states.step(key, now), send)
         finally:
             self.chat_states.stopped(key)
 

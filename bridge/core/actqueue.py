@@ -17,6 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from bridge.core.chatstate import Done, Wait  # one pair of step types for both throttles
 from bridge.core.errors import UserError
 
 K = TypeVar("K", bound=Hashable)
@@ -37,18 +38,8 @@ class _Line(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class Wait:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class Send(Generic[T]):
     item: T
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    pass
 
 
 class ActQueue(Generic[K, T]):
@@ -106,3 +97,6 @@ class ActQueue(Generic[K, T]):
         line = self._lines.get(key)
         if line is not None:
             line.busy = False
+
+
+__all__ = ["ActQueue", "Done", "QueueFullError", "Send", "Wait"]
