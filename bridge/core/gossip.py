@@ -60,6 +60,7 @@ from bridge.core.gossip_events import (
     UnrequestedError,
     WatchSet,
 )
+from bridge.core.gossip_handoff import HandoffLink
 from bridge.core.gossip_lookup import Lookup
 from bridge.core.gossip_wire import (
     ID_SIZE,
@@ -127,7 +128,7 @@ TRANSITIONS: Final[dict[State, dict[Step, State]]] = {
 DEFAULT_BUDGETS: Final = Budgets()  # frozen: one shared instance is safe
 
 
-class Link(Lookup):
+class Link(Lookup, HandoffLink):
     """Gossip with one peer: call ``hello()``, feed frames to ``receive()``."""
 
     def __init__(
@@ -209,7 +210,8 @@ class Link(Lookup):
     def overlaps(self) -> list[Prefix]:
         """The prefixes both ends carry: what a reconciliation on this link may cover
         (none with a version-1 peer, whose reconciliation has no shard key)."""
-        if self.peer is None or self.peer.version < 2 or self.peer.light or self.source is None:
+        if (self.peer is None or self.peer.version < 2 or self.peer.light or self.source is None
+                or self.handoff):
             return []
         return overlaps(self.local.shards, self.peer.shards)
 
@@ -237,7 +239,7 @@ class Link(Lookup):
     def hello(self, now: int) -> bytes:
         loc = self.local
         msg = Hello(PROTOCOL_VERSION, loc.min_bits, now, loc.node_id, loc.light, loc.listen,
-                    loc.shards)
+                    loc.shards, loc.handoff)
         return self._out(msg, Step.SEND_HELLO)
 
     def bye(self, reason: ByeReason, text: str = "") -> bytes:
@@ -245,7 +247,9 @@ class Link(Lookup):
 
     def announce(self, ids: Iterable[bytes]) -> list[bytes]:
         """HAVE frames for the ids the peer is not known to have (and remember them)."""
-        fresh = []
+        fresh: list[bytes] = []
+        if self.peer is not None and self.peer.handoff:
+            return []  # nothing goes back on a hand-off link (``gossip_handoff``)
         for i in ids:  # an id queued twice (stored, then found by reconciliation) goes once
             if i not in self.peer_has:
                 self._remember(i)
@@ -393,6 +397,8 @@ class Link(Lookup):
             self._step(Step.RECV_BYE)
             return [Closed(msg.reason, msg.text)]
         self._step(Step.RECV)
+        if self.handoff:
+            self._handoff_frame(msg)  # what a hand-off link may carry (``gossip_handoff``)
         if isinstance(msg, Have):
             for i in msg.ids:
                 self._remember(i)
@@ -432,8 +438,7 @@ class Link(Lookup):
     def _check_hello(self, msg: Hello, now: int) -> None:
         if msg.version not in VERSIONS:
             raise HelloRefused(ByeReason.VERSION, f"protocol version {msg.version} is unknown")
-        if msg.handoff:
-            raise HelloRefused(ByeReason.VERSION, "this node takes no hand-off links")
+        self._check_handoff_hello(msg)
         if abs(msg.clock - now) > MAX_CLOCK_SKEW:
             raise HelloRefused(
                 ByeReason.CLOCK, f"clocks differ by {msg.clock - now} s (limit {MAX_CLOCK_SKEW})"

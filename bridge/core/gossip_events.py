@@ -41,6 +41,7 @@ class LocalInfo:
     light: bool = False
     listen: str = ""
     shards: tuple[Prefix, ...] = EVERYTHING  # the prefixes we carry (canonical)
+    handoff: bool = False  # we open this link to hand envelopes to a carrier (HELLO bit 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class Budgets:
     max_peer_wants: int = 2048  # ids the peer asked for, not yet sent (its max_wanted)
     peer_has_ids: int = PEER_HAS_MEMORY
     resend_after: float = 60.0  # a body goes to one peer at most once in this window
+    handoff_ids: int = 64  # ids one hand-off link may offer (more is a flood); then it closes
 
 
 # --- events the shell acts on ---------------------------------------------------

@@ -35,7 +35,7 @@ from bridge.core.shards import (
 PROTOCOL_VERSION: Final = 2
 VERSIONS: Final = frozenset({1, 2})  # a version-1 peer carries every shard
 FLAG_LIGHT: Final = 1
-FLAG_HANDOFF: Final = 2  # version 2: a hand-off link (docs/sharding.md); reserved, refused
+FLAG_HANDOFF: Final = 2  # version 2: a hand-off link (docs/sharding.md, ``gossip_handoff``)
 ID_SIZE: Final = 32
 TAG_SIZE: Final = 16
 NODE_ID_SIZE: Final = 16
@@ -87,7 +87,7 @@ class Hello:
     light: bool  # a light node stores nothing for others
     listen: str  # "host:port" others may dial, or "" (peer exchange)
     shards: tuple[Prefix, ...] = EVERYTHING  # the prefixes it carries (version 2)
-    handoff: bool = False  # version 2: a hand-off link (reserved)
+    handoff: bool = False  # version 2: a hand-off link (``gossip_handoff``)
 
     def __post_init__(self) -> None:
         if len(self.node_id) != NODE_ID_SIZE or not 0 <= self.min_bits <= 64:

@@ -129,7 +129,7 @@ def env_in(shard: int, now: int):
     return make_envelope(now, tag=shard.to_bytes(2, "big") + os.urandom(14))
 
 
-def test_a_hand_off_hello_is_refused_and_a_v1_hello_accepted():
+def test_a_hand_off_hello_is_refused_without_a_store_and_a_v1_hello_accepted():
     now = int(time.time())
     a = link()
     hand = Hello(2, 4, now, os.urandom(16), False, "", shards.EVERYTHING, handoff=True)
