@@ -113,6 +113,11 @@ DEFAULT_TEXT = f"""\
 # with identities keeps "0/0" for now, since its contacts' announcements lie in their
 # shards and version-1 envelopes in rotating ones (lookup and hand-off are not built).
 # shards = ["0/0"]
+# or let the node choose: carry what fits in this many MB stored a day (0: the shards
+# above, fixed). It starts with every shard, goes one bit deeper — half the shards, those
+# of its own identities — while it takes in more than this, and back up when a quarter
+# of it would do; never narrower than a part 16 known nodes carry (docs/sharding.md).
+# carry_mb_day = 0
 
 [tor]
 # Send every peer connection through Tor and publish an onion service.
@@ -166,6 +171,7 @@ class Config:
     store_mb: int = 0  # 0: the memory budget's share
     dial_private: bool | None = None  # None: the ranges the node itself is in
     shards: tuple[Prefix, ...] = EVERYTHING  # the shard prefixes the node carries
+    carry_mb_day: int = 0  # > 0: the node chooses its shards to take in about this a day
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
     tor_control: str = "127.0.0.1:9051"
@@ -315,6 +321,13 @@ def _store_mebibytes(key: str, v: object) -> int:
     return v
 
 
+def _megabytes_a_day(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1 << 30:
+        raise ConfigError(f"{_what(key)} must be a whole number of MB a day, 0 to keep the "
+                          f"shards given in 'p2p.shards'; got {v!r}")
+    return v
+
+
 def _domain(key: str, v: object) -> str:
     s = _string(key, v).strip().lower()
     if not s or len(s) > 253 or any(c in s for c in "@/ \t"):
@@ -357,6 +370,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.store_mb": ("store_mb", _store_mebibytes),
     "p2p.dial_private": ("dial_private", _auto_bool),
     "p2p.shards": ("shards", _shards),
+    "p2p.carry_mb_day": ("carry_mb_day", _megabytes_a_day),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),
     "tor.control": ("tor_control", host_port),
@@ -392,6 +406,9 @@ def parse(text: str, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: unknown {_what(key)} (known keys: {known})")
             name, check = _KEYS[key]
             values[name] = check(key, v)
+    if values.get("carry_mb_day") and "shards" in values:
+        raise ConfigError(f"{source}: 'p2p.shards' fixes the shards and 'p2p.carry_mb_day' "
+                          "lets the node choose them; keep one")
     return Config(source=source, **values)
 
 

@@ -46,11 +46,14 @@ from bridge.control import (
     take_daemon_lock,
     write_runtime,
 )
+from bridge.core.depth import DepthRule
 from bridge.core.errors import UserError
+from bridge.core.tags import shard_key
 from bridge.direct import DirectInbox, DirectSender, LocalInbox, own_endpoint
 from bridge.faces import ComponentFace, WebFace, XmppListener
 from bridge.files import FileStore
 from bridge.fileserver import FileServer
+from bridge.net.carrying import Carrying
 from bridge.net.node import Node, NodeConfig
 from bridge.net.tor import TorController, socks_connector
 from bridge.net.workers import WorkerPool
@@ -70,6 +73,12 @@ from bridge.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 ONION_KEY_FILE = "onion.key"
+
+
+def own_shard_keys(service: Service) -> tuple[int, ...]:
+    """The shard keys of the identities this daemon holds: the shards it must carry."""
+    ids = service.ids
+    return tuple(int.from_bytes(shard_key(ids.ident(r).public), "big") for r in ids.records())
 
 
 class Pool:
@@ -168,6 +177,7 @@ class Daemon:
         self.keystore: OnceKeystore | None = None
         self.node: Node | None = None
         self.service: Service | None = None
+        self.carrying: Carrying | None = None  # [p2p] carry_mb_day: shards chosen by intake
         self.onion = ""
         self.endpoint = ""  # the direct-delivery URL announced to contacts ("" = none)
         self.inbox: DirectInbox | None = None
@@ -254,6 +264,11 @@ class Daemon:
         service.outbox.direct = sender.send
         await parts.enter(Step("service", lambda: service.start(deliver=False), service.stop))
         self.service = service
+        if cfg.carry_mb_day:
+            self.carrying = Carrying(node, DepthRule(budget=cfg.carry_mb_day * 1_000_000),
+                                     keys=lambda: own_shard_keys(service))
+            await parts.enter(Step("shards chosen by intake", self.carrying.start,
+                                   self.carrying.stop))
         if cfg.max_upload_mb:  # before the listener: it offers uploads only if this runs
             # HTTPS with the XMPP listener's certificate: clients upload only to https slots
             self.file_server = FileServer(

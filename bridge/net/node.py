@@ -41,6 +41,7 @@ from bridge.core.errors import BadPeerError
 from bridge.core.gossip_wire import ByeReason
 from bridge.core.peers import parse_peer
 from bridge.core.shards import EVERYTHING, Prefix, overlap
+from bridge.core.shards import canonical as canonical_shards
 from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
@@ -227,6 +228,19 @@ class Node:
         for c in random.sample(able, min(fanout, len(able))):
             c.send(c.link.find_shard(prefix, now))
         return min(fanout, len(able))
+
+    def carry(self, prefixes: tuple[Prefix, ...]) -> None:
+        """Carry ``prefixes`` from now on (``bridge.net.carrying``): every link says
+        goodbye and is made again, so each peer hears the new HELLO."""
+        prefixes = canonical_shards(prefixes)
+        if prefixes == self.config.shards:
+            return
+        self.config.shards = prefixes
+        for c in list(self.conns):
+            if c.link.state is not g.State.CLOSED:
+                self.tasks.spawn(c.close(c.link.bye(ByeReason.NORMAL, "carrying other shards")),
+                                 name="re-link")
+        self.notify_change()
 
     @property
     def known(self) -> dict[str, None]:

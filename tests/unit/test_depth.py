@@ -121,3 +121,16 @@ def test_one_step_at_most_and_within_bounds(depth: int, per_day: float, key: int
         assert d >= depth
     elif per_day > RULE.budget / 4:
         assert d == depth
+
+
+def test_the_config_key_and_its_clash_with_fixed_shards() -> None:
+    from bridge.config import ConfigError, parse
+
+    assert parse("").carry_mb_day == 0
+    assert parse("[p2p]\ncarry_mb_day = 2000").carry_mb_day == 2000
+    for bad in ("-1", "true", '"lots"', "1.5"):
+        with pytest.raises(ConfigError, match="MB a day"):
+            parse(f"[p2p]\ncarry_mb_day = {bad}")
+    with pytest.raises(ConfigError, match="keep one"):
+        parse('[p2p]\ncarry_mb_day = 10\nshards = ["0/1"]')
+    assert parse('[p2p]\ncarry_mb_day = 0\nshards = ["0/1"]').shards == (prefix(0, 1),)
