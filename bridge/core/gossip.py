@@ -12,12 +12,13 @@ Rules, as the transition table below encodes them:
   * shards (docs/sharding.md): a HELLO (version 2) names the prefixes its sender
     carries; a body outside ours is a violation (``ShardError``), one outside the
     peer's is never sent, and a reconciliation covers one prefix both ends carry;
+  * a light node asks a full peer for shard prefixes, never tags (``gossip_light``);
   * BYE, sent or received, closes the link for good.
 
 Time is passed in (``now``); the link owns no socket, task or clock. Budgets are
 token buckets: bytes and frames received (exceeding either is a flood: ``FloodError``),
 envelopes requested (the link never asks a peer for more than its budget), and
-one allowance per kind of cheap frame (HAVE and WANT ids, WATCH, PEERS and
+one allowance per kind of cheap frame (HAVE and WANT ids, WATCH_SHARD, PEERS and
 reconciliation requests): what exceeds it is ignored, and a peer that keeps on
 exceeding it is a flood. What the link remembers is bounded and ages: ids asked
 of the peer (``max_wanted``, forgotten after ``want_ttl``), ids the peer asked
@@ -57,16 +58,16 @@ from bridge.core.gossip_events import (
     ShardAsked,
     ShardError,
     ShardPeersHeard,
+    ShardWatched,
     UnrequestedError,
-    WatchSet,
 )
 from bridge.core.gossip_handoff import HandoffLink
+from bridge.core.gossip_light import LightShards
 from bridge.core.gossip_lookup import Lookup
 from bridge.core.gossip_wire import (
     ID_SIZE,
     MAX_IDS,
     MAX_PEERS,
-    MAX_TAGS,
     PROTOCOL_VERSION,
     VERSIONS,
     Bye,
@@ -81,7 +82,7 @@ from bridge.core.gossip_wire import (
     Reconcile,
     ShardPeers,
     Want,
-    Watch,
+    WatchShard,
     encode,
     parse,
 )
@@ -92,8 +93,8 @@ from bridge.core.shards import EVERYTHING, Prefix, holds, overlaps, shard_of_raw
 __all__ = [
     "PEER_HAS_MEMORY", "Announced", "BodyReceived", "Budgets", "Closed", "Event", "FloodError",
     "HelloRefused", "LocalInfo", "Outgoing", "PeerReady", "PeersHeard", "ReconcileDone",
-    "Requested", "ShardAsked", "ShardError", "ShardPeersHeard", "TokenBucket",
-    "UnrequestedError", "WatchSet",
+    "Requested", "ShardAsked", "ShardError", "ShardPeersHeard", "ShardWatched", "TokenBucket",
+    "UnrequestedError",
 ]
 
 
@@ -128,7 +129,7 @@ TRANSITIONS: Final[dict[State, dict[Step, State]]] = {
 DEFAULT_BUDGETS: Final = Budgets()  # frozen: one shared instance is safe
 
 
-class Link(Lookup, HandoffLink):
+class Link(LightShards, Lookup, HandoffLink):
     """Gossip with one peer: call ``hello()``, feed frames to ``receive()``."""
 
     def __init__(
@@ -140,7 +141,7 @@ class Link(Lookup, HandoffLink):
         budgets: Budgets = DEFAULT_BUDGETS,
     ) -> None:
         self.local = local
-        self.source = source  # our sorted index, to answer reconciliation (None: light)
+        self.source = source  # our sorted index (a light node's: the ids it fetched)
         self.state = State.IDLE
         self.peer: Hello | None = None
         self.budgets = b = budgets
@@ -151,7 +152,9 @@ class Link(Lookup, HandoffLink):
         self.peer_wants: OrderedDict[bytes, None] = OrderedDict()
         self.wanted: OrderedDict[bytes, float] = OrderedDict()  # ids asked of the peer -> when
         self.sent: OrderedDict[bytes, float] = OrderedDict()  # bodies sent -> when
-        self.watch_tags: frozenset[bytes] | None = None  # a light peer's tags
+        self.watching: tuple[Prefix, ...] = ()  # light: the prefixes asked of this peer
+        self.peer_watch: tuple[Prefix, ...] = ()  # a light peer's (``gossip_light``)
+        self.light_queue: list[Prefix] = []
         self.finding: OrderedDict[Prefix, float] = OrderedDict()  # our FIND_SHARDs -> when
         self.throttled = 0  # items of cheap frames ignored for want of budget
         self._bytes = TokenBucket(b.bytes_rate, b.bytes_burst, now)
@@ -163,7 +166,7 @@ class Link(Lookup, HandoffLink):
             for kind, rate, burst in (
                 (FrameType.HAVE, b.have_rate, b.have_burst),
                 (FrameType.WANT, b.want_rate, b.want_burst),
-                (FrameType.WATCH, b.watch_rate, b.watch_burst),
+                (FrameType.WATCH_SHARD, b.watch_shard_rate, b.watch_shard_burst),
                 (FrameType.PEERS, b.peers_rate, b.peers_burst),
                 (FrameType.FIND_SHARD, b.find_rate, b.find_burst),
                 (FrameType.RECONCILE, b.reconcile_rate, b.reconcile_burst),
@@ -198,18 +201,23 @@ class Link(Lookup, HandoffLink):
 
     @property
     def peer_shards(self) -> tuple[Prefix, ...]:
-        """What the peer carries: its HELLO's prefixes (a version-1 peer: everything)."""
+        """What the peer carries: its HELLO's prefixes (a version-1 peer: everything); a
+        light peer, the prefixes it watches (``gossip_light``)."""
+        if self.peer is not None and self.peer.light:
+            return self.peer_watch
         return self.peer.shards if self.peer is not None else EVERYTHING
 
     def peer_carries(self, shard: int) -> bool:
         return holds(self.peer_shards, shard)
 
     def carries(self, shard: int) -> bool:
-        return holds(self.local.shards, shard)
+        return holds(self.reach(), shard)
 
     def overlaps(self) -> list[Prefix]:
         """The prefixes both ends carry: what a reconciliation on this link may cover
         (none with a version-1 peer, whose reconciliation has no shard key)."""
+        if self.local.light:
+            return []  # a light node starts none
         if (self.peer is None or self.peer.version < 2 or self.peer.light or self.source is None
                 or self.handoff):
             return []
@@ -330,6 +338,9 @@ class Link(Lookup, HandoffLink):
             prefix = common[0]
         if not any(c.contains(prefix) for c in common):
             raise LocalProtocolError(f"prefix {prefix} is not carried by both ends")
+        return self._begin(prefix, now)
+
+    def _begin(self, prefix: Prefix, now: float | None) -> bytes:
         self._session = Reconciler(self._view(prefix), initiator=True)
         self._session_prefix = prefix
         self._session_at = now
@@ -348,9 +359,6 @@ class Link(Lookup, HandoffLink):
         if carried is None or self.peer is None or self.peer.version < 2:
             return self._out(Peers(out))
         return self._out(Peers(out, tuple(carried)[:len(out)]))
-
-    def watch(self, tags: Iterable[bytes]) -> bytes:
-        return self._out(Watch(tuple(sorted(set(tags)))[:MAX_TAGS]))
 
 
     # --- receiving -------------------------------------------------------------
@@ -427,13 +435,13 @@ class Link(Lookup, HandoffLink):
             # a version-1 peer knows no shards and offers everything: dropped, not blamed
             return [BodyReceived(eid, msg.raw)] if inside else []
         if isinstance(msg, Reconcile):
-            return self._reconcile(msg)
+            return self._reconcile(msg, now)
         if isinstance(msg, Peers):
             return [PeersHeard(msg.addrs, msg.carried)]
         if isinstance(msg, FindShard | ShardPeers):
             return self._lookup(msg, now)  # ``gossip_lookup``
-        self.watch_tags = frozenset(msg.tags)
-        return [WatchSet(self.watch_tags)]
+        assert isinstance(msg, WatchShard)
+        return self._on_watch_shard(msg, now)  # ``gossip_light``
 
     def _check_hello(self, msg: Hello, now: int) -> None:
         if msg.version not in VERSIONS:
@@ -446,11 +454,11 @@ class Link(Lookup, HandoffLink):
         if msg.node_id == self.local.node_id:
             raise HelloRefused(ByeReason.SELF, "connected to itself")
 
-    def _reconcile(self, msg: Reconcile) -> list[Event]:
+    def _reconcile(self, msg: Reconcile, now: float) -> list[Event]:
         if not msg.reply:
             if self.source is None:
-                raise RemoteProtocolError("reconciliation asked of a light node")
-            if not within(self.local.shards, msg.prefix):  # it knows ours from our HELLO
+                raise RemoteProtocolError("reconciliation asked of a node without a store")
+            if not within(self.reach(), msg.prefix):  # it knows ours from our HELLO
                 raise ShardError(f"reconciliation of {msg.prefix}, a prefix we do not carry")
             reply = Reconciler(self._view(msg.prefix), initiator=False).receive(msg.payload)
             assert reply is not None  # a responder always answers
@@ -468,7 +476,10 @@ class Link(Lookup, HandoffLink):
         if nxt is not None:
             return [Outgoing(self._out(Reconcile(nxt, reply=False, prefix=prefix)))]
         self._session = None
-        return [ReconcileDone(tuple(session.have), tuple(session.need), prefix)]
+        done = ReconcileDone(tuple(session.have), tuple(session.need), prefix)
+        if self.peer is not None and self.peer.light:
+            return self._light_done(done, now)  # ``gossip_light``
+        return [done]
 
     def forget(self) -> None:
         """Drop what the link remembers of the peer (it has closed; the ids go at once)."""

@@ -58,8 +58,10 @@ class Budgets:
     have_burst: float = 8192.0
     want_rate: float = 1000.0  # requested ids looked at
     want_burst: float = 8192.0
-    watch_rate: float = 0.5  # WATCH frames (each up to 256 tags)
-    watch_burst: float = 8.0
+    # WATCH_SHARD frames from a light peer (each starts a reconciliation): each of 16
+    # prefixes once a minute; a new link's half burst asks for all 16 at once
+    watch_shard_rate: float = 16 / 60
+    watch_shard_burst: float = 32.0
     peers_rate: float = 0.5  # PEERS frames
     peers_burst: float = 32.0  # one address book's worth (1,024 addresses) at once
     find_rate: float = 0.5  # FIND_SHARD frames answered (each from the address book)
@@ -127,8 +129,8 @@ class ShardPeersHeard:
 
 
 @dataclass(frozen=True, slots=True)
-class WatchSet:
-    tags: frozenset[bytes]
+class ShardWatched:
+    prefix: Prefix  # a light peer asked for it; new envelopes under it go to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ Event = (
     | PeersHeard
     | ShardAsked
     | ShardPeersHeard
-    | WatchSet
+    | ShardWatched
     | Outgoing
     | Closed
 )

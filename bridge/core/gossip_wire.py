@@ -35,12 +35,10 @@ from bridge.core.shards import (
 PROTOCOL_VERSION: Final = 2
 VERSIONS: Final = frozenset({1, 2})  # a version-1 peer carries every shard
 FLAG_LIGHT: Final = 1
-FLAG_HANDOFF: Final = 2  # version 2: a hand-off link (docs/sharding.md, ``gossip_handoff``)
+FLAG_HANDOFF: Final = 2  # version 2: a hand-off link (docs/sharding.md); reserved, refused
 ID_SIZE: Final = 32
-TAG_SIZE: Final = 16
 NODE_ID_SIZE: Final = 16
 MAX_IDS: Final = 1024  # ids per have/want frame
-MAX_TAGS: Final = 256
 MAX_PEERS: Final = 32
 PEERS_CARRIED: Final = 0x80  # PEERS count byte: each address followed by its prefixes
 MAX_ADDR: Final = 255
@@ -60,7 +58,7 @@ class FrameType(enum.IntEnum):
     RECONCILE = 0x05  # to the responder
     RECONCILE_REPLY = 0x06  # to the initiator
     PEERS = 0x07
-    WATCH = 0x08
+    WATCH_SHARD = 0x08  # a light node asks for a shard prefix (was WATCH, a tag list)
     BYE = 0x09
     FIND_SHARD = 0x0A  # which nodes carry this prefix? (version 2)
     SHARD_PEERS = 0x0B  # the answer: carriers of the prefix asked
@@ -87,7 +85,7 @@ class Hello:
     light: bool  # a light node stores nothing for others
     listen: str  # "host:port" others may dial, or "" (peer exchange)
     shards: tuple[Prefix, ...] = EVERYTHING  # the prefixes it carries (version 2)
-    handoff: bool = False  # version 2: a hand-off link (``gossip_handoff``)
+    handoff: bool = False  # version 2: a hand-off link (reserved)
 
     def __post_init__(self) -> None:
         if len(self.node_id) != NODE_ID_SIZE or not 0 <= self.min_bits <= 64:
@@ -146,8 +144,10 @@ class Peers:
 
 
 @dataclass(frozen=True, slots=True)
-class Watch:
-    tags: tuple[bytes, ...]
+class WatchShard:
+    """A light node asks for every envelope under ``prefix`` (never for tags)."""
+
+    prefix: Prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +176,8 @@ class ShardPeers:
             raise LocalProtocolError("a carrier that carries nothing of the prefix")
 
 
-Message = (Hello | Have | Want | EnvelopeBody | Reconcile | Peers | Watch | Bye | FindShard
-           | ShardPeers)
+Message = (Hello | Have | Want | EnvelopeBody | Reconcile | Peers | WatchShard | Bye
+           | FindShard | ShardPeers)
 
 
 def _check_addr(addr: str, *, allow_empty: bool = False) -> None:
@@ -221,8 +221,8 @@ def encode(msg: Message) -> bytes:
             if msg.carried is not None:
                 parts.append(_prefixes(msg.carried[i]))
         return b"".join(parts)
-    if isinstance(msg, Watch):
-        return _ids_frame(FrameType.WATCH, msg.tags, TAG_SIZE, MAX_TAGS)
+    if isinstance(msg, WatchShard):
+        return bytes([FrameType.WATCH_SHARD]) + _PREFIX.pack(msg.prefix.depth, msg.prefix.start)
     if isinstance(msg, FindShard):
         return bytes([FrameType.FIND_SHARD]) + _PREFIX.pack(msg.prefix.depth, msg.prefix.start)
     if isinstance(msg, ShardPeers):
@@ -270,8 +270,10 @@ def parse(frame: bytes) -> Message:
         return Reconcile(body[_PREFIX.size :], t == FrameType.RECONCILE_REPLY, prefix)
     if t == FrameType.PEERS:
         return _parse_peers(body)
-    if t == FrameType.WATCH:
-        return Watch(_parse_ids(body, TAG_SIZE, MAX_TAGS))
+    if t == FrameType.WATCH_SHARD:  # exactly a prefix: the old tag list is refused here
+        if len(body) != _PREFIX.size:
+            raise MalformedError("WATCH_SHARD is a prefix (depth u8, prefix u16), no tags")
+        return WatchShard(_parse_prefix(body))
     if t in (FrameType.FIND_SHARD, FrameType.SHARD_PEERS):
         return _parse_find(t, body)
     if t == FrameType.BYE:

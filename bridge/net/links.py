@@ -92,7 +92,7 @@ class Links:
         node = self.node
         cfg = node.config
         local = g.LocalInfo(node.node_id, cfg.base_bits, cfg.light, node.advertise, cfg.shards)
-        source = None if cfg.light else node.store.index
+        source = node.light.ids if cfg.light else node.store.index  # light: ids fetched
         return g.Link(local, time.monotonic(), source=source, budgets=node.link_budgets)
 
     async def run_link(

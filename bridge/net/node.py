@@ -46,6 +46,7 @@ from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
+from bridge.net.light import Keep, LightWatch
 from bridge.net.links import Links
 from bridge.net.memory import apply_budget, give_back, usage
 from bridge.net.peerlink import PeerConnection
@@ -65,7 +66,8 @@ class NodeConfig:
     port: int = 0  # 0: any free port (see ``Node.port`` after start)
     advertise: str = ""  # "host:port" told to peers; default host:port
     base_bits: int = DEFAULT_BASE_BITS  # least PoW difficulty accepted
-    light: bool = False  # store nothing for others; fetch only watched tags
+    light: bool = False  # store nothing for others; fetch shard prefixes (``bridge.net.light``)
+    light_depth: int = 0  # a light node asks at least this deep (0: each full peer's depth)
     # the shard prefixes this node carries (canonical: ``shards.canonical``); everything
     # by default. Bodies outside them are refused; see docs/sharding.md
     shards: tuple[Prefix, ...] = EVERYTHING
@@ -90,7 +92,7 @@ class NodeConfig:
     budgets: g.Budgets = field(default_factory=g.Budgets)
     # What peers can make this node hold, in bytes (see ``bridge.net.memory``).
     memory_budget: int = DEFAULT_MEMORY_BUDGET
-    max_light_peers: int = 16  # light peers fetch by tag; each may cost a WATCH a second
+    max_light_peers: int = 16  # light peers, each a reconciliation per prefix a minute
     # Hook for Tor: a factory of the connector outbound links use.
     connector: Callable[[], aiohttp.BaseConnector] | None = None
 
@@ -103,13 +105,13 @@ class Node:
         self.memory, self.link_budgets, self.outbound = apply_budget(cfg, self.store)
         self.port = cfg.port
         self.book = PeerBook()  # addresses heard of (peer exchange) and our own
-        self.tags: set[bytes] = set()  # light mode: the tags we fetch
         self.recent_errors: deque[str] = deque(maxlen=20)
         self._changed = asyncio.Event()  # replaced by a fresh one at every change
         self.tasks = TaskSet("P2P node", on_error=self.recent_errors.append, logger=log)
         self.writers = TaskSet("P2P link writers", logger=log)
         self.links = Links(self)
         self.relay = Relay(self)
+        self.light = LightWatch(self)  # light mode: the prefixes watched, the ids fetched
         self.held = CommitGate(  # stored, not yet durable
             self.store, self.tasks, self.relay.stored
         )
@@ -142,6 +144,8 @@ class Node:
         if cfg.connector is None:  # not the loopback Tor forwards to: Tor reaches none
             self.book.live_in(cfg.host)
         self.started = True
+        if cfg.light:
+            self.light.load()
         for addr in cfg.bootstrap:
             try:
                 self.add_peer(addr)
@@ -209,12 +213,10 @@ class Node:
         raws = (self.store.get(eid) for eid in self.store.tags.ids(tags))
         return [parse_envelope(raw) for raw in raws if raw is not None]
 
-    def watch_tags(self, tags: set[bytes]) -> None:
-        """Light mode: fetch envelopes for these tags from full peers (replaces the set)."""
-        self.tags = set(tags)
-        for c in self.conns:
-            if c.link.active and c.link.peer and not c.link.peer.light:
-                c.send(c.link.watch(self.tags))
+    def watch_shards(self, keys: Iterable[int], keep: Keep) -> None:
+        """Light mode: ask full peers for the prefixes of these shard keys (never for a
+        tag), and keep only the envelopes whose tag ``keep`` accepts (replaces both)."""
+        self.light.set(keys, keep)
 
     def peers(self) -> list[dict[str, object]]:
         return [c.info() for c in self.conns if c.dialled not in self.selves]
@@ -277,6 +279,7 @@ class Node:
             "difficulty_bits": self.config.base_bits,
             "storage": getattr(self.store, "kind", "memory"),
             "light": self.config.light,
+            **({"light_watch": self.light.health()} if self.config.light else {}),
             "shards": [str(p) for p in self.config.shards],
             "peers": len([c for c in self.conns if c.link.active]),
             "banned": len(self.bans),
@@ -330,9 +333,8 @@ class Node:
                 c = random.choice(active)  # addresses learned since that link's hello
                 addrs = self.book.exchange(c.address)
                 c.send(c.link.peers(addrs, self.book.carried(addrs)))
-            if cfg.light:
-                if self.tags:  # light catch-up: ask again; known ids are not re-announced
-                    self.watch_tags(self.tags)
+            if cfg.light:  # catch-up: each full peer reconciles our prefixes again
+                self.light.refresh(now)
                 continue
             for c in self.conns:
                 if c.link.abandon_stalled(now, cfg.reconcile_timeout):

@@ -7,8 +7,9 @@ that long). A body is checked in cost order (size → header → expiry →
 PoW → duplicate) and stored; once the store has made it durable
 (``bridge.net.durable``) the subscribers hear of it, WANTs waiting for it are
 answered and it is announced — HAVEs at most once per ``announce_delay`` — to every
-peer that accepts its PoW, carries its shard and, if light, watches its tag. A
-light node fetches only the tags it watches and announces only its own envelopes.
+peer that accepts its PoW and carries its shard (a light peer: watches its prefix). A
+light node fetches every body under the prefixes it asked for, keeps those whose tags it
+watches (``bridge.net.light``) and announces only its own envelopes.
 
 Shards (docs/sharding.md): a link takes bodies only under the prefixes this node
 carries (one outside is a violation, ``gossip.ShardError``), so a relay never stores
@@ -17,10 +18,10 @@ peer's prefixes. Its own envelopes (``publish``) it keeps whatever their shard, 
 offers them to the peers that carry it.
 
 Bounds: requests in flight are capped node-wide (``MemoryBudget.request_ids``)
-and expire; a WATCH is answered from the store's tag index, one lookup per tag;
-at most ``max_light_peers`` light peers are admitted; after a reconciliation at
-most ``RECONCILE_ANNOUNCE`` ids are announced at once (the peer finds the rest
-as its own ``need`` in its next round, within its budgets, not ours).
+and expire; a light peer's WATCH_SHARD costs a reconciliation of its prefix
+(``core.gossip_light``); at most ``max_light_peers`` light peers are admitted;
+after a reconciliation at most ``RECONCILE_ANNOUNCE`` ids are announced at once (the
+peer finds the rest as its own ``need`` in its next round, within its budgets, not ours).
 """
 
 from __future__ import annotations
@@ -90,10 +91,8 @@ class Relay:
                 addrs = [a for a in node.book.book.carriers(ev.prefix, vouched=True)
                          if a != conn.address and a not in node.selves][:MAX_PEERS]
             conn.send(conn.link.shard_peers(ev.prefix, addrs, node.book.carried(addrs)))
-        elif isinstance(ev, g.WatchSet):
-            watched = [t for t in ev.tags if conn.link.peer_carries(shard_of_tag(t))]
-            ids = [i for i in node.store.tags.ids(watched) if i not in node.held]
-            self._queue_announce(conn, ids)
+        elif isinstance(ev, g.ShardWatched):  # its reconciliation is on its way (Outgoing)
+            node.notify_change()
         elif isinstance(ev, g.Outgoing):
             conn.send(ev.frame)
         elif isinstance(ev, g.Closed):
@@ -140,8 +139,7 @@ class Relay:
             addrs = node.book.exchange(canonical(hello.listen) or "")
             conn.send(conn.link.peers(addrs, node.book.carried(addrs)))
         if cfg.light:
-            if not hello.light and node.tags:
-                conn.send(conn.link.watch(node.tags))
+            node.light.ask(conn, time.monotonic())  # a full peer: our prefixes it carries
         elif conn.outbound and not hello.light and conn.link.overlaps():
             # catch up at once after (re)connecting
             conn.send(conn.link.start_reconcile(time.monotonic()))
@@ -158,7 +156,7 @@ class Relay:
         for eid in ids:
             if len(fresh) >= room:
                 break  # the rest are left to anti-entropy
-            if eid in self.node.store:
+            if eid in self.node.store or eid in self.node.light:  # light: fetched before
                 continue
             pend = self.pending.get(eid)
             if pend is not None and now - pend[1] < REQUEST_TIMEOUT:
@@ -207,8 +205,8 @@ class Relay:
             raise
         if eid in node.store:
             return
-        if node.config.light and env.tag not in node.tags:
-            return
+        if node.config.light and not node.light.fetched(env, eid):
+            return  # read, its id remembered, not kept: not watched
         self.accept(env, eid, conn, local=False)
 
     # --- storing and spreading ---------------------------------------------------
@@ -240,8 +238,6 @@ class Relay:
             if not c.link.peer_carries(shard):
                 continue  # it would refuse the body
             peer = c.link.peer
-            if peer.light and (c.link.watch_tags is None or env.tag not in c.link.watch_tags):
-                continue
             if peer.min_bits > node.config.base_bits and not self._strong_enough(
                 env, peer.min_bits
             ):

@@ -11,7 +11,8 @@ Attacks:
   want   128 envelopes of 64 KiB handed over, then WANT frames for them, round and
          round, on LINKS links that never read what comes back;
   have   HAVE frames announcing random ids, never delivered, on LINKS links;
-  watch  a light peer sending WATCH frames of 256 random tags, as fast as it can;
+  watch  a light peer sending WATCH_SHARD frames (each would start a reconciliation of
+         the whole store), as fast as it can;
   peers  PEERS frames of 32 junk addresses, as fast as it can;
   light  LINKS light peers opened at once and held.
 """
@@ -32,7 +33,6 @@ from bridge.core.gossip_wire import (
     MAX_FRAME_SIZE,
     MAX_IDS,
     MAX_PEERS,
-    MAX_TAGS,
     PROTOCOL_VERSION,
     Bye,
     EnvelopeBody,
@@ -40,10 +40,11 @@ from bridge.core.gossip_wire import (
     Hello,
     Peers,
     Want,
-    Watch,
+    WatchShard,
     encode,
     parse,
 )
+from bridge.core.shards import ALL
 from tests.gossip_support import make_envelope
 
 WANT_BODIES = 128
@@ -126,7 +127,7 @@ async def attack(kind: str, addr: str, seconds: float, links: int) -> dict[str, 
             frames = [encode(Have(tuple(os.urandom(32) for _ in range(MAX_IDS))))
                       for _ in range(64)]
         elif kind == "watch":
-            frames = [encode(Watch(tuple(os.urandom(16) for _ in range(MAX_TAGS))))]
+            frames = [encode(WatchShard(ALL))]
         elif kind == "peers":
             frames = [encode(Peers(tuple(f"10.{k}.{j}.1:4506{j % 10}"
                                          for j in range(MAX_PEERS)))) for k in range(64)]

@@ -64,7 +64,7 @@ def attacks(seconds: float) -> dict[str, Attack]:
 
 NOTES = {
     "want": "128 bodies of 64 KiB, then WANTs for them round and round on links that never read",
-    "watch": "WATCH of 256 tags as fast as it can, light links, 2,000 envelopes stored",
+    "watch": "WATCH_SHARD as fast as it can, light links, 2,000 envelopes stored",
     "have": "HAVE of random ids never delivered",
     "peers": "PEERS of 32 junk addresses as fast as it can",
 }

@@ -1,10 +1,9 @@
 """Budgets between two honest nodes on loopback: a peer that asks for much more than one
-link's byte-capped queue gets all of it, at the pace it reads, without being dropped; a
-light peer's WATCH is answered from the tag index."""
+link's byte-capped queue gets all of it, at the pace it reads, without being dropped (a
+light peer's WATCH_SHARD: tests/integration/test_node_light.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 from bridge.net.node import Node
@@ -39,22 +38,3 @@ async def test_catching_up_on_more_than_a_queue_holds_is_served_as_it_reads():
     finally:
         await stop_all([n for n in (a, b) if n is not None])
 
-
-async def test_watch_is_answered_from_the_tag_index():
-    full = Node(fast_config())
-    await full.start()
-    light: Node | None = None
-    try:
-        now = int(time.time())
-        mine = os.urandom(16)
-        wanted = [make_envelope(now, tag=mine) for _ in range(3)]
-        for e in [*wanted, *(make_envelope(now) for _ in range(50))]:
-            await full.publish(e.raw)
-        assert sorted(full.store.tags.ids([mine])) == sorted(e.id for e in wanted)
-        light = Node(fast_config(light=True, bootstrap=[f"127.0.0.1:{full.port}"]))
-        light.watch_tags({mine})
-        await light.start()
-        await wait_all([light], has_all({e.id for e in wanted}), 10)
-        assert len(light.store) == 3  # only its own tag
-    finally:
-        await stop_all([n for n in (full, light) if n is not None])

@@ -16,7 +16,6 @@ from bridge.core.gossip_wire import (
     Have,
     Peers,
     Want,
-    Watch,
     encode,
 )
 from bridge.store.index import TagIndex
@@ -95,8 +94,8 @@ def _active(budgets: g.Budgets | None = None) -> tuple[g.Link, g.Link]:
 
 
 def test_cheap_frames_are_throttled_then_a_flood():
-    a, _ = _active(g.Budgets(watch_rate=1, watch_burst=4, drop_factor=1))
-    watch = encode(Watch((os.urandom(16),)))
+    a, _ = _active(g.Budgets(peers_rate=1, peers_burst=4, drop_factor=1))
+    watch = encode(Peers(("127.0.0.1:1",)))
     assert a.receive(watch, 0) and a.receive(watch, 0)  # half the burst, to start with
     assert a.receive(watch, 0) == [] and a.throttled == 1  # throttled: ignored
     assert a.receive(watch, 0) == [] and a.receive(watch, 0) == []  # owes 3, limit 4

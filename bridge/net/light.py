@@ -1,0 +1,129 @@
+"""A light node's side of light nodes by shard (docs/sharding.md, "Light nodes").
+
+A light node (``NodeConfig.light``) keeps no store for others. Once told which shard
+keys to watch and which tags to keep (``Node.watch_shards``: its identities' shard
+keys, and the watch table's tags), it asks each full peer, by WATCH_SHARD, for the
+prefixes of those keys at the depth that peer carries (or ``NodeConfig.light_depth``
+if deeper: ``gossip_light.light_prefixes``), never for a tag. The peer reconciles the
+prefix with the ids this node has fetched and announces what it lacks; the node fetches
+every body announced, keeps those under a watched tag in its store (RAM or SQLite, as
+``[p2p] storage`` says) and drops the rest after reading them. The id of every envelope
+fetched, kept or dropped, stays in ``ids`` until it expires, so nothing is fetched
+twice and the reconciliation does not tell the peer which ones were kept.
+
+Each link is asked again every ``REFRESH`` seconds (the full peer reconciles again: a
+catch-up after anything missed, and the ids it announced that were not fetched for want
+of budget are announced again), and at once on every new link: a node back after days
+fetches what arrived while it was away, as long as it has not expired.
+
+Bounds: ``max_ids`` ids remembered (about 250 bytes each in RAM), the soonest to expire
+forgotten first when full, a sixteenth at a time (one forgotten may be fetched once
+more); requests in flight
+are the node's usual budgets; at most 16 prefixes a link.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
+
+from bridge.core.envelope import Envelope
+from bridge.core.gossip_light import light_prefixes
+from bridge.core.shards import Prefix, shard_of_tag
+from bridge.store.index import SortedIndex, key_id
+
+if TYPE_CHECKING:
+    from bridge.net.node import Node
+    from bridge.net.peerlink import PeerConnection
+
+log = logging.getLogger(__name__)
+REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link
+MAX_IDS: Final = 262_144  # ids of envelopes fetched, remembered until they expire
+Keep = Callable[[bytes], bool]  # a recipient tag -> keep the envelope?
+
+
+class LightWatch:
+    def __init__(self, node: Node, max_ids: int = MAX_IDS) -> None:
+        self.node = node
+        self.max_ids = max_ids
+        self.keys: tuple[int, ...] = ()  # the shard keys watched
+        self.keep: Keep | None = None  # None: not told yet, nothing is fetched
+        self.ids = SortedIndex()  # what was fetched, kept or not: the reconciliation's set
+        self._known: set[bytes] = set()
+        self._asked: dict[PeerConnection, float] = {}  # link -> when last asked
+        self.dropped = 0  # bodies read and not kept
+
+    def load(self) -> None:
+        """What the store kept across a restart counts as fetched."""
+        for key in self.node.store.index.iter_keys():
+            if key_id(key) not in self._known:
+                self._add_key(key)
+
+    def set(self, keys: Iterable[int], keep: Keep) -> None:
+        self.keys = tuple(sorted(set(keys)))
+        self.keep = keep
+        self._asked.clear()
+        for c in self.node.active_conns():
+            self.ask(c, time.monotonic())
+
+    def prefixes(self, conn: PeerConnection) -> list[Prefix]:
+        peer = conn.link.peer
+        if peer is None or peer.light or peer.version < 2 or self.keep is None:
+            return []
+        return light_prefixes(self.keys, peer.shards, self.node.config.light_depth)
+
+    def ask(self, conn: PeerConnection, now: float) -> None:
+        """WATCH_SHARD each of our prefixes this full peer carries."""
+        wanted = self.prefixes(conn)
+        if not wanted or not conn.link.active:
+            return
+        self._asked[conn] = now
+        for p in wanted:
+            conn.send(conn.link.watch_shard(p))
+
+    def refresh(self, now: float) -> None:
+        """Each maintenance round: forget closed links, ask again where due, forget ids
+        of envelopes that have expired."""
+        live = set(self.node.conns)
+        self._asked = {c: t for c, t in self._asked.items() if c in live}
+        for c in self.node.active_conns():
+            if now - self._asked.get(c, float("-inf")) >= REFRESH:
+                self.ask(c, now)
+        for key in self.ids.pop_expired(int(time.time())):
+            self._known.discard(key_id(key))
+
+    def __contains__(self, eid: object) -> bool:
+        return eid in self._known
+
+    def fetched(self, env: Envelope, eid: bytes) -> bool:
+        """A body under a watched prefix has been read: remember its id; True if it is to
+        be kept (its tag is watched)."""
+        if eid not in self._known:
+            self.ids.add(shard_of_tag(env.tag), env.expiry, eid)
+            self._known.add(eid)
+            while len(self._known) > self.max_ids:
+                self._forget_soonest()
+        keep = self.keep is not None and self.keep(env.tag)
+        if not keep:
+            self.dropped += 1
+        return keep
+
+    def _add_key(self, key: bytes) -> None:
+        self.ids.add(int.from_bytes(key[:2], "big"), int.from_bytes(key[2:10], "big"),
+                     key_id(key))
+        self._known.add(key_id(key))
+
+    def _forget_soonest(self) -> None:
+        """Full: forget the sixteenth of the ids that expire soonest (one pass a batch)."""
+        keys = sorted(self.ids.iter_keys(), key=lambda k: k[2:10])[: self.max_ids // 16 + 1]
+        for k in keys:
+            self.ids.remove(int.from_bytes(k[:2], "big"), int.from_bytes(k[2:10], "big"),
+                            key_id(k))
+            self._known.discard(key_id(k))
+
+    def health(self) -> dict[str, object]:
+        return {"watched_keys": len(self.keys), "ids_fetched": len(self._known),
+                "dropped": self.dropped,
+                "asked": sorted({str(p) for c in self._asked for p in c.link.watching})}
