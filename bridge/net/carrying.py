@@ -11,8 +11,9 @@ node without identities (a relay) draws one shard key at random when it starts.
 A change of depth changes the HELLO: ``Node.carry`` says goodbye on every link so each
 is made again under the new prefixes. Envelopes already stored under a part no longer
 carried stay until they expire; they are not reconciled any more. The floor counts
-carriers the address book knows, by what each node answered when dialled or what peer
-exchange says: a peer cannot make this node leave a shard, only delay its narrowing.
+carriers this node has dialled and been answered by, with the prefixes of their HELLO
+(peer exchange's word is not taken): to let a node narrow into a thin shard an attacker
+must run the nodes it claims; no peer can make a node within its budget narrow.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ class Carrying:
             self.intake.add(self.clock(), len(env.raw))
 
     def carriers(self, p: Prefix) -> int:
-        """Nodes the address book knows to carry all of ``p``."""
+        """Nodes that carry all of ``p`` by their own HELLO: the address book's entries
+        this node dialled and was answered by (what peer exchange says is not counted)."""
         return sum(1 for e in self.node.book.book.entries()
-                   if any(q.contains(p) for q in e.shards))
+                   if e.last_good is not None and any(q.contains(p) for q in e.shards))
 
     def step(self) -> bool:
         """One look at the intake; True if the depth changed."""

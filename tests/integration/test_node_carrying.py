@@ -98,6 +98,9 @@ async def test_a_node_does_not_narrow_to_a_half_too_few_nodes_carry():
         clock[0] += 3600
         assert carrying.intake.per_day(clock[0]) > 1_000
         assert carrying.carriers(HIGH) == 1
+        for i in range(20):  # peer exchange's word that others carry it does not count
+            assert busy.book.learn(f"8.{i}.1.1:4000", "127.0.0.1", shards=shards.EVERYTHING)
+        assert len(busy.book.book.carriers(HIGH)) >= 20 and carrying.carriers(HIGH) == 1
         assert not carrying.step()  # one known carrier besides itself: it keeps everything
         assert busy.config.shards == shards.EVERYTHING
     finally:
