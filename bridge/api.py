@@ -25,6 +25,10 @@ from bridge.core.archive import Entry as Entry
 from bridge.core.archive import Page as Page
 from bridge.core.archive import Query as Query
 from bridge.core.archive import archive_id as archive_id
+
+# What a picture shown for an identity may be (XEP-0084, vCard-temp).
+from bridge.core.avatar import MAX_AVATAR as MAX_AVATAR
+from bridge.core.avatar import TYPES as TYPES
 from bridge.events import (
     ContactInfo,
     Event,
@@ -172,6 +176,18 @@ class ServiceAPI(Protocol):
     def contact_presence(self, owner: str, address: str) -> PresenceArrived | None:
         """What a contact's availability is now with presence on; None when off, or when
         the contact never sent one (they show as online, as without presence)."""
+        ...
+
+    def share_avatar(self, owner: str, data: bytes | None, *, send: bool = True) -> None:
+        """The identity's picture is ``data`` (None: none). ``send``: it changed, so it
+        goes to every accepted contact (with ``[xmpp] share_avatar`` on), as it goes to
+        each contact accepted later. UserError unless a PNG or JPEG of at most
+        ``bridge.core.avatar.MAX_AVATAR`` bytes."""
+        ...
+
+    def contact_avatar(self, owner: str, address: str) -> tuple[str, bytes] | None:
+        """(media type, bytes) of the latest picture an accepted contact sent; None if
+        none was kept."""
         ...
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],

@@ -65,6 +65,10 @@ DEFAULT_TEXT = f"""\
 # and shown from accepted contacts who turned it on too (--presence). Off by
 # default: a contact learns when your client is connected. Off, contacts show online.
 # presence = false
+# Your picture (set in your client, at most 128 KiB, PNG or JPEG) sent to your
+# accepted contacts when you set or change it and when you accept one; each
+# sending is a few proof-of-work-stamped envelopes. Contacts' pictures are shown either way.
+# share_avatar = true
 # XEP-0363 file upload (pictures, files) on 127.0.0.1: the largest file, in MiB
 # (at most 64; 0: no upload service), and the local port of its HTTP listener (0: a
 # free one at each start; set one so file links in history still open after a restart).
@@ -156,6 +160,7 @@ class Config:
     chat_states: bool = False
     markers: bool = False
     presence: bool = False
+    share_avatar: bool = True
     max_upload_mb: int = 16
     upload_port: int = 0
     web_port: int = DEFAULT_WEB_PORT
@@ -355,6 +360,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "xmpp.chat_states": ("chat_states", _bool),
     "xmpp.markers": ("markers", _bool),
     "xmpp.presence": ("presence", _bool),
+    "xmpp.share_avatar": ("share_avatar", _bool),
     "xmpp.max_upload_mb": ("max_upload_mb", _upload_mebibytes),
     "xmpp.upload_port": ("upload_port", _port),
     "web.port": ("web_port", _port),

@@ -256,7 +256,7 @@ class Daemon:
                           storage=cfg.storage, tor="on" if cfg.tor else "off",
                           chat_states=cfg.chat_states, sessions=cfg.sessions,
                           markers=cfg.markers, presence=cfg.presence,
-                          archive_file=archive, files=files)
+                          archive_file=archive, files=files, share_avatar=cfg.share_avatar)
         # Invitations carry this node (when others can reach it) and the bootstrap peers.
         service.peerbook.bootstrap = list(dict.fromkeys(
             p for p in (advertise, *cfg.peers) if p))[:8]

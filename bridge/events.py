@@ -106,6 +106,18 @@ class PresenceArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactAvatarChanged:
+    """An accepted contact's new picture, checked and kept (``ServiceAPI.contact_avatar``
+    gives its bytes)."""
+
+    to: str  # local identity address
+    sender: str
+    sha1: str  # hex: its XEP-0084 item id and XEP-0153 photo hash
+    media_type: str  # image/png or image/jpeg
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionNotice:
     """Something a contact's sessions did that the person should know: they started
     over (lost their state, moved their identity), or messages of theirs can no
@@ -186,6 +198,7 @@ Event = (
     | ReceiptArrived
     | ChatStateArrived
     | PresenceArrived
+    | ContactAvatarChanged
     | ContactsChanged
     | IdentitiesChanged
     | SessionNotice

@@ -91,6 +91,8 @@ class Inbox:
         self.markers = markers  # XEP-0333 read markers shown (opt-in)
         self.presence = presence  # contacts' presences shown (opt-in)
         self.files: FileAssembler | None = None  # files from contacts (set by the service)
+        # contacts' pictures: (me, sender, accepted, record), set by the service
+        self.on_avatar: Callable[[str, str, bool, DirectMessage], None] | None = None
         self.groups: GroupBook | None = None  # private groups (set by the service)
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
@@ -298,6 +300,12 @@ class Inbox:
                 self.sessions.forget(me, sender)
             if self.groups is not None:
                 self.groups.on_record(me, sender, c is not None and c.state == ACCEPTED, record)
+            return
+        if record.chunk is not None and record.avatar:  # a contact's picture: avatarbook
+            if self.on_avatar is not None:
+                self.on_avatar(me, sender, c is not None and c.state == ACCEPTED, record)
+            self.sessions.release(env.id)
+            self.seen.add(env.id, env.expiry)
             return
         if record.chunk is not None:  # a piece of a file: bridge.filerecv
             file = self.files.on_chunk(me, sender, c is not None and c.state == ACCEPTED,

@@ -282,7 +282,7 @@ class Outbox:
     async def send_message(self, owner: str, to: str, text: str, *, receipt: bool = True,
                            message_id: str = "", act: Act | None = None,
                            chunk: FileChunk | None = None, ttl: int | None = None,
-                           group: GroupRecord | None = None) -> bytes:
+                           group: GroupRecord | None = None, avatar: bool = False) -> bytes:
         self.ids.rec(owner)
         decode_address(to)  # a bad address is refused before anything is recorded
         self.contacts.writable(owner, to)
@@ -293,7 +293,7 @@ class Outbox:
         turn = self.in_order.turn((owner, to))
         if self._in_session(c, may_start=True):
             plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk,
-                                  group=group)
+                                  group=group, avatar=avatar)
             sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
                                             turn, ttl)
             if sent is not None:
@@ -303,7 +303,7 @@ class Outbox:
             ident, their, kex, tag = self._route(rec, to)
             msg = DirectMessage(sent_at, text, receipt, message_id[:64],
                                 None if chunk or group else self.ids.current_prekey(rec),
-                                act=act, chunk=chunk, group=group)
+                                act=act, chunk=chunk, group=group, avatar=avatar)
             raw = self._sealed(ident, recipient=their, kex=kex, kind=Kind.DIRECT, tag=tag,
                                payload=msg.encode(), ttl=ttl)
             del ident, rec  # see _sealed

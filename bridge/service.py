@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from bridge.actsend import ActSender
+from bridge.avatarbook import AvatarBook
 from bridge.contacts import ContactBook, UnknownContactError
 from bridge.core import vanity
 from bridge.core.acts import Act, ActKind, Presence, Show
@@ -68,7 +69,8 @@ class Service:
                  clock: Callable[[], int] = _now, storage: str = "memory",
                  tor: str = "off", chat_states: bool = False, sessions: bool = True,
                  archive_file: ArchiveFile | None = None, markers: bool = False,
-                 presence: bool = False, files: FileStore | None = None) -> None:
+                 presence: bool = False, files: FileStore | None = None,
+                 share_avatar: bool = True) -> None:
         self.keystore, self.node, self.pool, self.clock = keystore, node, pool, clock
         self.base_bits, self.storage, self.tor = base_bits, storage, tor
         self.chat_states = chat_states  # XEP-0085 states cross the network (opt-in)
@@ -93,6 +95,9 @@ class Service:
                                       self.errors.add, tell=lambda owner, to, text:
                                       self.bus.emit(SessionNotice(owner, to, text)))
         self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
+        self.avatars = AvatarBook(self.book, self.outbox, self.files, self.tasks, self.bus.emit,
+                                  self.errors.add, share=share_avatar)
+        self.inbox.on_avatar = self.avatars.on_chunk
         self.book.on_release = self.inbox.show_released
         self.group_book = self.inbox.groups = GroupBook(
             self.ids, self.book, self.outbox, self.tasks, self.bus.emit, clock, self.errors.add)
@@ -128,6 +133,7 @@ class Service:
         subscribed, so nothing is handed to nobody."""
         self.file_collector.load()  # files in transit when the daemon stopped (sqlite)
         await self.upkeep.start(deliver=deliver)
+        self.avatars.load()  # contacts' pictures (sqlite), once the keys are read
         self.file_sender.resume()
 
     def start_delivery(self) -> None:
@@ -195,6 +201,7 @@ class Service:
         self.ids.delete(address)
         self.inbox.forget_identity(address)
         self.sessions.forget_identity(address)
+        self.avatars.forget_identity(address)
 
     async def export_identity(self, address: str, passphrase: str) -> bytes:
         return await self.ids.export(address, passphrase)
@@ -246,18 +253,21 @@ class Service:
         self.sessions.promote(owner, info.address)
         self.peerbook.add_from_invite(invite.peers)
         self.inbox.release(owner, info.address)
+        self.avatars.send_to(owner, info.address)
         return info
 
     def accept_contact(self, owner: str, address: str) -> ContactInfo:
         info = self.book.accept(owner, address)
         self.sessions.promote(owner, address)
         self.inbox.release(owner, address)
+        self.avatars.send_to(owner, address)
         return info
 
     def block_contact(self, owner: str, address: str) -> ContactInfo:
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
         self.inbox.notes.forget(owner, address)
+        self.avatars.forget(owner, address)
         return self.book.block(owner, address)
 
     def remove_contact(self, owner: str, address: str) -> None:
@@ -265,6 +275,7 @@ class Service:
         self.inbox.drop_held(owner, address)
         self.sessions.forget(owner, address)
         self.inbox.notes.forget(owner, address)
+        self.avatars.forget(owner, address)
 
     def _confirm_session(self, owner: str, address: str) -> None:
         self.tasks.spawn(self.outbox.confirm_session(owner, address),
@@ -334,6 +345,14 @@ class Service:
         if not self.acts.presence:
             return None
         return self.inbox.presences.current(owner, address)
+
+    def share_avatar(self, owner: str, data: bytes | None, *, send: bool = True) -> None:
+        self.ids.rec(owner)
+        self.avatars.share(owner, data, send=send)
+
+    def contact_avatar(self, owner: str, address: str) -> tuple[str, bytes] | None:
+        p = self.avatars.current(owner, address)
+        return None if p is None else (p.media_type, p.data)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:

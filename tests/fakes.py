@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.api import ServiceAPI, VanityJob
-from bridge.core import vanity
+from bridge.core import avatar, vanity
 from bridge.core.acts import Act, ActKind, Show
 from bridge.core.address import decode_address, fingerprint
 from bridge.core.archive import Page, Query
-from bridge.core.errors import UserError
+from bridge.core.errors import MalformedError, UserError
 from bridge.core.identity import Identity
 from bridge.core.invite import Invite, encode_invite, parse_invite
 from bridge.core.peers import parse_peer
@@ -118,6 +118,8 @@ class FakeService:
     acts_sent: list[tuple[str, str, Act, str]] = field(default_factory=list)
     presences_set: list[tuple[str, str, str]] = field(default_factory=list)
     contact_presences: dict[tuple[str, str], PresenceArrived] = field(default_factory=dict)
+    avatars_shared: list[tuple[str, bytes | None, bool]] = field(default_factory=list)
+    contact_avatars: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     passphrase: str | None = None
     seeds: dict[str, bytes] = field(default_factory=dict)  # address -> key seed
     client_store: dict[str, dict[str, str]] = field(default_factory=dict)  # XEP-0049
@@ -527,6 +529,18 @@ class FakeService:
 
     def contact_presence(self, owner: str, address: str) -> PresenceArrived | None:
         return self.contact_presences.get((owner, address)) if self.presence else None
+
+    def share_avatar(self, owner: str, data: bytes | None, *, send: bool = True) -> None:
+        self.identity(owner)
+        if data is not None:
+            try:
+                avatar.media_type(data)
+            except MalformedError as exc:
+                raise UserError(str(exc)) from None
+        self.avatars_shared.append((owner, data, send))
+
+    def contact_avatar(self, owner: str, address: str) -> tuple[str, bytes] | None:
+        return self.contact_avatars.get((owner, address))
 
     async def send_room_message(self, owner: str, room: str, text: str) -> bytes:
         if room != "public":

@@ -31,6 +31,8 @@ the prekey, version 1), and what follows it depends on the act:
                   status len u8 (0..64) ‖ status — nothing after (flags = 16 exactly)
     file chunk    sent_at_ms u64 ‖ 20 ‖ msgid len u8 (1..64) ‖ msgid ‖ chunk
                   (flags = 32 exactly; the chunk's layout is in ``bridge.core.filechunks``)
+                  flags = 160 (32 | 128): the file is the sender's avatar
+                  (``bridge.core.avatar``), the msgid its SHA-1 in hex
     group         sent_at_ms u64 ‖ 40 ‖ 00 (empty msgid) ‖ group record
                   (flags = 64 exactly; the layouts are in ``bridge.core.groups``)
 
@@ -71,6 +73,7 @@ FLAG_ACT: Final = 8
 FLAG_PRESENCE: Final = 16
 FLAG_FILE: Final = 32
 FLAG_GROUP: Final = 64
+FLAG_AVATAR: Final = 128  # with FLAG_FILE only: the file is the sender's avatar
 
 
 class ChatState(enum.IntEnum):
@@ -134,8 +137,11 @@ class DirectMessage:
     presence: Presence | None = None
     chunk: FileChunk | None = None  # a piece of a file, with the message id that sent it
     group: GroupRecord | None = None  # a private group's state or message, and nothing else
+    avatar: bool = False  # the chunk's file is the sender's avatar
 
     def __post_init__(self) -> None:
+        if self.avatar and self.chunk is None:
+            raise LocalProtocolError("only a file chunk is marked as an avatar")
         if self.group is not None and (
                 self.text or self.receipt_wanted or self.message_id or self.prekey is not None
                 or self.chat_state is not None or self.act is not None
@@ -169,7 +175,8 @@ class DirectMessage:
         if self.group is not None:
             return struct.pack(">QBB", self.sent_at_ms, FLAG_GROUP, 0) + self.group.encode()
         if self.chunk is not None:
-            return (struct.pack(">QB", self.sent_at_ms, FLAG_FILE) + _short(self.message_id)
+            flags = FLAG_FILE | (FLAG_AVATAR if self.avatar else 0)
+            return (struct.pack(">QB", self.sent_at_ms, flags) + _short(self.message_id)
                     + self.chunk.encode())
         if self.chat_state is not None:
             return struct.pack(">QBBB", self.sent_at_ms, FLAG_CHAT_STATE, 0, self.chat_state)
@@ -195,12 +202,13 @@ class DirectMessage:
         if flags & FLAG_PRESENCE:
             return cls._parse_presence(r, sent_at, flags)
         if flags & FLAG_FILE:
-            if flags != FLAG_FILE:
-                raise NonCanonicalError("a file chunk carries no other flag")
+            if flags not in (FLAG_FILE, FLAG_FILE | FLAG_AVATAR):
+                raise NonCanonicalError("a file chunk carries no other flag but the avatar's")
             msgid = _short_field(r)
             if not msgid:
                 raise MalformedError("a file chunk names the message that sent it")
-            return cls(sent_at, "", message_id=msgid, chunk=FileChunk.parse(r))
+            return cls(sent_at, "", message_id=msgid, chunk=FileChunk.parse(r),
+                       avatar=flags == FLAG_FILE | FLAG_AVATAR)
         if flags & FLAG_GROUP:
             if flags != FLAG_GROUP:
                 raise NonCanonicalError("a group record carries no other flag")

@@ -1,4 +1,4 @@
-"""The identity's own avatar, for its own clients: XEP-0084 and vCard-temp.
+"""Avatars: the identity's own (XEP-0084 and vCard-temp), and its contacts'.
 
 One picture per identity, kept once as its XEP-0084 PEP nodes
 (``urn:xmpp:avatar:data``, ``urn:xmpp:avatar:metadata``, ``pep.py``), in the
@@ -9,8 +9,19 @@ a picture set in Gajim shows in Pidgin and the other way round
 
 A picture is at most ``MAX_AVATAR`` bytes and must start as a PNG or a JPEG does;
 its item id is its SHA-1, as XEP-0084 says. Anything else is refused with
-``not-acceptable`` before it is stored. Contacts' pictures do not travel over the
-network: a contact's vCard has its petname only.
+``not-acceptable`` before it is stored.
+
+Whenever the metadata node changes, the picture is given to the service
+(``ServiceAPI.share_avatar``), which sends it to the accepted contacts
+(``bridge.avatarbook``; ``[xmpp] share_avatar``); at start each identity's picture is
+given to it unsent, for contacts accepted later. A contact's picture, once their
+daemon sent it and this one checked and kept it, shows as a server shows a
+contact's avatar: a vCard-temp get on the contact's JID answers its PHOTO; the
+contact's available presence carries its XEP-0153 ``vcard-temp:x:update`` hash; and
+when it changes, each available client gets that presence again and an XEP-0084
+metadata event from the contact's bare JID, whose ``urn:xmpp:avatar:data`` and
+``metadata`` items a pubsub items get on that JID answers. A contact who never sent
+one has an empty ``<photo/>`` ("no picture known").
 """
 
 from __future__ import annotations
@@ -18,29 +29,35 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from slixmpp import JID, Iq
+from slixmpp import JID, Iq, Presence
 
+from bridge.api import MAX_AVATAR as MAX_AVATAR
+from bridge.api import TYPES as TYPES
+from bridge.core.errors import UserError
+from bridge.events import ContactAvatarChanged
 from bridge.xmpp.errors import XmppError
-from bridge.xmpp.pep import Pep
-from bridge.xmpp.pepnode import Node
+from bridge.xmpp.pep import EVENT, Pep
+from bridge.xmpp.pepnode import PUBSUB, Node
+from bridge.xmpp.presences import shown
 from bridge.xmpp.slixfix import new_iq
 
 if TYPE_CHECKING:
     from bridge.xmpp.server_iq import ServerIq
     from bridge.xmpp.sessions import Session
 
+log = logging.getLogger(__name__)
+
 DATA = "urn:xmpp:avatar:data"
 METADATA = "urn:xmpp:avatar:metadata"
 VCARD = "vcard-temp"
+UPDATE = "vcard-temp:x:update"
 CONVERSION = "urn:xmpp:pep-vcard-conversion:0"
-# Bytes of picture. Gajim publishes a 200x200 PNG, which for a photo is often 60-110 KB;
-# the identity's whole PEP (bridge.identities.MAX_PEP_STORAGE) holds it in base64.
-MAX_AVATAR = 128 * 1024
+# The identity's whole PEP (bridge.identities.MAX_PEP_STORAGE) holds MAX_AVATAR in base64.
 MAX_BASE64 = (MAX_AVATAR + 2) // 3 * 4 + 4096  # its base64, with line breaks
-TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 
 def picture(b64: str | None) -> tuple[bytes, str]:
@@ -89,13 +106,44 @@ class Avatars:
         pep.checks[DATA] = _check_data
         pep.max_item[DATA] = MAX_BASE64 + 256
         pep.checks[METADATA] = _check_metadata
+        pep.listeners.setdefault(METADATA, []).append(self._share)
+        self.iq: ServerIq | None = None
 
     def install(self, iq: ServerIq) -> None:
+        self.iq = iq
         for kind in ("server", "account"):
             iq.register(kind, VCARD, "get", self.on_vcard_get)
             iq.register(kind, VCARD, "set", self.on_vcard_set)
         iq.features["account"].append(CONVERSION)
         iq.features["server"].append(CONVERSION)
+        contact_vcard = iq.handler("contact", VCARD, "get")
+        assert contact_vcard is not None
+
+        def vcard_with_photo(conn: Session, el: ET.Element, payload: ET.Element,
+                             to: JID | None) -> Iq:
+            reply = contact_vcard(conn, el, payload, to)
+            vcard = reply.xml.find(f"{{{VCARD}}}vCard")
+            known = self._of_contact(conn, to)
+            if vcard is not None and known is not None:
+                photo = ET.SubElement(vcard, f"{{{VCARD}}}PHOTO")
+                ET.SubElement(photo, f"{{{VCARD}}}TYPE").text = known[0]
+                ET.SubElement(photo, f"{{{VCARD}}}BINVAL").text = base64.b64encode(
+                    known[1]).decode()
+            return reply
+        iq.register("contact", VCARD, "get", vcard_with_photo)
+        iq.register("contact", PUBSUB, "get", self.on_contact_items)
+        iq.gateway.contact_avatar = self.on_contact_avatar
+        iq.gateway.roster.photo = self.add_photo
+        for identity in self.pep.service.identities():  # for contacts accepted later
+            self._share(identity.address, None, send=False)
+
+    def _share(self, owner: str, origin: Session | None, *, send: bool = True) -> None:
+        current = self.current(owner)
+        try:
+            self.pep.service.share_avatar(
+                owner, base64.b64decode(current[1]) if current else None, send=send)
+        except (UserError, binascii.Error, ValueError) as exc:
+            log.warning("the avatar of %s… is not shared: %s", owner[:8], exc)
 
     def current(self, owner: str) -> tuple[str, str] | None:
         """(media type, base64) of the identity's picture, if it has one."""
@@ -152,3 +200,73 @@ class Avatars:
         binval = photo.findtext(f"{{{VCARD}}}BINVAL") if photo is not None else None
         self.set_picture(conn.owner.address, binval or None, conn)
         return new_iq("result", el.get("id", ""))
+
+    # --- contacts' pictures --------------------------------------------------------------
+
+    def _of_contact(self, conn: Session, to: JID | None) -> tuple[str, bytes] | None:
+        assert conn.owner is not None and self.iq is not None
+        address = self.iq.domains.address_of(to) if to is not None else None
+        return self.pep.service.contact_avatar(conn.owner.address, address) if address else None
+
+    def add_photo(self, conn: Session, frm: str, presence: Presence) -> None:
+        """A contact's available presence carries their picture's XEP-0153 hash (an
+        empty ``<photo/>`` while none is known)."""
+        jid = JID(frm)
+        if self.iq is None or self.iq.domains.address_of(jid) is None:
+            return
+        known = self._of_contact(conn, jid)
+        sha = hashlib.sha1(known[1]).hexdigest() if known else ""  # noqa: S324 - XEP-0153
+        ET.SubElement(ET.SubElement(presence.xml, f"{{{UPDATE}}}x"),
+                      f"{{{UPDATE}}}photo").text = sha or None
+
+    def on_contact_items(self, conn: Session, el: ET.Element, payload: ET.Element,
+                         to: JID | None) -> Iq:
+        """A pubsub items get on a contact's JID: their picture's data or metadata."""
+        items = payload.find(f"{{{PUBSUB}}}items")
+        node = items.get("node", "") if items is not None else ""
+        if payload.tag != f"{{{PUBSUB}}}pubsub" or node not in (DATA, METADATA):
+            raise XmppError("feature-not-implemented", "a contact has only avatar nodes")
+        known = self._of_contact(conn, to)
+        if known is None:
+            raise XmppError("item-not-found", "no picture of this contact is known")
+        reply = new_iq("result", el.get("id", ""))
+        out = ET.SubElement(ET.SubElement(reply.xml, f"{{{PUBSUB}}}pubsub"),
+                            f"{{{PUBSUB}}}items", {"node": node})
+        sha = hashlib.sha1(known[1]).hexdigest()  # noqa: S324 - XEP-0084 names it so
+        item = ET.SubElement(out, f"{{{PUBSUB}}}item", {"id": sha})
+        item.append(_data(known[1]) if node == DATA else _metadata(sha, *known))
+        return reply
+
+    def on_contact_avatar(self, event: ContactAvatarChanged) -> None:
+        """A contact's new picture: their presence again, with its hash, and an XEP-0084
+        metadata event from their JID, to each available client of the identity."""
+        if self.iq is None:
+            return
+        frm = self.iq.domains.contact(event.sender)
+        known = self.pep.service.contact_presence(event.to, event.sender)
+        for conn in self.pep.sessions.available(event.to):
+            presence = self.iq.gateway.roster.presence(conn, frm, "")
+            conn.send(presence if known is None else shown(presence, known))
+            msg = ET.Element("{jabber:client}message", {
+                "from": frm, "to": conn.jid.full, "type": "headline", "id": event.sha1[:16]})
+            items = ET.SubElement(ET.SubElement(msg, f"{{{EVENT}}}event"),
+                                  f"{{{EVENT}}}items", {"node": METADATA})
+            item = ET.SubElement(items, f"{{{EVENT}}}item", {"id": event.sha1})
+            meta = ET.SubElement(item, f"{{{METADATA}}}metadata")
+            ET.SubElement(meta, f"{{{METADATA}}}info", {
+                "id": event.sha1, "bytes": str(event.size), "type": event.media_type})
+            conn.send(msg)
+
+
+def _data(data: bytes) -> ET.Element:
+    element = ET.Element(f"{{{DATA}}}data")
+    element.text = base64.b64encode(data).decode()
+    return element
+
+
+def _metadata(sha: str, mtype: str, data: bytes) -> ET.Element:
+    metadata = ET.Element(f"{{{METADATA}}}metadata")
+    ET.SubElement(metadata, f"{{{METADATA}}}info",
+                  {"id": sha, "bytes": str(len(data)), "type": mtype})
+    return metadata
+

@@ -50,6 +50,7 @@ from bridge.api import ServiceAPI, archive_id
 from bridge.core.errors import UserError
 from bridge.events import (
     ChatStateArrived,
+    ContactAvatarChanged,
     ContactsChanged,
     Event,
     GroupChanged,
@@ -124,6 +125,8 @@ class Gateway:
         self.presences = PresenceFace(service, sessions, domains, self.roster.presence)
         # what ends the sessions of a deleted identity (the component unlinks its user)
         self.identity_deleted: Callable[[str], None] = self.end_sessions
+        # a contact's new picture, shown to the clients (avatars.py, with PEP)
+        self.contact_avatar: Callable[[ContactAvatarChanged], None] = lambda event: None
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Messages of one identity being sealed and stamped at once: a pasted burst
@@ -372,6 +375,8 @@ class Gateway:
                 self.presences.send_arrived(event)
             elif isinstance(event, ContactsChanged):
                 self.send_contact(event)
+            elif isinstance(event, ContactAvatarChanged):
+                self.contact_avatar(event)
             elif isinstance(event, RoomMessageArrived):
                 self.room.send_room_message(event)
             elif isinstance(event, GroupMessageArrived):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from slixmpp import Iq, Presence
@@ -55,6 +56,8 @@ class RosterMap:
         self.sessions = sessions
         self.domains = domains
         self._push_ids = itertools.count(1)
+        # (client, from, presence): dresses an available presence from a contact
+        self.photo: Callable[[Session, str, Presence], None] = lambda conn, frm, p: None
 
     # --- lookups -------------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class RosterMap:
         presence["from"] = f"{frm}/{RESOURCE}" if ptype in ("", "unavailable") else frm
         if ptype:
             presence["type"] = ptype
+        else:
+            self.photo(conn, frm, presence)  # a contact's picture's hash (avatars.py)
         return presence
 
     def on_subscription(self, conn: Session, ptype: str, to_bare: str) -> None:
