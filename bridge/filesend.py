@@ -16,7 +16,8 @@ Budgets, so that a file cannot flood the network:
 * each chunk lives ``CHUNK_TTL`` (1 hour) in the network: its proof of work is that of a
   64 KiB envelope living an hour (25 bits at the default base 18, about 3.4 s of one
   core), not two days (30 bits, 108 s). A contact whose daemon is unreachable for more
-  than the hour the chunks live by gossip does not get the file.
+  than the hour the chunks live by gossip does not get the file; the sender's person is
+  then told so (``bridge.fileacks``: the contact's daemon confirms each file kept).
 
 What is refused is said to the client at once (a UserError); a file that fails once
 queued is told to the identity's clients by the bot (a ``SessionNotice``). With storage "sqlite"
@@ -85,6 +86,8 @@ class FileSender:
         self.queues: dict[Key, deque[_Job]] = {}
         self.spent: dict[Key, deque[tuple[float, int]]] = {}  # (when, bytes) in 24 hours
         self.sent_chunks = 0
+        # (owner, contact, message id): a file's last chunk left (bridge.fileacks)
+        self.on_sent: Callable[[str, str, str], None] = lambda owner, to, message_id: None
 
     def send(self, owner: str, to: str, url: str, message_id: str = "") -> bool:
         """Queue the file behind ``url`` for ``to``; False when the URL names no file
@@ -144,10 +147,14 @@ class FileSender:
                 job = queue[0]
                 try:
                     await self._send_one(key, job)
-                except (UserError, RemoteProtocolError) as exc:
+                except Exception as exc:  # whatever it was, the person is told
+                    if not isinstance(exc, (UserError, RemoteProtocolError)):
+                        log.exception("a file to %s… failed", key[1][:8])
                     self.errors(f"a file to {key[1][:8]}… was not sent whole: {exc}")
                     self.tell(*key, f"A file you sent (message {job.message_id}) did not "
                               f"leave whole: {exc}. Send it again.")
+                else:
+                    self.on_sent(*key, job.message_id)
                 queue.popleft()
                 self._save()
         finally:

@@ -34,9 +34,10 @@ from bridge.events import (
     RecentErrors,
     SessionNotice,
 )
+from bridge.fileacks import ACK_GRACE, FileAcks
 from bridge.filerecv import FileAssembler
 from bridge.files import FileStore
-from bridge.filesend import FileSender
+from bridge.filesend import CHUNK_TTL, FileSender
 from bridge.groups import GroupBook
 from bridge.history import History, archived_act
 from bridge.identities import IdentityBook, UnknownIdentityError, check_nick
@@ -95,6 +96,10 @@ class Service:
                                       self.errors.add, tell=lambda owner, to, text:
                                       self.bus.emit(SessionNotice(owner, to, text)))
         self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
+        self.file_acks = FileAcks(self.files, self.tasks, self.file_sender.tell,
+                                  self._file_receipt, wait=CHUNK_TTL + ACK_GRACE)
+        self.file_sender.on_sent = self.file_acks.sent
+        self.bus.subscribe(self.file_acks.on_event)
         self.avatars = AvatarBook(self.book, self.outbox, self.files, self.tasks, self.bus.emit,
                                   self.errors.add, share=share_avatar)
         self.inbox.on_avatar = self.avatars.on_chunk
@@ -135,6 +140,7 @@ class Service:
         await self.upkeep.start(deliver=deliver)
         self.avatars.load()  # contacts' pictures (sqlite), once the keys are read
         self.file_sender.resume()
+        self.file_acks.resume()
 
     def start_delivery(self) -> None:
         self.upkeep.start_delivery()
@@ -202,6 +208,7 @@ class Service:
         self.inbox.forget_identity(address)
         self.sessions.forget_identity(address)
         self.avatars.forget_identity(address)
+        self.file_acks.forget(address)
 
     async def export_identity(self, address: str, passphrase: str) -> bytes:
         return await self.ids.export(address, passphrase)
@@ -268,6 +275,7 @@ class Service:
         self.sessions.forget(owner, address)
         self.inbox.notes.forget(owner, address)
         self.avatars.forget(owner, address)
+        self.file_acks.forget(owner, address)
         return self.book.block(owner, address)
 
     def remove_contact(self, owner: str, address: str) -> None:
@@ -276,6 +284,11 @@ class Service:
         self.sessions.forget(owner, address)
         self.inbox.notes.forget(owner, address)
         self.avatars.forget(owner, address)
+        self.file_acks.forget(owner, address)
+
+    def _file_receipt(self, owner: str, to: str, envelope_id: bytes, message_id: str) -> None:
+        self.tasks.spawn(self.outbox.send_receipt(owner, to, [envelope_id], [message_id]),
+                         name="file receipt")
 
     def _confirm_session(self, owner: str, address: str) -> None:
         self.tasks.spawn(self.outbox.confirm_session(owner, address),
