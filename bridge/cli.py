@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peer", action="append", metavar="HOST:PORT",
                      help="a bootstrap peer (repeatable)")
     run.add_argument("--storage", choices=STORAGES, help="memory (default) or sqlite")
+    run.add_argument("--light", action="store_true", help="a light node: keep no envelopes "
+                     "for others, fetch your shard from full nodes ([p2p] light)")
     run.add_argument("--tor", action="store_true", help="connect to peers through Tor and "
                      "publish an onion service (announced for direct delivery)")
     run.add_argument("--advertise", "--announce", metavar="HOST:PORT",

@@ -149,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        difficulty=args.difficulty, log_level=args.log_level,
                        peers=tuple(args.peer) if args.peer else None,
                        tor=True if args.tor else None,
+                       light=True if args.light else None,
                        announce=args.advertise,
                        xmpp_listener=False if args.no_xmpp_listener else None,
                        chat_states=True if args.chat_states else None,

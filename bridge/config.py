@@ -21,7 +21,7 @@ from typing import Any
 from bridge.core.checks import DEFAULT_BASE_BITS
 from bridge.core.errors import BadPeerError, LocalProtocolError, UserError
 from bridge.core.peers import parse_peer
-from bridge.core.shards import EVERYTHING, Prefix, canonical, parse_prefix
+from bridge.core.shards import EVERYTHING, KEY_BITS, Prefix, canonical, parse_prefix
 
 DEFAULT_XMPP_PORT = 5222
 DEFAULT_WEB_PORT = 8765
@@ -122,6 +122,14 @@ DEFAULT_TEXT = f"""\
 # of its own identities — while it takes in more than this, and back up when a quarter
 # of it would do; never narrower than a part 16 known nodes carry (docs/sharding.md).
 # carry_mb_day = 0
+# A light node (--light) keeps no envelopes for others: it asks the full nodes it links
+# to for the shards of its identities (and of the public room) by prefix, never by tag,
+# downloads every envelope under them and keeps only its own. It saves the store and the
+# relaying; it costs a download of its whole shard, and a full node learns the prefix.
+# light = false
+# ask at least this deep (1 to 16 bits; 0: the depth each full node carries). Deeper
+# downloads less and hides the identities among fewer people (docs/sharding.md).
+# light_depth = 0
 
 [tor]
 # Send every peer connection through Tor and publish an onion service.
@@ -177,6 +185,8 @@ class Config:
     dial_private: bool | None = None  # None: the ranges the node itself is in
     shards: tuple[Prefix, ...] = EVERYTHING  # the shard prefixes the node carries
     carry_mb_day: int = 0  # > 0: the node chooses its shards to take in about this a day
+    light: bool = False  # keep no envelopes for others; ask full nodes by shard prefix
+    light_depth: int = 0  # a light node's least depth (0: each full node's own)
     tor: bool = False
     tor_socks: str = "127.0.0.1:9050"
     tor_control: str = "127.0.0.1:9051"
@@ -333,6 +343,13 @@ def _megabytes_a_day(key: str, v: object) -> int:
     return v
 
 
+def _depth(key: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= KEY_BITS:
+        raise ConfigError(f"{_what(key)} must be a number of bits from 0 to {KEY_BITS}; "
+                          f"got {v!r}")
+    return v
+
+
 def _domain(key: str, v: object) -> str:
     s = _string(key, v).strip().lower()
     if not s or len(s) > 253 or any(c in s for c in "@/ \t"):
@@ -377,6 +394,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "p2p.dial_private": ("dial_private", _auto_bool),
     "p2p.shards": ("shards", _shards),
     "p2p.carry_mb_day": ("carry_mb_day", _megabytes_a_day),
+    "p2p.light": ("light", _bool),
+    "p2p.light_depth": ("light_depth", _depth),
     "tor.enabled": ("tor", _bool),
     "tor.socks": ("tor_socks", host_port),
     "tor.control": ("tor_control", host_port),
@@ -455,6 +474,9 @@ def check_run(cfg: Config, env: Mapping[str, str] | None = None) -> None:
                           "the component (--component-domain) or turn the listener on")
     if cfg.component_domain:
         component_secret(cfg, env)
+    if cfg.light and (cfg.carry_mb_day or cfg.shards != EVERYTHING):
+        raise ConfigError("a light node (--light or 'p2p.light') carries no shards for others: "
+                          "leave 'p2p.shards' and 'p2p.carry_mb_day' unset, or run a full node")
 
 
 def load(path: Path, *, create: bool = True) -> Config:

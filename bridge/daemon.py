@@ -264,6 +264,9 @@ class Daemon:
         service.outbox.direct = sender.send
         await parts.enter(Step("service", lambda: service.start(deliver=False), service.stop))
         self.service = service
+        if cfg.light:  # ask full nodes for our shards by prefix; keep what we can open
+            watching = service.inbox.watching
+            node.watch_shards(watching.shard_keys, watching.watches)
         if cfg.carry_mb_day:
             self.carrying = Carrying(node, DepthRule(budget=cfg.carry_mb_day * 1_000_000),
                                      keys=lambda: own_shard_keys(service))
@@ -328,6 +331,7 @@ class Daemon:
                                base_bits=cfg.difficulty, bootstrap=list(cfg.peers),
                                memory_budget=cfg.memory_budget_mb * 1024 * 1024,
                                dial_private=cfg.dial_private, shards=cfg.shards,
+                               light=cfg.light, light_depth=cfg.light_depth,
                                connector=onion.connector if onion is not None else None),
                     store=store)
         inbox = self.inbox = DirectInbox(cfg, node)  # its routes go on the app before it runs

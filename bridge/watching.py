@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge.contacts import BLOCKED, ContactBook
-from bridge.core import tags
+from bridge.core import crypto, tags
 from bridge.core.address import decode_address
 from bridge.core.watch import Purpose, Watch, Watcher, WatchTable, contact_watches, watch_table
 from bridge.identities import IdentityBook
@@ -32,6 +32,16 @@ class Watching:
         self._pairs = {k: v for k, v in self._pairs.items() if k in wanted}  # none kept stale
         self.table = watch_table(watchers, self.rooms, tags.watch_epochs(self.clock()),
                                  pair_secret=self._pair_secret)
+
+    def shard_keys(self) -> tuple[int, ...]:
+        """The shard keys of every identity and room: what a light node asks for."""
+        pubs = [self.ids.ident(rec).public for rec in self.ids.records()]
+        if pubs:
+            pubs += [crypto.x25519_public(tags.room_secret(r)) for r in self.rooms]
+        return tuple(sorted({int.from_bytes(tags.shard_key(p), "big") for p in pubs}))
+
+    def watches(self, tag: bytes) -> bool:
+        return tag in self.table
 
     def watched(self) -> dict[bytes, frozenset[Watch]]:
         """The watch table as it stands (order within a tag does not matter)."""

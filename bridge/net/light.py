@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link
 MAX_IDS: Final = 262_144  # ids of envelopes fetched, remembered until they expire
 Keep = Callable[[bytes], bool]  # a recipient tag -> keep the envelope?
+Keys = Iterable[int] | Callable[[], Iterable[int]]  # the shard keys, or how to find them
 
 
 class LightWatch:
@@ -49,6 +50,7 @@ class LightWatch:
         self.node = node
         self.max_ids = max_ids
         self.keys: tuple[int, ...] = ()  # the shard keys watched
+        self._keys_of: Callable[[], Iterable[int]] | None = None  # asked again each round
         self.keep: Keep | None = None  # None: not told yet, nothing is fetched
         self.ids = SortedIndex()  # what was fetched, kept or not: the reconciliation's set
         self._known: set[bytes] = set()
@@ -61,8 +63,11 @@ class LightWatch:
             if key_id(key) not in self._known:
                 self._add_key(key)
 
-    def set(self, keys: Iterable[int], keep: Keep) -> None:
-        self.keys = tuple(sorted(set(keys)))
+    def set(self, keys: Keys, keep: Keep) -> None:
+        """Watch these shard keys (a callable: asked again each round, so an identity
+        added later is watched too) and keep what ``keep`` accepts."""
+        self._keys_of = keys if callable(keys) else None
+        self.keys = tuple(sorted(set(keys() if callable(keys) else keys)))
         self.keep = keep
         self._asked.clear()
         for c in self.node.active_conns():
@@ -86,6 +91,11 @@ class LightWatch:
     def refresh(self, now: float) -> None:
         """Each maintenance round: forget closed links, ask again where due, forget ids
         of envelopes that have expired."""
+        if self._keys_of is not None:
+            keys = tuple(sorted(set(self._keys_of())))
+            if keys != self.keys:  # an identity came or went: every link asked again
+                self.keys = keys
+                self._asked.clear()
         live = set(self.node.conns)
         self._asked = {c: t for c, t in self._asked.items() if c in live}
         for c in self.node.active_conns():

@@ -46,7 +46,7 @@ from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
-from bridge.net.light import Keep, LightWatch
+from bridge.net.light import Keep, Keys, LightWatch
 from bridge.net.links import Links
 from bridge.net.memory import apply_budget, give_back, usage
 from bridge.net.peerlink import PeerConnection
@@ -213,7 +213,7 @@ class Node:
         raws = (self.store.get(eid) for eid in self.store.tags.ids(tags))
         return [parse_envelope(raw) for raw in raws if raw is not None]
 
-    def watch_shards(self, keys: Iterable[int], keep: Keep) -> None:
+    def watch_shards(self, keys: Keys, keep: Keep) -> None:
         """Light mode: ask full peers for the prefixes of these shard keys (never for a
         tag), and keep only the envelopes whose tag ``keep`` accepts (replaces both)."""
         self.light.set(keys, keep)

@@ -204,3 +204,20 @@ def test_which_prefixes_a_light_node_asks_of_a_peer():
     assert light_prefixes([key, 0xA000, 0x0001], (LOW, HIGH), depth=1) == [LOW, HIGH]
     assert light_prefixes([key, 0xA000], EVERYTHING, depth=16) == [prefix(0xA000, 16),
                                                                   prefix(key, 16)]
+
+
+def test_the_config_keys_and_option_of_a_light_node():
+    from bridge.cli import build_parser
+    from bridge.config import Config, ConfigError, check_run, parse
+    assert not parse("").light and parse("").light_depth == 0
+    cfg = parse("[p2p]\nlight = true\nlight_depth = 3")
+    assert cfg.light and cfg.light_depth == 3
+    check_run(cfg)
+    for bad in ("light_depth = 17", "light_depth = -1", 'light_depth = "3"', 'light = "yes"'):
+        with pytest.raises(ConfigError):
+            parse(f"[p2p]\n{bad}")
+    for full_only in ('shards = ["1/1"]', "carry_mb_day = 10"):
+        with pytest.raises(ConfigError, match="light node"):
+            check_run(parse(f"[p2p]\nlight = true\n{full_only}"))
+    args = build_parser().parse_args(["run", "--light"])
+    assert args.light and Config().override(light=True).light
