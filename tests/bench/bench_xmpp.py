@@ -16,6 +16,14 @@ children, and this process, which runs both clients): it says whether a path is
 bound by work or by waiting. With ``--rounds N`` the two paths are measured N times,
 alternately, and the table shows each path's median round by stanzas/s: on a shared
 machine one round can catch another program's burst.
+
+Then a file (``--file-mib``, 10 MiB: a PNG of random pixels) from Alice's client to
+Bob's client, as a client sends a picture: an XEP-0363 slot and PUT into daemon A,
+the GET URL in a chat message, the file across in chunk records, Bob's client told
+his own daemon's URL, and its GET. Twice, on two new daemon pairs: with daemon B
+announcing a direct endpoint (``--advertise``), and with none (every chunk by gossip
+over the P2P link). The baseline in the same run is the same bytes through one
+plain aiohttp PUT and GET on loopback. ``--files-only`` skips the chat messages.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
+import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from slixmpp import JID
 
+from tests.integration.test_e2e_files import png
 from tests.interop.drivers import Prosody, SlixClient
 from tests.interop.test_clients import Daemon
+from tests.util import free_tcp_port
 
 WARMUP = 5
 
@@ -174,6 +189,144 @@ async def prosody_path(messages: int, concurrency: int) -> Result:
         server.cleanup()
 
 
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    path: str
+    size: int
+    upload: float  # seconds: slot and PUT into daemon A
+    across: float  # the chat message sent to Bob's client told of the file
+    download: float  # Bob's GET from daemon B
+    direct: str = ""  # what the daemons counted: chunks sent or received directly
+
+    @property
+    def total(self) -> float:
+        return self.upload + self.across + self.download
+
+    @property
+    def rate(self) -> float:
+        return self.size / 2**20 / self.total
+
+
+async def upload_and_send(alice: SlixClient, to: str, name: str, data: bytes,
+                          ssl_ctx: ssl.SSLContext) -> tuple[float, float]:
+    """XEP-0363 as a client does it, then the URL to ``to``: (upload s, time sent)."""
+    start = time.perf_counter()
+    service = await alice.plugin["xep_0363"].find_upload_service(timeout=10)
+    slot = (await alice.plugin["xep_0363"].request_slot(
+        service["from"], name, len(data), "image/png", timeout=10))["http_upload_slot"]
+    async with aiohttp.ClientSession() as http, http.put(
+            slot["put"]["url"], data=data, ssl=ssl_ctx,
+            headers={"Content-Type": "image/png"}) as resp:
+        assert resp.status == 201, resp.status
+    uploaded = time.perf_counter()
+    alice.send_chat(to, str(slot["get"]["url"]))
+    return uploaded - start, time.perf_counter()
+
+
+def direct_counts(daemon: Daemon) -> str:
+    """The daemon's "Direct:" line of ``paranoim status``, cut to its counts."""
+    out = subprocess.run(daemon._argv("status"), env=daemon.env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    found = re.search(r"(\d+) sent directly.*?(\d+) received directly", out)
+    return f"{found[1]} sent, {found[2]} received" if found else "?"
+
+
+async def file_path(root: Path, size_mib: int, direct: bool) -> FileResult:
+    a, b = Daemon(root / "a"), Daemon(root / "b")
+    alice_acc, bob_acc = a.new_identity("Alice"), b.new_identity("Bob")
+    a.run()
+    port = free_tcp_port()
+    b.run("--peer", f"127.0.0.1:{a.port('p2p')}",
+          *(("--p2p-port", str(port), "--advertise", f"127.0.0.1:{port}") if direct else ()))
+    alice = SlixClient(f"{alice_acc.jid}/bench", alice_acc.password, port=a.port("xmpp"),
+                       ca_cert=a.cert)
+    bob = SlixClient(f"{bob_acc.jid}/bench", bob_acc.password, port=b.port("xmpp"),
+                     ca_cert=b.cert)
+    alice.register_plugin("xep_0363")
+    try:
+        await alice.start()
+        await bob.start()
+        alice.send_presence(pto=JID(bob_acc.contact_jid), ptype="subscribe")
+        bob.send_presence(pto=JID(alice_acc.contact_jid), ptype="subscribe")
+        bob.send_chat("paranoim@localhost", "status")
+        await bob.wait_for_message("peers connected: 1", sender="paranoim@localhost",
+                                   timeout=30)
+        if direct:  # Alice's daemon has opened Bob's announcement, with his endpoint
+            deadline = time.monotonic() + 60
+            while "1 contacts with an endpoint" not in subprocess.run(
+                    a._argv("status"), env=a.env, capture_output=True, text=True,
+                    timeout=60).stdout:
+                assert time.monotonic() < deadline, "Bob's endpoint never reached daemon A"
+                await asyncio.sleep(0.2)
+        # A chat message both ways first: the sessions are up before the clock starts.
+        alice.send_chat(bob_acc.contact_jid, "ready?")
+        await bob.wait_for_message("ready?", timeout=60)
+        side = int((size_mib * 2**20 / 3) ** 0.5)  # random pixels: 3 bytes each
+        data = png(side, side)
+        up, sent = await upload_and_send(alice, bob_acc.contact_jid, "big.png", data,
+                                         ssl.create_default_context(cafile=a.cert))
+        got = await bob.wait_for_message("/file/", sender=alice_acc.contact_jid, timeout=1800)
+        across = time.perf_counter() - sent
+        start = time.perf_counter()
+        async with aiohttp.ClientSession() as http, http.get(
+                got.body, ssl=ssl.create_default_context(cafile=b.cert)) as resp:
+            assert await resp.read() == data
+        download = time.perf_counter() - start
+        return FileResult("direct" if direct else "gossip", len(data), up, across, download,
+                          f"A {direct_counts(a)}; B {direct_counts(b)}")
+    finally:
+        await alice.stop()
+        await bob.stop()
+        b.stop()
+        a.stop()
+
+
+async def http_baseline(size: int) -> FileResult:
+    """The same bytes through one aiohttp PUT and GET on loopback."""
+    kept: dict[str, bytes] = {}
+
+    async def put(request: web.Request) -> web.Response:
+        kept["f"] = await request.read()
+        return web.Response(status=201)
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(body=kept["f"])
+
+    app = web.Application(client_max_size=size + 1024)
+    app.router.add_put("/f", put)
+    app.router.add_get("/f", get)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_tcp_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    data = os.urandom(size)
+    try:
+        async with aiohttp.ClientSession() as http:
+            start = time.perf_counter()
+            async with http.put(f"http://127.0.0.1:{port}/f", data=data) as resp:
+                assert resp.status == 201
+            up = time.perf_counter() - start
+            start = time.perf_counter()
+            async with http.get(f"http://127.0.0.1:{port}/f") as resp:
+                assert await resp.read() == data
+            return FileResult("aiohttp", size, up, 0.0, time.perf_counter() - start)
+    finally:
+        await runner.cleanup()
+
+
+def file_table(rows: list[FileResult]) -> str:
+    names = {"direct": "ParanoIM, direct delivery (B announces an endpoint)",
+             "gossip": "ParanoIM, gossip only (no endpoint)",
+             "aiohttp": "baseline: one aiohttp PUT + GET on loopback"}
+    out = ["| path | MiB | upload s | across s | download s | total s | MiB/s | "
+           "direct-delivery counts |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {names[r.path]} | {r.size / 2**20:.1f} | {r.upload:.2f} | "
+                   f"{r.across:.2f} | {r.download:.2f} | {r.total:.2f} | {r.rate:.2f} | "
+                   f"{r.direct} |")
+    return "\n".join(out)
+
+
 def median_round(results: list[Result]) -> Result:
     """The round with the median stanzas/s (the lower one of an even count)."""
     return sorted(results, key=lambda r: r.rate)[(len(results) - 1) // 2]
@@ -204,7 +357,25 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both paths N times, alternately; show the median")
+    parser.add_argument("--file-mib", type=int, default=10, help="the file's size, MiB")
+    parser.add_argument("--files-only", action="store_true", help="skip the chat messages")
     args = parser.parse_args(argv)
+    if not args.files_only:
+        await messages(args)
+    rows = []
+    for direct in (True, False):
+        root = Path(tempfile.mkdtemp(prefix="paranoim-bench-file-"))
+        try:
+            rows.append(await file_path(root, args.file_mib, direct))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    rows.append(await http_baseline(rows[0].size))
+    print(f"\n## A {rows[0].size / 2**20:.1f} MiB picture, client to client on loopback "
+          f"(PoW difficulty 1; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})\n")
+    print(file_table(rows))
+
+
+async def messages(args: argparse.Namespace) -> None:
     mine: list[Result] = []
     theirs: list[Result] = []
     for n in range(args.rounds):
