@@ -189,6 +189,8 @@ class Links:
         novel = (slot is not None and isinstance(ev, g.BodyReceived)
                  and ev.envelope_id not in node.store)
         node.relay.on_event(conn, ev)
+        if isinstance(ev, g.BodyReceived) and conn.link.handoff:
+            node.handoffs.taken(conn)
         if novel and isinstance(ev, g.BodyReceived) and ev.envelope_id in node.store:
             slot.last_novel = time.monotonic()  # type: ignore[union-attr]
 
@@ -205,6 +207,8 @@ class Links:
         if self.banned("id:" + hello.node_id.hex(), hello.listen, conn.dialled):
             self.refuse(conn, ByeReason.BANNED, "banned for a while")
             return False
+        if hello.handoff:  # its own caps; a fresh node id each time: no duplicates
+            return self.node.handoffs.admit(conn)
         for other in self.conns:
             if other is not conn and other.link.peer and other.link.peer.node_id == hello.node_id:
                 # Both ends decide alike: keep the link dialled by the smaller node id.

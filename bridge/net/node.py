@@ -46,6 +46,7 @@ from bridge.core.slots import AdmissionLimits
 from bridge.net.addresses import PeerBook, SelfAddresses, canonical
 from bridge.net.dialer import Dialer
 from bridge.net.durable import CommitGate
+from bridge.net.handoff import Handoffs, HandoffSettings
 from bridge.net.light import Keep, Keys, LightWatch
 from bridge.net.links import Links
 from bridge.net.memory import apply_budget, give_back, usage
@@ -90,6 +91,7 @@ class NodeConfig:
     backoff_min: float = 1.0
     backoff_max: float = 60.0
     budgets: g.Budgets = field(default_factory=g.Budgets)
+    handoff: HandoffSettings = field(default_factory=HandoffSettings)  # ``bridge.net.handoff``
     # What peers can make this node hold, in bytes (see ``bridge.net.memory``).
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     max_light_peers: int = 16  # light peers, each a reconciliation per prefix a minute
@@ -121,6 +123,7 @@ class Node:
         self._listener: AdmittingListener | None = None
         self._session: aiohttp.ClientSession | None = None
         self.dialer = Dialer(self)
+        self.handoffs = Handoffs(self)  # own envelopes to shards not carried here
         self.started = False
 
     # --- lifecycle ---------------------------------------------------------------
@@ -152,6 +155,7 @@ class Node:
             except BadPeerError as e:
                 self.recent_errors.append(f"bootstrap peer not used: {e}")
         self.tasks.spawn(self._maintenance(), name="maintenance")
+        self.handoffs.resume()
 
     async def stop(self, *, graceful: bool = True) -> None:
         """Close every link (with BYE if ``graceful``; without, as a crash would)."""
@@ -202,6 +206,7 @@ class Node:
             self.relay.accept(env, eid, None, local=True)
         await self.store.flush()  # raises if the store cannot write: not acknowledged
         self.held.settle(eid)
+        self.handoffs.sent(env)
         return env
 
     def iter_stored(self) -> Iterator[Envelope]:
@@ -292,7 +297,8 @@ class Node:
         return self.config.advertise or f"{self.config.host}:{self.port}"
 
     def active_conns(self) -> list[PeerConnection]:
-        return [c for c in self.conns if c.link.active]
+        """The links that are up, but hand-off links (``bridge.net.handoff``)."""
+        return [c for c in self.conns if c.link.active and not c.link.handoff]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait until ``predicate()`` holds, re-checking on every change; TimeoutError if not."""

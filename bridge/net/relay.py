@@ -69,8 +69,8 @@ class Relay:
             # this link counts already: it is active since its HELLO
             if ev.hello.light and self._light_peers() > node.config.max_light_peers:
                 node.links.refuse(conn, ByeReason.NORMAL, "no room for another light peer")
-            elif node.links.admit(conn, ev.hello):
-                self._greet(conn, ev.hello)
+            elif node.links.admit(conn, ev.hello) and not ev.hello.handoff:
+                self._greet(conn, ev.hello)  # a hand-off link: no addresses, no catch-up
         elif isinstance(ev, g.Announced):
             self._request(conn, ev.ids)
         elif isinstance(ev, g.Requested):
