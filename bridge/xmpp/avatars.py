@@ -135,7 +135,8 @@ class Avatars:
         iq.gateway.contact_avatar = self.on_contact_avatar
         iq.gateway.roster.photo = self.add_photo
         for identity in self.pep.service.identities():  # for contacts accepted later
-            self._share(identity.address, None, send=False)
+            if self.current(identity.address) is not None:
+                self._share(identity.address, None, send=False)
 
     def _share(self, owner: str, origin: Session | None, *, send: bool = True) -> None:
         current = self.current(owner)
