@@ -172,8 +172,10 @@ class AvatarBook:
 
     # --- contacts' pictures ---------------------------------------------------------------
 
-    def current(self, owner: str, contact: str) -> Picture | None:
-        return self.kept.get((owner, contact))
+    def current(self, owner: str, contact: str) -> tuple[str, bytes] | None:
+        """(media type, bytes) of the contact's latest picture kept."""
+        p = self.kept.get((owner, contact))
+        return None if p is None else (p.media_type, p.data)
 
     def on_chunk(self, me: str, sender: str, accepted: bool, record: DirectMessage) -> None:
         """Take one chunk of a contact's picture (dropped unless ``accepted``)."""

@@ -25,7 +25,8 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from bridge.events import Event, MessageArrived, ReceiptArrived
 from bridge.files import FileStore
@@ -41,12 +42,13 @@ Key = tuple[str, str, str]  # (owner, contact, message id)
 class FileAcks:
     def __init__(self, files: FileStore, tasks: TaskSet,
                  tell: Callable[[str, str, str], None],
-                 send_receipt: Callable[[str, str, bytes, str], None], *, wait: float,
+                 send_receipt: Callable[[str, str, list[bytes], list[str]],
+                                        Coroutine[Any, Any, None]], *, wait: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.files = files
         self.tasks = tasks
         self.tell = tell  # (owner, contact, text): what the identity's clients are told
-        self.send_receipt = send_receipt  # (owner, contact, envelope id, message id)
+        self.send_receipt = send_receipt  # (owner, contact, envelope ids, message ids)
         self.wait = wait  # seconds from the last chunk's leaving to giving up
         self.clock = clock
         self.watched: OrderedDict[Key, float] = OrderedDict()  # -> deadline, wall clock
@@ -96,7 +98,8 @@ class FileAcks:
                     self._save()
         elif isinstance(event, MessageArrived) and event.url and event.message_id:
             # A contact's file, whole and kept here: say so to their daemon.
-            self.send_receipt(event.to, event.sender, event.envelope_id, event.message_id)
+            self.tasks.spawn(self.send_receipt(event.to, event.sender, [event.envelope_id],
+                                               [event.message_id]), name="file receipt")
 
     def forget(self, owner: str, contact: str = "") -> None:
         for key in [k for k in self.watched if k[0] == owner and contact in ("", k[1])]:

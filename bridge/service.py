@@ -97,7 +97,7 @@ class Service:
                                       self.bus.emit(SessionNotice(owner, to, text)))
         self.file_collector = self.inbox.files = FileAssembler(self.files, self.errors.add)
         self.file_acks = FileAcks(self.files, self.tasks, self.file_sender.tell,
-                                  self._file_receipt, wait=CHUNK_TTL + ACK_GRACE)
+                                  self.outbox.send_receipt, wait=CHUNK_TTL + ACK_GRACE)
         self.file_sender.on_sent = self.file_acks.sent
         self.bus.subscribe(self.file_acks.on_event)
         self.avatars = AvatarBook(self.book, self.outbox, self.files, self.tasks, self.bus.emit,
@@ -286,10 +286,6 @@ class Service:
         self.avatars.forget(owner, address)
         self.file_acks.forget(owner, address)
 
-    def _file_receipt(self, owner: str, to: str, envelope_id: bytes, message_id: str) -> None:
-        self.tasks.spawn(self.outbox.send_receipt(owner, to, [envelope_id], [message_id]),
-                         name="file receipt")
-
     def _confirm_session(self, owner: str, address: str) -> None:
         self.tasks.spawn(self.outbox.confirm_session(owner, address),
                          name="session confirmation")
@@ -364,8 +360,7 @@ class Service:
         self.avatars.share(owner, data, send=send)
 
     def contact_avatar(self, owner: str, address: str) -> tuple[str, bytes] | None:
-        p = self.avatars.current(owner, address)
-        return None if p is None else (p.media_type, p.data)
+        return self.avatars.current(owner, address)
 
     async def send_receipt(self, owner: str, to: str, envelope_ids: list[bytes],
                            message_ids: list[str]) -> None:

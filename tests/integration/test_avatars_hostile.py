@@ -18,7 +18,7 @@ from bridge.core.avatar import MAX_AVATAR
 from bridge.core.errors import NonCanonicalError, UserError
 from bridge.core.filechunks import CHUNK_SIZE, FileChunk, split
 from bridge.core.records import DirectMessage
-from bridge.events import ContactAvatarChanged, Event
+from bridge.events import ContactAvatarChanged, Event, MessageArrived
 from bridge.files import FileStore
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
@@ -72,8 +72,7 @@ def test_a_contacts_picture_is_kept_and_told_once() -> None:
     b = Book()
     picture = png(4, 4, pad=CHUNK_SIZE + 10)  # two chunks
     b.give("bob", picture)
-    kept = b.book.current(ME, "bob")
-    assert kept is not None and kept.data == picture and kept.sha1 == sha(picture)
+    assert b.book.current(ME, "bob") == ("image/png", picture)
     assert b.events == [ContactAvatarChanged(ME, "bob", sha(picture), "image/png",
                                              len(picture))]
     b.give("bob", picture)  # the same again: nothing new
@@ -183,6 +182,26 @@ async def test_the_service_sends_to_contacts_and_keeps_nothing_from_a_stranger(
 
     service.remove_contact(alice, bob)
     assert service.contact_avatar(alice, bob) is None
+
+
+async def test_with_sharing_off_the_picture_stays_home(tmp_path: Path,
+                                                       pool: WorkerPool) -> None:
+    service = Service(Keystore(tmp_path / "keys"), LocalNode(6), pool, base_bits=6,
+                      share_avatar=False)
+    await service.start()
+    try:
+        alice = (await service.create_identity("Alice")).address
+        bob = (await service.create_identity("Bob")).address
+        service.add_contact(alice, bob, "Bob")
+        service.add_contact(bob, alice, "Alice")
+        shown: list[MessageArrived] = []
+        service.subscribe(lambda e: shown.append(e) if isinstance(e, MessageArrived) else None)
+        service.share_avatar(bob, png(4, 4))
+        await service.send_message(bob, alice, "after the picture", message_id="t")
+        await wait_until(lambda: shown, 20)  # what was sent before it has arrived too
+        assert service.avatars.sent_chunks == 0 and service.contact_avatar(alice, bob) is None
+    finally:
+        await service.stop()
 
 
 async def test_contacts_pictures_are_sealed_at_rest(tmp_path: Path, pool: WorkerPool) -> None:
