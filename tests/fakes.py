@@ -39,6 +39,7 @@ from bridge.core.peers import parse_peer
 from bridge.core.records import ChatState
 from bridge.events import (
     ChatStateArrived,
+    ContactAvatarChanged,
     ContactInfo,
     ContactsChanged,
     ContactState,
@@ -538,6 +539,15 @@ class FakeService:
             except MalformedError as exc:
                 raise UserError(str(exc)) from None
         self.avatars_shared.append((owner, data, send))
+        if data is None or not send:
+            return
+        for other, book in self.contact_book.items():  # the identities here it reaches
+            theirs, mine = book.get(owner), self.contact_book.get(owner, {}).get(other)
+            if (theirs is not None and mine is not None
+                    and theirs.state is mine.state is ContactState.ACCEPTED):
+                self.contact_avatars[(other, owner)] = (avatar.media_type(data), data)
+                self._show(ContactAvatarChanged(other, owner, hashlib.sha1(data).hexdigest(),
+                                                avatar.media_type(data), len(data)))
 
     def contact_avatar(self, owner: str, address: str) -> tuple[str, bytes] | None:
         return self.contact_avatars.get((owner, address))
