@@ -21,7 +21,7 @@ contact's available presence carries its XEP-0153 ``vcard-temp:x:update`` hash; 
 when it changes, each available client gets that presence again and an XEP-0084
 metadata event from the contact's bare JID, whose ``urn:xmpp:avatar:data`` and
 ``metadata`` items a pubsub items get on that JID answers. A contact who never sent
-one has an empty ``<photo/>`` ("no picture known").
+one has an ``<x/>`` without ``<photo/>`` ("not ready to say").
 """
 
 from __future__ import annotations
@@ -210,15 +210,17 @@ class Avatars:
         return self.pep.service.contact_avatar(conn.owner.address, address) if address else None
 
     def add_photo(self, conn: Session, frm: str, presence: Presence) -> None:
-        """A contact's available presence carries their picture's XEP-0153 hash (an
-        empty ``<photo/>`` while none is known)."""
+        """A contact's available presence carries their picture's XEP-0153 hash; while
+        none is known, an ``<x/>`` without ``<photo/>`` ("not ready to say", XEP-0153
+        §4.2), so a client keeps a picture it cached (memory mode forgets them)."""
         jid = JID(frm)
         if self.iq is None or self.iq.domains.address_of(jid) is None:
             return
+        x = ET.SubElement(presence.xml, f"{{{UPDATE}}}x")
         known = self._of_contact(conn, jid)
-        sha = hashlib.sha1(known[1]).hexdigest() if known else ""  # noqa: S324 - XEP-0153
-        ET.SubElement(ET.SubElement(presence.xml, f"{{{UPDATE}}}x"),
-                      f"{{{UPDATE}}}photo").text = sha or None
+        if known is not None:
+            ET.SubElement(x, f"{{{UPDATE}}}photo").text = hashlib.sha1(  # noqa: S324 - XEP-0153
+                known[1]).hexdigest()
 
     def on_contact_items(self, conn: Session, el: ET.Element, payload: ET.Element,
                          to: JID | None) -> Iq:
