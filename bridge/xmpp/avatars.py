@@ -133,6 +133,7 @@ class Avatars:
         iq.register("contact", VCARD, "get", vcard_with_photo)
         iq.register("contact", PUBSUB, "get", self.on_contact_items)
         iq.gateway.contact_avatar = self.on_contact_avatar
+        iq.gateway.avatars_at_login = self.on_login
         iq.gateway.roster.photo = self.add_photo
         for identity in self.pep.service.identities():  # for contacts accepted later
             if self.current(identity.address) is not None:
@@ -250,15 +251,31 @@ class Avatars:
         for conn in self.pep.sessions.available(event.to):
             presence = self.iq.gateway.roster.presence(conn, frm, "")
             conn.send(presence if known is None else shown(presence, known))
-            msg = ET.Element("{jabber:client}message", {
-                "from": frm, "to": conn.jid.full, "type": "headline", "id": event.sha1[:16]})
-            items = ET.SubElement(ET.SubElement(msg, f"{{{EVENT}}}event"),
-                                  f"{{{EVENT}}}items", {"node": METADATA})
-            item = ET.SubElement(items, f"{{{EVENT}}}item", {"id": event.sha1})
-            meta = ET.SubElement(item, f"{{{METADATA}}}metadata")
-            ET.SubElement(meta, f"{{{METADATA}}}info", {
-                "id": event.sha1, "bytes": str(event.size), "type": event.media_type})
-            conn.send(msg)
+            conn.send(_event(conn, frm, event.sha1, event.media_type, event.size))
+
+    def on_login(self, conn: Session) -> None:
+        """A client came online: the metadata event of each contact's picture known, as a
+        server sends a PEP node's last item to a client with +notify."""
+        if self.iq is None or conn.owner is None:
+            return
+        for contact in self.pep.service.contacts(conn.owner.address):
+            known = self.pep.service.contact_avatar(conn.owner.address, contact.address)
+            if known is not None:
+                sha = hashlib.sha1(known[1]).hexdigest()  # noqa: S324 - XEP-0084
+                conn.send(_event(conn, self.iq.domains.contact(contact.address), sha,
+                                 known[0], len(known[1])))
+
+
+def _event(conn: Session, frm: str, sha: str, mtype: str, size: int) -> ET.Element:
+    """An XEP-0084 metadata event from a contact's bare JID."""
+    msg = ET.Element("{jabber:client}message", {
+        "from": frm, "to": conn.jid.full, "type": "headline", "id": sha[:16]})
+    items = ET.SubElement(ET.SubElement(msg, f"{{{EVENT}}}event"), f"{{{EVENT}}}items",
+                          {"node": METADATA})
+    item = ET.SubElement(items, f"{{{EVENT}}}item", {"id": sha})
+    ET.SubElement(ET.SubElement(item, f"{{{METADATA}}}metadata"), f"{{{METADATA}}}info",
+                  {"id": sha, "bytes": str(size), "type": mtype})
+    return msg
 
 
 def _data(data: bytes) -> ET.Element:

@@ -125,8 +125,10 @@ class Gateway:
         self.presences = PresenceFace(service, sessions, domains, self.roster.presence)
         # what ends the sessions of a deleted identity (the component unlinks its user)
         self.identity_deleted: Callable[[str], None] = self.end_sessions
-        # a contact's new picture, shown to the clients (avatars.py, with PEP)
+        # a contact's new picture, shown to the clients; the known ones to a client that
+        # comes online (avatars.py, with PEP)
         self.contact_avatar: Callable[[ContactAvatarChanged], None] = lambda event: None
+        self.avatars_at_login: Callable[[Session], None] = lambda conn: None
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Messages of one identity being sealed and stamped at once: a pasted burst
@@ -340,6 +342,7 @@ class Gateway:
                     hello["to"] = conn.jid.full
                     conn.send(hello)
             self.roster.initial_presence(conn)
+            self.avatars_at_login(conn)
             self.delivery.flush_offline(conn)
             self.groups.on_login(conn)
 

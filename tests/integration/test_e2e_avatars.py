@@ -141,11 +141,14 @@ async def test_alices_avatar_reaches_bobs_client_and_a_change_follows(
         await alice.wait_body(b.accounts["Bob"].contact_jid, "after the refused pictures", 30)
         assert photo_hashes(bob, them)[-1] == sha2 and await vcard_of(bob, them) == second
 
-        # A client that logs in later sees the hash in the contact's first presence.
+        # A client that logs in later sees the hash in the contact's first presence, and
+        # gets the metadata event as a server sends a node's last item.
         late = await Client(b.accounts["Bob"], b, "late").login()
         try:
             await late.wait(lambda: photo_hashes(late, them), 20, "presence at login")
             assert photo_hashes(late, them) == [sha2]
+            await late.wait(lambda: metadata_events(late, them), 10, "the event at login")
+            assert metadata_events(late, them) == [(sha2, str(len(second)))]
         finally:
             await late.close()
     finally:
