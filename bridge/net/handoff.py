@@ -2,19 +2,21 @@
 (docs/sharding.md, "Sending to another shard (hand-off)").
 
 The sender's side. An envelope published here (``Node.publish``) whose shard lies
-outside this node's prefixes is queued by shard; one worker per shard takes what is
-queued (at most ``Budgets.handoff_ids`` at once, so a burst shares its links) and
-hands it over on hand-off links (``bridge.net.handoff_link``) to ``copies`` carriers,
-in different network groups (/16) when it can, those reached before (the address
-book's tried table) first. ``check_after`` seconds later it offers the ids to one more
-carrier: the ids it asks for had not spread, so it gets them (a hand-over again) and
-they are checked again, up to ``rounds`` rounds; the ids it does not ask for are there.
-Carriers come from the address book (``carriers`` of the shard), else from asking up
-to three peers (FIND_SHARD) and waiting ``lookup_timeout`` for their answers; a round
-that reaches no carrier is tried again the next round. The store keeps the envelopes
-(a node keeps its own whatever their shard), so after a restart every own envelope
-outside the node's prefixes still alive is handed off again from the first round
-(``resume``: a carrier that has it asks for nothing, which costs one HAVE).
+outside this node's prefixes is queued by shard; what is queued in one turn of the
+event loop goes together (at most ``Budgets.handoff_ids`` on one link, so a burst shares
+its links). It is handed over on hand-off links (``bridge.net.handoff_link``) to
+``copies`` carriers, one per network group (/16) first and those reached before (the
+address book's tried table) first. Every ``check_after`` seconds after that it is
+offered to one more carrier: the ids that carrier asks for had not spread, so it gets
+them (a hand-over again) and they are checked again, up to ``rounds`` rounds in all;
+ids it does not ask for are there. Carriers come from the address book (``carriers`` of
+the shard), else from asking up to three peers (FIND_SHARD) and waiting up to
+``lookup_timeout`` for an answer; when no carrier is left that was not tried, those
+tried before are asked again; a round that reaches none is tried again at the next.
+The store keeps the envelopes (a node keeps its own whatever their shard), so after a
+restart every own envelope outside the node's prefixes still alive is handed off again
+from the first round (``resume``: a carrier that has it asks for nothing, which costs a
+HAVE).
 
 The carrier's side (``admit``): a hand-off link is refused (BYE NORMAL) past
 ``per_host`` of them at once from one IP address or ``links`` in all; it is closed
@@ -70,7 +72,6 @@ class Handoffs:
         self.settings = node.config.handoff
         self.queued: dict[int, dict[bytes, None]] = {}  # shard -> ids for a first hand-over
         self.pending: set[bytes] = set()  # ids queued, being handed over or checked
-        self.workers: set[int] = set()  # shards with a worker running
         self.stats = {"handed": 0, "checked": 0, "again": 0, "unreached": 0, "settled": 0}
         self._slots = asyncio.Semaphore(self.settings.parallel)
         self._rng = random.Random()
@@ -120,32 +121,28 @@ class Handoffs:
                                            "among this node's links")
             return
         self.pending.add(eid)
-        self.queued.setdefault(shard, {})[eid] = None
-        if shard not in self.workers and self.node.started:
-            self.workers.add(shard)
-            self.node.tasks.spawn(self._worker(shard), name="hand-off")
+        queue = self.queued.setdefault(shard, {})
+        queue[eid] = None
+        if len(queue) == 1 and self.node.started:  # what comes in this loop turn goes along
+            asyncio.get_running_loop().call_soon(self._flush, shard)
 
-    async def _worker(self, shard: int) -> None:
-        """Hand over what is queued for ``shard``, a link's worth at a time; each batch's
-        checks go on in a task of their own."""
+    def _flush(self, shard: int) -> None:
+        """Hand over what is queued for ``shard``, a link's worth in each task."""
+        ids = list(self.queued.pop(shard, {}))
+        size = self.node.link_budgets.handoff_ids
+        for k in range(0, len(ids), size):
+            self.node.tasks.spawn(self._deliver(shard, ids[k : k + size]), name="hand-off")
+
+    async def _deliver(self, shard: int, batch: list[bytes]) -> None:
+        """The first hand-over, then the checks."""
+        tried: set[str] = set()
+        placed = False
         try:
-            while ids := self._take(shard):
-                tried: set[str] = set()
-                placed = (await self._round(shard, ids, self.settings.copies, tried))[0]
-                self.stats["handed"] += placed
-                self.node.tasks.spawn(self._checks(shard, ids, tried, placed),
-                                      name="hand-off check")
+            placed = (await self._round(shard, batch, self.settings.copies, tried))[0]
+            self.stats["handed"] += placed
         finally:
-            self.workers.discard(shard)
-
-    def _take(self, shard: int) -> list[bytes]:
-        queue = self.queued.get(shard, {})
-        ids = list(queue)[: self.node.link_budgets.handoff_ids]
-        for eid in ids:
-            del queue[eid]
-        if not queue:
-            self.queued.pop(shard, None)
-        return ids
+            self.node.tasks.spawn(self._checks(shard, batch, tried, placed),
+                                  name="hand-off check")
 
     async def _checks(self, shard: int, batch: list[bytes], tried: set[str],
                       placed: bool) -> None:
@@ -184,14 +181,12 @@ class Handoffs:
         store = self.node.store
         items = {i: raw for i in ids if (raw := store.get(i)) is not None}
         reached, wanted = 0, set()
-        used: set[str] = set()
-        while reached < copies:
-            picks = await self._carriers(shard, tried, copies - reached)
-            picks = picks or [a for a in self._known(shard, used) if a in tried][:copies - reached]
-            if not picks:
-                break
+        # fresh carriers (looked up once if none is known), else those tried before
+        todo = await self._carriers(shard, tried) or [a for a in self._known(shard, set())
+                                                      if a in tried]
+        while reached < copies and todo:
+            picks, todo = todo[: copies - reached], todo[copies - reached :]
             tried.update(picks)
-            used.update(picks)
             for got in await asyncio.gather(*(self._offer(a, shard, items) for a in picks)):
                 if got is not None:
                     reached += 1
@@ -209,9 +204,10 @@ class Handoffs:
         log.debug("hand-off to %s: %s", addr, "not reached" if got is None else f"{len(got)} taken")
         return got
 
-    async def _carriers(self, shard: int, tried: set[str], n: int) -> list[str]:
-        """Up to ``n`` carriers of ``shard`` not in ``tried``, in distinct network groups
-        when possible, those reached before first; asked of peers if the book knows none."""
+    async def _carriers(self, shard: int, tried: set[str]) -> list[str]:
+        """The carriers of ``shard`` not in ``tried``, in the order to try them: one per
+        network group first, those reached before first; asked of peers if the book knows
+        none."""
         found = self._known(shard, tried)
         if not found:
             node = self.node
@@ -230,8 +226,7 @@ class Handoffs:
             if group(peer_host(a)) not in groups:
                 groups.add(group(peer_host(a)))
                 picks.append(a)
-        picks += [a for a in found if a not in picks]
-        return picks[:n]
+        return picks + [a for a in found if a not in picks]
 
     def _known(self, shard: int, tried: set[str]) -> list[str]:
         node = self.node

@@ -179,6 +179,7 @@ class Links:
         if isinstance(ev, g.ShardPeersHeard):  # carriers we asked this peer for
             for a, shards in zip(ev.addrs, ev.carried, strict=True):
                 node.book.learn(a, conn.remote, shards=shards)
+            node.notify_change()  # a hand-off may wait for them (``bridge.net.handoff``)
             return
         if isinstance(ev, g.PeerReady):  # a peer's own address, first-hand
             hello = ev.hello
