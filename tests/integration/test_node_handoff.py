@@ -16,6 +16,7 @@ from bridge.core.gossip_wire import ByeReason, FrameType, Have, Hello, Want, par
 from bridge.core.gossip_wire import encode as enc
 from bridge.net.handoff import HandoffSettings
 from bridge.net.node import Node
+from bridge.store.sqlite import SQLiteStore
 from tests.gossip_support import LOW_BITS, fast_config, has_all, linked, make_envelope, wait_all
 from tests.gossip_support import stop_all as stop_nodes
 
@@ -95,6 +96,29 @@ async def test_the_check_hands_over_again_when_the_first_carriers_dropped_it():
         no_bans([sender, low, c, recipient])
     finally:
         await stop_nodes(nodes)
+
+
+async def test_an_envelope_kept_in_the_store_is_handed_off_after_a_restart(tmp_path):
+    path = str(tmp_path / "envelopes.db")
+    sender = Node(fast_config(shards=(LOW,), handoff=QUICK), store=SQLiteStore(path))
+    await sender.start()
+    env = in_shard(0xA000, int(time.time()))
+    await sender.publish(env.raw)  # no carrier known, no peer to ask
+    await sender.stop()
+    sender.store.close()
+    carrier = Node(fast_config(shards=(HIGH,)))
+    again = Node(fast_config(shards=(LOW,), handoff=QUICK), store=SQLiteStore(path))
+    nodes = [carrier, again]
+    try:
+        for n in nodes:
+            await n.start()
+        assert env.id in again.handoffs.pending  # found in the store at start
+        assert again.book.learn(addr(carrier), first_hand=True, shards=(HIGH,))
+        await wait_all([carrier], has_all({env.id}), 20)
+        no_bans(nodes)
+    finally:
+        await stop_nodes(nodes)
+        again.store.close()
 
 
 async def hand_off_link(session: aiohttp.ClientSession, node: Node):
