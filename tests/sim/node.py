@@ -11,8 +11,10 @@ session per prefix both ends carry. What this layer does in place of
 ``bridge.net`` (and says so): it keeps no asyncio, no sockets and no outbound
 queue (the channel's bandwidth paces the bytes); it does not check proof of work
 or signatures (the envelopes are synthetic: a real header, random body, nonce 0);
-it finds a shard's carriers in a directory (the lookup is not built) and hands an
-envelope to them over an ordinary link (hand-off links are not built either).
+it finds a shard's carriers in a directory (the iterative lookup is not built). A
+hand-off is the real hand-off link (``bridge.core.gossip_handoff``): the sender's
+HELLO has the hand-off flag, and the two ``Link``s allow on it what they allow a
+daemon's.
 
 Behaviours: ``honest``; ``dropper`` (takes every body it can get, stores none,
 announces it anyway and never serves a WANT: a black hole that also wastes the
@@ -139,8 +141,12 @@ class SimNode:
         now = w.sim.unix
         # a dropper answers reconciliation with an empty set
         src = SortedIndex() if self.kind == "dropper" else self.index
-        link = g.Link(g.LocalInfo(self.node_id, w.cfg.base_bits, False, self.addr,
-                                  self.prefixes()), now, source=src, budgets=w.budgets)
+        if c.transient and c.outbound:  # a hand-off link, as ``bridge.net.handoff_link``
+            local = g.LocalInfo(self.node_id, w.cfg.base_bits, handoff=True)
+            link = g.Link(local, now, budgets=w.budgets)
+        else:
+            link = g.Link(g.LocalInfo(self.node_id, w.cfg.base_bits, False, self.addr,
+                                      self.prefixes()), now, source=src, budgets=w.budgets)
         c.link = link
         self.send(c, link.hello(int(now)))
 
