@@ -16,15 +16,17 @@ catch-up after anything missed, and the ids it announced that were not fetched f
 of budget are announced again), and at once on every new link: a node back after days
 fetches what arrived while it was away, as long as it has not expired.
 
+Ids announced beyond the request budgets wait in ``backlog`` (at most ``MAX_BACKLOG``)
+and are asked for each maintenance round as the budgets refill (about 200 bodies a
+second a link), so a catch-up does not wait for the next WATCH_SHARD.
+
 Bounds: ``max_ids`` ids remembered (about 250 bytes each in RAM), the soonest to expire
 forgotten first when full, a sixteenth at a time (one forgotten may be fetched once
-more); requests in flight
-are the node's usual budgets; at most 16 prefixes a link.
+more); requests in flight are the node's usual budgets; at most 16 prefixes a link.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
@@ -38,9 +40,9 @@ if TYPE_CHECKING:
     from bridge.net.node import Node
     from bridge.net.peerlink import PeerConnection
 
-log = logging.getLogger(__name__)
 REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link
 MAX_IDS: Final = 262_144  # ids of envelopes fetched, remembered until they expire
+MAX_BACKLOG: Final = 65_536  # ids announced to us, not yet asked for (request budgets)
 Keep = Callable[[bytes], bool]  # a recipient tag -> keep the envelope?
 Keys = Iterable[int] | Callable[[], Iterable[int]]  # the shard keys, or how to find them
 
@@ -55,6 +57,7 @@ class LightWatch:
         self.ids = SortedIndex()  # what was fetched, kept or not: the reconciliation's set
         self._known: set[bytes] = set()
         self._asked: dict[PeerConnection, float] = {}  # link -> when last asked
+        self.backlog: dict[bytes, None] = {}  # announced, beyond our request budgets
         self.dropped = 0  # bodies read and not kept
 
     def load(self) -> None:
@@ -101,8 +104,26 @@ class LightWatch:
         for c in self.node.active_conns():
             if now - self._asked.get(c, float("-inf")) >= REFRESH:
                 self.ask(c, now)
+        self._drain()
         for key in self.ids.pop_expired(int(time.time())):
             self._known.discard(key_id(key))
+
+    def later(self, ids: Iterable[bytes]) -> None:
+        """Announced ids the request budgets left out: asked for in the next rounds."""
+        backlog = self.backlog
+        for i in ids:
+            if len(backlog) >= MAX_BACKLOG:
+                break  # the next WATCH_SHARD's reconciliation finds the rest
+            backlog[i] = None
+
+    def _drain(self) -> None:
+        ids, self.backlog = tuple(self.backlog), {}
+        if not ids:
+            return
+        for c in self.node.active_conns():
+            held = tuple(i for i in ids if i in c.link.peer_has)
+            if held:
+                self.node.relay.request(c, held)  # what still does not fit comes back
 
     def __contains__(self, eid: object) -> bool:
         return eid in self._known

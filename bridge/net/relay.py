@@ -166,6 +166,14 @@ class Relay:
         for eid in fresh[: len(fresh) - len(_left)]:
             self.pending[eid] = (conn, now)
         conn.send_all(frames)
+        node = self.node
+        if node.config.light:  # no anti-entropy: the rest waits in its backlog
+            left = (i for i in ids if i not in self.pending and i not in node.store)
+            node.light.later(i for i in left if i not in node.light)
+
+    def request(self, conn: PeerConnection, ids: tuple[bytes, ...]) -> None:
+        """Ask ``conn`` for these announced ids, within the budgets."""
+        self._request(conn, ids)
 
     def link_closed(self, conn: PeerConnection) -> None:
         """What was asked of ``conn`` may be asked of another peer at once."""
@@ -206,6 +214,7 @@ class Relay:
         if eid in node.store:
             return
         if node.config.light and not node.light.fetched(env, eid):
+            node.notify_change()
             return  # read, its id remembered, not kept: not watched
         self.accept(env, eid, conn, local=False)
 

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable
 
+from bridge.core import gossip as g
 from bridge.core import shards
 from bridge.core.gossip_wire import FrameType
 from bridge.net.node import Node
@@ -137,3 +138,26 @@ async def test_a_light_node_back_after_a_while_gets_what_arrived_meanwhile(tmp_p
         await stop_all([n for n in (full, light) if n is not None])
         if light is not None:
             light.store.close()
+
+
+async def test_what_the_request_budget_leaves_out_is_asked_for_before_the_next_watch():
+    full = Node(fast_config())
+    await full.start()
+    light: Node | None = None
+    try:
+        now = int(time.time())
+        envs = [in_shard(KEY, now) for _ in range(60)]
+        for e in envs:
+            await full.publish(e.raw)
+        # ten bodies at once, then ten a second: 60 take five seconds or so, well before
+        # the next WATCH_SHARD (a minute): the backlog is drained as the budget refills
+        small = g.Budgets(envelopes_burst=10, envelopes_rate=10)
+        light = Node(fast_config(light=True, budgets=small,
+                                 bootstrap=[f"127.0.0.1:{full.port}"]))
+        await light.start()
+        light.watch_shards([KEY], lambda t: True)
+        await wait_all([light], has_all({e.id for e in envs}), 30)
+        (link,) = [c.link for c in full.active_conns()]
+        assert link.bytes_in < 10_000  # one WATCH_SHARD's session and WANTs, no re-asking
+    finally:
+        await stop_all([n for n in (full, light) if n is not None])
