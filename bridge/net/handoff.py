@@ -91,6 +91,8 @@ class Handoffs:
     def resume(self) -> None:
         """After a start: hand off again the own envelopes the store keeps outside our
         prefixes (a relay stores none of others' there)."""
+        if self.node.config.light:
+            return  # its prefixes mean nothing: it hands its own to its full peers
         for shard, eid in self._outside():
             self._queue(shard, eid)
 
