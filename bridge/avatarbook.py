@@ -25,6 +25,14 @@ one contact are kept in any hour (later ones are dropped), one per contact, and
 
 The first picture kept from a contact is answered with the identity's own (once):
 a picture sent before the contact accepted was dropped by their daemon.
+
+Each picture kept is confirmed to the contact's daemon with a receipt record (the
+envelope that completed it, the picture's SHA-1 as message id). A picture sent and not
+confirmed within ``AVATAR_TTL`` (its chunks expired unread: the contact's daemon was
+away) goes again the next time the contact is heard from (a message, receipt,
+presence or chat state), within the same budget. What waits for confirmation is in
+RAM only: after a restart, a picture not confirmed before goes again only when it
+changes or the contact is accepted again.
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.contacts import ContactBook
 from bridge.core import crypto
@@ -44,7 +53,15 @@ from bridge.core.errors import MalformedError, RemoteProtocolError, UserError
 from bridge.core.filechunks import FileChunk, split
 from bridge.core.reader import Reader
 from bridge.core.records import DirectMessage
-from bridge.events import ContactAvatarChanged, ContactState, Event
+from bridge.events import (
+    ChatStateArrived,
+    ContactAvatarChanged,
+    ContactState,
+    Event,
+    MessageArrived,
+    PresenceArrived,
+    ReceiptArrived,
+)
 from bridge.files import FileStore
 from bridge.outbox import Outbox
 from bridge.tasks import TaskSet
@@ -59,6 +76,8 @@ MAX_KEPT = 512
 PREFIX = "avatar-"  # FileStore.keep names
 
 Key = tuple[str, str]  # (identity, contact)
+# (identity, contact, envelope ids, message ids): a receipt record to the contact
+Receipts = Callable[[str, str, list[bytes], list[str]], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +109,8 @@ class _Partial:
 class AvatarBook:
     def __init__(self, contacts: ContactBook, outbox: Outbox, files: FileStore,
                  tasks: TaskSet, emit: Callable[[Event], None], errors: Callable[[str], None],
-                 *, share: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 *, share: bool = True, monotonic: Callable[[], float] = time.monotonic,
+                 send_receipt: Receipts | None = None) -> None:
         self.contacts = contacts
         self.outbox = outbox
         self.files = files
@@ -106,6 +126,8 @@ class AvatarBook:
         self._rate_out: dict[Key, ChangeRate] = {}
         self._waiting: dict[Key, Picture] = {}  # the next picture to send, the latest
         self._busy: set[Key] = set()
+        self._sent: dict[Key, tuple[str, float]] = {}  # unconfirmed: (SHA-1, when it left)
+        self.send_receipt = send_receipt  # confirms a contact's picture kept
         self.refused = 0  # chunks or pictures dropped
         self.sent_chunks = 0
 
@@ -153,6 +175,7 @@ class AvatarBook:
                 rate.take(self.monotonic())
                 try:
                     await self._send(key, picture)
+                    self._sent[key] = (picture.sha1, self.monotonic())
                 except (UserError, RemoteProtocolError) as exc:
                     self.errors(f"the avatar did not reach {key[1][:8]}…: {exc}")
         finally:
@@ -177,7 +200,24 @@ class AvatarBook:
         p = self.kept.get((owner, contact))
         return None if p is None else (p.media_type, p.data)
 
-    def on_chunk(self, me: str, sender: str, accepted: bool, record: DirectMessage) -> None:
+    def on_event(self, event: Event) -> None:
+        """A contact confirmed the identity's picture, or was heard from: a picture they
+        did not confirm (their daemon was away longer than its chunks live) goes again."""
+        if not isinstance(event, MessageArrived | ReceiptArrived | PresenceArrived
+                          | ChatStateArrived):
+            return
+        key = (event.to, event.sender)
+        sent = self._sent.get(key)
+        if sent is None:
+            return
+        if isinstance(event, ReceiptArrived) and sent[0] in event.message_ids:
+            del self._sent[key]
+        elif self.monotonic() - sent[1] > AVATAR_TTL and key not in self._busy:
+            del self._sent[key]
+            self.send_to(*key)
+
+    def on_chunk(self, me: str, sender: str, accepted: bool, record: DirectMessage,
+                 envelope_id: bytes = b"") -> None:
         """Take one chunk of a contact's picture (dropped unless ``accepted``)."""
         chunk = record.chunk
         assert chunk is not None
@@ -204,9 +244,13 @@ class AvatarBook:
         if len(p.pieces) < chunk.count:
             return
         del self.partial[key]
-        self._whole(key, b"".join(p.pieces[i] for i in range(chunk.count)), p, now)
+        if self._whole(key, b"".join(p.pieces[i] for i in range(chunk.count)), p, now) \
+                and self.send_receipt is not None and len(envelope_id) == 32:
+            self.tasks.spawn(self.send_receipt(me, sender, [envelope_id], [p.sha1]),
+                             name="avatar receipt")
 
-    def _whole(self, key: Key, data: bytes, p: _Partial, now: float) -> None:
+    def _whole(self, key: Key, data: bytes, p: _Partial, now: float) -> bool:
+        """Keep a whole picture; whether it is now the one kept."""
         picture: Picture | None = None
         try:
             why, picture = "it did not match its hashes", Picture.of(data)
@@ -219,14 +263,14 @@ class AvatarBook:
         if picture is None:
             self.refused += 1
             self.errors(f"an avatar from {key[1][:8]}… was dropped: {why}")
-            return
+            return False
         if self.kept.get(key) == picture:
-            return
+            return True
         if not self._rate_in.setdefault(key, ChangeRate(CHANGES_PER_HOUR, HOUR)).take(now):
             self.refused += 1
             self.errors(f"{key[1][:8]}… changed their avatar over {CHANGES_PER_HOUR} times "
                         "in an hour; the latest was dropped")
-            return
+            return False
         first = key not in self.kept
         self.kept.pop(key, None)
         self.kept[key] = picture
@@ -237,6 +281,7 @@ class AvatarBook:
                                        len(picture.data)))
         if first:
             self.send_to(*key)
+        return True
 
     # --- at rest, and forgetting ------------------------------------------------------------
 
@@ -276,9 +321,11 @@ class AvatarBook:
         self.kept.pop(key, None)
         self.partial.pop(key, None)
         self._waiting.pop(key, None)
+        self._sent.pop(key, None)
         self.files.unkeep(self._name(key))
 
     def forget_identity(self, owner: str) -> None:
         self.own.pop(owner, None)
-        for key in {k for k in (*self.kept, *self.partial, *self._waiting) if k[0] == owner}:
+        for key in {k for k in (*self.kept, *self.partial, *self._waiting, *self._sent)
+                    if k[0] == owner}:
             self.forget(*key)

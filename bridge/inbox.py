@@ -91,8 +91,8 @@ class Inbox:
         self.markers = markers  # XEP-0333 read markers shown (opt-in)
         self.presence = presence  # contacts' presences shown (opt-in)
         self.files: FileAssembler | None = None  # files from contacts (set by the service)
-        # contacts' pictures: (me, sender, accepted, record), set by the service
-        self.on_avatar: Callable[[str, str, bool, DirectMessage], None] | None = None
+        # contacts' pictures: (me, sender, accepted, record, envelope id), set by the service
+        self.on_avatar: Callable[[str, str, bool, DirectMessage, bytes], None] | None = None
         self.groups: GroupBook | None = None  # private groups (set by the service)
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
@@ -303,7 +303,8 @@ class Inbox:
             return
         if record.chunk is not None and record.avatar:  # a contact's picture: avatarbook
             if self.on_avatar is not None:
-                self.on_avatar(me, sender, c is not None and c.state == ACCEPTED, record)
+                self.on_avatar(me, sender, c is not None and c.state == ACCEPTED, record,
+                               env.id)
             self.sessions.release(env.id)
             self.seen.add(env.id, env.expiry)
             return

@@ -101,8 +101,10 @@ class Service:
         self.file_sender.on_sent = self.file_acks.sent
         self.bus.subscribe(self.file_acks.on_event)
         self.avatars = AvatarBook(self.book, self.outbox, self.files, self.tasks, self.bus.emit,
-                                  self.errors.add, share=share_avatar)
+                                  self.errors.add, share=share_avatar,
+                                  send_receipt=self.outbox.send_receipt)
         self.inbox.on_avatar = self.avatars.on_chunk
+        self.bus.subscribe(self.avatars.on_event)
         self.book.on_release = self.inbox.show_released
         self.group_book = self.inbox.groups = GroupBook(
             self.ids, self.book, self.outbox, self.tasks, self.bus.emit, clock, self.errors.add)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.avatarbook import CHANGES_PER_HOUR, MAX_PARTIAL, AvatarBook, Picture
+from bridge.avatarbook import AVATAR_TTL, CHANGES_PER_HOUR, MAX_PARTIAL, AvatarBook, Picture
 from bridge.core import crypto
 from bridge.core.avatar import MAX_AVATAR
 from bridge.core.errors import NonCanonicalError, UserError
@@ -182,6 +182,26 @@ async def test_the_service_sends_to_contacts_and_keeps_nothing_from_a_stranger(
 
     service.remove_contact(alice, bob)
     assert service.contact_avatar(alice, bob) is None
+
+
+async def test_a_picture_is_confirmed_and_one_not_confirmed_goes_again(
+        service: Service) -> None:
+    alice = (await service.create_identity("Alice")).address
+    bob = (await service.create_identity("Bob")).address
+    service.add_contact(alice, bob, "Bob")
+    service.add_contact(bob, alice, "Alice")
+    picture = png(9, 9)
+    service.share_avatar(bob, picture)
+    book = service.avatars
+    await wait_until(lambda: service.contact_avatar(alice, bob) is not None, 20)
+    await wait_until(lambda: not book._sent, 20)  # Alice's daemon confirmed it
+    sent = book.sent_chunks
+    # As if it had left more than the chunks' hour ago and no confirmation came (Alice's
+    # daemon was away): the next thing heard from her sends it again.
+    book._sent[(bob, alice)] = (sha(picture), book.monotonic() - AVATAR_TTL - 1)
+    await service.send_message(alice, bob, "back again", message_id="m")
+    await wait_until(lambda: book.sent_chunks > sent and not book._sent, 20)
+    assert service.contact_avatar(alice, bob) == ("image/png", picture)
 
 
 async def test_with_sharing_off_the_picture_stays_home(tmp_path: Path,
