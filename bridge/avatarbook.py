@@ -173,10 +173,12 @@ class AvatarBook:
                 if self.contacts.accepted(*key) is None:
                     continue
                 rate.take(self.monotonic())
+                # Set before it leaves: the confirmation may come before _send returns.
+                self._sent[key] = (picture.sha1, self.monotonic())
                 try:
                     await self._send(key, picture)
-                    self._sent[key] = (picture.sha1, self.monotonic())
                 except (UserError, RemoteProtocolError) as exc:
+                    self._sent.pop(key, None)
                     self.errors(f"the avatar did not reach {key[1][:8]}…: {exc}")
         finally:
             self._busy.discard(key)
