@@ -2,9 +2,11 @@
 whom, and what each daemon's store holds.
 
 Talkers carry every shard (``0/0``: a node with identities keeps everything until lookup
-and hand-off exist, docs/sharding.md); relays carry halves and quarters of the 16-bit
-shard key space and have no identity. The topology is sparse — a talker dials one relay
-of each half, a relay dials two or three nodes that share some of its shards — and is
+and hand-off exist, docs/sharding.md), or are light nodes (``--light``: they carry
+nothing, ask for their shards and relay nothing); relays carry halves and quarters of the
+16-bit shard key space and have no identity. The topology is sparse — a talker dials one
+relay of each half, a light talker one full talker too, a relay dials two or three nodes
+that share some of its shards (never a light one) — and is
 drawn from a seed, the first one (from 0) under which every quarter's carriers still
 join every talker, and every relay still reaches a talker over each prefix it carries,
 after any one relay is gone. Stores are read from each daemon's SQLite file.
@@ -37,6 +39,7 @@ class Spec:
     name: str
     shards: tuple[str, ...]
     dials: list[int] = field(default_factory=list)  # indexes of the nodes it dials
+    light: bool = False  # a light talker: stores and relays nothing for others
 
     @property
     def prefixes(self) -> tuple[Prefix, ...]:
@@ -59,8 +62,9 @@ def edges(specs: list[Spec]) -> list[tuple[int, int]]:
 
 def _joined(specs: list[Spec], quarter: Prefix, gone: int | None) -> bool:
     """Whether the carriers of ``quarter`` (but ``gone``) join every talker and every
-    relay carrying ``quarter`` to a talker, over links both ends carry it on."""
-    inside = {i for i, s in enumerate(specs) if i != gone
+    relay carrying ``quarter`` to a talker, over links both ends carry it on; a light
+    talker joins through a link of its own to one of them (it passes nothing on)."""
+    inside = {i for i, s in enumerate(specs) if i != gone and not s.light
               and any(p.contains(quarter) or quarter.contains(p) for p in s.prefixes)}
     links = {i: set[int]() for i in inside}
     for a, b in edges(specs):
@@ -73,26 +77,32 @@ def _joined(specs: list[Spec], quarter: Prefix, gone: int | None) -> bool:
         for j in links[todo.pop()] - seen:
             seen.add(j)
             todo.append(j)
-    return seen == inside
+    near = {j for a, b in edges(specs) for i, j in ((a, b), (b, a)) if i in seen}
+    return seen == inside and all(i in near for i, s in enumerate(specs) if s.light)
 
 
-def topology(talkers: int, seed: int | None = None) -> tuple[list[Spec], int, int]:
-    """The network's daemons (talkers first) with whom each dials, the seed drawn, and the
-    relay to kill: the relay of a half with the most links whose loss leaves every
-    quarter's carriers joined."""
+def topology(talkers: int, seed: int | None = None,
+             light: int = 0) -> tuple[list[Spec], int, int]:
+    """The network's daemons (talkers first, the last ``light`` of them light) with whom
+    each dials, the seed drawn, and the relay to kill: the relay of a half with the most
+    links whose loss leaves every quarter's carriers joined."""
     for s in range(1000) if seed is None else (seed,):
         rnd = random.Random(s)
-        specs = [Spec(f"t{i}", (EVERYTHING,)) for i in range(talkers)]
+        specs = [Spec(f"t{i}", (EVERYTHING,), light=i >= talkers - light)
+                 for i in range(talkers)]
         specs += [Spec(f"r{i}", shards) for i, shards in enumerate(RELAY_SHARDS)]
         relays = range(talkers, len(specs))
         halves = {h: [r for r in relays if specs[r].shards == (h,)] for h in ("0/1", "1/1")}
         for i in range(talkers):  # one relay of each half
             specs[i].dials += [rnd.choice(halves[h]) for h in halves]
+            if specs[i].light:  # and a full talker
+                specs[i].dials.append(rnd.randrange(talkers - light))
         for ring in halves.values():  # the relays of a half in a ring
             for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
                 specs[a].dials.append(b)
         for r in relays:  # and more, to two or three nodes with shards in common
             peers = [j for j in range(len(specs)) if j != r and specs[r].shares(specs[j])
+                     and not specs[j].light
                      and r not in specs[j].dials and j not in specs[r].dials]
             specs[r].dials += rnd.sample(peers, rnd.choice((2, 3)) - len(specs[r].dials))
         if not all(_joined(specs, q, None) for q in QUARTERS):

@@ -1,17 +1,20 @@
 """Twenty-four real daemons as one mixed network (docs/sharding.md, item 9).
 
-Eight talkers carry every shard and hold the identities; sixteen relays carry halves
-and quarters of the shard keys and hold none (``tests/integration/mesh_support.py``
-draws who dials whom). Every link goes through a relay on loopback that holds each
-chunk 20-80 ms each way (``delay_relay.py``: the kernel here has no netem). People on
-different daemons write to each other from real XMPP clients, in pairs that give
-every quarter of the shard keys a recipient; as the second round of messages is
-written, the relay of a half with the most links whose loss the topology survives is
-killed with SIGKILL.
+Eight talkers hold the identities: six carry every shard, two are light nodes
+(``--light``: they keep only their own envelopes and ask their peers for their shards
+by prefix); sixteen relays carry halves and quarters of the shard keys and hold none
+(``tests/integration/mesh_support.py`` draws who dials whom). Every link goes through
+a relay on loopback that holds each chunk 20-80 ms each way (``delay_relay.py``: the
+kernel here has no netem). People on different daemons write to each other from real
+XMPP clients, in pairs that give every quarter of the shard keys a recipient; as the
+second round of messages is written, the relay of a half with the most links whose loss
+the topology survives is killed with SIGKILL.
 
-Shown: every message reaches its recipient's client exactly once; every relay's
-store (its SQLite file) holds only envelopes of the shards it carries, and, once the
-network is quiet, every one of them that the talkers hold; no daemon banned a peer.
+Shown: every message reaches its recipient's client exactly once, to and from the
+light talkers too; every relay's store (its SQLite file) holds only envelopes of the
+shards it carries, and, once the network is quiet, every one of them that the full
+talkers hold; a light talker's store holds a part of theirs and nothing else; no daemon
+banned a peer.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from tests.util import wait_until
 pytestmark = pytest.mark.slow
 
 TALKERS = 8
+LIGHT = 2  # of the talkers, the last ones
 DELAY = (0.02, 0.08)  # one way, per link, seconds
 BEFORE, AFTER = 3, 3  # messages each way of each conversation, before and after the kill
 
@@ -88,13 +92,13 @@ async def people(talkers: list[Daemon]) -> tuple[list[tuple[Account, Account]],
 
 async def test_24_daemons_deliver_every_message_once_and_relays_keep_their_shards(
         tmp_path: Path) -> None:
-    specs, seed, victim = topology(TALKERS)
+    specs, seed, victim = topology(TALKERS, light=LIGHT)
     rnd = random.Random(seed)
     daemons = [Daemon(tmp_path / s.name, s.name) for s in specs]
     for d, s in zip(daemons, specs, strict=True):
         shards = ", ".join(f'"{p}"' for p in s.shards)
-        d.config.write_text(f'[p2p]\nlisten = "127.0.0.1"\ndial_private = false\n'
-                            f"shards = [{shards}]\n")
+        d.config.write_text('[p2p]\nlisten = "127.0.0.1"\ndial_private = false\n'
+                            + ("light = true\n" if s.light else f"shards = [{shards}]\n"))
     talkers = daemons[:TALKERS]
     clock: dict[str, float] = {}
     with DelayRelay() as delays:
@@ -151,6 +155,9 @@ async def test_24_daemons_deliver_every_message_once_and_relays_keep_their_shard
                 # to keep; and the killed relay held some when it went
                 assert all(expected for _, expected in figures.values()), figures
                 assert figures[victim][0], "the killed relay held nothing"
+                for i, s in enumerate(specs):  # each light talker kept a part: its own
+                    if s.light:
+                        assert 0 < figures[i][0] < envelopes, (s.name, figures[i])
                 # everything has settled: what arrived twice would be here by now
                 for (frm, to), texts in sent.items():
                     got = Counter(clients[to].bodies(frm + "@p2p.localhost"))
@@ -172,13 +179,19 @@ def converged(daemons: list[Daemon], specs: list[Spec],
     live talker holds the same envelopes and every live relay exactly those of them in
     its shards; None before. An envelope outside a relay's shards, in any relay's store,
     the killed one's too, fails at once."""
-    talker_sets = [stored(d.data_dir) for d, s in zip(daemons, specs, strict=True) if s.talker]
+    talker_sets = [stored(d.data_dir) for d, s in zip(daemons, specs, strict=True)
+                   if s.talker and not s.light]
     union: dict[bytes, int] = {}
     for held in talker_sets:
         union.update(held)
     figures: dict[int, tuple[int, int]] = {}
     settled = all(held.keys() == union.keys() for held in talker_sets)
     for i, s in enumerate(specs):
+        if s.light:  # a part of what the full talkers hold, nothing else
+            held = stored(daemons[i].data_dir)
+            figures[i] = (len(held), len(union))
+            if settled:
+                assert held.keys() <= union.keys(), f"{s.name} holds what no talker holds"
         if s.talker:
             continue
         held = stored(daemons[i].data_dir)
@@ -208,6 +221,10 @@ def report(specs: list[Spec], victim: int, figures: dict[int, tuple[int, int]], 
     rows = []
     for i, (held, expected) in sorted(figures.items()):
         s = specs[i]
+        if s.light:
+            rows.append([s.name + " (light)", "its own", sum(1 for e in edges(specs) if i in e),
+                         held, "-", "-", f"{held / total:.0%}" if total else "-"])
+            continue
         share = sum(p.end - p.start for p in s.prefixes) / 65536
         rows.append([s.name + (" (killed)" if i == victim else ""), ", ".join(s.shards),
                      sum(1 for e in edges(specs) if i in e), held, expected,
