@@ -142,9 +142,9 @@ class Handoffs:
         try:
             placed = (await self._round(shard, batch, self.settings.copies, tried))[0]
             self.stats["handed"] += placed
-        finally:
-            self.node.tasks.spawn(self._checks(shard, batch, tried, placed),
-                                  name="hand-off check")
+        except Exception:  # not when cancelled (the node stops): then nothing follows
+            log.exception("a hand-off failed; the checks hand it over again")
+        self.node.tasks.spawn(self._checks(shard, batch, tried, placed), name="hand-off check")
 
     async def _checks(self, shard: int, batch: list[bytes], tried: set[str],
                       placed: bool) -> None:
@@ -182,6 +182,8 @@ class Handoffs:
         any was reached, and the ids they asked for (and were sent)."""
         store = self.node.store
         items = {i: raw for i in ids if (raw := store.get(i)) is not None}
+        if not items:
+            return True, set()  # expired meanwhile: nothing left to spread
         reached, wanted = 0, set()
         # fresh carriers (looked up once if none is known), else those tried before
         todo = await self._carriers(shard, tried) or [a for a in self._known(shard, set())
