@@ -34,6 +34,7 @@ from bridge.tasks import TaskSet
 
 ACK_GRACE = 600  # seconds, after the chunks' life, for the receipt to come back
 MAX_WATCHED = 1024
+EARLY = 64  # receipts remembered that came before their file was followed
 STATE = "awaiting"  # FileStore.keep name
 
 Key = tuple[str, str, str]  # (owner, contact, message id)
@@ -53,12 +54,20 @@ class FileAcks:
         self.clock = clock
         self.watched: OrderedDict[Key, float] = OrderedDict()  # -> deadline, wall clock
         self._done: dict[Key, asyncio.Event] = {}
+        # receipts that came before their file was followed (the last chunk's sending
+        # had not returned yet): a few, the latest
+        self._early: OrderedDict[Key, None] = OrderedDict()
         self.confirmed = 0
         self.lost = 0
 
     def sent(self, owner: str, contact: str, message_id: str) -> None:
         """A file's last chunk left: follow it until its receipt or its deadline."""
-        self._follow((owner, contact, message_id), self.clock() + self.wait)
+        key = (owner, contact, message_id)
+        if key in self._early:
+            del self._early[key]
+            self.confirmed += 1
+            return
+        self._follow(key, self.clock() + self.wait)
         self._save()
 
     def _follow(self, key: Key, deadline: float) -> None:
@@ -96,6 +105,10 @@ class FileAcks:
                     self._done.pop(key, asyncio.Event()).set()
                     self.confirmed += 1
                     self._save()
+                else:
+                    self._early[key] = None
+                    while len(self._early) > EARLY:
+                        self._early.popitem(last=False)
         elif isinstance(event, MessageArrived) and event.url and event.message_id:
             # A contact's file, whole and kept here: say so to their daemon.
             self.tasks.spawn(self.send_receipt(event.to, event.sender, [event.envelope_id],

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from bridge.events import Event, MessageArrived, ReceiptArrived, SessionNotice
-from bridge.fileacks import ACK_GRACE
+from bridge.fileacks import ACK_GRACE, FileAcks
 from bridge.files import FileStore
 from bridge.filesend import CHUNK_TTL
 from bridge.localnode import LocalNode
 from bridge.net.workers import WorkerPool
 from bridge.service import Service
 from bridge.store.keystore import Keystore
+from bridge.tasks import TaskSet
 from tests.util import wait_until
 
 
@@ -117,3 +118,16 @@ async def test_what_is_followed_survives_a_restart(tmp_path: Path, pool: WorkerP
         assert told.sender == bob and "message f3" in told.text
     finally:
         await again.stop()
+
+
+async def test_a_receipt_that_comes_before_the_file_is_followed_counts() -> None:
+    told: list[str] = []
+    acks = FileAcks(FileStore(None, None), TaskSet("test"), lambda o, c, text: told.append(text),
+                    send_receipt, wait=0.01)
+    acks.on_event(ReceiptArrived("alice", "bob", (bytes(32),), ("f4",)))
+    acks.sent("alice", "bob", "f4")  # the last chunk's sending returned after it
+    assert acks.confirmed == 1 and acks.watched == {} and told == []
+
+
+async def send_receipt(owner: str, to: str, ids: list[bytes], message_ids: list[str]) -> None:
+    raise AssertionError("no receipt is sent here")
