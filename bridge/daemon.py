@@ -332,6 +332,8 @@ class Daemon:
                                memory_budget=cfg.memory_budget_mb * 1024 * 1024,
                                dial_private=cfg.dial_private, shards=cfg.shards,
                                light=cfg.light, light_depth=cfg.light_depth,
+                               light_ids=str(self.data_dir / "light-ids.bin")
+                               if cfg.light and cfg.storage == "sqlite" else "",
                                connector=onion.connector if onion is not None else None),
                     store=store)
         inbox = self.inbox = DirectInbox(cfg, node)  # its routes go on the app before it runs

@@ -20,6 +20,11 @@ Ids announced beyond the request budgets wait in ``backlog`` (at most ``MAX_BACK
 and are asked for each maintenance round as the budgets refill (about 200 bodies a
 second a link), so a catch-up does not wait for the next WATCH_SHARD.
 
+With ``NodeConfig.light_ids`` (the daemon sets it with ``storage = "sqlite"``) the ids
+are written to that file (0600, 42 bytes an id: shard key, expiry, id) when the node
+stops and every ``SAVE_EVERY`` seconds, and read back at start, so a restart does not
+fetch the prefix again; a file of the wrong size is ignored, an expired id skipped.
+
 Bounds: ``max_ids`` ids remembered (about 250 bytes each in RAM), the soonest to expire
 forgotten first when full, a sixteenth at a time (one forgotten may be fetched once
 more); requests in flight are the node's usual budgets; at most 16 prefixes a link.
@@ -27,20 +32,28 @@ more); requests in flight are the node's usual budgets; at most 16 prefixes a li
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from bridge.core.envelope import Envelope
+from bridge.core.errors import LocalProtocolError
 from bridge.core.gossip_light import light_prefixes
+from bridge.core.reconcile import KEY_SIZE
 from bridge.core.shards import Prefix, shard_of_tag
 from bridge.store.index import SortedIndex, key_id
+from bridge.store.keystore import write_private
 
 if TYPE_CHECKING:
     from bridge.net.node import Node
     from bridge.net.peerlink import PeerConnection
 
+log = logging.getLogger(__name__)
 REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link
+SAVE_EVERY: Final = 600.0  # seconds between writes of the ids (``light_ids``)
 MAX_IDS: Final = 262_144  # ids of envelopes fetched, remembered until they expire
 MAX_BACKLOG: Final = 65_536  # ids announced to us, not yet asked for (request budgets)
 Keep = Callable[[bytes], bool]  # a recipient tag -> keep the envelope?
@@ -59,12 +72,46 @@ class LightWatch:
         self._asked: dict[PeerConnection, float] = {}  # link -> when last asked
         self.backlog: dict[bytes, None] = {}  # announced, beyond our request budgets
         self.dropped = 0  # bodies read and not kept
+        self._saved = time.monotonic()
 
     def load(self) -> None:
-        """What the store kept across a restart counts as fetched."""
+        """What the store kept across a restart counts as fetched, and so do the ids
+        saved when the node last stopped (``light_ids``)."""
         for key in self.node.store.index.iter_keys():
             if key_id(key) not in self._known:
                 self._add_key(key)
+        path = self.node.config.light_ids
+        if path:
+            self._read(Path(path))
+
+    def _read(self, path: Path) -> None:
+        try:
+            size = path.stat().st_size
+            if size % KEY_SIZE or size > self.max_ids * KEY_SIZE:
+                log.warning("%s is not a list of ids (%d bytes): not read", path, size)
+                return
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("the ids in %s could not be read: %s", path, e)
+            return
+        now = int(time.time())
+        for at in range(0, len(data), KEY_SIZE):
+            key = data[at : at + KEY_SIZE]
+            if int.from_bytes(key[2:10], "big") > now and key_id(key) not in self._known:
+                try:
+                    self._add_key(key)
+                except LocalProtocolError:
+                    continue  # an expiry past any real one: not ours
+
+    async def save(self) -> None:
+        """Write the ids to ``light_ids`` (off the event loop), if set."""
+        path = self.node.config.light_ids
+        self._saved = time.monotonic()
+        if path:
+            data = b"".join(self.ids.iter_keys())
+            await asyncio.to_thread(write_private, Path(path), data)
 
     def set(self, keys: Keys, keep: Keep) -> None:
         """Watch these shard keys (a callable: asked again each round, so an identity
@@ -107,6 +154,8 @@ class LightWatch:
         self._drain()
         for key in self.ids.pop_expired(int(time.time())):
             self._known.discard(key_id(key))
+        if self.node.config.light_ids and now - self._saved >= SAVE_EVERY:
+            self.node.tasks.spawn(self.save(), name="light node's ids saved")
 
     def later(self, ids: Iterable[bytes]) -> None:
         """Announced ids the request budgets left out: asked for in the next rounds."""

@@ -69,6 +69,7 @@ class NodeConfig:
     base_bits: int = DEFAULT_BASE_BITS  # least PoW difficulty accepted
     light: bool = False  # store nothing for others; fetch shard prefixes (``bridge.net.light``)
     light_depth: int = 0  # a light node asks at least this deep (0: each full peer's depth)
+    light_ids: str = ""  # a light node's file of the ids it fetched ("": RAM only)
     # the shard prefixes this node carries (canonical: ``shards.canonical``); everything
     # by default. Bodies outside them are refused; see docs/sharding.md
     shards: tuple[Prefix, ...] = EVERYTHING
@@ -166,6 +167,11 @@ class Node:
                 await self.held.commit()
             except Exception:
                 log.exception("the last envelopes could not be committed")
+            if self.config.light:
+                try:
+                    await self.light.save()
+                except OSError:
+                    log.exception("the light node's ids could not be saved")
         for t in self.tasks:
             t.cancel()
         conns = list(self.conns)

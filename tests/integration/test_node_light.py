@@ -103,23 +103,29 @@ async def test_a_light_node_back_after_a_while_gets_what_arrived_meanwhile(tmp_p
     full = Node(fast_config())
     await full.start()
     light: Node | None = None
+    ids_file = tmp_path / "light-ids.bin"
     try:
         now = int(time.time())
         tag = KEY.to_bytes(2, "big") + os.urandom(14)
 
         def start_light() -> Node:
-            node = Node(fast_config(light=True, bootstrap=[f"127.0.0.1:{full.port}"]),
+            return Node(fast_config(light=True, bootstrap=[f"127.0.0.1:{full.port}"],
+                                    light_ids=str(ids_file)),
                         store=SQLiteStore(str(tmp_path / "envelopes.db")))
-            return node
 
         light = start_light()
         await light.start()
         light.watch_shards([KEY], lambda t: t == tag)
         first = in_shard(KEY, now, tag[2:])
-        await full.publish(first.raw)
+        seen = [in_shard(0x3000 + i, now) for i in range(5)]  # read and dropped
+        for e in (first, *seen):
+            await full.publish(e.raw)
         await wait_all([light], has_all({first.id}), 10)
+        await wait_all([light], light_ids(*(e.id for e in seen)), 10)
         await light.stop()
         light.store.close()
+        assert ids_file.stat().st_mode & 0o777 == 0o600
+        assert ids_file.stat().st_size == 42 * 6  # shard key, expiry, id: kept and dropped
 
         away = [in_shard(KEY, now, tag[2:]) for _ in range(3)]
         noise = [in_shard(0x1000 + i, now) for i in range(10)]
@@ -129,15 +135,28 @@ async def test_a_light_node_back_after_a_while_gets_what_arrived_meanwhile(tmp_p
         light = start_light()
         await light.start()
         assert first.id in light.store and first.id in light.light  # kept across
+        assert all(e.id in light.light for e in seen)  # the file: not fetched again
         light.watch_shards([KEY], lambda t: t == tag)
         await wait_all([light], has_all({e.id for e in away}), 10)
         # depth 0 (the full node's own): it read everything and kept its four
         await wait_all([light], light_ids(*(e.id for e in noise)), 10)
-        assert len(light.store) == 4
+        assert len(light.store) == 4 and light.light.dropped == len(noise)
     finally:
         await stop_all([n for n in (full, light) if n is not None])
         if light is not None:
             light.store.close()
+
+
+async def test_a_damaged_ids_file_is_ignored(tmp_path):
+    bad = tmp_path / "light-ids.bin"
+    bad.write_bytes(b"x" * 41)
+    light = Node(fast_config(light=True, light_ids=str(bad)))
+    await light.start()
+    try:
+        assert len(light.light.ids) == 0 and light.started
+    finally:
+        await stop_all([light])
+    assert bad.stat().st_size == 0  # written again at the stop: nothing fetched
 
 
 async def test_what_the_request_budget_leaves_out_is_asked_for_before_the_next_watch():
