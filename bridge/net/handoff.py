@@ -2,7 +2,8 @@
 (docs/sharding.md, "Sending to another shard (hand-off)").
 
 The sender's side. An envelope published here (``Node.publish``) whose shard lies
-outside this node's prefixes is queued by shard; what is queued in one turn of the
+outside this node's prefixes (a light node: that none of its full peers carries) is
+queued by shard; what is queued in one turn of the
 event loop goes together (at most ``Budgets.handoff_ids`` on one link, so a burst shares
 its links). It is handed over on hand-off links (``bridge.net.handoff_link``) to
 ``copies`` carriers, one per network group (/16) first and those reached before (the
@@ -79,8 +80,11 @@ class Handoffs:
     # --- the sender ---------------------------------------------------------------
 
     def needs(self, shard: int) -> bool:
-        cfg = self.node.config
-        return not cfg.light and not holds(cfg.shards, shard)
+        node = self.node
+        if node.config.light:  # its full peers take what they carry (``Relay.stored``)
+            return not any(c.link.peer is not None and not c.link.peer.light
+                           and c.link.peer_carries(shard) for c in node.active_conns())
+        return not holds(node.config.shards, shard)
 
     def sent(self, env: Envelope) -> None:
         """``env`` was published here: hand it off if its shard is not carried here."""
@@ -141,7 +145,8 @@ class Handoffs:
         placed = False
         try:
             placed = (await self._round(shard, batch, self.settings.copies, tried))[0]
-            self.stats["handed"] += placed
+            if placed:
+                self._count("handed")
         except Exception:  # not when cancelled (the node stops): then nothing follows
             log.exception("a hand-off failed; the checks hand it over again")
         self.node.tasks.spawn(self._checks(shard, batch, tried, placed), name="hand-off check")
@@ -161,13 +166,13 @@ class Handoffs:
                 if not reached:
                     continue
                 if placed:
-                    self.stats["checked"] += 1
+                    self._count("checked")
                     ids = [i for i in ids if i in wanted]  # not spread: it has them now
-                    self.stats["again" if ids else "settled"] += 1
+                    self._count("again" if ids else "settled")
                     if not ids:
                         return
                 else:
-                    self.stats["handed"] += 1
+                    self._count("handed")
                 placed = True
             self.node.recent_errors.append(
                 f"hand-off: {len(ids)} envelope(s) not known to have spread after {s.rounds} "
@@ -196,10 +201,14 @@ class Handoffs:
                     reached += 1
                     wanted |= got
         if reached == 0:
-            self.stats["unreached"] += 1
+            self._count("unreached")
             self.node.recent_errors.append(
                 f"hand-off: no carrier of shard {shard:#06x} reached; tried again later")
         return reached > 0, wanted
+
+    def _count(self, what: str) -> None:
+        self.stats[what] += 1
+        self.node.notify_change()  # for whoever waits on the figures
 
     async def _offer(self, addr: str, shard: int, items: dict[bytes, bytes]) -> set[bytes] | None:
         async with self._slots:

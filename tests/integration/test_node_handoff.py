@@ -58,10 +58,35 @@ async def test_a_half_0_node_hands_its_envelope_to_carriers_of_half_1():
         await wait_all([h1, h2, recipient], has_all({env.id}), 20)
         assert env.id not in low.store  # never offered to a node that does not carry it
         assert set(sender.book.book.carriers(leaf)) >= {addr(h1), addr(h2)}  # FIND_SHARD
-        assert sender.handoffs.stats["handed"] == 1
+        await sender.wait_for(lambda: sender.handoffs.stats["handed"] == 1, 10)
         # the sender's links are what they were: the hand-off links came and went
         assert [c.address for c in sender.active_conns()] == [addr(low)]
         await wait_all([h1, h2], lambda n: not any(c.link.handoff for c in n.conns), 10)
+        no_bans(nodes)
+    finally:
+        await stop_nodes(nodes)
+
+
+async def test_a_light_node_hands_off_what_none_of_its_full_peers_carries():
+    low = Node(fast_config(shards=(LOW,)))  # the light node's one full peer
+    carrier = Node(fast_config(shards=(HIGH,)))
+    for n in (low, carrier):
+        await n.start()
+    light = Node(fast_config(light=True, handoff=QUICK, bootstrap=[addr(low)]))
+    nodes = [low, carrier, light]
+    try:
+        await light.start()
+        low.add_peer(addr(carrier))
+        await wait_all([light], linked(1), 10)
+        await wait_all([low], linked(2), 10)
+        now = int(time.time())
+        to_low, to_high = in_shard(0x1234, now), in_shard(0x9234, now)
+        await light.publish(to_low.raw)  # its full peer carries it: the ordinary link
+        await light.publish(to_high.raw)  # none does: a hand-off to a carrier found by asking
+        await wait_all([low], has_all({to_low.id}), 10)
+        await wait_all([carrier], has_all({to_high.id}), 20)
+        await light.wait_for(lambda: light.handoffs.stats["handed"] == 1, 10)
+        assert to_low.id not in light.handoffs.pending
         no_bans(nodes)
     finally:
         await stop_nodes(nodes)
@@ -90,7 +115,8 @@ async def test_the_check_hands_over_again_when_the_first_carriers_dropped_it():
         # the check asks a carrier found by FIND_SHARD (c), which lacks it: handed over
         await wait_all([c, recipient], has_all({env.id}), 20)
         stats = sender.handoffs.stats
-        assert stats["handed"] == 1 and stats["again"] == 1
+        await sender.wait_for(lambda: stats["again"] == 1, 10)
+        assert stats["handed"] == 1
         await sender.wait_for(lambda: env.id not in sender.handoffs.pending, 30)
         assert stats["settled"] == 1  # the next check found it there
         no_bans([sender, low, c, recipient])
