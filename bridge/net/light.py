@@ -44,6 +44,7 @@ from bridge.core.errors import LocalProtocolError
 from bridge.core.gossip_light import light_prefixes
 from bridge.core.reconcile import KEY_SIZE
 from bridge.core.shards import Prefix, shard_of_tag
+from bridge.net.light_own import OwnEnvelopes
 from bridge.store.index import SortedIndex, key_id
 from bridge.store.keystore import write_private
 
@@ -73,6 +74,7 @@ class LightWatch:
         self.backlog: dict[bytes, None] = {}  # announced, beyond our request budgets
         self.dropped = 0  # bodies read and not kept
         self._saved = time.monotonic()
+        self.own = OwnEnvelopes(node)  # published here, until a full node has them
 
     def load(self) -> None:
         """What the store kept across a restart counts as fetched, and so do the ids
@@ -83,6 +85,7 @@ class LightWatch:
         path = self.node.config.light_ids
         if path:
             self._read(Path(path))
+        self.own.load()
 
     def _read(self, path: Path) -> None:
         try:
@@ -112,6 +115,7 @@ class LightWatch:
         if path:
             data = b"".join(self.ids.iter_keys())
             await asyncio.to_thread(write_private, Path(path), data)
+            await self.own.save()
 
     def set(self, keys: Keys, keep: Keep) -> None:
         """Watch these shard keys (a callable: asked again each round, so an identity
@@ -130,7 +134,8 @@ class LightWatch:
         return light_prefixes(self.keys, peer.shards, self.node.config.light_depth)
 
     def ask(self, conn: PeerConnection, now: float) -> None:
-        """WATCH_SHARD each of our prefixes this full peer carries."""
+        """WATCH_SHARD each of our prefixes this full peer carries; offer it our own."""
+        self.own.offer(conn)
         wanted = self.prefixes(conn)
         if not wanted or not conn.link.active:
             return
@@ -148,9 +153,12 @@ class LightWatch:
                 self._asked.clear()
         live = set(self.node.conns)
         self._asked = {c: t for c, t in self._asked.items() if c in live}
+        self.own.settle(int(time.time()))
         for c in self.node.active_conns():
             if now - self._asked.get(c, float("-inf")) >= REFRESH:
                 self.ask(c, now)
+            else:
+                self.own.offer(c)
         self._drain()
         for key in self.ids.pop_expired(int(time.time())):
             self._known.discard(key_id(key))

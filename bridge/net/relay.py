@@ -238,6 +238,8 @@ class Relay:
             except Exception:
                 log.exception("envelope subscriber failed")
         node.notify_change()
+        if node.config.light and local:
+            node.light.own.add(env, eid)  # offered to each full peer until one took it
         if node.config.light and not local:
             return  # a light node relays nothing for others
         shard = shard_of_tag(env.tag)
@@ -253,6 +255,16 @@ class Relay:
                 continue
             self._queue_announce(c, (eid,))
         node.notify_change()
+
+    def offer(self, conn: PeerConnection, ids: list[bytes]) -> None:
+        """Announce to ``conn`` envelopes of ours it may not have heard of
+        (``bridge.net.light_own``), those strong enough for the PoW it asks."""
+        node, peer = self.node, conn.link.peer
+        if peer is not None and peer.min_bits > node.config.base_bits:
+            raws = ((i, node.store.get(i)) for i in ids)
+            ids = [i for i, raw in raws if raw is not None
+                   and self._strong_enough(parse_envelope(raw), peer.min_bits)]
+        self._queue_announce(conn, ids)
 
     def _strong_enough(self, env: Envelope, bits: int) -> bool:
         try:

@@ -16,6 +16,7 @@ from bridge.core.gossip_wire import FrameType
 from bridge.net.node import Node
 from bridge.store.sqlite import SQLiteStore
 from tests.gossip_support import fast_config, has_all, linked, make_envelope, stop_all, wait_all
+from tests.util import wait_until
 
 KEY = 0xA1B2  # the light node's identity's shard key
 MINE = shards.prefix(0b101, 3)  # what it asks for at depth 3
@@ -180,3 +181,39 @@ async def test_what_the_request_budget_leaves_out_is_asked_for_before_the_next_w
         assert link.bytes_in < 10_000  # one WATCH_SHARD's session and WANTs, no re-asking
     finally:
         await stop_all([n for n in (full, light) if n is not None])
+
+
+async def test_what_a_light_node_writes_without_a_link_leaves_when_one_comes(tmp_path):
+    ids_file = tmp_path / "light-ids.bin"
+
+    def light_node(*peers: str) -> Node:
+        return Node(fast_config(light=True, light_ids=str(ids_file), bootstrap=list(peers)),
+                    store=SQLiteStore(str(tmp_path / "envelopes.db")))
+
+    full = Node(fast_config())
+    light = light_node()
+    await light.start()
+    try:
+        light.watch_shards([KEY], lambda t: False)
+        now = int(time.time())
+        before = in_shard(0x1234, now)  # to someone in another shard, with no link up
+        await light.publish(before.raw)
+        await light.stop()  # and it restarts before any link came
+        light.store.close()
+        assert (tmp_path / "light-own.bin").stat().st_size == 42
+
+        await full.start()
+        light = light_node(f"127.0.0.1:{full.port}")
+        await light.start()
+        assert before.id in light.light.own.ids  # read back
+        light.watch_shards([KEY], lambda t: False)
+        await wait_all([full], has_all({before.id}), 10)
+        # taken by a full node: it has left, and is forgotten
+        await wait_until(lambda: before.id not in light.light.own.ids, 10, 0.05,
+                         "the light node forgetting what a full node took")
+        after = in_shard(0x2345, now)  # with the link up: at once, as before
+        await light.publish(after.raw)
+        await wait_all([full], has_all({after.id}), 10)
+    finally:
+        await stop_all([full, light])
+        light.store.close()
