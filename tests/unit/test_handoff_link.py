@@ -19,6 +19,7 @@ from bridge.core.gossip_wire import (
     Peers,
     Reconcile,
     Want,
+    WatchShard,
     encode,
     parse,
 )
@@ -97,6 +98,7 @@ def test_an_unrequested_body_on_a_hand_off_link_is_a_violation():
     encode(Peers(("h:1",))),
     encode(FindShard(HIGH)),
     encode(Reconcile(b"\x62", reply=False, prefix=HIGH)),
+    encode(WatchShard(HIGH)),
 ])
 def test_a_sender_may_only_offer(frame):
     s, (c, _) = sender(), carrier()
