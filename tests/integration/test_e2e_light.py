@@ -1,9 +1,10 @@
 """A light daemon end to end: two real ``paranoim run`` daemons, A started with
 ``--light`` (Alice) and linked to B, a full node (Bob, Carol, Mallory). Alice and Bob
 chat both ways through B's node; A keeps only what its identity opens (Carol's
-announcement, which Alice does not watch, is read and dropped), and after A was
-stopped for a while and started again on its SQLite store, Alice gets what Bob sent
-meanwhile, once, in order (docs/sharding.md, "Light nodes")."""
+announcement, which Alice does not watch, is read and dropped); after A was stopped for
+a while and started again on its SQLite store, Alice gets what Bob sent meanwhile, once,
+in order; and what Alice writes while B is down leaves A once B is back
+(docs/sharding.md, "Light nodes")."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def light_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemo
 
 async def _stored(client: Client, count: int) -> bool:
     return await client.stored_envelopes() >= count
+
+
+async def _peers(client: Client, count: int) -> bool:
+    return await client.peers() == count
 
 
 async def test_a_light_daemon_chats_both_ways_and_gets_what_came_while_it_was_away(
@@ -71,6 +76,17 @@ async def test_a_light_daemon_chats_both_ways_and_gets_what_came_while_it_was_aw
         got = [t for t in alice.bodies(bob_jid) if run in t]
         assert got == away, got  # once each, in order (the first came before the restart)
         assert alice.errors() == []
+
+        # Alice writes while the light daemon has no link: it leaves once B is back
+        await bob.close()
+        assert b.stop() == 0
+        await alice.wait(lambda: _peers(alice, 0), 30, "A without a link")
+        stored = await alice.stored_envelopes()
+        alice.chat(bob_jid, f"while B is away {run}")
+        await alice.wait(lambda: _stored(alice, stored + 1), 30, "Alice's envelope on A")
+        b.start()
+        bob = await Client(b.accounts["Bob"], b).login()
+        await bob.wait_body(alice_jid, f"while B is away {run}", 90)
     finally:
         await alice.close()
         await bob.close()
