@@ -173,8 +173,6 @@ class Inbox:
         if env.version == VERSION_STAMPED:
             self._open_stamped(env, w)
             return
-        if w.inbound:
-            raise SessionError("a version-1 envelope under a session's pair tag")
         if w.purpose is Purpose.ROOM:
             self._room(env, w.subject)
             return
@@ -183,6 +181,10 @@ class Inbox:
             self._announcement(env, rec, w.subject)
             return
         opened = open_envelope(env, self.ids.ident(rec).public, self.ids.opening_keys(rec))
+        if w.inbound and encode_address(opened.sender) != w.subject:
+            # only the contact can make the pair tag to us; anyone else sealed it to a
+            # tag they should not know, so it is refused as a stranger's would not be
+            raise UserError("an envelope under a contact's pair tag came from someone else")
         self._dispatch(rec, env, opened)
 
     def _open_stamped(self, env: Envelope, w: Watch) -> None:

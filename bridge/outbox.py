@@ -263,11 +263,14 @@ class Outbox:
             pk = SignedPrekey.parse(bytes.fromhex(c.prekey))
             if pk.expires > now + 60:
                 kex = pk.public
+        # Tags in the recipient's shard (docs/sharding.md): a node that carries a part of
+        # the network receives what is sent to its identities in any envelope version
         epoch = tags.epoch_of(now)
         if c and c.heard_from:
-            tag = tags.pair_tag(tags.pair_secret(ident.x25519_secret, ident.public, their), epoch)
+            secret = tags.pair_secret(ident.x25519_secret, ident.public, their)
+            tag = tags.pair_tag_to(secret, their, epoch)
         else:
-            tag = tags.address_tag(their, epoch)
+            tag = tags.address_tag_v2(their, epoch)
         return ident, their, kex, tag
 
     def _sent_at_ms(self) -> int:
@@ -336,7 +339,8 @@ class Outbox:
         room_pub = crypto.x25519_public(tags.room_secret(room))
         msg = RoomMessage(self.clock() * 1000, room, rec.nick[:32], text)
         raw = self._sealed(self.ids.ident(rec), recipient=room_pub, kex=room_pub,
-                           kind=Kind.ROOM, tag=tags.room_tag(room_pub, tags.epoch_of(self.clock())),
+                           kind=Kind.ROOM,
+                           tag=tags.room_tag_v2(room_pub, tags.epoch_of(self.clock())),
                            payload=msg.encode())
         return await self._stamp_and_publish(raw)
 
@@ -347,7 +351,7 @@ class Outbox:
         ann = Announcement(now, self.ids.live_prekeys(rec), rec.nick[:32], self.endpoint[:255])
         kex = crypto.x25519_public(tags.announce_secret(ident.public))
         raw = self._sealed(ident, recipient=ident.public, kex=kex, kind=Kind.ANNOUNCEMENT,
-                           tag=tags.announce_tag(ident.public, tags.epoch_of(now)),
+                           tag=tags.announce_tag_v2(ident.public, tags.epoch_of(now)),
                            payload=ann.encode())
         del ident  # see _sealed
         try:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from bridge.core import crypto, tags
+from bridge.core.address import decode_address
 from bridge.core.envelope import Kind
 from bridge.core.errors import BadInviteError, UserError
 from bridge.core.records import RoomMessage
 from bridge.events import (
+    ChatStateArrived,
     ContactsChanged,
     ContactState,
     Event,
@@ -366,3 +368,48 @@ async def test_older_announcement_does_not_replace_newer_endpoint(tmp_path: Path
         a.inbox.on_envelope(env)
     c = a.book.find(a.ids.rec(alice.address), bob.address)
     assert c is not None and c.endpoint == "http://new.example:45069"
+
+
+@pytest.mark.parametrize("sessions", [False, True])
+async def test_every_envelope_lies_in_its_recipients_shard(tmp_path: Path, pool: WorkerPool,
+                                                          sessions: bool) -> None:
+    """Whatever leaves — a first message, a receipt, messages over the pair tag, a chat
+    state, a room message, version 1 or 2 — is tagged in the shard of whoever opens it,
+    so a node carrying a part of the network receives all that is sent to its identities
+    (docs/sharding.md); a version-1 envelope under a contact's pair tag to us opens."""
+    node = SharedNode(BITS)
+    a = Service(Keystore(tmp_path / "a"), node, pool, base_bits=BITS, sessions=sessions,
+                chat_states=True)
+    b = Service(Keystore(tmp_path / "b"), node, pool, base_bits=BITS, sessions=sessions,
+                chat_states=True)
+    await a.start()
+    await b.start()
+    alice = await a.create_identity("Alice")
+    bob = await b.create_identity("Bob")
+    a_in, b_in = Inbox(a), Inbox(b)
+    b.add_contact(bob.address, a.invite_link(alice.address))
+    a.add_contact(alice.address, b.invite_link(bob.address))
+    await a.send_message(alice.address, bob.address, "one", message_id="m1")
+    got = await b_in.wait(MessageArrived, text="one")
+    await b.send_receipt(bob.address, alice.address, [got.envelope_id], ["m1"])
+    await a_in.wait(ReceiptArrived)
+    await b.send_message(bob.address, alice.address, "two")
+    await a_in.wait(MessageArrived, text="two")
+    await a.send_message(alice.address, bob.address, "three")
+    await b_in.wait(MessageArrived, text="three")
+    await a.send_room_message(alice.address, "public", "room")
+    await b_in.wait(RoomMessageArrived, text="room")
+
+    assert await a.send_chat_state(alice.address, bob.address, "composing")
+    await b_in.wait(ChatStateArrived)
+    shard = {tags.shard_key(decode_address(x.address)) for x in (alice, bob)}
+    room_shard = tags.shard_key(crypto.x25519_public(tags.room_secret("public")))
+    kinds: set[Kind] = set()
+    for env in node.iter_stored():
+        kinds.add(env.kind)
+        key = env.tag[:2]
+        if env.kind is Kind.ROOM:
+            assert key == room_shard
+        else:
+            assert key in shard, (env.kind, env.version)
+    assert {Kind.DIRECT, Kind.RECEIPT, Kind.ROOM, Kind.ANNOUNCEMENT} <= kinds
