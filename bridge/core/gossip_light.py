@@ -18,6 +18,10 @@ A mixin of ``gossip.Link``, which holds the state:
   ``MAX_PREFIXES``, each inside one we carry); ``light_queue``, those waiting for a
   reconciliation (one session per link at a time).
 
+A light peer that let one of our sessions stall (``Link.abandon_stalled``) is not
+reconciled with again on that link, as a full peer is not: a late reply of the old
+session could not be told from one of a new session. New envelopes still go to it.
+
 Budgets: a WATCH_SHARD is charged to its allowance before it is parsed
 (``Budgets.watch_shard_rate``: each of 16 prefixes once a minute); one that arrives
 while its prefix waits already costs nothing more; the reconciliation is bounded by
@@ -76,6 +80,10 @@ class LightShards:
     def reconciling(self) -> bool:
         raise NotImplementedError  # the link's
 
+    @property
+    def reconcile_ignored(self) -> bool:
+        raise NotImplementedError  # the link's
+
     def _out(self, msg: Message) -> bytes:
         raise NotImplementedError  # the link's
 
@@ -113,8 +121,8 @@ class LightShards:
                 raise RemoteProtocolError(f"more than {MAX_PREFIXES} prefixes watched")
             self.peer_watch = (*self.peer_watch, p)
         events: list[Event] = [ShardWatched(p)]
-        if self.source is None or p in self.light_queue:
-            return events
+        if self.source is None or p in self.light_queue or self.reconcile_ignored:
+            return events  # one it let stall: its late replies could not be told apart
         if self.reconciling:
             self.light_queue.append(p)
         else:

@@ -221,3 +221,17 @@ def test_the_config_keys_and_option_of_a_light_node():
             check_run(parse(f"[p2p]\nlight = true\n{full_only}"))
     args = build_parser().parse_args(["run", "--light"])
     assert args.light and Config().override(light=True).light
+
+
+def test_a_light_peer_that_let_a_session_stall_is_not_reconciled_with_again():
+    now = int(time.time())
+    store = MemoryStore()
+    e = env_in(0xA001, now)
+    store.add(e, now)
+    full, light = full_link(store), light_link(SortedIndex())
+    connect(full, light)
+    evs = full.receive(light.watch_shard(MINE), now)
+    assert isinstance(evs[1], g.Outgoing)  # the session starts: never answered
+    assert full.abandon_stalled(now + 61, 60)
+    assert full.receive(light.watch_shard(MINE), now + 62) == [g.ShardWatched(MINE)]
+    assert full.peer_carries(0xA001)  # new envelopes still go to it
