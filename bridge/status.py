@@ -67,6 +67,9 @@ def ready_lines(d: Daemon) -> list[str]:
     lines.append(f"  P2P    {listen}:{ports.get('p2p', cfg.p2p_port)}  "
                  f"storage {cfg.storage}, Tor {'on' if cfg.tor else 'off'}, "
                  f"difficulty {cfg.difficulty} bits")
+    if cfg.light:
+        lines.append("  Light node: keeps only your envelopes, fetches your shard from full "
+                     "nodes (a full node learns the shard, not which envelopes are yours)")
     if d.onion:
         lines.append(f"  Onion  {d.onion}")
     if d.endpoint:

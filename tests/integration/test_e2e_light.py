@@ -53,6 +53,7 @@ async def test_a_light_daemon_chats_both_ways_and_gets_what_came_while_it_was_aw
         await bob.wait_body(alice_jid, f"from the light node {run}", 30)
         bob.chat(alice_jid, f"to the light node {run}")
         await alice.wait_body(bob_jid, f"to the light node {run}", 30)
+        assert "Light node" in a.log_text() and "Light node" not in b.log_text()
         # the full node holds everything; the light one only what Alice opens or sent
         light, full = await alice.stored_envelopes(), await bob.stored_envelopes()
         assert 0 < light < full, (light, full)
