@@ -25,9 +25,10 @@ are written to that file (0600, 42 bytes an id: shard key, expiry, id) when the 
 stops and every ``SAVE_EVERY`` seconds, and read back at start, so a restart does not
 fetch the prefix again; a file of the wrong size is ignored, an expired id skipped.
 
-Bounds: ``max_ids`` ids remembered (about 250 bytes each in RAM), the soonest to expire
-forgotten first when full, a sixteenth at a time (one forgotten may be fetched once
-more); requests in flight are the node's usual budgets; at most 16 prefixes a link.
+Bounds: ``max_ids`` ids remembered (about 350 bytes each in RAM with the prefix sums,
+measured: 90 MiB at the cap), the soonest to expire forgotten first when full, a
+sixteenth at a time (one forgotten may be fetched once more); requests in flight are the
+node's usual budgets; at most 16 prefixes a link.
 """
 
 from __future__ import annotations
