@@ -9,6 +9,8 @@ import struct
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.core import gossip as g
 from bridge.core.errors import LocalProtocolError, MalformedError, RemoteProtocolError
@@ -64,6 +66,15 @@ def test_watch_shard_is_a_prefix_and_the_old_tag_list_is_refused():
                 bytes([0x08, 17, 0, 0]), bytes([0x08, 1, 0x40, 0])):  # depth 17; bits past it
         with pytest.raises(MalformedError):
             parse(bad)
+
+
+@given(st.binary(max_size=40))
+def test_any_watch_shard_bytes_parse_or_are_a_violation(body):
+    try:
+        msg = parse(bytes([FrameType.WATCH_SHARD]) + body)
+    except RemoteProtocolError:
+        return
+    assert isinstance(msg, WatchShard) and encode(msg) == bytes([FrameType.WATCH_SHARD]) + body
 
 
 def test_the_full_node_reconciles_the_prefix_and_announces_what_the_light_one_lacks():
