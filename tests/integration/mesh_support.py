@@ -5,11 +5,12 @@ Talkers carry every shard (``0/0``: a node with identities keeps everything unti
 and hand-off exist, docs/sharding.md), or are light nodes (``--light``: they carry
 nothing, ask for their shards and relay nothing); relays carry halves and quarters of the
 16-bit shard key space and have no identity. The topology is sparse — a talker dials one
-relay of each half, a light talker one full talker too, a relay dials two or three nodes
-that share some of its shards (never a light one) — and is
-drawn from a seed, the first one (from 0) under which every quarter's carriers still
-join every talker, and every relay still reaches a talker over each prefix it carries,
-after any one relay is gone. Stores are read from each daemon's SQLite file.
+relay of each half (a light talker two: it passes nothing on, so it keeps a carrier of
+each half when one goes), a relay dials two or three nodes that share some of its shards
+(never a light one) — and is drawn from a seed, the first one (from 0) under which
+every quarter's carriers still join every talker, and every relay still reaches a talker
+over each prefix it carries, after any one relay is gone. Stores are read from each
+daemon's SQLite file.
 """
 
 from __future__ import annotations
@@ -93,10 +94,12 @@ def topology(talkers: int, seed: int | None = None,
         specs += [Spec(f"r{i}", shards) for i, shards in enumerate(RELAY_SHARDS)]
         relays = range(talkers, len(specs))
         halves = {h: [r for r in relays if specs[r].shards == (h,)] for h in ("0/1", "1/1")}
-        for i in range(talkers):  # one relay of each half
-            specs[i].dials += [rnd.choice(halves[h]) for h in halves]
-            if specs[i].light:  # and a full talker
-                specs[i].dials.append(rnd.randrange(talkers - light))
+        for i in range(talkers):  # one relay of each half; a light talker two
+            for h in halves:
+                if specs[i].light:
+                    specs[i].dials += rnd.sample(halves[h], 2)
+                else:
+                    specs[i].dials.append(rnd.choice(halves[h]))
         for ring in halves.values():  # the relays of a half in a ring
             for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
                 specs[a].dials.append(b)
