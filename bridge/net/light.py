@@ -11,7 +11,7 @@ every body announced, keeps those under a watched tag in its store (RAM or SQLit
 fetched, kept or dropped, stays in ``ids`` until it expires, so nothing is fetched
 twice and the reconciliation does not tell the peer which ones were kept.
 
-Each link is asked again every ``REFRESH`` seconds (the full peer reconciles again: a
+Each link is asked again every ``REFRESH`` seconds ± 25 % (the full peer reconciles again: a
 catch-up after anything missed, and the ids it announced that were not fetched for want
 of budget are announced again), and at once on every new link: a node back after days
 fetches what arrived while it was away, as long as it has not expired.
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from bridge.net.peerlink import PeerConnection
 
 log = logging.getLogger(__name__)
-REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link
+REFRESH: Final = 60.0  # seconds between WATCH_SHARDs of a prefix on one link (± 25 %)
 SAVE_EVERY: Final = 600.0  # seconds between writes of the ids (``light_ids``)
 MAX_IDS: Final = 262_144  # ids of envelopes fetched, remembered until they expire
 MAX_BACKLOG: Final = 65_536  # ids announced to us, not yet asked for (request budgets)
@@ -140,7 +141,7 @@ class LightWatch:
         wanted = self.prefixes(conn)
         if not wanted or not conn.link.active:
             return
-        self._asked[conn] = now
+        self._asked[conn] = now + random.uniform(-0.25, 0.25) * REFRESH  # not on the minute
         for p in wanted:
             conn.send(conn.link.watch_shard(p))
 
