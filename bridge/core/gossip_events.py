@@ -59,8 +59,9 @@ class Budgets:
     want_rate: float = 1000.0  # requested ids looked at
     want_burst: float = 8192.0
     # WATCH_SHARD frames from a light peer (each starts a reconciliation): each of 16
-    # prefixes once a minute; a new link's half burst asks for all 16 at once
-    watch_shard_rate: float = 16 / 60
+    # prefixes twice a minute, where a light node asks once in 45-75 s; a new link's
+    # half burst asks for all 16 at once
+    watch_shard_rate: float = 16 / 30
     watch_shard_burst: float = 32.0
     peers_rate: float = 0.5  # PEERS frames
     peers_burst: float = 32.0  # one address book's worth (1,024 addresses) at once

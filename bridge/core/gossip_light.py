@@ -23,7 +23,8 @@ reconciled with again on that link, as a full peer is not: a late reply of the o
 session could not be told from one of a new session. New envelopes still go to it.
 
 Budgets: a WATCH_SHARD is charged to its allowance before it is parsed
-(``Budgets.watch_shard_rate``: each of 16 prefixes once a minute); one that arrives
+(``Budgets.watch_shard_rate``: each of 16 prefixes twice a minute, where an honest light
+node asks once in 45 to 75 s); one that arrives
 while its prefix waits already costs nothing more; the reconciliation is bounded by
 ``reconcile.MAX_ROUNDS`` like any other. What the light peer holds that we lack is not
 asked for: it would answer only for the envelopes it kept, and so tell which they are.
