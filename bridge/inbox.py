@@ -94,6 +94,8 @@ class Inbox:
         # contacts' pictures: (me, sender, accepted, record, envelope id), set by the service
         self.on_avatar: Callable[[str, str, bool, DirectMessage, bytes], None] | None = None
         self.groups: GroupBook | None = None  # private groups (set by the service)
+        # a contact's announcement sealed to us (bridge.announcing), set by the service
+        self.on_announcement: Callable[[Envelope, Watch], None] | None = None
         self.presences = PresenceBook(bus, clock, spawn)
         self.sessions = sessions if sessions is not None else SessionBook(ids, contacts, clock)
         self.spawn = spawn
@@ -208,6 +210,9 @@ class Inbox:
             if c is not None:
                 self.sessions.learn_hybrid_prekey(c, their, ann.prekeys)
                 self.contacts.announced_endpoint(c, ann.issued_at, ann.endpoint)
+            return
+        if env.kind == Kind.ANNOUNCEMENT and self.on_announcement is not None:
+            self.on_announcement(env, w)  # a contact's, sealed to us in our shard
             return
         if env.kind not in (Kind.DIRECT, Kind.RECEIPT):
             raise UserError(f"unexpected {env.kind.name.lower()} envelope for {rec.nick}")

@@ -116,6 +116,8 @@ class Outbox:
         self.in_order = InOrder[tuple[str, str]]()  # (owner, contact): what leaves in order
         self._last_sent_ms = 0
         self.sessions: SessionBook | None = None  # set by the service: version 2 on
+        # called after each announcement: it goes to contacts too (bridge.announcing)
+        self.announced: Callable[[IdentityRecord], None] | None = None
         self.minter = Minter(pool, clock, base_bits=base_bits, ttl=ttl, tasks=tasks)
         self.stamps = self.minter.stamps
 
@@ -273,6 +275,8 @@ class Outbox:
             tag = tags.address_tag_v2(their, epoch)
         return ident, their, kex, tag
 
+    route, deliver = _route, _deliver  # for records sealed elsewhere (bridge.announcing)
+
     def _sent_at_ms(self) -> int:
         """The clock in ms, but always past the previous message's: the recipient orders
         by it what arrives out of order (a catch-up by reconciliation), and the clock
@@ -360,6 +364,8 @@ class Outbox:
                 await self._announce_hybrid(rec, now)
         except (UserError, RemoteProtocolError) as exc:
             self.errors.add(f"announcement of {rec.nick} not published: {exc}")
+        if self.announced is not None:
+            self.announced(rec)
 
     async def _announce_hybrid(self, rec: IdentityRecord, now: int) -> None:
         """The version-2 announcement: the identity's hybrid prekeys, from which a

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from bridge.actsend import ActSender
+from bridge.announcing import ContactAnnouncer
 from bridge.avatarbook import AvatarBook
 from bridge.contacts import ContactBook, UnknownContactError
 from bridge.core import vanity
@@ -106,6 +107,11 @@ class Service:
         self.inbox.on_avatar = self.avatars.on_chunk
         self.bus.subscribe(self.avatars.on_event)
         self.book.on_release = self.inbox.show_released
+        self.announcer = ContactAnnouncer(self.ids, self.book, self.outbox, self.sessions,
+                                          self.tasks, self.errors.add)
+        self.outbox.announced, self.inbox.on_announcement = (self.announcer.changed,
+                                                             self.announcer.take)
+        self.bus.subscribe(self.announcer.on_event)
         self.group_book = self.inbox.groups = GroupBook(
             self.ids, self.book, self.outbox, self.tasks, self.bus.emit, clock, self.errors.add)
         if sessions:

@@ -88,6 +88,7 @@ class ContactRecord:
     hybrid_prekey: str = ""  # hex of their newest verified signed hybrid prekey
     sessions: str = ""  # base64 of core.sessions.Peer.to_bytes(): our sessions with them
     session_note: str = ""  # the last reset or loss to tell the person of, with its time
+    told: str = ""  # digest of the last announcement sent to them (bridge.announcing)
 
 
 @dataclass
