@@ -44,6 +44,7 @@ APT_PACKAGES=(
     zbar-tools                       # zbarimg: a second QR decoder
     xvfb                             # an X display for the tray icon test
     gajim                            # GTK client: rejoins its bookmarked room (Xvfb)
+    dino-im xdotool                  # GTK 4 client (Xvfb) and what clicks and types in it
 )
 
 START=$(date +%s.%N)
