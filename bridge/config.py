@@ -115,8 +115,9 @@ DEFAULT_TEXT = f"""\
 # key (docs/sharding.md): "0/0" is every shard; ["0/1"] and ["1/1"] are the two halves.
 # A node carrying part of the network refuses envelopes outside it; what it sends to
 # other shards it hands to their carriers. Everything sent to its identities lies in
-# their shards, but their contacts' announcements (prekeys, endpoints) lie in the
-# contacts' shards and do not reach it, so a node with identities is safest with "0/0".
+# their shards, their contacts' announcements (prekeys, endpoints) too: contacts' daemons
+# seal them to each contact in its shard. Outside its part it misses the public room and
+# what contacts on earlier builds send (docs/sharding.md).
 # shards = ["0/0"]
 # or let the node choose: carry what fits in this many MB stored a day (0: the shards
 # above, fixed). It starts with every shard, goes one bit deeper — half the shards, those
