@@ -14,11 +14,12 @@ announcement (daily, on new prekeys, at start), but only to a contact to whom wh
 says (``core.contact_announce.digest``) differs from what was last sent to them (kept
 in the key file, ``ContactRecord.told``): nothing leaves daily if nothing changed. At
 most one to a contact in any ``MIN_GAP`` seconds; a change made meanwhile waits, and
-the announcement that leaves is the one current then. Direct first when the contact
-announced an endpoint, by gossip otherwise. Nothing leaves with sessions off.
+the announcement that leaves is the one current then. It is published on the node, as
+the public one is (never delivered direct). Nothing leaves with sessions off.
 
 In: taken only under our address tag or the pair tag to us, only from an accepted
-contact who signed it (``core.contact_announce.check_sender``), then read as a
+contact who signed it (``core.contact_announce.check_sender``; a stranger's under our
+address tag is dropped quietly: someone who added us first sends it), then read as a
 public one is: the newest valid hybrid prekey is kept, and the endpoint only if the
 announcement is newer than the one it came from. The first one taken from a
 contact in a run of the daemon is answered with ours (once, even if unchanged): ours
@@ -28,6 +29,7 @@ may have gone before the contact accepted us, and their daemon dropped it then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from bridge.contacts import ACCEPTED, ContactBook
 from bridge.core.address import encode_address
 from bridge.core.body import open_sealed, seal_sealed, sealed_bucket
-from bridge.core.contact_announce import check_sender, digest
+from bridge.core.contact_announce import NotFromContactError, check_sender, digest
 from bridge.core.envelope import Envelope, Kind
 from bridge.core.errors import RemoteProtocolError, UserError
 from bridge.core.records import HybridAnnouncement, parse_record
@@ -46,6 +48,8 @@ from bridge.outbox import Outbox
 from bridge.sessionbook import SessionBook
 from bridge.store.keystore import IdentityRecord
 from bridge.tasks import TaskSet
+
+log = logging.getLogger(__name__)
 
 MIN_GAP = 600.0  # seconds between two announcements to one contact
 MAX_ANSWERED = 4096  # (identity, contact) pairs answered in this run, remembered
@@ -169,7 +173,7 @@ class ContactAnnouncer:
             kind=Kind.ANNOUNCEMENT, tag=tag, stamp=stamp, payload=payload,
             ephemeral_secret=secrets.token_bytes(32))
         del ident  # see Outbox._sealed
-        await self.outbox.deliver(raw, c.endpoint)
+        await self.outbox.node.publish(raw)  # by gossip, as the public one
         c.told = digest(ann)
         self.ids.save_soon()
         self.sent += 1
@@ -186,8 +190,13 @@ class ContactAnnouncer:
         c = self.contacts.accepted(w.owner, sender)
         try:
             check_sender(w, sender, c is not None)
-        except UserError:
+        except NotFromContactError:
             self.refused += 1
+            if c is None and not w.pair:
+                # someone who added us and whom we have not accepted (yet): the usual
+                # case, not an error; nothing of it is kept
+                log.debug("an announcement from %s… dropped: not a contact", sender[:8])
+                return
             raise
         assert c is not None
         ann = parse_record(Kind.ANNOUNCEMENT, opened.payload, version=2)

@@ -275,7 +275,7 @@ class Outbox:
             tag = tags.address_tag_v2(their, epoch)
         return ident, their, kex, tag
 
-    route, deliver = _route, _deliver  # for records sealed elsewhere (bridge.announcing)
+    route = _route  # for records sealed elsewhere (bridge.announcing)
 
     def _sent_at_ms(self) -> int:
         """The clock in ms, but always past the previous message's: the recipient orders
