@@ -87,8 +87,10 @@ async def test_contacts_learn_each_others_keys_without_the_public_announcements(
     a = await _service(tmp_path / "a", node, pool, "http://alice.example:45069")
     b = await _service(tmp_path / "b", node, pool, "http://bob.example:45069")
     try:
-        alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
+        # hidden before their first announcements can be published (no await between)
+        alice = await a.create_identity("Alice")
         node.hide(alice.address)
+        bob = await b.create_identity("Bob")
         node.hide(bob.address)
         b_in = Inbox(b)
         a.add_contact(alice.address, b.invite_link(bob.address))
@@ -99,7 +101,8 @@ async def test_contacts_learn_each_others_keys_without_the_public_announcements(
         await wait_until(lambda: ab.endpoint and ba.endpoint, 20, message="and endpoint")
         assert ab.endpoint == "http://bob.example:45069"
         assert ba.endpoint == "http://alice.example:45069"
-        assert node.dropped >= 4  # the public ones (both versions) never came through
+        # the public ones (both versions, both identities) were published and dropped
+        await wait_until(lambda: node.dropped >= 4, 20, message="public ones dropped")
         assert a.announcer.taken >= 1 and b.announcer.taken >= 1
         assert a.errors.lines() == [] and b.errors.lines() == []
 
@@ -142,8 +145,9 @@ async def test_an_older_announcement_does_not_take_back_a_newer_one(
     b = await _service(tmp_path / "b", node, pool, "")
     a.announcer.min_gap = b.announcer.min_gap = GAP
     try:
-        alice, bob = await a.create_identity("Alice"), await b.create_identity("Bob")
-        node.hide(alice.address)
+        alice = await a.create_identity("Alice")
+        node.hide(alice.address)  # before its first announcement is published
+        bob = await b.create_identity("Bob")
         b.add_contact(bob.address, a.invite_link(alice.address))
         a.add_contact(alice.address, b.invite_link(bob.address))
         ba = _contact(b, bob.address, alice.address)
