@@ -64,6 +64,7 @@ from bridge.core.gossip_events import (
 from bridge.core.gossip_handoff import HandoffLink
 from bridge.core.gossip_light import LightShards
 from bridge.core.gossip_lookup import Lookup
+from bridge.core.gossip_sync import RangeSync
 from bridge.core.gossip_wire import (
     ID_SIZE,
     MAX_IDS,
@@ -86,8 +87,8 @@ from bridge.core.gossip_wire import (
     encode,
     parse,
 )
-from bridge.core.reconcile import PrefixView, RangeSource, Reconciler
-from bridge.core.shards import EVERYTHING, Prefix, holds, overlaps, shard_of_raw, within
+from bridge.core.reconcile import RangeSource, Reconciler
+from bridge.core.shards import EVERYTHING, Prefix, holds, overlaps, shard_of_raw
 
 # Re-exported: the budgets live in bridge.core.budget, the events in gossip_events.
 __all__ = [
@@ -129,7 +130,7 @@ TRANSITIONS: Final[dict[State, dict[Step, State]]] = {
 DEFAULT_BUDGETS: Final = Budgets()  # frozen: one shared instance is safe
 
 
-class Link(LightShards, Lookup, HandoffLink):
+class Link(RangeSync, LightShards, Lookup, HandoffLink):
     """Gossip with one peer: call ``hello()``, feed frames to ``receive()``."""
 
     def __init__(
@@ -223,25 +224,6 @@ class Link(LightShards, Lookup, HandoffLink):
             return []
         return overlaps(self.local.shards, self.peer.shards)
 
-    @property
-    def reconciling(self) -> bool:
-        return self._session is not None
-
-    @property
-    def reconcile_ignored(self) -> bool:
-        """The peer let one of our reconciliations stall: we do not ask it again."""
-        return self._abandoned > 0
-
-    def abandon_stalled(self, now: float, timeout: float) -> bool:
-        """Give up our reconciliation if it has waited ``timeout`` for a reply (a peer
-        that ignores it would otherwise keep this link marked busy for good); its late
-        replies are then dropped. True if one was given up."""
-        if self._session is None or self._session_at is None or now - self._session_at < timeout:
-            return False
-        self._session = None
-        self._abandoned += 1
-        return True
-
     # --- sending ---------------------------------------------------------------
 
     def hello(self, now: int) -> bytes:
@@ -323,33 +305,6 @@ class Link(LightShards, Lookup, HandoffLink):
                 break
             sent.popitem(last=False)
         return eid in sent
-
-    def start_reconcile(self, now: float | None = None, prefix: Prefix | None = None) -> bytes:
-        """The first frame of a reconciliation we start over ``prefix`` (by default the
-        first prefix both ends carry; ``now``: for ``abandon_stalled``)."""
-        if self.source is None or self._session is not None or not self.active:
-            raise LocalProtocolError("cannot start a reconciliation now")
-        if self.peer is None or self.peer.light:
-            raise LocalProtocolError("light peers do not reconcile")
-        common = self.overlaps()
-        if prefix is None:
-            if not common:
-                raise LocalProtocolError("no shard prefix both ends carry")
-            prefix = common[0]
-        if not any(c.contains(prefix) for c in common):
-            raise LocalProtocolError(f"prefix {prefix} is not carried by both ends")
-        return self._begin(prefix, now)
-
-    def _begin(self, prefix: Prefix, now: float | None) -> bytes:
-        self._session = Reconciler(self._view(prefix), initiator=True)
-        self._session_prefix = prefix
-        self._session_at = now
-        return self._out(Reconcile(self._session.initiate(), reply=False, prefix=prefix))
-
-    def _view(self, prefix: Prefix) -> RangeSource:
-        assert self.source is not None
-        return self.source if prefix.depth == 0 else PrefixView(self.source, prefix.start,
-                                                                  prefix.end)
 
     def peers(self, addrs: Iterable[str],
               carried: Iterable[tuple[Prefix, ...]] | None = None) -> bytes:
@@ -453,33 +408,6 @@ class Link(LightShards, Lookup, HandoffLink):
             )
         if msg.node_id == self.local.node_id:
             raise HelloRefused(ByeReason.SELF, "connected to itself")
-
-    def _reconcile(self, msg: Reconcile, now: float) -> list[Event]:
-        if not msg.reply:
-            if self.source is None:
-                raise RemoteProtocolError("reconciliation asked of a node without a store")
-            if not within(self.reach(), msg.prefix):  # it knows ours from our HELLO
-                raise ShardError(f"reconciliation of {msg.prefix}, a prefix we do not carry")
-            reply = Reconciler(self._view(msg.prefix), initiator=False).receive(msg.payload)
-            assert reply is not None  # a responder always answers
-            return [Outgoing(self._out(Reconcile(reply, reply=True, prefix=msg.prefix)))]
-        session = self._session
-        if session is None:
-            if self._abandoned:
-                return []  # the late reply of a reconciliation we gave up
-            raise RemoteProtocolError("reconcile reply without a session")
-        prefix = self._session_prefix
-        assert prefix is not None
-        if msg.prefix != prefix:
-            raise RemoteProtocolError(f"reconcile reply for {msg.prefix}, not {prefix}")
-        nxt = session.receive(msg.payload)
-        if nxt is not None:
-            return [Outgoing(self._out(Reconcile(nxt, reply=False, prefix=prefix)))]
-        self._session = None
-        done = ReconcileDone(tuple(session.have), tuple(session.need), prefix)
-        if self.peer is not None and self.peer.light:
-            return self._light_done(done, now)  # ``gossip_light``
-        return [done]
 
     def forget(self) -> None:
         """Drop what the link remembers of the peer (it has closed; the ids go at once)."""
