@@ -275,6 +275,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{s.get('stored_envelopes', 0)} envelopes stored, storage {s.get('storage')}, "
             f"Tor {s.get('tor')}, difficulty {s.get('difficulty_bits')} bits"
             + (", network paused" if s.get("paused") else ""))
+        shards = ", ".join(s.get("shards") or ["0/0"])
+        if s.get("carrying"):
+            c = s["carrying"]
+            out(f"  Shards:   {shards} (depth {c.get('depth')}, chosen by intake: "
+                f"{c.get('taken_mb_day')} MB a day over the last {c.get('measured_s', 0) // 60} "
+                f"min, budget {c.get('budget_mb_day')})")
+        elif shards != "0/0":
+            out(f"  Shards:   {shards}")
         if s.get("direct"):
             d = s["direct"]
             where = d.get("endpoint") or "no endpoint announced (see --advertise, --tor)"

@@ -48,7 +48,6 @@ from bridge.control import (
 )
 from bridge.core.depth import DepthRule
 from bridge.core.errors import UserError
-from bridge.core.tags import shard_key
 from bridge.direct import DirectInbox, DirectSender, LocalInbox, own_endpoint
 from bridge.faces import ComponentFace, WebFace, XmppListener
 from bridge.files import FileStore
@@ -73,12 +72,6 @@ from bridge.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 ONION_KEY_FILE = "onion.key"
-
-
-def own_shard_keys(service: Service) -> tuple[int, ...]:
-    """The shard keys of the identities this daemon holds: the shards it must carry."""
-    ids = service.ids
-    return tuple(int.from_bytes(shard_key(ids.ident(r).public), "big") for r in ids.records())
 
 
 class Pool:
@@ -268,8 +261,9 @@ class Daemon:
             watching = service.inbox.watching
             node.watch_shards(watching.shard_keys, watching.watches)
         if cfg.carry_mb_day:
+            # the shards of its identities and of the rooms they read, as a light node asks
             self.carrying = Carrying(node, DepthRule(budget=cfg.carry_mb_day * 1_000_000),
-                                     keys=lambda: own_shard_keys(service))
+                                     keys=service.inbox.watching.shard_keys)
             await parts.enter(Step("shards chosen by intake", self.carrying.start,
                                    self.carrying.stop))
         if cfg.max_upload_mb:  # before the listener: it offers uploads only if this runs

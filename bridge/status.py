@@ -30,6 +30,13 @@ def status(d: Daemon) -> dict[str, Any]:
         "paused": d.network_paused, "notes": list(d.notes), "direct": direct_status(d)}
     if d.component is not None:
         doc["component"] = d.component.status()
+    if d.node is not None:
+        doc["shards"] = [str(p) for p in d.node.config.shards]
+    if d.carrying is not None:
+        c, now = d.carrying, d.carrying.clock()
+        doc["carrying"] = {"depth": c.depth, "budget_mb_day": d.cfg.carry_mb_day,
+                           "taken_mb_day": round(c.intake.per_day(now) / 1e6, 1),
+                           "measured_s": int(c.intake.measured_for(now))}
     return doc
 
 
@@ -67,6 +74,9 @@ def ready_lines(d: Daemon) -> list[str]:
     lines.append(f"  P2P    {listen}:{ports.get('p2p', cfg.p2p_port)}  "
                  f"storage {cfg.storage}, Tor {'on' if cfg.tor else 'off'}, "
                  f"difficulty {cfg.difficulty} bits")
+    if cfg.carry_mb_day:
+        lines.append(f"  Shards chosen by intake: every shard while it takes in at most "
+                     f"{cfg.carry_mb_day} MB a day, else its identities' part")
     if cfg.light:
         lines.append("  Light node: keeps only your envelopes, fetches your shard from full "
                      "nodes (a full node learns the shard, not which envelopes are yours)")

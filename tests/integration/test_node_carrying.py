@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from bridge.core import shards
 from bridge.core.depth import DepthRule
 from bridge.net.carrying import Carrying
 from bridge.net.node import Node
+from tests.daemonproc import Paranoim
 from tests.gossip_support import fast_config, has_all, linked, make_envelope, wait_all
 from tests.gossip_support import stop_all as stop_nodes
 
@@ -106,3 +108,20 @@ async def test_a_node_does_not_narrow_to_a_half_too_few_nodes_carry():
     finally:
         carrying.stop()
         await stop_nodes(nodes)
+
+
+def test_a_daemon_choosing_its_shards_says_so(pim: Paranoim,
+                                              free_port: Callable[[], int]) -> None:
+    """``[p2p] carry_mb_day`` on a real ``paranoim run``: it starts with every shard and
+    both its start-up lines and ``paranoim status`` say how it chooses them."""
+    pim.write_config('[p2p]\nlisten = "127.0.0.1"\ncarry_mb_day = 300\n')
+    d = pim.start_daemon(free_port=free_port)
+    assert "300 MB a day" in d.wait_for("Shards chosen by intake")
+    res = pim.run("status")
+    assert res.returncode == 0, res.stderr
+    assert "Shards:   0/0 (depth 0, chosen by intake: 0.0 MB a day" in res.stdout
+    assert "budget 300)" in res.stdout
+    assert d.stop() == 0
+    pim.write_config('[p2p]\nlisten = "127.0.0.1"\ncarry_mb_day = 300\nshards = ["0/1"]\n')
+    res = pim.run("run", "--p2p-port", str(free_port()))
+    assert res.returncode != 0 and "keep one" in res.stderr and "Traceback" not in res.stderr
