@@ -5,8 +5,9 @@ measures the bytes it stores a day under what it carries (every envelope the nod
 accepts, its own included, that falls under its prefixes) and, once a minute, asks
 ``core.depth.next_depth`` whether to carry one bit deeper or one bit shallower. It
 starts at depth 0 (everything: a small network needs no shards) and the prefixes it
-carries are always those of its own shard keys — its identities' — at that depth; a
-node without identities (a relay) draws one shard key at random when it starts.
+carries are always those of its own shard keys — its identities' and their rooms',
+the shards a light node would ask for — at that depth; a node without identities (a
+relay) draws one shard key at random when it starts.
 
 A change of depth changes the HELLO: ``Node.carry`` says goodbye on every link so each
 is made again under the new prefixes. Envelopes already stored under a part no longer
