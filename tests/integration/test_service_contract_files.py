@@ -70,6 +70,13 @@ async def get(url: str) -> bytes:
         return await resp.read()
 
 
+async def head(url: str) -> tuple[int, str, str, bytes]:
+    """Status, Content-Length, Content-Type and body of a HEAD (what Dino asks first)."""
+    async with aiohttp.ClientSession() as http, http.head(url) as resp:
+        return (resp.status, resp.headers.get("Content-Length", ""),
+                resp.headers.get("Content-Type", ""), await resp.read())
+
+
 async def test_an_uploaded_file_reaches_an_accepted_contact(make: Make) -> None:
     service = await make()
     alice = (await service.create_identity("Alice")).address
@@ -101,6 +108,7 @@ async def test_an_uploaded_file_reaches_an_accepted_contact(make: Make) -> None:
     assert (event.sender, event.message_id) == (alice, "m-1")
     assert event.url == event.text and event.url != get_url and event.url.endswith("/notes.bin")
     assert await get(event.url) == data
+    assert await head(event.url) == (200, str(len(data)), "application/zip", b"")
 
 
 async def test_a_stranger_cannot_ask_for_a_slot_of_another_identity(make: Make) -> None:
