@@ -32,7 +32,7 @@ def stop_attacker(run: Running) -> dict[str, float]:
     """End the attack; the attacker's own figures."""
     assert run.proc.stdin is not None
     run.proc.stdin.close()
-    line = run.wait_for("stats ", 20)
+    line = run.wait_for("stats ", 60)
     run.proc.wait(10)
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 

@@ -26,7 +26,7 @@ async def test_an_honest_peer_gets_in_while_64_sockets_hold_the_slots(
     port = int(pim.runtime()["ports"]["p2p"])  # type: ignore[index]
     attacker = start_attacker(mode, str(port), str(SOCKETS), sources)
     try:
-        attacker.wait_for("ready", 20)
+        attacker.wait_for("ready", 60)  # a loaded machine: minutes of CPU queue
         latency, _ = await honest_connect(port)
         assert latency < HONEST_WITHIN
         assert pim.run("status", timeout=20).returncode == 0
