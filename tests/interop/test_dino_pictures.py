@@ -119,8 +119,8 @@ async def test_dino_shows_a_picture_gajim_sent_from_another_daemon(
         dino.start(open_chat=alice.contact_jid)
         sender.start()
         await sender.wait_count(FOUND_UPLOAD, 1)
-        # Dino 0.4 does not keep a message that comes while it is still settling in
-        # after its first login; it is ready once it has kept one from Alice.
+        # Until Dino is in and has kept a message from Alice (sent again every 2 s until
+        # it has), so that the picture comes into a conversation Dino already shows.
         tries = 0
 
         def hello() -> bool:
