@@ -76,6 +76,7 @@ class Dino:
         self.binary = find_program("dino-im", "dino-im")
         self.xvfb = find_program("xvfb-run", "xvfb")
         self.dbus = find_program("dbus-run-session", "dbus")
+        self.xdotool = find_program("xdotool", "xdotool")
         if os.geteuid() != 0:
             raise NeedsRoot("trusting the daemon's certificate for Dino needs root: it is "
                             "bound over the system CA bundle in a mount namespace")
@@ -201,7 +202,7 @@ class Dino:
         return done.stdout
 
     def _windows(self, name: str) -> list[str]:
-        xdotool = find_program("xdotool", "xdotool")
+        xdotool = self.xdotool
         env = {**self.env, "DISPLAY": f":{self.display}",
                "XAUTHORITY": str(self.home / "xauth")}
         done = subprocess.run(self.user.wrap([xdotool, "search", "--onlyvisible", "--name",
@@ -213,7 +214,7 @@ class Dino:
         """Send ``path`` to the open chat as a person does: the paper clip, the path
         typed into the file chooser, then Send. Returns once Dino has asked its server
         for an upload slot."""
-        xdotool = find_program("xdotool", "xdotool")
+        xdotool = self.xdotool
         self._alive()
         asked = self.text().count(UPLOAD_REQUEST)
 
