@@ -257,7 +257,11 @@ class SessionBook:
         hs = initiate(identity=self.ids.ident(rec), responder=their, prekey=prekey,
                       one_time=None, now=created, ephemeral_secret=self.random(32),
                       encapsulated=kem.encapsulate(prekey.kem),
-                      restart=restart and peer.active is not None)
+                      # flagged even when we hold no session: a daemon that lost its own
+                      # (an older key file) starts over on purpose, and unflagged the
+                      # contact would take it for the other half of a simultaneous start
+                      # and keep its own, which this daemon can no longer read
+                      restart=restart)
         return begin(peer, initiator_session(hs, self.random(32)), self.clock())
 
     # --- receiving -----------------------------------------------------------------------

@@ -190,3 +190,28 @@ async def test_a_stream_of_messages_uses_every_number_in_turn(world) -> None:  #
     theirs = bob.book.peer(bob.address, alice.address).active
     assert mine is not None and theirs is not None
     assert (mine.ns, theirs.nr, theirs.stored_keys) == (70, 70, 0)
+
+
+
+async def test_a_daemon_that_lost_its_session_starts_over_as_a_restart(world) -> None:  # type: ignore[no-untyped-def]
+    """Bob's daemon is put back to a key file from before the talk: it holds no session
+    with Alice, who holds a confirmed one. Bob's new session carries the restart flag
+    even though Bob has none, so Alice takes it as a reset. Unflagged, Alice took it for
+    the other half of a simultaneous start and kept her own session, which Bob can no
+    longer read."""
+    root, pool, node = world
+    alice = await _side(root, pool, node, "a", "Alice")
+    bob = await _side(root, pool, node, "b", "Bob")
+    _introduce(alice, bob)
+    _introduce(bob, alice)
+    await bob.book.durable()
+    shutil.copytree(root / "b", root / "b-old")
+    first = await alice.send(bob.address, "hello")
+    assert await bob.read(first) == (alice.address, "hello", Outcome.NEW)
+    assert (await alice.read(await bob.send(alice.address, "hi"), bob.address))[2] is None
+    old = await _side(root, pool, node, "b-old")
+    assert old.address == bob.address
+    later = SessionBook(old.service.ids, old.service.book, lambda: NOW + 5)
+    raw = await later.seal(old.address, alice.address, Kind.DIRECT, b"", _stamp, restart=True)
+    again = check_envelope(raw, now=NOW, base_bits=BITS)
+    assert (await alice.read(again))[2] is Outcome.RESET
