@@ -21,8 +21,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from bridge.control import ControlClient, Runtime
 from bridge.core.shards import Prefix, overlap, parse_prefix, prefix, shard_of_raw
+
+if TYPE_CHECKING:
+    from tests.integration.e2e_support import Daemon
 
 EVERYTHING = "0/0"
 RELAY_SHARDS: tuple[tuple[str, ...], ...] = (
@@ -139,3 +144,10 @@ def table(rows: Iterable[Iterable[object]], head: list[str]) -> str:
              "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+async def control(d: Daemon, verb: str, **args: str) -> Any:
+    """A control call to a running daemon (what ``paranoim`` commands use)."""
+    runtime = Runtime.read(d.data_dir)
+    assert runtime is not None, f"daemon {d.name} has no runtime file"
+    return await ControlClient(runtime).call(verb, **args)

@@ -22,7 +22,7 @@ from bridge.core.address import decode_address
 from bridge.core.shards import Prefix, of_key
 from bridge.core.tags import shard_key
 from tests.integration.e2e_support import Account, Client, Daemon, in_parallel, pair_from_template
-from tests.integration.mesh_support import stored
+from tests.integration.mesh_support import control, stored
 
 pytestmark = pytest.mark.slow
 _unique = itertools.count(1)
@@ -75,6 +75,14 @@ async def test_daemons_of_different_halves_chat_through_relays_by_hand_off(
         try:
             await ca.wait(ca.peers, 20, "A linked to RA")
             await cb.wait(cb.peers, 20, "B linked to RB")
+
+            async def relays_linked() -> bool:  # RA can tell A who carries Bob's half
+                peers = (await control(ra, "status"))["peers"]
+                return sum(1 for p in peers if p.get("state") == "active") >= 2
+
+            # A network already up, as a person meets it: a hand-off that finds no
+            # carrier at all waits for the next round (15 s), which this test does not time
+            await ca.wait(relays_linked, 20, "RA linked to A and RB")
             took = []
             for n in range(3):
                 t0 = time.monotonic()

@@ -26,17 +26,16 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bridge.control import ControlClient, Runtime
 from bridge.core.address import decode_address
 from bridge.core.tags import shard_key
 from tests.integration.delay_relay import DelayRelay, LinkStats
 from tests.integration.e2e_support import Account, Client, Daemon, in_parallel, logged_in
 from tests.integration.mesh_support import (
     Spec,
+    control,
     edges,
     quarter_of,
     stored,
@@ -51,12 +50,6 @@ TALKERS = 8
 LIGHT = 2  # of the talkers, the last ones
 DELAY = (0.02, 0.08)  # one way, per link, seconds
 BEFORE, AFTER = 3, 3  # messages each way of each conversation, before and after the kill
-
-
-async def control(d: Daemon, verb: str, **args: str) -> Any:
-    runtime = Runtime.read(d.data_dir)
-    assert runtime is not None, f"daemon {d.name} has no runtime file"
-    return await ControlClient(runtime).call(verb, **args)
 
 
 async def new_account(d: Daemon, nick: str) -> Account:
