@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -123,10 +124,9 @@ def test_config_file_and_option(pim: Paranoim, free_port: Callable[[], int],
 
 def test_stale_runtime_file_is_ignored(pim: Paranoim, free_port: Callable[[], int]) -> None:
     pim.data_dir.mkdir(mode=0o700)
-    dead = os.fork()
-    if dead == 0:
-        os._exit(0)
-    os.waitpid(dead, 0)
+    gone = subprocess.Popen([sys.executable, "-c", ""])  # a pid nothing runs under now
+    gone.wait()
+    dead = gone.pid
     pim.runtime_file.write_text(json.dumps({"pid": dead, "control_token": "x" * 32,
                                             "control": "unix:/nonexistent"}))
     res = pim.run("status")
