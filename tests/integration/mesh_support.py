@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.control import ControlClient, Runtime
-from bridge.core.shards import Prefix, overlap, parse_prefix, prefix, shard_of_raw
+from bridge.core.address import decode_address
+from bridge.core.shards import Prefix, of_key, overlap, parse_prefix, prefix, shard_of_raw
+from bridge.core.tags import shard_key
 
 if TYPE_CHECKING:
-    from tests.integration.e2e_support import Daemon
+    from tests.integration.e2e_support import Account, Daemon
 
 EVERYTHING = "0/0"
 RELAY_SHARDS: tuple[tuple[str, ...], ...] = (
@@ -151,3 +153,30 @@ async def control(d: Daemon, verb: str, **args: str) -> Any:
     runtime = Runtime.read(d.data_dir)
     assert runtime is not None, f"daemon {d.name} has no runtime file"
     return await ControlClient(runtime).call(verb, **args)
+
+
+def shard_of(a: Account) -> int:
+    """The account's 16-bit shard key."""
+    return int.from_bytes(shard_key(decode_address(a.address)), "big")
+
+
+def halves(a: Account, b: Account) -> tuple[Prefix, Prefix] | None:
+    """The prefixes of two accounts' shard keys cut at the first bit where they differ
+    (the two halves when it is the first): each carries one and not the other. None
+    when both share a shard key (one chance in 65,536)."""
+    ka, kb = shard_of(a), shard_of(b)
+    if ka == kb:
+        return None
+    depth = 17 - (ka ^ kb).bit_length()
+    return of_key(ka, depth), of_key(kb, depth)
+
+
+def carry(d: Daemon, p: Prefix) -> None:
+    """``d`` carries ``p`` alone from its next start."""
+    d.config.write_text(f'[p2p]\nlisten = "127.0.0.1"\nshards = ["{p}"]\n')
+
+
+async def relays_linked(relay: Daemon, links: int = 2) -> bool:
+    """``relay`` has ``links`` active links: it can name the other relay's part."""
+    peers = (await control(relay, "status"))["peers"]
+    return sum(1 for p in peers if p.get("state") == "active") >= links

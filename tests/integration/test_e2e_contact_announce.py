@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from bridge.core.envelope import Kind, parse_envelope
-from bridge.core.shards import of_key
 from tests.integration.e2e_support import Client, Daemon, in_parallel, pair_from_template
-from tests.integration.test_e2e_handoff import carry, key
+from tests.integration.mesh_support import carry, halves, relays_linked, shard_of
 
 pytestmark = pytest.mark.slow
 _unique = itertools.count(1)
@@ -52,12 +51,10 @@ async def test_daemons_on_their_halves_from_the_start_end_up_in_a_session(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("halves"))
     alice, bob = a.accounts["Alice"], b.accounts["Bob"]
-    ka, kb = key(alice), key(bob)
-    if ka == kb:
+    ka, kb, cut = shard_of(alice), shard_of(bob), halves(alice, bob)
+    if cut is None:
         pytest.skip("Alice and Bob share a shard key (one chance in 65,536)")
-    depth = 17 - (ka ^ kb).bit_length()
-    pa, pb = of_key(ka, depth), of_key(kb, depth)
-    assert not pa.holds(kb) and not pb.holds(ka)
+    pa, pb = cut
     ra, rb = Daemon(tmp_path / "ra", "RA"), Daemon(tmp_path / "rb", "RB")
     for d, p in ((a, pa), (b, pb), (ra, pa), (rb, pb)):
         carry(d, p)
@@ -72,6 +69,8 @@ async def test_daemons_on_their_halves_from_the_start_end_up_in_a_session(
         try:
             await ca.wait(ca.peers, 20, "A linked to RA")
             await cb.wait(cb.peers, 20, "B linked to RB")
+            # RA can name RB: a hand-off that finds no carrier waits a round (15 s)
+            await ca.wait(lambda: relays_linked(ra), 20, "RA linked to A and RB")
             sent_a: list[str] = []
             sent_b: list[str] = []
 

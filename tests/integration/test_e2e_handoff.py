@@ -18,33 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core.address import decode_address
-from bridge.core.shards import Prefix, of_key
-from bridge.core.tags import shard_key
-from tests.integration.e2e_support import Account, Client, Daemon, in_parallel, pair_from_template
-from tests.integration.mesh_support import control, stored
+from tests.integration.e2e_support import Client, Daemon, in_parallel, pair_from_template
+from tests.integration.mesh_support import carry, halves, relays_linked, shard_of, stored
 
 pytestmark = pytest.mark.slow
 _unique = itertools.count(1)
-
-
-def key(a: Account) -> int:
-    return int.from_bytes(shard_key(decode_address(a.address)), "big")
-
-
-def carry(d: Daemon, p: Prefix) -> None:
-    d.config.write_text(f'[p2p]\nlisten = "127.0.0.1"\nshards = ["{p}"]\n')
 
 
 async def test_daemons_of_different_halves_chat_through_relays_by_hand_off(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     a, b = pair_from_template(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("hand"))
     alice, bob = a.accounts["Alice"], b.accounts["Bob"]
-    ka, kb = key(alice), key(bob)
-    if ka == kb:
+    ka, kb, cut = shard_of(alice), shard_of(bob), halves(alice, bob)
+    if cut is None:
         pytest.skip("Alice and Bob share a shard key (one chance in 65,536)")
-    depth = 17 - (ka ^ kb).bit_length()  # the first bit where they differ, and no more
-    pa, pb = of_key(ka, depth), of_key(kb, depth)
+    pa, pb = cut
     ra, rb = Daemon(tmp_path / "ra", "RA"), Daemon(tmp_path / "rb", "RB")
     carry(ra, pa)
     carry(rb, pb)
@@ -75,14 +63,9 @@ async def test_daemons_of_different_halves_chat_through_relays_by_hand_off(
         try:
             await ca.wait(ca.peers, 20, "A linked to RA")
             await cb.wait(cb.peers, 20, "B linked to RB")
-
-            async def relays_linked() -> bool:  # RA can tell A who carries Bob's half
-                peers = (await control(ra, "status"))["peers"]
-                return sum(1 for p in peers if p.get("state") == "active") >= 2
-
             # A network already up, as a person meets it: a hand-off that finds no
             # carrier at all waits for the next round (15 s), which this test does not time
-            await ca.wait(relays_linked, 20, "RA linked to A and RB")
+            await ca.wait(lambda: relays_linked(ra), 20, "RA linked to A and RB")
             took = []
             for n in range(3):
                 t0 = time.monotonic()
