@@ -29,6 +29,7 @@ from bridge.core.archive import archive_id as archive_id
 # What a picture shown for an identity may be (XEP-0084, vCard-temp).
 from bridge.core.avatar import MAX_AVATAR as MAX_AVATAR
 from bridge.core.avatar import TYPES as TYPES
+from bridge.core.batch import MAX_RECORDS as MAX_RECORDS
 from bridge.events import (
     ContactInfo,
     Event,

@@ -20,6 +20,7 @@ from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
 from bridge.core import crypto, pow, tags
 from bridge.core.acts import ActKind
 from bridge.core.address import decode_address, encode_address
+from bridge.core.batch import Batch, parse_session_record, record_id
 from bridge.core.body import open_sealed
 from bridge.core.envelope import VERSION_STAMPED, Envelope, Kind
 from bridge.core.errors import (
@@ -56,7 +57,7 @@ from bridge.groups import GroupBook
 from bridge.identities import IdentityBook
 from bridge.outbox import ROOMS
 from bridge.presencebook import PresenceBook
-from bridge.sessionbook import SessionBook
+from bridge.sessionbook import Arrival, SessionBook
 from bridge.sessionnotes import SessionNotes
 from bridge.store.keystore import ContactRecord, IdentityRecord
 from bridge.store.seen import ExpiringIds, SeenIds
@@ -72,6 +73,8 @@ CHAT_STATE_STALE = 120
 # and strangers in all; past these they stay in the network and are not shown.
 MAX_HELD_PER_SENDER = 50
 MAX_HELD_SENDERS = 256
+# Records of batches whose envelope's key is held until a client has each of them
+MAX_PARTS = 200_000
 
 
 class Inbox:
@@ -107,6 +110,8 @@ class Inbox:
         self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
         self._heard_ms: dict[tuple[str, str], int] = {}  # newest sent_at_ms shown per sender
+        self._parts: dict[bytes, tuple[bytes, int]] = {}  # record id -> (envelope id, expiry)
+        self._left: dict[bytes, int] = {}  # envelope id -> its records not yet done
 
     # --- what to watch ------------------------------------------------------------------
 
@@ -133,6 +138,9 @@ class Inbox:
         self._unconfirmed.purge(now)
         live = {k: [m for m in v if m.expiry > now] for k, v in self._held.items()}
         self._held = {k: v for k, v in live.items() if v}
+        self._parts = {r: p for r, p in self._parts.items() if p[1] > now}
+        envs = {env_id for env_id, _ in self._parts.values()}
+        self._left = {e: n for e, n in self._left.items() if e in envs}
 
     # --- arrivals -----------------------------------------------------------------------
 
@@ -169,7 +177,23 @@ class Inbox:
         expiry = self._unconfirmed.pop(envelope_id, None)
         if expiry is not None:
             self.seen.add(envelope_id, expiry)
-        self.sessions.release(envelope_id)
+        self._release(envelope_id)
+
+    def _release(self, rid: bytes) -> None:
+        """A record no client will take again: the key its envelope was opened with
+        goes once every record the envelope carried is done (``bridge.core.batch``)."""
+        part = self._parts.pop(rid, None)
+        if part is None:
+            self.sessions.release(rid)
+            return
+        env_id, expiry = part
+        left = self._left.get(env_id, 1) - 1
+        if left > 0:
+            self._left[env_id] = left
+            return
+        self._left.pop(env_id, None)
+        self.sessions.release(env_id)
+        self.seen.add(env_id, expiry)  # nothing in it is news any more
 
     def _open_for(self, env: Envelope, w: Watch) -> None:
         if env.version == VERSION_STAMPED:
@@ -227,7 +251,7 @@ class Inbox:
             if w.pair and not isinstance(exc, DuplicateMessageError | TooFarAheadError):
                 self.notes.lost(w.owner, w.subject, env.expiry)
             raise
-        record = parse_record(arrival.kind, arrival.payload, version=2)
+        record = parse_session_record(arrival.kind, arrival.payload)
         sender = decode_address(arrival.sender)
         c = self.contacts.find(rec, arrival.sender)
         if c is not None and c.state == BLOCKED:
@@ -240,6 +264,9 @@ class Inbox:
             self.notes.reset(w.owner, c)
         if c is not None and arrival.dropped:
             self.notes.dropped(w.owner, c, arrival.dropped)
+        if isinstance(record, Batch):
+            self._batch(rec, w.owner, arrival, env, sender, record)
+            return
         if (isinstance(record, DirectMessage) and record.chat_state is None
                 and record.presence is None):
             # a chat message waits for a client: its key is kept until one has it, and
@@ -247,6 +274,30 @@ class Inbox:
             self.sessions.hold(w.owner, arrival, env)
             self._heard((w.owner, arrival.sender), record.sent_at_ms)
         self._after_durable(lambda: self._dispatch_record(rec, env, sender, record, None))
+
+    def _batch(self, rec: IdentityRecord, owner: str, arrival: Arrival, env: Envelope,
+               sender: bytes, batch: Batch) -> None:
+        """Several messages in one envelope: each is shown once, under its own record
+        id; the envelope's key is kept until a client has every one of them."""
+        self.sessions.hold(owner, arrival, env)
+        count = len(batch.records)
+        rids = [record_id(env.id, n, count) for n in range(count)]
+        while self._parts and len(self._parts) + count > MAX_PARTS:
+            # past the bound the oldest envelope's key stays until it ages out
+            self._parts.pop(next(iter(self._parts)))
+        for rid in rids:
+            self._parts[rid] = (env.id, env.expiry)
+        self._left[env.id] = count
+        for msg in batch.records:
+            self._heard((owner, arrival.sender), msg.sent_at_ms)
+
+        def show() -> None:
+            for rid, msg in zip(rids, batch.records, strict=True):
+                if rid in self.seen:  # shown before a restart: its part is done
+                    self._release(rid)
+                else:
+                    self._dispatch_record(rec, env, sender, msg, None, rid)
+        self._after_durable(show)
 
     def _room(self, env: Envelope, room: str) -> None:
         secret = tags.room_secret(room)
@@ -286,7 +337,10 @@ class Inbox:
                               record.prekey if isinstance(record, DirectMessage) else None)
 
     def _dispatch_record(self, rec: IdentityRecord, env: Envelope, sender_key: bytes,
-                         record: object, prekey: SignedPrekey | None) -> None:
+                         record: object, prekey: SignedPrekey | None,
+                         rid: bytes | None = None) -> None:
+        """``rid``: the record's id, when the envelope carries several (a batch)."""
+        rid = env.id if rid is None else rid
         me = self.ids.ident(rec).address
         sender = encode_address(sender_key)
         c = self.contacts.find(rec, sender)
@@ -297,12 +351,12 @@ class Inbox:
                 self._show(ReceiptArrived(to=me, sender=sender,
                                           acked=tuple(i for i, _ in record.acked),
                                           message_ids=tuple(m for _, m in record.acked)),
-                           env.id, env.expiry)
+                           rid, env.expiry)
             return
         assert isinstance(record, DirectMessage)
         if record.group is not None:  # a private group's state or message: bridge.groups
-            self.sessions.release(env.id)
-            self.seen.add(env.id, env.expiry)
+            self._release(rid)
+            self.seen.add(rid, env.expiry)
             if c is None:  # a stranger: no session with them is kept either
                 self.sessions.forget(me, sender)
             if self.groups is not None:
@@ -311,33 +365,33 @@ class Inbox:
         if record.chunk is not None and record.avatar:  # a contact's picture: avatarbook
             if self.on_avatar is not None:
                 self.on_avatar(me, sender, c is not None and c.state == ACCEPTED, record,
-                               env.id)
-            self.sessions.release(env.id)
-            self.seen.add(env.id, env.expiry)
+                               rid)
+            self._release(rid)
+            self.seen.add(rid, env.expiry)
             return
         if record.chunk is not None:  # a piece of a file: bridge.filerecv
             file = self.files.on_chunk(me, sender, c is not None and c.state == ACCEPTED,
-                                       record, env.id, env.expiry) if self.files else None
+                                       record, rid, env.expiry) if self.files else None
             if file is not None:  # the last piece: its key is kept until a client has it
-                self._show(file, env.id, env.expiry)
+                self._show(file, rid, env.expiry)
             else:
-                self.sessions.release(env.id)
-                self.seen.add(env.id, env.expiry)
+                self._release(rid)
+                self.seen.add(rid, env.expiry)
             return
         if record.act is not None or record.presence is not None:
-            self._act(me, sender, c, env, record, sender_key, prekey)
+            self._act(me, sender, c, env, record, sender_key, prekey, rid)
             return
         if not record.text and record.chat_state is None:
-            self.sessions.release(env.id)  # no client will take it: its key goes now
+            self._release(rid)  # no client will take it: its key goes now
             if c is not None:
                 self.contacts.heard(c, sender_key, prekey)
             return  # a session confirmation (docs/sessions.md §11): nothing to show
         if record.chat_state is not None:
-            self._chat_state(me, sender, c, env, record)
+            self._chat_state(me, sender, c, env, record, rid)
             return
         key = (me, sender)
         event = MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
-                               sent_at_ms=record.sent_at_ms, envelope_id=env.id,
+                               sent_at_ms=record.sent_at_ms, envelope_id=rid,
                                receipt_wanted=record.receipt_wanted,
                                message_id=record.message_id)
         if c is None:  # a stranger: a contact request, in RAM until the person answers
@@ -351,10 +405,10 @@ class Inbox:
         if c.state == PENDING_IN:
             self._hold(key, event)
             return
-        self._show(event, env.id, env.expiry)
+        self._show(event, rid, env.expiry)
 
     def _chat_state(self, me: str, sender: str, c: ContactRecord | None, env: Envelope,
-                    record: DirectMessage) -> None:
+                    record: DirectMessage, rid: bytes) -> None:
         """Shown only with chat states on, from an accepted contact, and only if newer
         than anything shown from them (gossip may reorder; a message implies active).
         Never a contact request, never held."""
@@ -368,10 +422,11 @@ class Inbox:
         if self.clock() * 1000 - record.sent_at_ms > CHAT_STATE_STALE * 1000:
             return  # a catch-up: the person is no longer typing that
         self._show(ChatStateArrived(to=me, sender=sender, state=record.chat_state.element,
-                                    sent_at_ms=record.sent_at_ms), env.id, env.expiry)
+                                    sent_at_ms=record.sent_at_ms), rid, env.expiry)
 
     def _act(self, me: str, sender: str, c: ContactRecord | None, env: Envelope,
-             record: DirectMessage, sender_key: bytes, prekey: SignedPrekey | None) -> None:
+             record: DirectMessage, sender_key: bytes, prekey: SignedPrekey | None,
+             rid: bytes) -> None:
         """An act on an earlier message, or a presence: only from an accepted contact
         (never a contact request), read markers and presences only when turned on."""
         accepted = c is not None and c.state == ACCEPTED
@@ -382,16 +437,16 @@ class Inbox:
             return
         assert record.act is not None
         if not accepted or (record.act.kind is ActKind.DISPLAYED and not self.markers):
-            self.sessions.release(env.id)  # its key is not kept for a client
-            self.seen.add(env.id, env.expiry)
+            self._release(rid)  # its key is not kept for a client
+            self.seen.add(rid, env.expiry)
             return
         assert c is not None
         self.contacts.heard(c, sender_key, prekey)
         self._show(MessageArrived(to=me, sender=sender, text=record.text, expiry=env.expiry,
-                                  sent_at_ms=record.sent_at_ms, envelope_id=env.id,
+                                  sent_at_ms=record.sent_at_ms, envelope_id=rid,
                                   receipt_wanted=record.receipt_wanted,
                                   message_id=record.message_id, act=record.act),
-                   env.id, env.expiry)
+                   rid, env.expiry)
 
     # --- contact requests -------------------------------------------------------------------
 

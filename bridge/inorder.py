@@ -28,6 +28,10 @@ class Turn:
         if self._prev is not None and not self._prev.done():
             await asyncio.wait((self._prev,))  # never cancels the one before, if we are
 
+    def follows(self, other: Turn) -> bool:
+        """This turn was taken right after ``other``, with nothing between."""
+        return self._prev is not None and self._prev is other._mine
+
     def done(self) -> None:
         prev = self._prev
         if prev is None or prev.done():

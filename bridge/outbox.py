@@ -30,10 +30,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from bridge.batching import Batches
 from bridge.contacts import ContactBook
 from bridge.core import crypto, pow, tags
 from bridge.core.acts import Act, Presence
 from bridge.core.address import decode_address
+from bridge.core.batch import batchable
 from bridge.core.body import TooLargeError, seal_sealed, sealed_bucket
 from bridge.core.chatstate import ChatStateThrottle, Send
 from bridge.core.checks import work_needed
@@ -120,6 +122,23 @@ class Outbox:
         self.announced: Callable[[IdentityRecord], None] | None = None
         self.minter = Minter(pool, clock, base_bits=base_bits, ttl=ttl, tasks=tasks)
         self.stamps = self.minter.stamps
+        # chat messages to a contact in a session, several to an envelope when they queue
+        self.batches = Batches[tuple[str, str]](self._seal_batch, self._deliver_batch, tasks)
+
+    # --- batches of messages in a session ------------------------------------------------
+
+    async def _seal_batch(self, key: tuple[str, str], payload: bytes) -> bytes:
+        assert self.sessions is not None
+        try:
+            return await self.sessions.seal(*key, Kind.DIRECT, payload, self.stamp_for)
+        except TooLargeError as exc:
+            raise MessageTooLargeError(
+                f"the message is {len(payload)} bytes; at most {exc.limit} fit in one "
+                "envelope") from None
+
+    async def _deliver_batch(self, key: tuple[str, str], raw: bytes) -> bytes:
+        c = self.contacts.find(self.ids.rec(key[0]), key[1])
+        return await self._deliver(raw, c.endpoint if c is not None else "")
 
     # --- stamps (version 2) ----------------------------------------------------------------
 
@@ -301,10 +320,16 @@ class Outbox:
         if self._in_session(c, may_start=True):
             plain = DirectMessage(sent_at, text, receipt, message_id[:64], act=act, chunk=chunk,
                                   group=group, avatar=avatar)
-            sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(), c.endpoint,
-                                            turn, ttl)
-            if sent is not None:
-                return sent
+            if ttl is None and batchable(plain):
+                try:
+                    return await self.batches.send((owner, to), plain.encode(), sent_at, turn)
+                except WaitingForKeysError:
+                    turn = self.in_order.turn((owner, to))  # the version-1 way instead
+            else:
+                sent = await self._session_send(owner, to, Kind.DIRECT, plain.encode(),
+                                                c.endpoint, turn, ttl)
+                if sent is not None:
+                    return sent
         try:
             rec = self.ids.rec(owner)
             ident, their, kex, tag = self._route(rec, to)

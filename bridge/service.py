@@ -85,8 +85,9 @@ class Service:
                              ttl=min(ttl, MAX_TTL), errors=self.errors, tasks=self.tasks)
         self.sessions = SessionBook(self.ids, self.book, clock)
         self.outbox.sessions = self.sessions if sessions else None
+        self.seen = KeyfileSeen(keystore, self.tasks.spawn, SEEN_SAVE)
         self.inbox = Inbox(self.ids, self.book, self.bus, clock=clock, errors=self.errors,
-                           seen=KeyfileSeen(keystore, lambda: self.ids.save_within(SEEN_SAVE)),
+                           seen=self.seen,
                            chat_states=chat_states, sessions=self.sessions,
                            spawn=self.tasks.spawn, markers=markers, presence=presence)
         self.acts = ActSender(self.ids, self.book, self.outbox, self.tasks, markers=markers,
@@ -161,6 +162,7 @@ class Service:
         self.vanity.cancel_all()
         await self.tasks.cancel_all()
         await self.ids.flush()
+        await self.seen.flush()
 
     # --- events, health, peers, settings ---------------------------------------------------
 

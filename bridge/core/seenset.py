@@ -3,8 +3,10 @@
 Kept in the key file (``bridge.store.keystore``), so in both storage modes a
 restarted daemon does not show again what a peer still holds or a relay replays.
 An entry lives until its envelope expires: after that no node accepts the envelope
-(``checks.check_envelope``), so nobody can replay it. Past ``MAX_SEEN`` entries the
-one expiring soonest is dropped first; it is the one least likely to come back.
+(``checks.check_envelope``), so nobody can replay it. Past ``MAX_SEEN`` entries those
+expiring soonest are dropped first, an eighth of the cap at once; they are the least
+likely to come back. The encoding is kept up to date as ids are added, so saving the
+key file after each burst of arrivals does not pass over every id remembered.
 
 Ids are kept as their first 16 bytes. Ids are BLAKE3 outputs over an envelope's
 content: to have a new message taken for one already seen, a sender would need a
@@ -39,6 +41,9 @@ class SeenSet:
         self.cap = cap
         self._expiry: dict[bytes, int] = {}
         self._order: list[tuple[int, bytes]] = []  # heap by expiry; entries never change
+        # ``to_bytes`` kept up to date as ids are added (a save must not cost a pass over
+        # every id it holds); None after a removal, rebuilt at the next ``to_bytes``
+        self._encoded: bytearray | None = bytearray([VERSION])
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -56,9 +61,15 @@ class SeenSet:
         expiry = min(max(expiry, 0), 0xFFFFFFFF)
         self._expiry[key] = expiry
         heapq.heappush(self._order, (expiry, key))
-        while len(self._expiry) > self.cap:
-            _, old = heapq.heappop(self._order)
-            del self._expiry[old]
+        if self._encoded is not None:
+            self._encoded += ENTRY.pack(key, expiry)
+        if len(self._expiry) > self.cap:
+            # past the cap, an eighth goes at once (soonest expiring first), so the
+            # encoding is rebuilt once per cap/8 additions, not at every one
+            while len(self._expiry) > self.cap - self.cap // 8:
+                _, old = heapq.heappop(self._order)
+                del self._expiry[old]
+            self._encoded = None
         return True
 
     def purge(self, now: int) -> int:
@@ -68,14 +79,20 @@ class SeenSet:
             _, key = heapq.heappop(self._order)
             del self._expiry[key]
             gone += 1
+        if gone:
+            self._encoded = None
         return gone
 
     def clear(self) -> None:
         self._expiry.clear()
         self._order.clear()
+        self._encoded = bytearray([VERSION])
 
     def to_bytes(self) -> bytes:
-        return bytes([VERSION]) + b"".join(ENTRY.pack(k, e) for k, e in self._expiry.items())
+        if self._encoded is None:
+            self._encoded = bytearray([VERSION])
+            self._encoded += b"".join(map(ENTRY.pack, self._expiry, self._expiry.values()))
+        return bytes(self._encoded)
 
     def load(self, data: bytes) -> None:
         """Replace the contents with a decoded ``to_bytes`` output (strict)."""
@@ -96,3 +113,4 @@ class SeenSet:
         self._expiry = expiry
         self._order = [(e, k) for k, e in entries]
         heapq.heapify(self._order)
+        self._encoded = bytearray(data)

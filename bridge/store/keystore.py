@@ -11,6 +11,18 @@ On-disk framing (the document inside is JSON, local only, never on the wire):
 
     plain:      b"PIMK0\\n" ‖ JSON
     encrypted:  b"PIMK1\\n" ‖ salt[16] ‖ opslimit u32 ‖ memlimit u64 ‖ secretbox(JSON)
+
+The record of envelopes already shown (``core.seenset``) lives beside it in
+``seen.pim``, written the same way (atomically, 0600) but on its own: the key file is
+written after every burst of arrivals (the sessions must be on disk before a message
+is shown), the record only within ``service.SEEN_SAVE`` of a change, and at up to
+1.3 MB it would otherwise make every one of those writes cost a pass over it:
+
+    plain:      b"PIMS0\\n" ‖ seen-set
+    encrypted:  b"PIMS1\\n" ‖ secretbox(seen-set), under the key file's key
+
+Earlier versions kept it in the key file (``KeyDocument.seen``); it is moved out when
+such a file is loaded.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import nacl.secret
 import nacl.utils
 
 from bridge.core.errors import UserError
-from bridge.core.seenset import SeenSet, SeenSetError
+from bridge.core.seenset import ENTRY, MAX_SEEN, SeenSet, SeenSetError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,10 @@ MAGIC_PLAIN = b"PIMK0\n"
 MAGIC_SEALED = b"PIMK1\n"
 MAX_KEYFILE = 16 * 1024 * 1024
 FILENAME = "keys.pim"
+SEEN_FILENAME = "seen.pim"
+SEEN_PLAIN = b"PIMS0\n"
+SEEN_SEALED = b"PIMS1\n"
+MAX_SEEN_FILE = len(SEEN_SEALED) + 1 + MAX_SEEN * ENTRY.size + 64
 # The most key stretching a file may ask for (libsodium's "sensitive" level): a
 # crafted file must not make the daemon spend gigabytes or minutes.
 MAX_OPS = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
@@ -117,15 +133,16 @@ class IdentityRecord:
 class KeyDocument:
     identities: list[IdentityRecord] = field(default_factory=list)
     version: int = 1
-    # Envelopes already shown to the user (``core.seenset``), base64; kept here so a
-    # restart in either storage mode shows nothing twice, and encrypted with the keys.
+    # Envelopes already shown (``core.seenset``), base64, as earlier versions kept
+    # them: read once and moved to the seen file (``Keystore.seen_path``); never written.
     seen: str = ""
     # The key that seals the message archive on disk (``store.archive``), hex; made
     # the first time an archive is kept, and as safe as the rest of this file.
     archive_key: str = ""
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode()
+        # compact: the C encoder (an indent takes the pure-Python one, a tenth the speed)
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> KeyDocument:
@@ -255,16 +272,19 @@ class Keystore:
         kdf_mem: int | None = None,
     ) -> None:
         self.path = Path(data_dir) / FILENAME
+        self.seen_path = Path(data_dir) / SEEN_FILENAME
         self.passphrase = passphrase or None
         self._kdf = (kdf_ops, kdf_mem)
         self._key: SealKey | None = None
         self.doc = KeyDocument()
-        self.seen = SeenSet()  # encoded into doc.seen at each save
+        self.seen = SeenSet()  # written to seen_path (save, save_seen_async)
         # Writes may run in a thread (save_async) while the loop saves again: each
         # encoding gets a number, and a write older than the last one written is dropped.
         self._write_lock = threading.Lock()
         self._encoded = 0
         self._written = 0
+        self._seen_encoded = 0
+        self._seen_written = 0
 
     @property
     def exists(self) -> bool:
@@ -296,17 +316,65 @@ class Keystore:
         return self.doc
 
     def _load_seen(self) -> None:
-        """A damaged seen-set costs only duplicate suppression, never the keys."""
+        """From the seen file, or an earlier version's key file (then moved out at
+        once). A damaged record costs only duplicate suppression, never the keys."""
+        legacy, self.doc.seen = self.doc.seen, ""
         try:
-            self.seen.load(base64.b64decode(self.doc.seen, validate=True))
-        except (binascii.Error, SeenSetError) as exc:
-            log.warning("the key file's record of shown messages is unreadable (%s); "
-                        "starting it afresh", exc)
+            if self.seen_path.exists():
+                self.seen.load(self._open_seen())
+                return
+            self.seen.load(base64.b64decode(legacy, validate=True))
+        except (binascii.Error, SeenSetError, KeystoreError, OSError) as exc:
+            log.warning("the record of shown messages is unreadable (%s); starting it afresh",
+                        exc)
             self.seen.clear()
+            return
+        if len(self.seen):
+            self._write_seen(*self._encode_seen())
+
+    def _open_seen(self) -> bytes:
+        if self.seen_path.stat().st_size > MAX_SEEN_FILE:
+            raise KeystoreError(f"{self.seen_path} is too large")
+        data = self.seen_path.read_bytes()
+        if data.startswith(SEEN_PLAIN):
+            return data[len(SEEN_PLAIN):]
+        if not data.startswith(SEEN_SEALED) or self._key is None:
+            raise KeystoreError(f"{self.seen_path} is not sealed as the key file is")
+        try:
+            return bytes(nacl.secret.SecretBox(self._key.key).decrypt(data[len(SEEN_SEALED):]))
+        except nacl.exceptions.CryptoError:
+            raise KeystoreError(f"{self.seen_path} was sealed under another key") from None
 
     def save(self) -> None:
-        """Write the document now (an fsync: not for the event loop's hot paths)."""
+        """Write the document and the record of shown messages now (fsyncs: not for
+        the event loop's hot paths)."""
         self._write(*self._encode())
+        self._write_seen(*self._encode_seen())
+
+    async def save_seen_async(self) -> None:
+        """Write the record of shown messages as it is now, in a thread."""
+        seq, data = self._encode_seen()
+        await asyncio.to_thread(self._write_seen, seq, data)
+
+    def _encode_seen(self) -> tuple[int, bytes]:
+        plain = self.seen.to_bytes()
+        key = self._sealing_key()
+        data = (SEEN_SEALED + bytes(nacl.secret.SecretBox(key.key).encrypt(plain))
+                if key is not None else SEEN_PLAIN + plain)
+        self._seen_encoded += 1
+        return self._seen_encoded, data
+
+    def _write_seen(self, seq: int, data: bytes) -> None:
+        with self._write_lock:
+            if seq <= self._seen_written:
+                return
+            write_private(self.seen_path, data)
+            self._seen_written = seq
+
+    def _sealing_key(self) -> SealKey | None:
+        if self.passphrase and self._key is None:
+            self._key = SealKey.derive(self.passphrase, ops=self._kdf[0], mem=self._kdf[1])
+        return self._key if self.passphrase else None
 
     async def save_async(self) -> None:
         """Encode the document as it is now, then write it in a thread."""
@@ -314,15 +382,9 @@ class Keystore:
         await asyncio.to_thread(self._write, seq, data)
 
     def _encode(self) -> tuple[int, bytes]:
-        self.doc.seen = base64.b64encode(self.seen.to_bytes()).decode() if len(self.seen) else ""
         plain = self.doc.to_json()
-        if self.passphrase and self._key is None:
-            self._key = SealKey.derive(self.passphrase, ops=self._kdf[0], mem=self._kdf[1])
-        data = (
-            seal_document(plain, self._key)
-            if self.passphrase and self._key
-            else (MAGIC_PLAIN + plain)
-        )
+        key = self._sealing_key()
+        data = seal_document(plain, key) if key is not None else MAGIC_PLAIN + plain
         if len(data) > MAX_KEYFILE:
             # Never write a file that load() would refuse: the person would be locked
             # out of every identity. The change stays in memory only, and says so.

@@ -1,24 +1,25 @@
 """Which envelopes were already handed to the user, so each is shown once.
 
-The record lives in the key file (``Keystore.seen``, a ``core.seenset.SeenSet``),
-in both storage modes: with the RAM store, peers still hold what was shown before a
-restart and offer it again; with SQLite, the node replays its own store at start;
-and any relay may replay an envelope it kept until the envelope expires. Only
+The record lives beside the key file (``Keystore.seen``, a ``core.seenset.SeenSet``,
+written to ``seen.pim``), in both storage modes: with the RAM store, peers still hold
+what was shown before a restart and offer it again; with SQLite, the node replays its
+own store at start; and any relay may replay an envelope it kept until it expires. Only
 envelopes that were *shown* are recorded — a message held as a contact request is
 opened again at the next start and held again, so it is never lost.
 
 Earlier versions kept the record in ``delivered.db`` beside the SQLite store, in the
-clear; ``import_delivered_db`` moves it into the key file once and deletes it.
+clear; ``import_delivered_db`` moves it into the seen file once and deletes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.store.keystore import Keystore
 
@@ -55,14 +56,39 @@ class SeenIds(Protocol):
 
 
 class KeyfileSeen:
-    """The key store's seen-set; each new entry asks for a save, which the service
-    lets wait up to ``service.SEEN_SAVE`` seconds so a stream of arrivals is one write
-    of the key file (the whole file is rewritten each time). A crash inside that
-    window may show those few messages again after the restart."""
+    """The key store's seen-set, written to its own file (``Keystore.seen_path``) at
+    most ``delay`` seconds after a change, so a stream of arrivals is one write. A
+    crash inside that window may show those few messages again after the restart
+    (unless the key file already says their keys are gone: then they cannot open)."""
 
-    def __init__(self, keystore: Keystore, save_soon: Callable[[], None]) -> None:
+    def __init__(self, keystore: Keystore,
+                 spawn: Callable[[Coroutine[Any, Any, None]], object], delay: float) -> None:
         self.keystore = keystore
-        self.save_soon = save_soon
+        self.spawn = spawn
+        self.delay = delay
+        self._dirty = False
+        self._pending = False
+
+    def save_soon(self) -> None:
+        self._dirty = True
+        if not self._pending:
+            self._pending = True
+            self.spawn(self._save_later())
+
+    async def _save_later(self) -> None:
+        try:
+            await asyncio.sleep(self.delay)
+            while self._dirty:
+                self._dirty = False
+                await self.keystore.save_seen_async()
+        finally:
+            self._pending = False
+
+    async def flush(self) -> None:
+        """Write what changed now (after the service's tasks were cancelled)."""
+        if self._dirty:
+            self._dirty = False
+            await self.keystore.save_seen_async()
 
     def __contains__(self, envelope_id: object) -> bool:
         return envelope_id in self.keystore.seen

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from slixmpp import Presence
 
-from bridge.api import ServiceAPI, archive_id
+from bridge.api import MAX_RECORDS, ServiceAPI, archive_id
 from bridge.core.errors import UserError
 from bridge.events import (
     ChatStateArrived,
@@ -108,7 +108,9 @@ def _without_stanza_ids(el: ET.Element) -> ET.Element:
     return copied
 
 
-SENDS_IN_FLIGHT = 8  # per identity: messages sealed and stamped at once
+# per identity: messages being sent at once (those to one contact in a session queue up
+# and leave as batches of up to MAX_RECORDS: bridge.batching)
+SENDS_IN_FLIGHT = MAX_RECORDS
 
 class Gateway:
     def __init__(self, service: ServiceAPI, sessions: Sessions, domains: Domains) -> None:

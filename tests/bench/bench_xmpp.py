@@ -359,9 +359,12 @@ async def main(argv: list[str]) -> None:
                         help="measure both paths N times, alternately; show the median")
     parser.add_argument("--file-mib", type=int, default=10, help="the file's size, MiB")
     parser.add_argument("--files-only", action="store_true", help="skip the chat messages")
+    parser.add_argument("--messages-only", action="store_true", help="skip the file")
     args = parser.parse_args(argv)
     if not args.files_only:
         await messages(args)
+    if args.messages_only:
+        return
     rows = []
     for direct in (True, False):
         root = Path(tempfile.mkdtemp(prefix="paranoim-bench-file-"))

@@ -15,9 +15,7 @@ twice. With ``--storage sqlite`` on both, B keeps its envelopes too.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
-import json
 import shutil
 import signal
 import time
@@ -29,7 +27,7 @@ import pytest
 import slixmpp
 
 from bridge.core.seenset import ENTRY
-from bridge.store.keystore import MAGIC_PLAIN
+from bridge.store.keystore import SEEN_FILENAME, SEEN_PLAIN
 from tests.integration.e2e_support import (
     BOT,
     MUC_NS,
@@ -103,15 +101,16 @@ async def _alice(pair: Pair) -> AsyncIterator[Client]:
 
 
 async def _stop_b_while_alice_sends(pair: Pair, alice: Client, texts: list[str]) -> None:
-    """SIGTERM to B, and Alice's messages sent while it shuts down and is down."""
-    stored = await alice.stored_envelopes()
+    """SIGTERM to B, and Alice's messages sent while it shuts down and is down, one
+    envelope each: each is sent once A's node holds the one before (A publishes each
+    itself; messages written while one is being sealed would share an envelope)."""
     stopping = asyncio.create_task(asyncio.to_thread(pair.b.stop, signal.SIGTERM))
     for text in texts:
+        stored = await alice.stored_envelopes()
         alice.chat(pair.jid("Bob"), text)
+        await alice.wait(lambda n=stored: _at_least(alice, n + 1), 30,
+                         "Alice's envelope stored on A")
     assert await stopping == 0, "B stops cleanly on SIGTERM"
-    # A's node holds them (A published each one itself) before B comes back.
-    await alice.wait(lambda: _at_least(alice, stored + len(texts)), 30,
-                     "Alice's envelopes stored on A")
     assert alice.errors() == [], "sending while the peer is down is not an error"
 
 
@@ -271,10 +270,14 @@ async def test_a_client_finds_its_room_again_after_a_restart(
 
 
 def _shown_recorded(daemon: Daemon) -> int:
-    """How many shown envelopes the daemon's key file records (plain key file)."""
-    raw = (daemon.data_dir / "keys.pim").read_bytes()
-    assert raw.startswith(MAGIC_PLAIN)
-    seen = base64.b64decode(json.loads(raw[len(MAGIC_PLAIN):]).get("seen", ""))
+    """How many shown envelopes and records the daemon's seen file records (no
+    passphrase: stored plain)."""
+    path = daemon.data_dir / SEEN_FILENAME
+    if not path.exists():
+        return 0
+    raw = path.read_bytes()
+    assert raw.startswith(SEEN_PLAIN)
+    seen = raw[len(SEEN_PLAIN):]
     return (len(seen) - 1) // ENTRY.size if seen else 0
 
 
@@ -305,8 +308,10 @@ async def test_after_a_kill_9_a_peer_replaying_everything_shows_nothing_twice(
     await bob.close()
 
     down = [f"while B is dead {run} #{n}" for n in range(2)]
-    for text in down:
+    for text in down:  # one envelope each (see _stop_b_while_alice_sends)
+        stored = await alice.stored_envelopes()
         alice.chat(bob_jid, text)
+        await alice.wait(lambda n=stored: _at_least(alice, n + 1), 30, "stored on A")
     pair.b.start("--peer", pair.a.p2p, "--storage", "memory")
     bob = await pair.client("Bob").login()
     try:
@@ -380,9 +385,9 @@ async def test_a_kill_9_of_the_sender_mid_stream_reuses_no_key_and_shows_nothing
 
 async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
         memory_pair: Pair) -> None:
-    """B's key file is replaced by a copy taken before Bob and Alice talked: Alice's
-    messages in their session no longer open there. B's daemon starts a new session
-    on its own; the bots tell both people, and they talk on in one session. (B's copy
+    """B's key file (and its record of what was shown) is replaced by a copy taken
+    before Bob and Alice talked: Alice's messages in their session no longer open
+    there. B's daemon starts a new session on its own; the bots tell both people, and they talk on in one session. (B's copy
     also answers the old handshake it opens again, from a state Alice has moved past:
     she may find that unreadable and start over too; the restarts cross and settle.)"""
     pair, run = memory_pair, _run()
@@ -397,8 +402,11 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
         return "Their keys are known" in await bob.bot(f"contact {alice_key}")
 
     await bob.wait(knows_alices_keys, 30, "Alice's announcement at B")
+    # the key file and the record of what was shown beside it (none yet, or a copy)
     older = pair.b.data_dir.parent / "keys-before-the-talk.pim"
     shutil.copy(pair.b.data_dir / "keys.pim", older)
+    seen = pair.b.data_dir / SEEN_FILENAME
+    older_seen = seen.read_bytes() if seen.exists() else None
     for text, sender, to, reader in ((f"first {run}", alice, bob_jid, bob),
                                      (f"reply {run}", bob, a_jid, alice),
                                      (f"second {run}", alice, bob_jid, bob)):
@@ -412,6 +420,10 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
     while int(time.time()) <= talked:
         await asyncio.sleep(0.05)
     shutil.copy(older, pair.b.data_dir / "keys.pim")
+    if older_seen is None:
+        seen.unlink(missing_ok=True)
+    else:
+        seen.write_bytes(older_seen)
     pair.b.start("--peer", pair.a.p2p, "--storage", "memory")
     bob = await pair.client("Bob").login()
     try:

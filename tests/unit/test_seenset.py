@@ -57,3 +57,27 @@ def test_the_encoding_round_trips(entries: dict[bytes, int]) -> None:
 def test_a_bad_encoding_is_refused(data: bytes, why: str) -> None:
     with pytest.raises(SeenSetError, match=why.split()[-1]):
         SeenSet(cap=2).load(data)
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 40), st.integers(0, 60)),
+    st.tuples(st.just("purge"), st.integers(0, 60), st.just(0)),
+    st.tuples(st.just("reload"), st.just(0), st.just(0))), max_size=120))
+def test_the_kept_encoding_is_always_that_of_the_contents(ops: list[tuple[str, int, int]]
+                                                          ) -> None:
+    """Saving takes the encoding kept up to date as ids come and go; whatever happened
+    (additions, purges, the cap's evictions, a reload), it decodes to what is held."""
+    s = SeenSet(cap=16)
+    for op, a, b in ops:
+        if op == "add":
+            s.add(_id(a), b)
+        elif op == "purge":
+            s.purge(a)
+        else:
+            t = SeenSet(cap=16)
+            t.load(s.to_bytes())
+            s = t
+        fresh = SeenSet(cap=16)
+        fresh.load(s.to_bytes())
+        assert len(fresh) == len(s) <= 16
+        assert all(_id(n) in fresh for n in range(41) if _id(n) in s)
