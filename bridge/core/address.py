@@ -12,6 +12,7 @@ alphabet, checksum (a typo), version (a newer client), then the key itself.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Final
 
 from bridge.core import crypto
@@ -34,6 +35,7 @@ def _checksum(pub: bytes, version: int) -> bytes:
     return crypto.derive(crypto.CTX_ADDRESS_CHECKSUM, pub + bytes([version]), 2)
 
 
+@functools.lru_cache(maxsize=4096)  # every envelope names its sender and recipient
 def encode_address(pub: bytes) -> str:
     crypto.check_ed25519_public(pub)
     raw = pub + _checksum(pub, ADDRESS_VERSION) + bytes([ADDRESS_VERSION])
@@ -49,6 +51,11 @@ def decode_address(text: str) -> bytes:
     """The public key inside ``text``, or a BadAddressError saying what is wrong."""
     if not isinstance(text, str):
         raise BadAddressError("an address must be text")
+    return _decode(text)
+
+
+@functools.lru_cache(maxsize=4096)  # only addresses that decode are remembered
+def _decode(text: str) -> bytes:
     s = normalize(text)
     if len(s) != ADDRESS_LENGTH:
         raise AddressLengthError(

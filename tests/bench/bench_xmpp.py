@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class Result:
     latencies: list[float]
     server_cpu: float = 0.0  # seconds of CPU of the server processes during the load
     client_cpu: float = 0.0  # seconds of CPU of this process (both clients) during it
+    envelopes: int = 0  # envelopes daemon A's store held afterwards (ParanoIM)
 
     @property
     def rate(self) -> float:
@@ -158,8 +159,13 @@ async def paranoim_path(root: Path, messages: int, concurrency: int) -> Result:
         await bob.wait_for_message("peers connected: 1", sender="paranoim@localhost",
                                    timeout=30)
         assert a.proc is not None and b.proc is not None
-        return await run_load("paranoim", alice, bob, bob_acc.contact_jid, messages,
-                              concurrency, (a.proc.pid, b.proc.pid))
+        result = await run_load("paranoim", alice, bob, bob_acc.contact_jid, messages,
+                                concurrency, (a.proc.pid, b.proc.pid))
+        alice.received.clear()
+        alice.send_chat("paranoim@localhost", "status")
+        status = await alice.wait_for_message("stored envelopes", sender="paranoim@localhost")
+        found = re.search(r"stored envelopes: (\d+)", status.body)
+        return replace(result, envelopes=int(found.group(1)) if found else 0)
     finally:
         await alice.stop()
         await bob.stop()
@@ -400,6 +406,10 @@ async def messages(args: argparse.Namespace) -> None:
     print(table(ours, base))
     print(f"\nmean latency: ParanoIM {statistics.mean(ours.latencies) * 1000:.1f} ms, "
           f"Prosody {statistics.mean(base.latencies) * 1000:.1f} ms")
+    if ours.envelopes:
+        print(f"ParanoIM envelopes in A's store after the round: {ours.envelopes:,} (for "
+              f"{ours.messages + WARMUP:,} messages and the daemons' own: "
+              f"{(ours.messages + WARMUP) / ours.envelopes:.1f} messages per envelope)")
 
 
 if __name__ == "__main__":
