@@ -387,9 +387,10 @@ async def test_a_daemon_put_back_to_an_older_key_file_starts_a_new_session(
         memory_pair: Pair) -> None:
     """B's key file (and its record of what was shown) is replaced by a copy taken
     before Bob and Alice talked: Alice's messages in their session no longer open
-    there. B's daemon starts a new session on its own; the bots tell both people, and they talk on in one session. (B's copy
-    also answers the old handshake it opens again, from a state Alice has moved past:
-    she may find that unreadable and start over too; the restarts cross and settle.)"""
+    there. B's daemon starts a new session on its own; the bots tell both people, and
+    they talk on in one session. (B's copy also answers the old handshake it opens
+    again, from a state Alice has moved past: she may find that unreadable and start
+    over too; the restarts cross and settle.)"""
     pair, run = memory_pair, _run()
     a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
     alice_key, bob_key = (pair.a.accounts["Alice"].address[:16],
