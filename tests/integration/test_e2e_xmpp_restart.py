@@ -188,12 +188,12 @@ async def test_sqlite_store_keeps_what_waits_for_an_offline_client_across_a_rest
     pair, alice, run = sqlite_pair, alice_on_sqlite, _run()
     a_jid, bob_jid = pair.jid("Alice"), pair.jid("Bob")
     carol = await pair.client("Carol").login()
-    stored = await carol.stored_envelopes()
     away = [f"while Bob is away {run} #{n}" for n in range(2)]
-    for text in away:
+    for text in away:  # one envelope each (see _stop_b_while_alice_sends)
+        stored = await carol.stored_envelopes()
         alice.chat(bob_jid, text)
-    await carol.wait(lambda: _at_least(carol, stored + len(away)), 30,
-                     "Alice's envelopes on B while Bob is away")
+        await carol.wait(lambda n=stored: _at_least(carol, n + 1), 30,
+                         "Alice's envelope on B while Bob is away")
     await carol.close()
     assert pair.b.stop() == 0
     pair.b.start("--peer", pair.a.p2p, "--storage", "sqlite")
