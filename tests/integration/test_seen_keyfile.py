@@ -1,7 +1,10 @@
-"""The record of shown envelopes lives in the key file (store.keystore, store.seen)."""
+"""The record of shown envelopes lives beside the key file, in seen.pim, sealed under
+the key file's key (store.keystore, store.seen)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import logging
 import sqlite3
@@ -9,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from bridge.store.keystore import MAGIC_PLAIN, IdentityRecord, Keystore
+from bridge.core.seenset import SeenSet
+from bridge.store.keystore import (
+    MAGIC_PLAIN,
+    SEEN_FILENAME,
+    SEEN_PLAIN,
+    SEEN_SEALED,
+    IdentityRecord,
+    Keystore,
+)
 from bridge.store.seen import LEGACY_FILE, KeyfileSeen, import_delivered_db
 
 
@@ -17,22 +28,51 @@ def _keystore(path: Path, passphrase: str | None = None) -> Keystore:
     return Keystore(path, passphrase, kdf_ops=1, kdf_mem=8192 * 8)
 
 
-def test_what_was_shown_survives_a_reload_encrypted_with_the_keys(tmp_path: Path) -> None:
+def _seen(ks: Keystore) -> KeyfileSeen:
+    return KeyfileSeen(ks, asyncio.ensure_future, delay=0.01)
+
+
+async def test_what_was_shown_survives_a_reload_sealed_with_the_keys(tmp_path: Path) -> None:
     ks = _keystore(tmp_path, "pass phrase")
     ks.load()
-    saves: list[int] = []
-    seen = KeyfileSeen(ks, lambda: saves.append(1))
+    seen = _seen(ks)
     seen.add(b"\x01" * 32, 2_000_000_000)
-    seen.add(b"\x01" * 32, 2_000_000_000)  # again: no new save
-    assert saves == [1]
-    ks.save()
-    assert b"\x01" * 16 not in (tmp_path / "keys.pim").read_bytes()
+    seen.add(b"\x01" * 32, 2_000_000_000)  # again: nothing new
+    path = tmp_path / SEEN_FILENAME
+    for _ in range(200):  # written within its delay, without a key-file save
+        if path.exists():
+            break
+        await asyncio.sleep(0.01)
+    raw = path.read_bytes()
+    assert raw.startswith(SEEN_SEALED) and b"\x01" * 16 not in raw
+    assert not (tmp_path / "keys.pim").exists()
+    assert (path.stat().st_mode & 0o777) == 0o600
     again = _keystore(tmp_path, "pass phrase")
+    ks.save()  # the key file, whose key seals the record
     again.load()
-    assert b"\x01" * 32 in KeyfileSeen(again, lambda: None)
-    seen = KeyfileSeen(again, lambda: saves.append(2))
+    assert b"\x01" * 32 in again.seen
+    seen = _seen(again)
     seen.purge(2_000_000_000)
-    assert b"\x01" * 32 not in seen and saves == [1, 2]
+    await seen.flush()
+    third = _keystore(tmp_path, "pass phrase")
+    third.load()
+    assert b"\x01" * 32 not in third.seen
+
+
+async def test_a_new_passphrase_seals_the_record_again(tmp_path: Path) -> None:
+    ks = _keystore(tmp_path, "first")
+    ks.load()
+    ks.seen.add(b"\x05" * 32, 2_000_000_000)
+    ks.save()
+    ks.change_passphrase("second")
+    again = _keystore(tmp_path, "second")
+    again.load()
+    assert b"\x05" * 32 in again.seen
+    again.change_passphrase(None)  # plain again, both files
+    assert (tmp_path / SEEN_FILENAME).read_bytes().startswith(SEEN_PLAIN)
+    plain = _keystore(tmp_path)
+    plain.load()
+    assert b"\x05" * 32 in plain.seen
 
 
 def test_a_damaged_record_costs_the_record_not_the_keys(
@@ -42,10 +82,9 @@ def test_a_damaged_record_costs_the_record_not_the_keys(
     ks.doc.identities.append(IdentityRecord("00" * 32, "Alice", "alice", "pw", 1))
     ks.seen.add(b"\x02" * 32, 2_000_000_000)
     ks.save()
-    for bad in ("!!not base64!!", "AgAA", 17):
-        doc = json.loads((tmp_path / "keys.pim").read_bytes()[len(MAGIC_PLAIN):])
-        doc["seen"] = bad
-        (tmp_path / "keys.pim").write_bytes(MAGIC_PLAIN + json.dumps(doc).encode())
+    for bad in (b"PIMS0\n\x01abc", b"PIMS1\n" + b"x" * 64, b"not a record",
+                SEEN_PLAIN + b"\x01" * (2 * 1024 * 1024)):
+        (tmp_path / SEEN_FILENAME).write_bytes(bad)
         again = _keystore(tmp_path)
         with caplog.at_level(logging.WARNING):
             again.load()
@@ -54,7 +93,41 @@ def test_a_damaged_record_costs_the_record_not_the_keys(
         caplog.clear()
 
 
-def test_an_old_delivered_db_moves_into_the_key_file(tmp_path: Path) -> None:
+def test_an_earlier_key_files_record_moves_out_of_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = SeenSet()
+    old.add(b"\x06" * 32, 2_000_000_000)
+    ks = _keystore(tmp_path)
+    ks.load()
+    ks.doc.identities.append(IdentityRecord("00" * 32, "Alice", "alice", "pw", 1))
+    ks.save()
+    doc = json.loads((tmp_path / "keys.pim").read_bytes()[len(MAGIC_PLAIN):])
+    doc["seen"] = base64.b64encode(old.to_bytes()).decode()  # as earlier versions wrote it
+    (tmp_path / "keys.pim").write_bytes(MAGIC_PLAIN + json.dumps(doc).encode())
+    (tmp_path / SEEN_FILENAME).unlink()
+    again = _keystore(tmp_path)
+    again.load()
+    assert b"\x06" * 32 in again.seen
+    assert (tmp_path / SEEN_FILENAME).exists(), "moved out at once, before any key-file save"
+    again.save()
+    assert json.loads((tmp_path / "keys.pim").read_bytes()[len(MAGIC_PLAIN):])["seen"] == ""
+    third = _keystore(tmp_path)
+    third.load()
+    assert b"\x06" * 32 in third.seen
+    for bad in ("!!not base64!!", "AgAA", 17):  # an earlier file's damaged record
+        (tmp_path / SEEN_FILENAME).unlink()
+        doc["seen"] = bad
+        (tmp_path / "keys.pim").write_bytes(MAGIC_PLAIN + json.dumps(doc).encode())
+        with caplog.at_level(logging.WARNING):
+            fourth = _keystore(tmp_path)
+            fourth.load()
+        assert [i.nick for i in fourth.doc.identities] == ["Alice"]
+        assert len(fourth.seen) == 0 and "unreadable" in caplog.text
+        caplog.clear()
+        fourth.save()
+
+
+def test_an_old_delivered_db_moves_into_the_record(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / LEGACY_FILE)
     db.execute("CREATE TABLE delivered (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)")
     db.executemany("INSERT INTO delivered VALUES (?, ?)",
