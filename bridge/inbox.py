@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from bridge.aftersave import AfterSave
+from bridge.batchparts import BatchParts
 from bridge.contacts import ACCEPTED, BLOCKED, PENDING_IN, ContactBook, Waiting
 from bridge.core import crypto, pow, tags
 from bridge.core.acts import ActKind
@@ -73,8 +74,6 @@ CHAT_STATE_STALE = 120
 # and strangers in all; past these they stay in the network and are not shown.
 MAX_HELD_PER_SENDER = 50
 MAX_HELD_SENDERS = 256
-# Records of batches whose envelope's key is held until a client has each of them
-MAX_PARTS = 200_000
 
 
 class Inbox:
@@ -110,8 +109,7 @@ class Inbox:
         self._unconfirmed = ExpiringIds()  # handed to the faces, not yet confirmed
         self._held: dict[tuple[str, str], list[MessageArrived]] = {}
         self._heard_ms: dict[tuple[str, str], int] = {}  # newest sent_at_ms shown per sender
-        self._parts: dict[bytes, tuple[bytes, int]] = {}  # record id -> (envelope id, expiry)
-        self._left: dict[bytes, int] = {}  # envelope id -> its records not yet done
+        self.parts = BatchParts(self.sessions.release, self.seen.add)
 
     # --- what to watch ------------------------------------------------------------------
 
@@ -138,9 +136,7 @@ class Inbox:
         self._unconfirmed.purge(now)
         live = {k: [m for m in v if m.expiry > now] for k, v in self._held.items()}
         self._held = {k: v for k, v in live.items() if v}
-        self._parts = {r: p for r, p in self._parts.items() if p[1] > now}
-        envs = {env_id for env_id, _ in self._parts.values()}
-        self._left = {e: n for e, n in self._left.items() if e in envs}
+        self.parts.purge(now)
 
     # --- arrivals -----------------------------------------------------------------------
 
@@ -177,23 +173,7 @@ class Inbox:
         expiry = self._unconfirmed.pop(envelope_id, None)
         if expiry is not None:
             self.seen.add(envelope_id, expiry)
-        self._release(envelope_id)
-
-    def _release(self, rid: bytes) -> None:
-        """A record no client will take again: the key its envelope was opened with
-        goes once every record the envelope carried is done (``bridge.core.batch``)."""
-        part = self._parts.pop(rid, None)
-        if part is None:
-            self.sessions.release(rid)
-            return
-        env_id, expiry = part
-        left = self._left.get(env_id, 1) - 1
-        if left > 0:
-            self._left[env_id] = left
-            return
-        self._left.pop(env_id, None)
-        self.sessions.release(env_id)
-        self.seen.add(env_id, expiry)  # nothing in it is news any more
+        self.parts.done(envelope_id)
 
     def _open_for(self, env: Envelope, w: Watch) -> None:
         if env.version == VERSION_STAMPED:
@@ -282,19 +262,14 @@ class Inbox:
         self.sessions.hold(owner, arrival, env)
         count = len(batch.records)
         rids = [record_id(env.id, n, count) for n in range(count)]
-        while self._parts and len(self._parts) + count > MAX_PARTS:
-            # past the bound the oldest envelope's key stays until it ages out
-            self._parts.pop(next(iter(self._parts)))
-        for rid in rids:
-            self._parts[rid] = (env.id, env.expiry)
-        self._left[env.id] = count
+        self.parts.expect(env.id, env.expiry, rids)
         for msg in batch.records:
             self._heard((owner, arrival.sender), msg.sent_at_ms)
 
         def show() -> None:
             for rid, msg in zip(rids, batch.records, strict=True):
                 if rid in self.seen:  # shown before a restart: its part is done
-                    self._release(rid)
+                    self.parts.done(rid)
                 else:
                     self._dispatch_record(rec, env, sender, msg, None, rid)
         self._after_durable(show)
@@ -355,7 +330,7 @@ class Inbox:
             return
         assert isinstance(record, DirectMessage)
         if record.group is not None:  # a private group's state or message: bridge.groups
-            self._release(rid)
+            self.parts.done(rid)
             self.seen.add(rid, env.expiry)
             if c is None:  # a stranger: no session with them is kept either
                 self.sessions.forget(me, sender)
@@ -366,7 +341,7 @@ class Inbox:
             if self.on_avatar is not None:
                 self.on_avatar(me, sender, c is not None and c.state == ACCEPTED, record,
                                rid)
-            self._release(rid)
+            self.parts.done(rid)
             self.seen.add(rid, env.expiry)
             return
         if record.chunk is not None:  # a piece of a file: bridge.filerecv
@@ -375,14 +350,14 @@ class Inbox:
             if file is not None:  # the last piece: its key is kept until a client has it
                 self._show(file, rid, env.expiry)
             else:
-                self._release(rid)
+                self.parts.done(rid)
                 self.seen.add(rid, env.expiry)
             return
         if record.act is not None or record.presence is not None:
             self._act(me, sender, c, env, record, sender_key, prekey, rid)
             return
         if not record.text and record.chat_state is None:
-            self._release(rid)  # no client will take it: its key goes now
+            self.parts.done(rid)  # no client will take it: its key goes now
             if c is not None:
                 self.contacts.heard(c, sender_key, prekey)
             return  # a session confirmation (docs/sessions.md §11): nothing to show
@@ -437,7 +412,7 @@ class Inbox:
             return
         assert record.act is not None
         if not accepted or (record.act.kind is ActKind.DISPLAYED and not self.markers):
-            self._release(rid)  # its key is not kept for a client
+            self.parts.done(rid)  # its key is not kept for a client
             self.seen.add(rid, env.expiry)
             return
         assert c is not None
@@ -484,7 +459,8 @@ class Inbox:
         """How much the inbox remembers now, for the health page and tests."""
         return {"watched_tags": len(self.watching.table), "opened": len(self._opened),
                 "unconfirmed": len(self._unconfirmed),
-                "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms)}
+                "held": sum(map(len, self._held.values())), "senders_heard": len(self._heard_ms),
+                "batch_records": len(self.parts)}
 
     def forget_identity(self, address: str) -> None:
         self.contacts.forget_identity(address)

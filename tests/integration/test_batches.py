@@ -14,6 +14,7 @@ import blake3
 import pytest
 
 from bridge.batching import Batches
+from bridge.batchparts import BatchParts
 from bridge.core.batch import MAX_BATCH_BYTES, MAX_RECORDS, Batch, is_batch, record_id
 from bridge.core.records import DirectMessage
 from bridge.events import MessageArrived, ReceiptArrived
@@ -213,7 +214,7 @@ async def test_a_restart_part_way_through_a_batch_shows_only_what_no_client_took
     got = [await _arrived(b_in, t) for t in texts]
     for e in got[:3]:  # a client took the first three
         b.delivered(e.envelope_id)
-    assert b.sessions.held() >= 1
+    assert b.sessions.held() >= 1 and b.inbox.sizes()["batch_records"] >= 1
     await b.stop()
 
     again = Service(Keystore(tmp_path / "b"), node, a.outbox.pool, base_bits=BITS)
@@ -225,6 +226,7 @@ async def test_a_restart_part_way_through_a_batch_shows_only_what_no_client_took
         assert [e.text for e in shown] == texts[3:]
         assert [e.envelope_id for e in shown] == ids[3:]
         assert again.sessions.held() == 0, "every key went once its records were taken"
+        assert again.inbox.sizes()["batch_records"] == 0
     finally:
         await again.stop()
     third = Service(Keystore(tmp_path / "b"), node, a.outbox.pool, base_bits=BITS)
@@ -237,3 +239,22 @@ async def test_a_restart_part_way_through_a_batch_shows_only_what_no_client_took
         assert third.health().recent_errors == []
     finally:
         await third.stop()
+
+
+def test_what_waits_for_clients_is_bounded() -> None:
+    released: list[bytes] = []
+    shown: list[bytes] = []
+    parts = BatchParts(released.append, lambda i, _e: shown.append(i), cap=4)
+    parts.expect(b"E1", 100, [b"a", b"b", b"c"])
+    parts.done(b"a")
+    assert released == [] and shown == []
+    parts.expect(b"E2", 200, [b"d", b"e"])  # past the cap: E1's oldest record is let go
+    assert len(parts) == 4
+    parts.done(b"c")
+    parts.done(b"d")
+    parts.done(b"e")
+    assert released == [b"E2"] and shown == [b"E2"]  # E1 waits for its forgotten record
+    parts.done(b"lone")  # a message that came alone: its own key
+    assert released == [b"E2", b"lone"]
+    parts.purge(150)
+    assert len(parts) == 0
